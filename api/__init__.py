@@ -1,0 +1,1 @@
+"""api: the FastAPI app and the steerfeed CLI."""

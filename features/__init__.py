@@ -1,0 +1,1 @@
+"""Features: the feature registry, embeddings and feature computation for training and serving."""

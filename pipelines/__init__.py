@@ -1,0 +1,1 @@
+"""pipelines: jobs, importers, demo world, evaluation, simulation and generation."""

@@ -1,0 +1,1 @@
+"""ranking: the ranking pipeline framework, its components and products."""

@@ -1,0 +1,1 @@
+"""steering: mood prompts, standing controls and transparency."""

@@ -1,0 +1,132 @@
+"""Versioned schema migrations for the DuckDB store.
+
+Each migration is applied once, in order, inside a transaction, and recorded in
+``schema_version``. Add new migrations at the end; never edit an applied one.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import duckdb
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step: a version number, a short name and its SQL statements."""
+
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "core tables",
+        (
+            """CREATE TABLE users (
+                user_id BIGINT PRIMARY KEY,
+                age_band VARCHAR NOT NULL DEFAULT '25-34',
+                is_teen BOOLEAN NOT NULL DEFAULT FALSE,
+                timezone VARCHAR NOT NULL DEFAULT 'UTC',
+                settings VARCHAR NOT NULL DEFAULT '{}',
+                created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+            )""",
+            """CREATE TABLE clips (
+                item_id BIGINT PRIMARY KEY,
+                author_id BIGINT NOT NULL,
+                caption VARCHAR NOT NULL,
+                topics VARCHAR[] NOT NULL DEFAULT [],
+                hashtags VARCHAR[] NOT NULL DEFAULT [],
+                duration_s DOUBLE NOT NULL DEFAULT 15.0,
+                created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+                safety_label VARCHAR NOT NULL DEFAULT 'safe',
+                maturity SMALLINT NOT NULL DEFAULT 0,
+                is_generated BOOLEAN NOT NULL DEFAULT FALSE,
+                remix_of BIGINT,
+                cameo_user_ids BIGINT[] NOT NULL DEFAULT [],
+                prior_views BIGINT NOT NULL DEFAULT 0,
+                prior_likes BIGINT NOT NULL DEFAULT 0,
+                provenance VARCHAR
+            )""",
+            """CREATE TABLE follows (
+                follower_id BIGINT NOT NULL,
+                followee_id BIGINT NOT NULL,
+                created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+                PRIMARY KEY (follower_id, followee_id)
+            )""",
+            """CREATE TABLE blocks (
+                user_id BIGINT NOT NULL,
+                target_id BIGINT NOT NULL,
+                kind VARCHAR NOT NULL,
+                created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+                PRIMARY KEY (user_id, target_id, kind)
+            )""",
+            """CREATE TABLE events (
+                event_id VARCHAR PRIMARY KEY,
+                user_id BIGINT NOT NULL,
+                item_id BIGINT,
+                target_user_id BIGINT,
+                event_type VARCHAR NOT NULL,
+                ts TIMESTAMP NOT NULL,
+                received_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+                session_id VARCHAR,
+                request_id VARCHAR,
+                position INTEGER,
+                pipeline VARCHAR,
+                source VARCHAR,
+                features VARCHAR,
+                propensity DOUBLE,
+                experiments VARCHAR,
+                watch_s DOUBLE,
+                watch_frac DOUBLE,
+                weight DOUBLE
+            )""",
+            """CREATE TABLE api_keys (
+                key_id VARCHAR PRIMARY KEY,
+                key_hash VARCHAR NOT NULL,
+                role VARCHAR NOT NULL,
+                user_id BIGINT,
+                created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+                revoked BOOLEAN NOT NULL DEFAULT FALSE
+            )""",
+        ),
+    ),
+)
+
+
+def current_version(con: duckdb.DuckDBPyConnection) -> int:
+    """Return the highest applied migration version (0 for an empty database)."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version ("
+        " version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMP DEFAULT current_timestamp)"
+    )
+    row = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(
+    con: duckdb.DuckDBPyConnection, migrations: tuple[Migration, ...] = MIGRATIONS
+) -> list[int]:
+    """Apply every migration newer than the database's version; return the versions applied."""
+    have = current_version(con)
+    applied: list[int] = []
+    for m in migrations:
+        if m.version <= have:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for stmt in m.statements:
+                con.execute(stmt)
+            con.execute("INSERT INTO schema_version (version, name) VALUES (?, ?)", [m.version, m.name])
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        applied.append(m.version)
+        logger.info("applied migration %d (%s)", m.version, m.name)
+    return applied

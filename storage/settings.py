@@ -1,0 +1,39 @@
+"""Typed storage settings (env prefix ``STEERFEED_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class StorageSettings(BaseSettings):
+    """Where the stores live.
+
+    ``db_url`` and ``index_url`` default to files under ``data_dir``:
+    ``duckdb:///<data_dir>/steerfeed.duckdb`` and ``qdrant-edge:///<data_dir>/vectors``.
+    ``index_url`` may also be ``http(s)://host:6333`` (a Qdrant server or cluster) or
+    ``qdrant-local:///path`` (qdrant-client's embedded local mode).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="STEERFEED_", extra="forbid")
+
+    data_dir: Path = Field(default=Path("data"))
+    db_url: str | None = None
+    index_url: str | None = None
+    qdrant_api_key: str | None = None
+
+    def resolved_db_path(self) -> Path:
+        """Return the DuckDB file path from ``db_url`` or ``data_dir``."""
+        if self.db_url:
+            prefix = "duckdb://"
+            if not self.db_url.startswith(prefix):
+                msg = f"db_url must start with {prefix!r}, got {self.db_url!r}"
+                raise ValueError(msg)
+            return Path(self.db_url[len(prefix) :])
+        return self.data_dir / "steerfeed.duckdb"
+
+    def resolved_index_url(self) -> str:
+        """Return the vector index URL (default: a Qdrant Edge shard under ``data_dir``)."""
+        return self.index_url or f"qdrant-edge://{(self.data_dir / 'vectors').as_posix()}"

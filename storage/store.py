@@ -1,0 +1,276 @@
+"""The embedded DuckDB store: clips, users, follows, blocks, the event log and API keys.
+
+One process owns the file. Reads use per-call cursors (safe across threads); writes go through
+one lock so an acknowledged write is committed before the caller returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from storage.errors import DuplicateEntityError, UnknownEntityError
+from storage.migrations import migrate
+
+logger = logging.getLogger(__name__)
+
+EVENT_TYPES: tuple[str, ...] = (
+    "impression",
+    "view",
+    "like",
+    "comment",
+    "remix",
+    "share",
+    "follow",
+    "skip",
+    "see_less",
+    "report",
+    "listen",
+)
+ROLES: tuple[str, ...] = ("service", "user", "analyst", "admin", "parent")
+
+USER_COLUMNS = ("user_id", "age_band", "is_teen", "timezone", "settings", "created_at")
+CLIP_COLUMNS = (
+    "item_id",
+    "author_id",
+    "caption",
+    "topics",
+    "hashtags",
+    "duration_s",
+    "created_at",
+    "safety_label",
+    "maturity",
+    "is_generated",
+    "remix_of",
+    "cameo_user_ids",
+    "prior_views",
+    "prior_likes",
+    "provenance",
+)
+EVENT_COLUMNS = (
+    "event_id",
+    "user_id",
+    "item_id",
+    "target_user_id",
+    "event_type",
+    "ts",
+    "received_at",
+    "session_id",
+    "request_id",
+    "position",
+    "pipeline",
+    "source",
+    "features",
+    "propensity",
+    "experiments",
+    "watch_s",
+    "watch_frac",
+    "weight",
+)
+
+
+def hash_key(key: str) -> str:
+    """Return the stored hash of an API key (SHA-256; keys are random, so no salt is needed)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def utcnow() -> datetime:
+    """Naive UTC now, the form every TIMESTAMP column holds."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Store:
+    """The DuckDB file and the operations the engine needs on it.
+
+    Parameters
+    ----------
+    path
+        The database file; its folder is created. ``":memory:"`` gives a throwaway store.
+    read_only
+        Open without taking the write lock on the file (analysts, reports).
+    """
+
+    def __init__(self, path: Path | str, *, read_only: bool = False) -> None:
+        self.path = Path(path) if path != ":memory:" else None
+        if self.path is not None and not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._con = duckdb.connect(str(path), read_only=read_only)
+        self._write_lock = threading.RLock()
+        self.read_only = read_only
+        if not read_only:
+            migrate(self._con)
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """Return a new cursor on the shared database (one per thread or call)."""
+        return self._con.cursor()
+
+    @contextmanager
+    def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Run writes in one transaction under the write lock; commit before returning."""
+        with self._write_lock:
+            cur = self._con.cursor()
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                yield cur
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            finally:
+                cur.close()
+
+    def query(self, sql: str, params: list[Any] | None = None) -> pl.DataFrame:
+        """Run a read query and return a polars frame."""
+        cur = self.cursor()
+        try:
+            return cur.execute(sql, params or []).pl()
+        finally:
+            cur.close()
+
+    def scalar(self, sql: str, params: list[Any] | None = None) -> Any:
+        """Run a query returning one value."""
+        cur = self.cursor()
+        try:
+            row = cur.execute(sql, params or []).fetchone()
+            return row[0] if row else None
+        finally:
+            cur.close()
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the database file."""
+        with self._write_lock:
+            self._con.execute("CHECKPOINT")
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._write_lock:
+            self._con.close()
+
+    # -- bulk inserts ---------------------------------------------------------------------------
+    def _insert_frame(
+        self, table: str, df: pl.DataFrame, *, or_ignore: bool = False, replace: bool = False
+    ) -> int:
+        if df.height == 0:
+            return 0
+        verb = "INSERT OR IGNORE" if or_ignore else ("INSERT OR REPLACE" if replace else "INSERT")
+        arrow = df.to_arrow()
+        with self.write() as cur:
+            cur.register("_incoming", arrow)
+            try:
+                row = cur.execute(f"{verb} INTO {table} BY NAME SELECT * FROM _incoming").fetchone()
+            except duckdb.ConstraintException as exc:
+                msg = f"{table}: {exc}"
+                raise DuplicateEntityError(msg) from exc
+            finally:
+                cur.unregister("_incoming")
+        return int(row[0]) if row else 0
+
+    def add_users(self, df: pl.DataFrame, *, replace: bool = False) -> int:
+        """Insert users (columns from ``USER_COLUMNS``; only ``user_id`` is required)."""
+        return self._insert_frame("users", df, replace=replace)
+
+    def add_clips(self, df: pl.DataFrame, *, replace: bool = False) -> int:
+        """Insert clips (columns from ``CLIP_COLUMNS``; ``item_id, author_id, caption`` required)."""
+        return self._insert_frame("clips", df, replace=replace)
+
+    def add_follows(self, df: pl.DataFrame) -> int:
+        """Insert directed follows ``follower_id -> followee_id``; repeats are ignored."""
+        return self._insert_frame("follows", df, or_ignore=True)
+
+    def remove_follow(self, follower_id: int, followee_id: int) -> None:
+        """Remove one follow edge."""
+        with self.write() as cur:
+            cur.execute(
+                "DELETE FROM follows WHERE follower_id = ? AND followee_id = ?",
+                [follower_id, followee_id],
+            )
+
+    def add_blocks(self, df: pl.DataFrame) -> int:
+        """Insert blocks or mutes (``user_id, target_id, kind`` with kind ``block`` or ``mute``)."""
+        return self._insert_frame("blocks", df, or_ignore=True)
+
+    def append_events(self, df: pl.DataFrame) -> int:
+        """Append events idempotently by ``event_id``; return how many were new.
+
+        The insert is committed before this returns, so an acknowledgement sent after it is
+        durable.
+        """
+        return self._insert_frame("events", df, or_ignore=True)
+
+    # -- lookups --------------------------------------------------------------------------------
+    def user_exists(self, user_id: int) -> bool:
+        """Whether the store holds this user."""
+        return bool(self.scalar("SELECT count(*) FROM users WHERE user_id = ?", [user_id]))
+
+    def get_user(self, user_id: int) -> dict[str, Any]:
+        """Return one user as a dict, or raise :class:`UnknownEntityError`."""
+        df = self.query("SELECT * FROM users WHERE user_id = ?", [user_id])
+        if df.height == 0:
+            msg = f"unknown user {user_id}"
+            raise UnknownEntityError(msg)
+        row = df.row(0, named=True)
+        row["settings"] = json.loads(row["settings"] or "{}")
+        return row
+
+    def update_user_settings(self, user_id: int, settings: dict[str, Any]) -> None:
+        """Replace a user's settings JSON."""
+        self.get_user(user_id)
+        with self.write() as cur:
+            cur.execute(
+                "UPDATE users SET settings = ? WHERE user_id = ?", [json.dumps(settings), user_id]
+            )
+
+    def clip_exists(self, item_id: int) -> bool:
+        """Whether the store holds this clip."""
+        return bool(self.scalar("SELECT count(*) FROM clips WHERE item_id = ?", [item_id]))
+
+    def count(self, table: str) -> int:
+        """Row count of a table."""
+        return int(self.scalar(f"SELECT count(*) FROM {table}"))
+
+    # -- API keys -------------------------------------------------------------------------------
+    def create_api_key(self, role: str, *, user_id: int | None = None) -> str:
+        """Create a key; only its hash is stored. Returns the key (shown once)."""
+        if role not in ROLES:
+            msg = f"unknown role {role!r}; valid: {', '.join(ROLES)}"
+            raise ValueError(msg)
+        if role in ("user", "parent") and user_id is None:
+            msg = f"a {role!r} key needs --user-id"
+            raise ValueError(msg)
+        key_id = secrets.token_hex(6)
+        key = f"sf_{key_id}_{secrets.token_urlsafe(24)}"
+        with self.write() as cur:
+            cur.execute(
+                "INSERT INTO api_keys (key_id, key_hash, role, user_id) VALUES (?, ?, ?, ?)",
+                [key_id, hash_key(key), role, user_id],
+            )
+        return key
+
+    def lookup_api_key(self, key: str) -> tuple[str, str, int | None] | None:
+        """Return ``(key_id, role, user_id)`` for a valid, unrevoked key, else ``None``."""
+        parts = key.split("_")
+        if len(parts) < 3 or parts[0] != "sf":
+            return None
+        cur = self.cursor()
+        try:
+            row = cur.execute(
+                "SELECT key_id, key_hash, role, user_id FROM api_keys WHERE key_id = ? AND NOT revoked",
+                [parts[1]],
+            ).fetchone()
+        finally:
+            cur.close()
+        if row is None or not secrets.compare_digest(row[1], hash_key(key)):
+            return None
+        return str(row[0]), str(row[2]), (int(row[3]) if row[3] is not None else None)

@@ -1,0 +1,1 @@
+"""wellbeing: surveys, satisfaction model, time-limit governor and parental controls."""
