@@ -10,4 +10,4 @@ from storage.errors import StorageError, UnknownEntityError
 from storage.settings import StorageSettings
 from storage.store import Store
 
-__all__ = ["StorageError", "Store", "StorageSettings", "UnknownEntityError"]
+__all__ = ["StorageError", "StorageSettings", "Store", "UnknownEntityError"]

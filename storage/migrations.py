@@ -96,6 +96,36 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        2,
+        "clip vectors (source of truth for re-indexing and serving features)",
+        (
+            """CREATE TABLE clip_vectors (
+                item_id BIGINT NOT NULL,
+                space VARCHAR NOT NULL,
+                vector FLOAT[] NOT NULL,
+                updated_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+                PRIMARY KEY (item_id, space)
+            )""",
+        ),
+    ),
+    Migration(
+        3,
+        "steering",
+        (
+            """CREATE TABLE moods (
+                mood_id VARCHAR PRIMARY KEY,
+                user_id BIGINT NOT NULL,
+                text VARCHAR NOT NULL,
+                parsed VARCHAR NOT NULL,
+                scope VARCHAR NOT NULL DEFAULT 'session',
+                strength DOUBLE NOT NULL DEFAULT 0.7,
+                created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+                expires_at TIMESTAMP,
+                deleted_at TIMESTAMP
+            )""",
+        ),
+    ),
 )
 
 
@@ -103,7 +133,8 @@ def current_version(con: duckdb.DuckDBPyConnection) -> int:
     """Return the highest applied migration version (0 for an empty database)."""
     con.execute(
         "CREATE TABLE IF NOT EXISTS schema_version ("
-        " version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMP DEFAULT current_timestamp)"
+        " version INTEGER PRIMARY KEY, name VARCHAR,"
+        " applied_at TIMESTAMP DEFAULT current_timestamp)"
     )
     row = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
     return int(row[0]) if row else 0
@@ -122,7 +153,9 @@ def migrate(
         try:
             for stmt in m.statements:
                 con.execute(stmt)
-            con.execute("INSERT INTO schema_version (version, name) VALUES (?, ?)", [m.version, m.name])
+            con.execute(
+                "INSERT INTO schema_version (version, name) VALUES (?, ?)", [m.version, m.name]
+            )
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")

@@ -135,7 +135,7 @@ class Store:
         """Run a read query and return a polars frame."""
         cur = self.cursor()
         try:
-            return cur.execute(sql, params or []).pl()
+            return pl.from_arrow(cur.sql(sql, params=params or None).to_arrow_table())  # type: ignore[return-value]
         finally:
             cur.close()
 
@@ -169,20 +169,22 @@ class Store:
         with self.write() as cur:
             cur.register("_incoming", arrow)
             try:
-                row = cur.execute(f"{verb} INTO {table} BY NAME SELECT * FROM _incoming").fetchone()
+                rows = cur.execute(
+                    f"{verb} INTO {table} BY NAME SELECT * FROM _incoming"
+                ).fetchall()
             except duckdb.ConstraintException as exc:
                 msg = f"{table}: {exc}"
                 raise DuplicateEntityError(msg) from exc
             finally:
                 cur.unregister("_incoming")
-        return int(row[0]) if row else 0
+        return int(rows[0][0]) if rows else 0
 
     def add_users(self, df: pl.DataFrame, *, replace: bool = False) -> int:
         """Insert users (columns from ``USER_COLUMNS``; only ``user_id`` is required)."""
         return self._insert_frame("users", df, replace=replace)
 
     def add_clips(self, df: pl.DataFrame, *, replace: bool = False) -> int:
-        """Insert clips (columns from ``CLIP_COLUMNS``; ``item_id, author_id, caption`` required)."""
+        """Insert clips (``CLIP_COLUMNS``; ``item_id, author_id, caption`` required)."""
         return self._insert_frame("clips", df, replace=replace)
 
     def add_follows(self, df: pl.DataFrame) -> int:
@@ -240,6 +242,25 @@ class Store:
         """Row count of a table."""
         return int(self.scalar(f"SELECT count(*) FROM {table}"))
 
+    # -- vectors ------------------------------------------------------------------------------
+    def put_vectors(self, space: str, item_ids: Any, matrix: Any) -> int:
+        """Insert or replace the ``space`` vectors of clips."""
+        return self._insert_frame(
+            "clip_vectors", _vector_frame(item_ids, space, matrix), replace=True
+        )
+
+    def get_vectors(self, space: str) -> tuple[Any, Any] | None:
+        """All vectors of a space as ``(item_ids, float32 matrix)``, or ``None`` when empty."""
+        import numpy as np
+
+        df = self.query(
+            "SELECT item_id, vector FROM clip_vectors WHERE space = ? ORDER BY item_id", [space]
+        )
+        if df.height == 0:
+            return None
+        mat = np.asarray(df["vector"].to_list(), dtype=np.float32)
+        return df["item_id"].to_numpy().astype(np.int64), mat
+
     # -- API keys -------------------------------------------------------------------------------
     def create_api_key(self, role: str, *, user_id: int | None = None) -> str:
         """Create a key; only its hash is stored. Returns the key (shown once)."""
@@ -266,7 +287,8 @@ class Store:
         cur = self.cursor()
         try:
             row = cur.execute(
-                "SELECT key_id, key_hash, role, user_id FROM api_keys WHERE key_id = ? AND NOT revoked",
+                "SELECT key_id, key_hash, role, user_id FROM api_keys "
+                "WHERE key_id = ? AND NOT revoked",
                 [parts[1]],
             ).fetchone()
         finally:
@@ -274,3 +296,16 @@ class Store:
         if row is None or not secrets.compare_digest(row[1], hash_key(key)):
             return None
         return str(row[0]), str(row[2]), (int(row[3]) if row[3] is not None else None)
+
+
+def _vector_frame(item_ids: Any, space: str, matrix: Any) -> pl.DataFrame:
+    import numpy as np
+
+    mat = np.asarray(matrix, dtype=np.float32)
+    return pl.DataFrame(
+        {
+            "item_id": np.asarray(item_ids, dtype=np.int64),
+            "space": [space] * len(mat),
+            "vector": pl.Series(mat).cast(pl.List(pl.Float32)),
+        }
+    )

@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from storage.index.base import SearchFilter, VectorIndex, VectorSpec
+from storage.index.factory import open_index
 
-__all__ = ["SearchFilter", "VectorIndex", "VectorSpec"]
+__all__ = ["SearchFilter", "VectorIndex", "VectorSpec", "open_index"]

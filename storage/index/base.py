@@ -49,8 +49,13 @@ class VectorIndex(Protocol):
 
     url: str
 
-    def ensure(self, spaces: dict[str, VectorSpec], *, keyword_fields: tuple[str, ...] = (),
-               integer_fields: tuple[str, ...] = ()) -> None:
+    def ensure(
+        self,
+        spaces: dict[str, VectorSpec],
+        *,
+        keyword_fields: tuple[str, ...] = (),
+        integer_fields: tuple[str, ...] = (),
+    ) -> None:
         """Create the collection with these named vectors and payload indexes if it is missing."""
         ...
 
@@ -58,16 +63,21 @@ class VectorIndex(Protocol):
         """Named vector spaces the collection has."""
         ...
 
-    def upsert(self, ids: np.ndarray, vectors: dict[str, np.ndarray],
-               payloads: list[dict[str, Any]] | None = None) -> None:
+    def upsert(
+        self,
+        ids: np.ndarray,
+        vectors: dict[str, np.ndarray],
+        payloads: list[dict[str, Any]] | None = None,
+    ) -> None:
         """Insert or replace points; ``vectors[name]`` is ``(len(ids), size)`` float32.
 
         Upserting only some named vectors of an existing point keeps its other vectors.
         """
         ...
 
-    def search(self, space: str, query: np.ndarray, *, limit: int,
-               flt: SearchFilter | None = None) -> list[tuple[int, float]]:
+    def search(
+        self, space: str, query: np.ndarray, *, limit: int, flt: SearchFilter | None = None
+    ) -> list[tuple[int, float]]:
         """Return up to ``limit`` ``(id, score)`` pairs, best first (higher score = closer)."""
         ...
 

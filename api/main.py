@@ -1,0 +1,131 @@
+"""The FastAPI app. ``create_app()`` needs no arguments: it reads settings from the environment
+and opens the engine in its lifespan, so tools can read the OpenAPI schema without a store."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from api.routes import catalog, events, feed, health
+from api.settings import ApiSettings
+from pipelines.engine import Engine
+from ranking.errors import BadCursorError
+from storage.errors import DuplicateEntityError, UnknownEntityError
+from storage.settings import StorageSettings
+
+logger = logging.getLogger(__name__)
+
+EngineFactory = Callable[[], Engine]
+
+
+def create_app(
+    *,
+    engine_factory: EngineFactory | None = None,
+    api_settings: ApiSettings | None = None,
+) -> FastAPI:
+    """Build the app; the engine is opened on start-up (from ``STEERFEED_*`` settings)."""
+    settings = api_settings or ApiSettings()
+    factory = engine_factory or (lambda: Engine(StorageSettings()))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = factory()
+        app.state.engine = engine
+        scheduler = None
+        if settings.scheduler:
+            from pipelines.scheduler import start_scheduler
+
+            scheduler = start_scheduler(engine)
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                scheduler.shutdown(wait=False)
+            engine.close()
+            app.state.engine = None
+
+    app = FastAPI(
+        title="steerfeed",
+        version="0.1.0",
+        description="Feed ranking and steering for short AI-generated clips.",
+        lifespan=lifespan,
+    )
+    for r in (health.router, feed.router, events.router, catalog.router):
+        app.include_router(r)
+    _install_extra_routers(app)
+    _install_error_handlers(app, settings)
+    return app
+
+
+def _install_extra_routers(app: FastAPI) -> None:
+    """Routers of other packages, each optional so the core stands on its own."""
+    import importlib
+
+    for mod in (
+        "api.routes.steering",
+        "api.routes.wellbeing",
+        "api.routes.generations",
+        "api.routes.admin",
+        "api.routes.analytics",
+    ):
+        try:
+            module = importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name != mod:
+                raise
+            continue
+        app.include_router(module.router)
+
+
+def _install_error_handlers(app: FastAPI, settings: ApiSettings) -> None:
+    @app.middleware("http")
+    async def limit_body(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None:
+            try:
+                too_big = int(length) > settings.max_body_bytes
+            except ValueError:
+                return JSONResponse({"detail": "invalid Content-Length"}, status_code=400)
+            if too_big:
+                return JSONResponse(
+                    {"detail": f"body over {settings.max_body_bytes} bytes; send smaller batches"},
+                    status_code=413,
+                )
+        return await call_next(request)
+
+    @app.exception_handler(UnknownEntityError)
+    async def _unknown(_: Request, exc: UnknownEntityError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(BadCursorError)
+    async def _cursor(_: Request, exc: BadCursorError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(DuplicateEntityError)
+    async def _dup(_: Request, exc: DuplicateEntityError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors: list[dict[str, Any]] = []
+        for e in exc.errors():
+            loc = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
+            errors.append({"field": loc, "message": e.get("msg", "invalid"), "type": e.get("type")})
+        summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+        return JSONResponse({"detail": errors, "message": summary}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(
+            {"detail": "internal error; it was logged. Retry, or report the request id."},
+            status_code=500,
+        )

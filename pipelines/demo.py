@@ -1,0 +1,85 @@
+"""Build the demo world into a data directory: store, caption vectors and index."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pipelines.demo_world import World, WorldConfig, build_world
+from pipelines.engine import open_engine
+from storage.store import Store
+
+logger = logging.getLogger(__name__)
+
+
+def load_world(store: Store, world: World) -> dict[str, int]:
+    """Insert a generated world's tables into a store."""
+    return {
+        "users": store.add_users(world.users),
+        "clips": store.add_clips(world.clips),
+        "follows": store.add_follows(world.follows),
+        "blocks": store.add_blocks(world.blocks),
+        "events": store.append_events(world.events),
+    }
+
+
+def build_demo(
+    data_dir: Path,
+    *,
+    n_users: int = 2000,
+    n_clips: int = 20000,
+    n_events: int = 500_000,
+    seed: int = 0,
+    progress: bool = False,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Generate the world, store it, embed and index every caption; return counts and timings."""
+    t0 = time.perf_counter()
+    data_dir = Path(data_dir)
+    for stale in ("steerfeed.duckdb", "steerfeed.duckdb.wal", "vectors"):
+        p = data_dir / stale
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    cfg = WorldConfig(
+        n_users=n_users,
+        n_clips=n_clips,
+        n_events=n_events,
+        seed=seed,
+        now=now or datetime.now(UTC).replace(tzinfo=None, minute=0, second=0, microsecond=0),
+    )
+    world = build_world(cfg, progress=progress)
+    t_world = time.perf_counter() - t0
+    store = Store(data_dir / "steerfeed.duckdb")
+    counts = load_world(store, world)
+    store.checkpoint()
+    store.close()
+    t_store = time.perf_counter() - t0 - t_world
+    engine = open_engine(data_dir)
+    try:
+        clips = engine.store.query("SELECT * FROM clips ORDER BY item_id")
+        engine.index_clips(clips, show_progress=progress)
+        t_embed = time.perf_counter() - t0 - t_world - t_store
+        if engine.index is not None:
+            engine.index.optimize()
+    finally:
+        engine.close()
+    total = time.perf_counter() - t0
+    report = {
+        **counts,
+        "seconds": {
+            "world": round(t_world, 1),
+            "store": round(t_store, 1),
+            "embed": round(t_embed, 1),
+            "index": round(total - t_world - t_store - t_embed, 1),
+            "total": round(total, 1),
+        },
+    }
+    logger.info("demo built in %.1f s: %s", total, counts)
+    return report

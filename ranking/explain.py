@@ -1,0 +1,67 @@
+""" "Why am I seeing this": short reasons in words from the source and feature contributions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SOURCE_REASONS = {
+    "following": "from a creator you follow",
+    "friends_of_friends": "popular with creators the people you follow follow",
+    "ann_user_vector": "similar to clips you enjoyed",
+    "collab": "watched by people with tastes like yours",
+    "trending": "trending right now",
+    "fresh": "new on steerfeed",
+    "mood": "matches your mood",
+    "generated": "made for your mood",
+}
+
+FEATURE_WORDS = {
+    "user_clip_cosine": "close to what you like",
+    "follows_author": "you follow the creator",
+    "author_is_friend": "the creator is your friend",
+    "friends_engaged": "friends engaged with it",
+    "friend_cameo": "a friend appears in it",
+    "remix_of_friend": "it remixes a friend's clip",
+    "completion_rate": "people watch it to the end",
+    "like_rate": "people like it",
+    "comment_rate": "people talk about it",
+    "remix_rate": "people create from it",
+    "share_rate": "people share it",
+    "velocity_log": "engagement is rising fast",
+    "freshness": "it is new",
+    "views_log": "many people watched it",
+    "author_followers_log": "a well-followed creator",
+    "age_hours": "its age",
+    "skip_rate": "people skip it",
+    "see_less_rate": "people ask to see less of it",
+    "report_rate": "it was reported",
+    "mood_similarity": "it matches your mood",
+    "satisfaction": "people feel good after clips like it",
+}
+
+
+def feature_phrase(name: str) -> str:
+    """Words for one feature name (the name itself when no words are known)."""
+    return FEATURE_WORDS.get(name, name.replace("_", " "))
+
+
+def reason_text(source: str, contributions: list[tuple[str, float]]) -> str:
+    """Compose a one-line reason: the source's phrase and the strongest positive features."""
+    head = SOURCE_REASONS.get(source, f"found by {source}")
+    top = [feature_phrase(n) for n, v in contributions if v > 0][:2]
+    if top:
+        return f"{head.capitalize()}; {' and '.join(top)}."
+    return f"{head.capitalize()}."
+
+
+def top_contributions(
+    row: dict[str, Any], weights: dict[str, float], *, k: int = 3
+) -> list[tuple[str, float]]:
+    """Largest ``weight * value`` terms for one candidate row, by absolute size."""
+    terms = [
+        (name, float(w) * float(row.get(name) or 0.0))
+        for name, w in weights.items()
+        if w and name in row
+    ]
+    terms.sort(key=lambda t: -abs(t[1]))
+    return terms[:k]

@@ -1,0 +1,21 @@
+"""Filter: clips the user has seen or that earlier pages of this session served."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from ranking.pipeline import FeedQuery, FilterResult, split_by_mask
+
+
+class AlreadySeenFilter:
+    """Removes clips in the user's seen set or in the cursor's served set."""
+
+    name = "already_seen"
+
+    def apply(self, query: FeedQuery, candidates: pl.DataFrame) -> FilterResult:
+        """Split on set membership."""
+        seen: set[int] = query.context.get("seen", set())
+        gone = seen | query.exclude_ids if query.exclude_ids else seen
+        if not gone:
+            return FilterResult(candidates, candidates.clear())
+        return split_by_mask(candidates, candidates["item_id"].is_in(list(gone)))

@@ -1,0 +1,20 @@
+"""Filter: violative clips never appear; clips above the user's maturity setting are removed."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from ranking.pipeline import FeedQuery, FilterResult, split_by_mask
+from ranking.state import SAFETY_CODES
+
+
+class SafetyFilter:
+    """Removes violative clips and clips whose maturity exceeds ``context['maturity_max']``."""
+
+    name = "safety"
+
+    def apply(self, query: FeedQuery, candidates: pl.DataFrame) -> FilterResult:
+        """Split on safety label and maturity."""
+        max_m = int(query.context.get("maturity_max", 0))
+        bad = (pl.col("safety") >= SAFETY_CODES["violative"]) | (pl.col("maturity") > max_m)
+        return split_by_mask(candidates, candidates.select(bad.alias("m"))["m"])

@@ -1,0 +1,130 @@
+"""Candidate hydrator: engagement, author, social and user x clip features from memory."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from ranking.pipeline import FeedQuery
+from ranking.state import COUNTERS, FeedState
+
+_C = {c: i for i, c in enumerate(COUNTERS)}
+# Beta-style smoothing so a clip with 1 view and 1 like does not outrank a proven one.
+PRIOR_VIEWS = 20.0
+PRIOR_LIKE_RATE = 0.05
+PRIOR_COMPLETION = 0.4
+
+
+class ClipFeaturesHydrator:
+    """Adds per-candidate feature columns (names listed in :attr:`FEATURES`)."""
+
+    name = "clip_features"
+
+    FEATURES = (
+        "age_hours",
+        "views_log",
+        "completion_rate",
+        "like_rate",
+        "comment_rate",
+        "remix_rate",
+        "share_rate",
+        "skip_rate",
+        "see_less_rate",
+        "report_rate",
+        "velocity_log",
+        "follows_author",
+        "author_is_friend",
+        "author_followers_log",
+        "friends_engaged",
+        "friend_cameo",
+        "remix_of_friend",
+        "user_clip_cosine",
+        "is_generated",
+        "maturity",
+        "safety",
+    )
+
+    def __init__(self, state: FeedState) -> None:
+        self.state = state
+
+    def hydrate(self, query: FeedQuery, candidates: pl.DataFrame) -> pl.DataFrame:
+        """Return the candidates with feature columns and ``author_id``/``topic``/``row``."""
+        st = self.state
+        ctx = query.context
+        with st.lock:
+            rows = st.rows(candidates["item_id"].to_numpy())
+            known = rows >= 0
+            r = np.where(known, rows, 0)
+            n = len(r)
+            counts = st.counts[r]
+            views = counts[:, _C["views"]] + st.prior_views[r]
+            likes = counts[:, _C["likes"]] + st.prior_likes[r]
+            denom = views + PRIOR_VIEWS
+            impressions = np.maximum(counts[:, _C["impressions"]], counts[:, _C["views"]])
+
+            def rate(col: str, prior: float = 0.0) -> np.ndarray:
+                return (counts[:, _C[col]] + prior * PRIOR_VIEWS) / denom
+
+            following: set[int] = ctx.get("following", set())
+            friends: set[int] = ctx.get("friends", set())
+            authors = st.author[r]
+            follows_author = np.fromiter((a in following for a in authors.tolist()), bool, n)
+            author_friend = np.fromiter((a in friends for a in authors.tolist()), bool, n)
+            followers = np.fromiter(
+                (len(st.followers.get(a, ())) for a in authors.tolist()), np.float64, n
+            )
+            if friends:
+                friends_engaged = np.fromiter(
+                    (len(st.engagers.get(x, set()) & friends) for x in r.tolist()), np.float64, n
+                )
+                cameo = np.fromiter(
+                    (any(c in friends for c in st.cameos[x]) for x in r.tolist()), bool, n
+                )
+                remix_parent = st.remix_of[r]
+                parent_rows = st.rows(remix_parent)
+                remix_friend = np.fromiter(
+                    (p >= 0 and int(st.author[p]) in friends for p in parent_rows.tolist()),
+                    bool,
+                    n,
+                )
+            else:
+                friends_engaged = np.zeros(n)
+                cameo = np.zeros(n, dtype=bool)
+                remix_friend = np.zeros(n, dtype=bool)
+            uvec = ctx.get("user_vector")
+            if uvec is not None:
+                cosine = (st.vectors[r] @ uvec).astype(np.float64)
+                cosine[~st.has_vector[r]] = 0.0
+            else:
+                cosine = np.zeros(n)
+            topics = [st.topics[x][0] if st.topics[x] else "" for x in r.tolist()]
+            cols = {
+                "row": rows,
+                "author_id": authors,
+                "topic": topics,
+                "age_hours": np.clip(ctx["now_epoch"] - st.created[r], 0, None) / 3600.0,
+                "views_log": np.log1p(views),
+                "completion_rate": (
+                    counts[:, _C["watch_frac_sum"]] + PRIOR_COMPLETION * PRIOR_VIEWS
+                )
+                / (counts[:, _C["views"]] + PRIOR_VIEWS),
+                "like_rate": (likes + PRIOR_LIKE_RATE * PRIOR_VIEWS) / denom,
+                "comment_rate": rate("comments"),
+                "remix_rate": rate("remixes"),
+                "share_rate": rate("shares"),
+                "skip_rate": counts[:, _C["skips"]] / (impressions + PRIOR_VIEWS),
+                "see_less_rate": rate("see_less"),
+                "report_rate": rate("reports"),
+                "velocity_log": np.log1p(st.velocity_now(ctx["now_epoch"], r)),
+                "follows_author": follows_author.astype(np.float64),
+                "author_is_friend": author_friend.astype(np.float64),
+                "author_followers_log": np.log1p(followers),
+                "friends_engaged": friends_engaged,
+                "friend_cameo": cameo.astype(np.float64),
+                "remix_of_friend": remix_friend.astype(np.float64),
+                "user_clip_cosine": cosine,
+                "is_generated": st.generated[r].astype(np.float64),
+                "maturity": st.maturity[r].astype(np.int64),
+                "safety": st.safety[r].astype(np.int64),
+            }
+        return candidates.with_columns([pl.Series(k, v) for k, v in cols.items()])

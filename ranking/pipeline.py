@@ -1,0 +1,326 @@
+"""The ranking pipeline framework.
+
+A product (home feed, following feed, teen feed) is one declared :class:`RankingPipeline`::
+
+    query hydrators -> candidate sources -> candidate hydrators -> filters -> scorers
+      -> selector -> post-selection filters -> side effects
+
+Candidates are one polars DataFrame keyed by ``item_id``. The runner enforces each stage's
+contract: sources return ``item_id`` (Int64) and ``source_score``; hydrators keep the rows and
+their order; filters split rows into kept and removed; scorers return one finite score per row;
+side effects run after the response is built and never block it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import polars as pl
+
+from ranking.errors import ContractViolation
+
+logger = logging.getLogger(__name__)
+
+CANDIDATE_SCHEMA = {"item_id": pl.Int64, "source_score": pl.Float64}
+
+# Shared pools: sources fan out per request; side effects drain in the background.
+_SOURCE_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="source")
+_EFFECT_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="side-effect")
+
+
+@dataclass
+class FeedQuery:
+    """One feed request and the facts hydrated about it.
+
+    ``exclude_ids`` holds the clips served earlier in this session (from the cursor).
+    ``context`` is filled by query hydrators (user row, user vector, graph, mood, governor ...).
+    ``overrides`` carries experiment-arm settings for this request.
+    """
+
+    user_id: int
+    limit: int
+    now: datetime
+    session_id: str
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    page: int = 0
+    exclude_ids: frozenset[int] = frozenset()
+    context: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class QueryHydrator(Protocol):
+    """Adds facts about the request to ``query.context``."""
+
+    name: str
+
+    def hydrate(self, query: FeedQuery) -> None:
+        """Mutate ``query.context``."""
+        ...
+
+
+@runtime_checkable
+class CandidateSource(Protocol):
+    """Returns candidate ids: a frame with ``item_id`` (Int64) and ``source_score`` (Float64).
+
+    ``timeout_s`` bounds how long the runner waits; a source that raises or times out is
+    dropped for this request (fail open) and logged.
+    """
+
+    name: str
+    timeout_s: float
+
+    def fetch(self, query: FeedQuery) -> pl.DataFrame:
+        """Return candidates for the query."""
+        ...
+
+
+@runtime_checkable
+class CandidateHydrator(Protocol):
+    """Adds columns to the candidates; must keep every row in the same order."""
+
+    name: str
+
+    def hydrate(self, query: FeedQuery, candidates: pl.DataFrame) -> pl.DataFrame:
+        """Return the candidates with extra columns."""
+        ...
+
+
+@dataclass
+class FilterResult:
+    """What a filter kept and what it removed (so "why not" can be answered)."""
+
+    kept: pl.DataFrame
+    removed: pl.DataFrame
+
+
+@runtime_checkable
+class Filter(Protocol):
+    """Splits candidates into kept and removed rows."""
+
+    name: str
+
+    def apply(self, query: FeedQuery, candidates: pl.DataFrame) -> FilterResult:
+        """Return kept and removed candidates."""
+        ...
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """Returns one finite score per candidate, same length and order.
+
+    The runner stores it as ``score`` (and ``score_<name>``); the next scorer sees it.
+    """
+
+    name: str
+
+    def score(self, query: FeedQuery, candidates: pl.DataFrame) -> np.ndarray:
+        """Return the scores."""
+        ...
+
+
+@runtime_checkable
+class Selector(Protocol):
+    """Picks and orders the page from the scored candidates (diversity, caps, cards)."""
+
+    name: str
+
+    def select(self, query: FeedQuery, candidates: pl.DataFrame) -> pl.DataFrame:
+        """Return at most ``query.limit`` rows in page order."""
+        ...
+
+
+@runtime_checkable
+class SideEffect(Protocol):
+    """Runs after the page is built (impression logging, caches); never blocks the response."""
+
+    name: str
+
+    def run(self, query: FeedQuery, page: pl.DataFrame) -> None:
+        """Do the work."""
+        ...
+
+
+@dataclass
+class PipelineResult:
+    """A ranked page and how it was made."""
+
+    query: FeedQuery
+    page: pl.DataFrame
+    removed: dict[int, str]
+    source_counts: dict[str, int]
+    failed_sources: list[str]
+    timings_ms: dict[str, float]
+    n_candidates: int
+    effects: list[Future[None]] = field(default_factory=list)
+
+
+def empty_candidates() -> pl.DataFrame:
+    """An empty candidate frame with the source schema."""
+    return pl.DataFrame(schema={**CANDIDATE_SCHEMA, "source": pl.String})
+
+
+@dataclass
+class RankingPipeline:
+    """A declared product: its components in order. :meth:`run` executes it."""
+
+    name: str
+    query_hydrators: Sequence[QueryHydrator]
+    sources: Sequence[CandidateSource]
+    hydrators: Sequence[CandidateHydrator]
+    filters: Sequence[Filter]  # cheapest first
+    scorers: Sequence[Scorer]
+    selector: Selector
+    post_filters: Sequence[Filter] = ()
+    side_effects: Sequence[SideEffect] = ()
+
+    def run(self, query: FeedQuery) -> PipelineResult:
+        """Run every stage and return the page; side effects are started, not awaited."""
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        for qh in self.query_hydrators:
+            t = time.perf_counter()
+            qh.hydrate(query)
+            timings[f"qh.{qh.name}"] = (time.perf_counter() - t) * 1e3
+
+        t = time.perf_counter()
+        cands, counts, failed = self._fetch(query)
+        timings["sources"] = (time.perf_counter() - t) * 1e3
+        n_candidates = cands.height
+
+        for h in self.hydrators:
+            t = time.perf_counter()
+            n = cands.height
+            ids = cands["item_id"]
+            cands = h.hydrate(query, cands)
+            if cands.height != n or not cands["item_id"].equals(ids):
+                msg = f"hydrator {h.name!r} changed the candidate rows ({n} -> {cands.height})"
+                raise ContractViolation(msg)
+            timings[f"h.{h.name}"] = (time.perf_counter() - t) * 1e3
+
+        removed: dict[int, str] = {}
+        cands = self._filter(query, cands, self.filters, removed, timings)
+
+        if cands.height:
+            for s in self.scorers:
+                t = time.perf_counter()
+                scores = np.asarray(s.score(query, cands), dtype=np.float64)
+                if scores.shape != (cands.height,):
+                    msg = (
+                        f"scorer {s.name!r} returned {scores.shape} scores "
+                        f"for {cands.height} candidates"
+                    )
+                    raise ContractViolation(msg)
+                if not np.all(np.isfinite(scores)):
+                    msg = f"scorer {s.name!r} returned non-finite scores"
+                    raise ContractViolation(msg)
+                cands = cands.with_columns(
+                    pl.Series("score", scores), pl.Series(f"score_{s.name}", scores)
+                )
+                timings[f"s.{s.name}"] = (time.perf_counter() - t) * 1e3
+        else:
+            cands = cands.with_columns(pl.lit(0.0).alias("score"))
+
+        t = time.perf_counter()
+        page = self.selector.select(query, cands.sort("score", descending=True))
+        if page.height > query.limit:
+            msg = f"selector {self.selector.name!r} returned {page.height} > limit {query.limit}"
+            raise ContractViolation(msg)
+        timings["select"] = (time.perf_counter() - t) * 1e3
+        page = self._filter(query, page, self.post_filters, removed, timings)
+        page = page.with_row_index("position").with_columns(pl.col("position").cast(pl.Int32))
+        timings["total"] = (time.perf_counter() - t0) * 1e3
+
+        effects = [_EFFECT_POOL.submit(_run_effect, e, query, page) for e in self.side_effects]
+        logger.debug(
+            "pipeline=%s user=%d candidates=%d page=%d failed=%s total_ms=%.2f",
+            self.name,
+            query.user_id,
+            n_candidates,
+            page.height,
+            failed,
+            timings["total"],
+        )
+        return PipelineResult(query, page, removed, counts, failed, timings, n_candidates, effects)
+
+    def _fetch(self, query: FeedQuery) -> tuple[pl.DataFrame, dict[str, int], list[str]]:
+        futures = {s.name: (s, _SOURCE_POOL.submit(s.fetch, query)) for s in self.sources}
+        frames: list[pl.DataFrame] = []
+        counts: dict[str, int] = {}
+        failed: list[str] = []
+        deadline = time.perf_counter() + max((s.timeout_s for s in self.sources), default=0.0)
+        for name, (src, fut) in futures.items():
+            wait = max(0.0, min(src.timeout_s, deadline - time.perf_counter()))
+            try:
+                df = fut.result(timeout=wait)
+            except FutureTimeout:
+                logger.warning("source %s timed out after %.0f ms; dropped", name, wait * 1e3)
+                failed.append(name)
+                continue
+            except Exception:
+                logger.exception("source %s failed; dropped (fail open)", name)
+                failed.append(name)
+                continue
+            if "item_id" not in df.columns or "source_score" not in df.columns:
+                msg = f"source {name!r} must return item_id and source_score, got {df.columns}"
+                raise ContractViolation(msg)
+            df = df.select(
+                pl.col("item_id").cast(pl.Int64),
+                pl.col("source_score").cast(pl.Float64),
+                pl.lit(name).alias("source"),
+            )
+            counts[name] = df.height
+            frames.append(df)
+        if not frames:
+            return empty_candidates(), counts, failed
+        # An item found by several sources keeps the first source in declaration order.
+        merged = pl.concat(frames).unique(subset="item_id", keep="first", maintain_order=True)
+        return merged, counts, failed
+
+    @staticmethod
+    def _filter(
+        query: FeedQuery,
+        cands: pl.DataFrame,
+        filters: Sequence[Filter],
+        removed: dict[int, str],
+        timings: dict[str, float],
+    ) -> pl.DataFrame:
+        for f in filters:
+            if cands.height == 0:
+                break
+            t = time.perf_counter()
+            n = cands.height
+            res = f.apply(query, cands)
+            if res.kept.height + res.removed.height != n:
+                msg = (
+                    f"filter {f.name!r} kept {res.kept.height} and removed {res.removed.height} "
+                    f"of {n} candidates"
+                )
+                raise ContractViolation(msg)
+            for item_id in res.removed["item_id"].to_list():
+                removed.setdefault(int(item_id), f.name)
+            cands = res.kept
+            timings[f"f.{f.name}"] = (time.perf_counter() - t) * 1e3
+        return cands
+
+
+def _run_effect(effect: SideEffect, query: FeedQuery, page: pl.DataFrame) -> None:
+    try:
+        effect.run(query, page)
+    except Exception:
+        logger.exception("side effect %s failed", effect.name)
+
+
+def split_by_mask(candidates: pl.DataFrame, remove: np.ndarray | pl.Series) -> FilterResult:
+    """Build a :class:`FilterResult` from a boolean mask of rows to remove."""
+    mask = remove if isinstance(remove, pl.Series) else pl.Series(np.asarray(remove, dtype=bool))
+    return FilterResult(kept=candidates.filter(~mask), removed=candidates.filter(mask))

@@ -1,0 +1,1 @@
+"""Query hydrators: facts about the request."""

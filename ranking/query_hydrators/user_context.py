@@ -1,0 +1,40 @@
+"""Hydrates the requesting user's profile, vector and graph into the query."""
+
+from __future__ import annotations
+
+from ranking.pipeline import FeedQuery
+from ranking.state import FeedState, to_epoch
+
+DEFAULT_MATURITY_MAX = 1
+TEEN_MATURITY_MAX = 0
+
+
+class UserContextQueryHydrator:
+    """Adds ``profile``, ``maturity_max``, ``user_vector``, ``following``, ``friends``,
+    ``blocked`` and ``seen`` to ``query.context``."""
+
+    name = "user_context"
+
+    def __init__(self, state: FeedState) -> None:
+        self.state = state
+
+    def hydrate(self, query: FeedQuery) -> None:
+        """Fill the context from the in-memory state."""
+        st = self.state
+        uid = query.user_id
+        profile = st.profiles.get(uid, {"is_teen": False, "settings": {}})
+        settings = profile.get("settings") or {}
+        default_max = TEEN_MATURITY_MAX if profile.get("is_teen") else DEFAULT_MATURITY_MAX
+        maturity_max = int(settings.get("maturity_max", default_max))
+        if profile.get("is_teen"):
+            # A teen's own setting can never open mature content.
+            maturity_max = min(maturity_max, TEEN_MATURITY_MAX)
+        ctx = query.context
+        ctx["profile"] = profile
+        ctx["maturity_max"] = maturity_max
+        ctx["now_epoch"] = to_epoch(query.now)
+        ctx["user_vector"] = st.user_vector(uid, ctx["now_epoch"])
+        ctx["following"] = st.following.get(uid, set())
+        ctx["friends"] = st.friends(uid)
+        ctx["blocked"] = st.blocked.get(uid, set())
+        ctx["seen"] = st.seen.get(uid, set())

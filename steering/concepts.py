@@ -1,0 +1,270 @@
+"""Concept scores: how strongly each clip in the catalogue is about a short text ("cooking").
+
+Titles alone often do not say what a clip is about, so plain cosine between a concept and a
+caption finds only the obvious clips. :class:`ConceptIndex` expands a concept in three steps
+and calibrates the result over the whole catalogue:
+
+1. **Query expansion (Rocchio / pseudo-relevance feedback).** The concept's embedding plus a
+   word match on topics, hashtags and caption words picks the top ``prf_k`` clips; their
+   centroid is added to the query, and every clip is scored by cosine to the expanded query.
+2. **Hashtag co-occurrence.** Each hashtag and topic gets the shrunk mean score of the clips
+   that carry it; a clip inherits the best score of its tags (``#comics recommended`` spreads
+   from the clips that name "anime" to those that do not).
+3. **Propagation over the caption kNN graph.** The score is smoothed with the mean score of
+   each clip's ``graph_k`` nearest captions.
+
+The result is a robust z-score over the catalogue (median 0, scaled by the MAD), so one
+threshold means the same for every concept: that is the calibration filters and scorers use.
+Scores are cached per concept text, so a mood costs its expansion once, at creation.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+from scipy import sparse
+
+from features.embedding import TextEmbedder
+from ranking.state import FeedState
+
+logger = logging.getLogger(__name__)
+
+_WORD_RE = re.compile(r"[^\W_]+")
+
+
+class ConceptSettings(BaseModel):
+    """Knobs of concept expansion (tuned on the tuning prompts of the steering benchmark)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prf_k: int = Field(default=40, ge=1)
+    prf_beta: float = Field(default=1.0, ge=0.0)
+    lexical_tag_bonus: float = Field(default=0.25, ge=0.0)
+    lexical_caption_bonus: float = Field(default=0.12, ge=0.0)
+    tag_weight: float = Field(default=0.6, ge=0.0)
+    tag_shrink: float = Field(default=5.0, ge=0.0)
+    graph_k: int = Field(default=10, ge=1)
+    graph_alpha: float = Field(default=0.5, ge=0.0, le=1.0)
+    graph_max_rows: int = Field(default=200_000, ge=0)
+    cache_size: int = Field(default=512, ge=1)
+
+
+def word_stem(word: str) -> str:
+    """A crude English stem: lower case, trailing plural ``s``/``es`` removed."""
+    w = word.lower()
+    if len(w) > 4 and w.endswith("ies"):
+        return w[:-3] + "y"
+    if len(w) > 3 and w.endswith("es") and w[-3] in "sxz":
+        return w[:-2]
+    if len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
+        return w[:-1]
+    return w
+
+
+def stems(text: str) -> list[str]:
+    """Stemmed words of a text."""
+    return [word_stem(w) for w in _WORD_RE.findall(text.lower())]
+
+
+@dataclass(frozen=True)
+class ConceptScores:
+    """Calibrated scores of one concept over the catalogue rows known when it was computed.
+
+    ``z`` is a robust z-score (0 = a typical clip; 3 = far above typical). ``vector`` is the
+    expanded unit query vector (for ANN search). ``lexical`` marks rows whose topics, hashtags
+    or caption words contain the concept's words.
+    """
+
+    text: str
+    vector: np.ndarray
+    z: np.ndarray
+    lexical: np.ndarray
+    n_rows: int
+
+    def at(self, rows: np.ndarray) -> np.ndarray:
+        """Scores of the given rows; rows added after the computation score 0."""
+        rows = np.asarray(rows, dtype=np.int64)
+        ok = (rows >= 0) & (rows < self.n_rows)
+        out = np.zeros(len(rows), dtype=np.float64)
+        out[ok] = self.z[rows[ok]]
+        return out
+
+    def lexical_at(self, rows: np.ndarray) -> np.ndarray:
+        """Word-match flags of the given rows."""
+        rows = np.asarray(rows, dtype=np.int64)
+        ok = (rows >= 0) & (rows < self.n_rows)
+        out = np.zeros(len(rows), dtype=bool)
+        out[ok] = self.lexical[rows[ok]]
+        return out
+
+
+class _Catalogue:
+    """Per-catalogue structures: tag incidence, word sets and the caption kNN graph."""
+
+    def __init__(self, state: FeedState, settings: ConceptSettings) -> None:
+        t0 = time.perf_counter()
+        with state.lock:
+            self.n = len(state.item_ids)
+            self.vectors = state.vectors[: self.n].copy()
+            self.has_vector = state.has_vector[: self.n].copy()
+            tags = [
+                [t.lower() for t in (*state.topics[r], *state.hashtags[r])] for r in range(self.n)
+            ]
+            captions = list(state.captions[: self.n])
+        vocab: dict[str, int] = {}
+        ri: list[int] = []
+        ci: list[int] = []
+        self.tag_words: list[set[str]] = []
+        self.caption_words: list[set[str]] = []
+        for r, ts in enumerate(tags):
+            words: set[str] = set()
+            for t in dict.fromkeys(ts):
+                ri.append(r)
+                ci.append(vocab.setdefault(t, len(vocab)))
+                words.update(stems(t))
+            self.tag_words.append(words)
+            self.caption_words.append(set(stems(captions[r] or "")))
+        self.tag_matrix = sparse.csr_matrix(
+            (np.ones(len(ri), dtype=np.float32), (ri, ci)), shape=(self.n, max(len(vocab), 1))
+        )
+        self.tag_counts = np.asarray(self.tag_matrix.sum(axis=0)).ravel()
+        self.neighbours = self._knn(settings) if self.n <= settings.graph_max_rows else None
+        logger.info(
+            "concept catalogue built: rows=%d tags=%d graph=%s ms=%.0f",
+            self.n,
+            len(vocab),
+            self.neighbours is not None,
+            (time.perf_counter() - t0) * 1e3,
+        )
+
+    def _knn(self, settings: ConceptSettings) -> np.ndarray:
+        k = min(settings.graph_k, max(self.n - 1, 1))
+        out = np.zeros((self.n, k), dtype=np.int64)
+        v = self.vectors
+        for start in range(0, self.n, 2048):
+            block = v[start : start + 2048] @ v.T
+            idx = np.arange(start, min(start + 2048, self.n))
+            block[idx - start, idx] = -np.inf
+            part = np.argpartition(-block, k - 1, axis=1)[:, :k]
+            out[start : start + len(idx)] = part
+        return out
+
+
+class ConceptIndex:
+    """Scores concepts over the catalogue (see the module docstring); thread safe, cached.
+
+    Parameters
+    ----------
+    state
+        The serving state whose caption vectors, topics and hashtags are read.
+    embedder
+        Returns the text embedder (called lazily so nothing loads until a concept is scored).
+    settings
+        Expansion knobs.
+    """
+
+    def __init__(
+        self,
+        state: FeedState,
+        embedder: Callable[[], TextEmbedder],
+        *,
+        settings: ConceptSettings | None = None,
+    ) -> None:
+        self.state = state
+        self._embedder = embedder
+        self.settings = settings or ConceptSettings()
+        self._lock = threading.Lock()
+        self._catalogue: _Catalogue | None = None
+        self._cache: OrderedDict[str, ConceptScores] = OrderedDict()
+
+    def embed(self, text: str) -> np.ndarray:
+        """The (cached) unit embedding of a text."""
+        return self._embedder().embed_one(text)
+
+    def catalogue(self) -> _Catalogue:
+        """The per-catalogue structures, rebuilt when clips were added since the last build."""
+        with self._lock:
+            cat = self._catalogue
+            n = len(self.state.item_ids)
+            if cat is None or cat.n != n:
+                cat = self._catalogue = _Catalogue(self.state, self.settings)
+                self._cache.clear()
+            return cat
+
+    def scores(self, text: str) -> ConceptScores:
+        """Calibrated scores of ``text`` over every clip (cached per text and catalogue)."""
+        key = text.strip().lower()
+        cat = self.catalogue()
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None and hit.n_rows == cat.n:
+                self._cache.move_to_end(key)
+                return hit
+        t0 = time.perf_counter()
+        out = self._compute(key, cat)
+        with self._lock:
+            self._cache[key] = out
+            while len(self._cache) > self.settings.cache_size:
+                self._cache.popitem(last=False)
+        logger.debug("concept %r scored in %.1f ms", key, (time.perf_counter() - t0) * 1e3)
+        return out
+
+    def _compute(self, text: str, cat: _Catalogue) -> ConceptScores:
+        s = self.settings
+        q = self.embed(text).astype(np.float32)
+        n = cat.n
+        if n == 0:
+            empty = np.zeros(0)
+            return ConceptScores(text, q, empty, np.zeros(0, dtype=bool), 0)
+        words = {w for w in stems(text) if len(w) > 2}
+        lex_tag = np.fromiter((bool(words & t) for t in cat.tag_words), bool, n)
+        lex_cap = np.fromiter((bool(words & c) for c in cat.caption_words), bool, n)
+        lexical = lex_tag | lex_cap
+        base = cat.vectors @ q
+        base = np.where(cat.has_vector, base, 0.0)
+        seed = base + s.lexical_tag_bonus * lex_tag + s.lexical_caption_bonus * lex_cap
+        k = min(s.prf_k, n)
+        top = np.argpartition(-seed, k - 1)[:k]
+        centroid = cat.vectors[top].mean(axis=0)
+        cn = float(np.linalg.norm(centroid))
+        q1 = q + s.prf_beta * (centroid / cn if cn > 0 else centroid)
+        q1 = (q1 / max(float(np.linalg.norm(q1)), 1e-9)).astype(np.float32)
+        s1 = np.where(cat.has_vector, cat.vectors @ q1, 0.0)
+        s1 = s1 + s.lexical_tag_bonus * lex_tag + s.lexical_caption_bonus * lex_cap
+        z = _robust_z(s1)
+        if s.tag_weight > 0 and cat.tag_matrix.nnz:
+            tag_mean = (cat.tag_matrix.T @ z) / (cat.tag_counts + s.tag_shrink)
+            tag_best = _row_max(cat.tag_matrix, tag_mean)
+            z = z + s.tag_weight * np.clip(tag_best, 0.0, None)
+        if cat.neighbours is not None and s.graph_alpha > 0:
+            z = (1.0 - s.graph_alpha) * z + s.graph_alpha * z[cat.neighbours].mean(axis=1)
+        z = _robust_z(z).astype(np.float32)
+        return ConceptScores(text, q1, z, lexical, n)
+
+
+def _robust_z(x: np.ndarray) -> np.ndarray:
+    med = float(np.median(x))
+    mad = float(np.median(np.abs(x - med))) * 1.4826
+    if mad <= 1e-9:
+        mad = float(np.std(x)) or 1.0
+    return (x - med) / mad
+
+
+def _row_max(m: sparse.csr_matrix, values: np.ndarray) -> np.ndarray:
+    """For each row of a 0/1 sparse matrix, the max of ``values`` over its nonzero columns."""
+    out = np.zeros(m.shape[0], dtype=np.float64)
+    if m.nnz == 0:
+        return out
+    vals = values[m.indices]
+    counts = np.diff(m.indptr)
+    nonempty = counts > 0
+    out[nonempty] = np.maximum.reduceat(vals, m.indptr[:-1][nonempty])
+    return out

@@ -1,0 +1,418 @@
+"""Qdrant Edge backend: an in-process Qdrant shard on disk (the embedded default index)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import qdrant_edge as qe
+
+from storage.errors import IndexUnavailableError, UnknownEntityError
+from storage.index.base import Distance, SearchFilter, VectorSpec
+
+logger = logging.getLogger(__name__)
+
+# Written by ``EdgeShard.create`` and kept current by the engine (``create_dense_vector``
+# rewrites it): the single source of truth for the shard's named vectors.
+_EDGE_CONFIG_FILE = "edge_config.json"
+
+_TO_EDGE_DISTANCE: dict[Distance, qe.Distance] = {
+    "cosine": qe.Distance.Cosine,
+    "dot": qe.Distance.Dot,
+}
+_FROM_EDGE_CONFIG_DISTANCE: dict[str, Distance] = {"Cosine": "cosine", "Dot": "dot"}
+
+
+def _point_ids(ids: np.ndarray) -> list[int]:
+    """Return ``ids`` as Python ints, checking they fit Qdrant's unsigned 64-bit point ids."""
+    arr = np.asarray(ids)
+    if arr.ndim != 1:
+        msg = f"ids must be one-dimensional, got shape {arr.shape}"
+        raise ValueError(msg)
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        msg = f"ids must be integers, got dtype {arr.dtype}"
+        raise ValueError(msg)
+    out = [int(i) for i in arr.tolist()]
+    if out and min(out) < 0:
+        msg = f"point ids must be non-negative (Qdrant ids are unsigned), got {min(out)}"
+        raise ValueError(msg)
+    return out
+
+
+def _ids(pids: list[int]) -> list[qe.PointId]:
+    """Type ``pids`` as Qdrant Edge point ids (its lists are invariant in the id type)."""
+    return cast("list[qe.PointId]", pids)
+
+
+def _edge_filter(flt: SearchFilter | None) -> qe.Filter | None:
+    """Translate a :class:`SearchFilter` into a Qdrant Edge filter (``None`` when empty)."""
+    if flt is None or flt.is_empty():
+        return None
+    must: list[Any] = [
+        qe.FieldCondition(key=key, match=qe.MatchAny(list(values)))
+        for key, values in flt.any_of.items()
+    ]
+    must.extend(
+        qe.FieldCondition(key=key, range=qe.RangeFloat(lte=float(value)))
+        for key, value in flt.max_values.items()
+    )
+    must_not: list[Any] = [
+        qe.FieldCondition(key=key, match=qe.MatchAny(list(values)))
+        for key, values in flt.none_of.items()
+        if values
+    ]
+    if flt.exclude_ids:
+        must_not.append(qe.HasIdCondition({int(i) for i in flt.exclude_ids}))
+    return qe.Filter(must=must or None, must_not=must_not or None)
+
+
+class EdgeVectorIndex:
+    """A :class:`~storage.index.base.VectorIndex` on a Qdrant Edge shard in one folder.
+
+    The shard is loaded at construction when the folder holds one (``EdgeShard.load``);
+    otherwise :meth:`ensure` creates it. Reads run without a Python lock: the shard is safe
+    for concurrent queries while another thread writes (checked with readers and a writer
+    in parallel). Writes take one lock, because :meth:`upsert` reads the stored vectors of a
+    point before writing it back (Qdrant replaces whole points) and two writers must not
+    interleave there. :meth:`close` must not race with in-flight calls (close at shutdown).
+
+    Parameters
+    ----------
+    path
+        Folder of the shard (created on :meth:`ensure` when missing).
+    url
+        The URL the index was opened from, for logs and ``/health`` (defaults to
+        ``qdrant-edge://<path>``).
+    """
+
+    def __init__(self, path: str | Path, *, url: str | None = None) -> None:
+        self.path = Path(path)
+        self.url = url or f"qdrant-edge://{self.path.as_posix()}"
+        self._write_lock = threading.Lock()
+        self._shard: qe.EdgeShard | None = None
+        self._spaces: dict[str, VectorSpec] = {}
+        if (self.path / _EDGE_CONFIG_FILE).exists():
+            self._shard = self._load()
+            self._spaces = self._read_spaces()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def _load(self) -> qe.EdgeShard:
+        try:
+            return qe.EdgeShard.load(str(self.path))
+        except Exception as exc:  # qdrant_edge raises bare Exception
+            # "WouldBlock" on the WAL means another process or instance holds the shard open.
+            msg = f"cannot load Qdrant Edge shard at {self.path}: {exc}"
+            raise IndexUnavailableError(msg) from exc
+
+    def _read_spaces(self) -> dict[str, VectorSpec]:
+        config_path = self.path / _EDGE_CONFIG_FILE
+        try:
+            vectors = json.loads(config_path.read_text())["vectors"]
+            return {
+                name: VectorSpec(int(p["size"]), _FROM_EDGE_CONFIG_DISTANCE[p["distance"]])
+                for name, p in vectors.items()
+            }
+        except (OSError, KeyError, TypeError, ValueError) as exc:
+            msg = f"cannot read the Qdrant Edge shard's named vectors from {config_path}: {exc}"
+            raise IndexUnavailableError(msg) from exc
+
+    def _require(self) -> qe.EdgeShard:
+        shard = self._shard
+        if shard is None:
+            msg = f"vector index {self.url} is not open: call ensure() first (or it was closed)"
+            raise IndexUnavailableError(msg)
+        return shard
+
+    def ensure(
+        self,
+        spaces: dict[str, VectorSpec],
+        *,
+        keyword_fields: tuple[str, ...] = (),
+        integer_fields: tuple[str, ...] = (),
+    ) -> None:
+        """Create the shard, its named vectors and payload indexes where missing.
+
+        Idempotent. A space missing from an existing shard is added; a space that exists with
+        another size or distance raises :class:`~storage.errors.IndexUnavailableError`.
+
+        Parameters
+        ----------
+        spaces
+            Named vector spaces the index must have.
+        keyword_fields
+            Payload fields to index as keywords (``any_of`` / ``none_of`` filters).
+        integer_fields
+            Payload fields to index as integers (``max_values`` filters).
+        """
+        for name, spec in spaces.items():
+            if spec.distance not in _TO_EDGE_DISTANCE:
+                msg = f"space {name!r}: unknown distance {spec.distance!r}; valid: cosine, dot"
+                raise ValueError(msg)
+        with self._write_lock:
+            if self._shard is None:
+                if (self.path / _EDGE_CONFIG_FILE).exists():
+                    self._shard = self._load()
+                else:
+                    self._shard = self._create(spaces)
+            shard = self._shard
+            existing = self._read_spaces()
+            for name, spec in spaces.items():
+                have = existing.get(name)
+                if have is None:
+                    op = qe.UpdateOperation.create_dense_vector(
+                        name, spec.size, _TO_EDGE_DISTANCE[spec.distance]
+                    )
+                    self._apply(shard, op, "create_dense_vector")
+                    logger.info("vector index %s: added space %s %s", self.url, name, spec)
+                elif have != spec:
+                    msg = (
+                        f"vector index {self.url}: space {name!r} exists as {have}, "
+                        f"asked for {spec}; re-create the index to change it"
+                    )
+                    raise IndexUnavailableError(msg)
+            schema = shard.info().payload_schema
+            wanted = [(f, qe.PayloadSchemaType.Keyword) for f in keyword_fields]
+            wanted += [(f, qe.PayloadSchemaType.Integer) for f in integer_fields]
+            for field_name, schema_type in wanted:
+                if field_name not in schema:
+                    op = qe.UpdateOperation.create_field_index(field_name, schema_type)
+                    self._apply(shard, op, "create_field_index")
+            self._spaces = self._read_spaces()
+
+    def _create(self, spaces: dict[str, VectorSpec]) -> qe.EdgeShard:
+        config = qe.EdgeConfig(
+            vectors={
+                name: qe.EdgeVectorParams(size=spec.size, distance=_TO_EDGE_DISTANCE[spec.distance])
+                for name, spec in spaces.items()
+            }
+        )
+        try:
+            shard = qe.EdgeShard.create(str(self.path), config)
+        except Exception as exc:
+            msg = f"cannot create Qdrant Edge shard at {self.path}: {exc}"
+            raise IndexUnavailableError(msg) from exc
+        logger.info("vector index %s: created shard with spaces %s", self.url, sorted(spaces))
+        return shard
+
+    def close(self) -> None:
+        """Flush and close the shard (a later :meth:`ensure` reopens it)."""
+        with self._write_lock:
+            shard, self._shard = self._shard, None
+            if shard is not None:
+                shard.flush()
+                shard.close()
+
+    # -- reads ----------------------------------------------------------------------------------
+    def spaces(self) -> dict[str, VectorSpec]:
+        """Named vector spaces the shard has (empty before :meth:`ensure` creates it)."""
+        return dict(self._spaces)
+
+    def _spec(self, space: str) -> VectorSpec:
+        spec = self._spaces.get(space)
+        if spec is None:
+            msg = f"unknown vector space {space!r}; valid: {sorted(self._spaces)}"
+            raise UnknownEntityError(msg)
+        return spec
+
+    def search(
+        self,
+        space: str,
+        query: np.ndarray,
+        *,
+        limit: int,
+        flt: SearchFilter | None = None,
+    ) -> list[tuple[int, float]]:
+        """Return up to ``limit`` ``(id, score)`` pairs nearest to ``query``, best first.
+
+        Points without a vector in ``space`` are never returned. ``max_values`` keeps only
+        points whose payload has the key with a value ``<=`` the bound.
+
+        Parameters
+        ----------
+        space
+            Named vector space to search.
+        query
+            Query vector of the space's size.
+        limit
+            Most pairs to return.
+        flt
+            Payload and id conditions.
+
+        Returns
+        -------
+        list[tuple[int, float]]
+            ``(clip id, score)``, higher score = closer.
+        """
+        shard = self._require()
+        spec = self._spec(space)
+        vec = np.asarray(query, dtype=np.float32)
+        if vec.shape != (spec.size,):
+            msg = f"query for space {space!r} must have shape ({spec.size},), got {vec.shape}"
+            raise ValueError(msg)
+        if limit <= 0 or (flt is not None and any(not v for v in flt.any_of.values())):
+            return []  # an empty any_of list matches nothing
+        request = qe.QueryRequest(
+            limit=limit,
+            query=qe.Query.Nearest(vec.tolist(), using=space),
+            filter=_edge_filter(flt),
+            with_payload=False,
+            with_vector=False,
+        )
+        try:
+            hits = shard.query(request)
+        except Exception as exc:
+            msg = f"vector index {self.url}: search on {space!r} failed: {exc}"
+            raise IndexUnavailableError(msg) from exc
+        return [(int(h.id), float(h.score)) for h in hits]
+
+    def get_vectors(self, space: str, ids: np.ndarray) -> dict[int, np.ndarray]:
+        """Return the stored ``space`` vectors of those ``ids`` that exist and have one.
+
+        Cosine spaces return the unit-normalised vector Qdrant stores.
+        """
+        shard = self._require()
+        self._spec(space)
+        pids = _point_ids(ids)
+        if not pids:
+            return {}
+        records = self._retrieve(shard, pids, False, [space])
+        out: dict[int, np.ndarray] = {}
+        for rec in records:
+            vectors = rec.vector
+            if isinstance(vectors, dict) and space in vectors:
+                out[int(rec.id)] = np.asarray(vectors[space], dtype=np.float32)
+        return out
+
+    def count(self) -> int:
+        """Number of points."""
+        return int(self._require().count(qe.CountRequest(exact=True)))
+
+    # -- writes ---------------------------------------------------------------------------------
+    def _retrieve(
+        self,
+        shard: qe.EdgeShard,
+        pids: list[int],
+        with_payload: bool,
+        with_vector: bool | list[str],
+    ) -> list[qe.Record]:
+        try:
+            return shard.retrieve(_ids(pids), with_payload, with_vector)
+        except Exception as exc:
+            msg = f"vector index {self.url}: retrieve failed: {exc}"
+            raise IndexUnavailableError(msg) from exc
+
+    def _apply(self, shard: qe.EdgeShard, op: qe.UpdateOperation, what: str) -> None:
+        try:
+            shard.update(op)
+        except Exception as exc:
+            msg = f"vector index {self.url}: {what} failed: {exc}"
+            raise IndexUnavailableError(msg) from exc
+
+    def upsert(
+        self,
+        ids: np.ndarray,
+        vectors: dict[str, np.ndarray],
+        payloads: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """Insert or replace points, keeping what the call does not give.
+
+        Qdrant replaces a whole point on upsert, so for existing points the spaces missing
+        from ``vectors`` (and, when ``payloads`` is ``None``, the payload) are read first and
+        written back with the new vectors in one update.
+
+        Parameters
+        ----------
+        ids
+            Clip ids (non-negative).
+        vectors
+            ``space -> (len(ids), size)`` float32 matrix.
+        payloads
+            One payload per id, replacing the stored one; ``None`` keeps stored payloads.
+        """
+        shard = self._require()
+        pids = _point_ids(ids)
+        rows = {name: self._rows(name, mat, len(pids)) for name, mat in vectors.items()}
+        if payloads is not None and len(payloads) != len(pids):
+            msg = f"got {len(payloads)} payloads for {len(pids)} ids"
+            raise ValueError(msg)
+        if not pids:
+            return
+        with self._write_lock:
+            keep = [name for name in self._spaces if name not in rows]
+            stored: dict[int, Any] = {}
+            if keep or payloads is None:
+                with_payload = payloads is None
+                records = self._retrieve(shard, pids, with_payload, keep or False)
+                stored = {int(r.id): r for r in records}
+            points = []
+            for i, pid in enumerate(pids):
+                vec: dict[str, Any] = {name: r[i] for name, r in rows.items()}
+                payload = payloads[i] if payloads is not None else None
+                rec = stored.get(pid)
+                if rec is not None:
+                    if keep and isinstance(rec.vector, dict):
+                        for name, value in rec.vector.items():
+                            vec.setdefault(name, value)
+                    if payloads is None:
+                        payload = rec.payload
+                points.append(qe.Point(id=pid, vector=vec, payload=payload))
+            self._apply(shard, qe.UpdateOperation.upsert_points(points), "upsert")
+
+    def _rows(self, space: str, mat: np.ndarray, n: int) -> list[list[float]]:
+        spec = self._spec(space)
+        arr = np.asarray(mat, dtype=np.float32)
+        if arr.shape != (n, spec.size):
+            msg = f"vectors[{space!r}] must have shape ({n}, {spec.size}), got {arr.shape}"
+            raise ValueError(msg)
+        rows: list[list[float]] = arr.tolist()
+        return rows
+
+    def delete(self, ids: np.ndarray) -> None:
+        """Remove points (ids that do not exist are ignored)."""
+        shard = self._require()
+        pids = _point_ids(ids)
+        if not pids:
+            return
+        with self._write_lock:
+            self._apply(shard, qe.UpdateOperation.delete_points(_ids(pids)), "delete")
+
+    def set_payload(self, ids: np.ndarray, payload: dict[str, Any]) -> None:
+        """Merge ``payload`` into the payload of the given points (missing ids are skipped).
+
+        Qdrant Edge fails on the first missing id after updating the ones before it, so the
+        ids are narrowed to the existing points first.
+        """
+        shard = self._require()
+        pids = _point_ids(ids)
+        if not pids:
+            return
+        with self._write_lock:
+            present = [int(r.id) for r in self._retrieve(shard, pids, False, False)]
+            if present:
+                op = qe.UpdateOperation.set_payload(_ids(present), payload)
+                self._apply(shard, op, "set_payload")
+
+    def optimize(self) -> None:
+        """Run the segment optimizers (builds HNSW once segments pass the indexing threshold).
+
+        Blocks; searches keep working meanwhile. Small shards stay on exact search.
+        """
+        shard = self._require()
+        started = time.perf_counter()
+        try:
+            changed = shard.optimize()
+        except Exception as exc:
+            msg = f"vector index {self.url}: optimize failed: {exc}"
+            raise IndexUnavailableError(msg) from exc
+        logger.info(
+            "vector index %s optimized changed=%s points=%d ms=%.0f",
+            self.url,
+            changed,
+            self.count(),
+            (time.perf_counter() - started) * 1000,
+        )

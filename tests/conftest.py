@@ -1,0 +1,67 @@
+"""Shared fixtures: a tiny real world on a real DuckDB file and a real Qdrant Edge shard."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny_world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A demo world of 150 users, 800 clips and ~15k events, built and indexed once."""
+    from pipelines.demo import build_demo
+
+    d = tmp_path_factory.mktemp("world")
+    build_demo(d, n_users=150, n_clips=800, n_events=15_000, seed=3)
+    return d
+
+
+@pytest.fixture()
+def world_dir(tiny_world_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the tiny world (tests may write to it)."""
+    import shutil
+
+    dst = tmp_path / "world"
+    shutil.copytree(tiny_world_dir, dst)
+    return dst
+
+
+@pytest.fixture()
+def engine(world_dir: Path) -> Iterator[object]:
+    """An engine open on a private copy of the tiny world."""
+    from pipelines.engine import open_engine
+
+    eng = open_engine(world_dir)
+    yield eng
+    eng.close()
+
+
+@pytest.fixture()
+def client(world_dir: Path) -> Iterator[object]:
+    """A TestClient on the real app over a private copy of the tiny world."""
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+    from api.settings import ApiSettings
+    from pipelines.engine import open_engine
+
+    app = create_app(
+        engine_factory=lambda: open_engine(world_dir), api_settings=ApiSettings(scheduler=False)
+    )
+    with TestClient(app) as c:
+        yield c
+
+
+def make_key(client: object, role: str, user_id: int | None = None) -> dict[str, str]:
+    """Create an API key through the running app's store; return the auth header."""
+    engine = client.app.state.engine  # type: ignore[attr-defined]
+    key = engine.store.create_api_key(role, user_id=user_id)
+    return {"Authorization": f"Bearer {key}"}

@@ -1,0 +1,350 @@
+"""Usage for the governor, from the event log (SQL) or kept in memory per event.
+
+Rules shared by :func:`compute_usage` and :class:`UsageTracker`:
+
+- Time is the server's ``received_at``, never the client's ``ts`` (a device clock can be wrong
+  or set on purpose, and limits must not move with it).
+- Time used is the sum of ``watch_s`` over ``view`` events; two devices watching at once both
+  add up, and each event counts once whatever its ``session_id``.
+- The day is the user's local day (from local midnight, DST-aware).
+- A session is a run of the user's events, on any device or ``session_id``, with no gap longer
+  than ``session_gap_s``; the current session is the run holding the latest event, and only
+  while that event is at most ``session_gap_s`` old (otherwise no session is open).
+- AI-generated impressions count once per page and clip (``request_id``, ``item_id``), so an
+  impression logged twice for one page is not counted twice.
+- A break is a gap of at least ``break_gap_s`` (five minutes) between events, or since the last
+  event.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time as _time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from wellbeing.governor import Usage, local_day_start, resolve_timezone, to_utc
+
+if TYPE_CHECKING:
+    from storage.store import Store
+
+logger = logging.getLogger(__name__)
+
+SESSION_GAP_S = 1800
+BREAK_GAP_S = 300
+LOOKBACK = timedelta(hours=48)
+"""How far back the SQL looks: covers any local day; longer unbroken sessions are cut here."""
+
+_USAGE_SQL = """
+WITH ev AS (
+    SELECT e.event_id, e.item_id, e.received_at, e.event_type, e.request_id,
+           greatest(coalesce(e.watch_s, 0.0), 0.0) AS watch_s,
+           coalesce(c.is_generated, FALSE) AS is_generated
+    FROM events e
+    LEFT JOIN clips c ON c.item_id = e.item_id
+    WHERE e.user_id = $1 AND e.received_at > $2 AND e.received_at <= $3
+),
+gaps AS (
+    SELECT *,
+           date_diff('millisecond',
+                     lag(received_at) OVER (ORDER BY received_at, event_id),
+                     received_at) / 1000.0 AS gap_s
+    FROM ev
+),
+marks AS (
+    SELECT max(received_at) AS last_at,
+           max(received_at) FILTER (WHERE gap_s IS NULL OR gap_s > $5) AS session_start,
+           max(received_at) FILTER (WHERE gap_s IS NULL OR gap_s >= $6) AS break_end
+    FROM gaps
+)
+SELECT
+    coalesce(sum(g.watch_s) FILTER (WHERE g.event_type = 'view' AND g.received_at >= $4), 0.0)
+        AS seconds_today,
+    coalesce(sum(g.watch_s) FILTER (
+        WHERE g.event_type = 'view' AND g.received_at >= m.session_start), 0.0)
+        AS session_seconds,
+    coalesce(sum(g.watch_s) FILTER (
+        WHERE g.event_type = 'view' AND g.received_at >= m.break_end), 0.0)
+        AS seconds_since_break,
+    list(DISTINCT g.request_id) FILTER (
+        WHERE g.event_type = 'impression' AND g.request_id IS NOT NULL
+          AND g.received_at >= m.session_start) AS session_request_ids,
+    count(DISTINCT coalesce(g.request_id, g.event_id) || ':' || coalesce(g.item_id, -1)) FILTER (
+        WHERE g.event_type = 'impression' AND g.is_generated AND g.received_at >= $4)
+        AS generated_today,
+    any_value(m.last_at) AS last_at
+FROM gaps g CROSS JOIN marks m
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class UsageSnapshot:
+    """:class:`Usage` plus what an in-memory tracker needs to carry on from it."""
+
+    usage: Usage
+    last_event_at: datetime | None
+    session_request_ids: frozenset[str]
+    local_day: date
+
+
+def usage_snapshot(
+    store: Store,
+    user_id: int,
+    *,
+    now_utc: datetime,
+    timezone: str,
+    session_gap_s: int = SESSION_GAP_S,
+    break_gap_s: int = BREAK_GAP_S,
+) -> UsageSnapshot:
+    """Compute a user's usage as of ``now_utc`` from the event log (see the module rules).
+
+    Only events received at or before ``now_utc`` count, so a past instant can be replayed.
+    """
+    started = _time.perf_counter()
+    tz = resolve_timezone(timezone)
+    now = to_utc(now_utc)
+    day_start = local_day_start(now, tz)
+    params = [
+        user_id,
+        _naive(now - LOOKBACK),
+        _naive(now),
+        _naive(day_start),
+        float(session_gap_s),
+        float(break_gap_s),
+    ]
+    cur = store.cursor()
+    try:
+        row = cur.execute(_USAGE_SQL, params).fetchone()
+    finally:
+        cur.close()
+    if row is None:  # an aggregate always returns a row; kept for the type checker
+        row = (0.0, 0.0, 0.0, [], 0, None)
+    seconds_today, session_s, since_break_s, request_ids, generated, last_at = row
+    idle_s = (now - to_utc(last_at)).total_seconds() if last_at is not None else None
+    session_open = idle_s is not None and idle_s <= session_gap_s
+    on_break = idle_s is None or idle_s >= break_gap_s
+    ids = frozenset(request_ids or []) if session_open else frozenset()
+    usage = Usage(
+        seconds_today=float(seconds_today),
+        session_seconds=float(session_s) if session_open else 0.0,
+        seconds_since_break=0.0 if on_break else float(since_break_s),
+        pages_this_session=len(ids),
+        generated_today=int(generated),
+    )
+    logger.debug(
+        "usage user=%s today_s=%.0f session_s=%.0f pages=%d ms=%.1f",
+        user_id,
+        usage.seconds_today,
+        usage.session_seconds,
+        usage.pages_this_session,
+        (_time.perf_counter() - started) * 1000,
+    )
+    return UsageSnapshot(
+        usage=usage,
+        last_event_at=to_utc(last_at) if last_at is not None else None,
+        session_request_ids=ids,
+        local_day=now.astimezone(tz).date(),
+    )
+
+
+def compute_usage(
+    store: Store,
+    user_id: int,
+    *,
+    now_utc: datetime,
+    timezone: str,
+    session_gap_s: int = SESSION_GAP_S,
+) -> Usage:
+    """Return a user's :class:`Usage` as of ``now_utc`` from the event log.
+
+    Parameters
+    ----------
+    store
+        The DuckDB store holding ``events`` (and ``clips`` for ``is_generated``).
+    user_id
+        The user.
+    now_utc
+        The server's current time (naive values are UTC).
+    timezone
+        The user's IANA timezone for the local day (unknown: UTC, with a warning).
+    session_gap_s
+        A gap longer than this between two of the user's events (any device) ends a session.
+    """
+    return usage_snapshot(
+        store, user_id, now_utc=now_utc, timezone=timezone, session_gap_s=session_gap_s
+    ).usage
+
+
+@dataclass(slots=True)
+class _UserUsage:
+    timezone: str
+    local_day: date
+    last_event_at: datetime | None = None
+    seconds_today: float = 0.0
+    generated_today: int = 0
+    session_seconds: float = 0.0
+    seconds_since_break: float = 0.0
+    request_ids: set[str] = field(default_factory=set)
+
+
+class UsageTracker:
+    """Usage per user kept in memory and updated per event, so a request needs no SQL.
+
+    A user is seeded from :func:`usage_snapshot` the first time they are queried (when a store
+    is given). Record events after they are committed to the store: events recorded for a user
+    not seeded yet are ignored, because seeding reads them from the store. Without a store, an
+    unknown user starts from zero. Thread-safe.
+
+    Parameters
+    ----------
+    store
+        The store to seed users from, or ``None`` for a purely in-memory tracker.
+    session_gap_s, break_gap_s
+        As in :func:`compute_usage`.
+    default_timezone
+        The timezone of a user first seen through a ``record_*`` call without a store.
+    """
+
+    def __init__(
+        self,
+        store: Store | None = None,
+        *,
+        session_gap_s: int = SESSION_GAP_S,
+        break_gap_s: int = BREAK_GAP_S,
+        default_timezone: str = "UTC",
+    ) -> None:
+        self.store = store
+        self.session_gap_s = session_gap_s
+        self.break_gap_s = break_gap_s
+        self.default_timezone = default_timezone
+        self._users: dict[int, _UserUsage] = {}
+        self._lock = threading.Lock()
+
+    def __contains__(self, user_id: object) -> bool:
+        return user_id in self._users
+
+    def seed(self, user_id: int, *, now_utc: datetime, timezone: str) -> Usage:
+        """(Re)load a user's state from the store as of ``now_utc`` and return their usage."""
+        if self.store is None:
+            with self._lock:
+                self._users[user_id] = _UserUsage(
+                    timezone=timezone, local_day=_local_date(now_utc, timezone)
+                )
+            return Usage()
+        snap = usage_snapshot(
+            self.store,
+            user_id,
+            now_utc=now_utc,
+            timezone=timezone,
+            session_gap_s=self.session_gap_s,
+            break_gap_s=self.break_gap_s,
+        )
+        with self._lock:
+            self._users[user_id] = _UserUsage(
+                timezone=timezone,
+                local_day=snap.local_day,
+                last_event_at=snap.last_event_at,
+                seconds_today=snap.usage.seconds_today,
+                generated_today=snap.usage.generated_today,
+                session_seconds=snap.usage.session_seconds,
+                seconds_since_break=snap.usage.seconds_since_break,
+                request_ids=set(snap.session_request_ids),
+            )
+        return snap.usage
+
+    def forget(self, user_id: int) -> None:
+        """Drop a user's state (the next query seeds again)."""
+        with self._lock:
+            self._users.pop(user_id, None)
+
+    def record_view(self, user_id: int, watch_s: float, received_at: datetime) -> None:
+        """Add a ``view`` event's watch time, counted at its server receive time."""
+        with self._lock:
+            state = self._state_for_event(user_id, received_at)
+            if state is None:
+                return
+            seconds = max(0.0, float(watch_s))
+            state.seconds_today += seconds
+            state.session_seconds += seconds
+            state.seconds_since_break += seconds
+
+    def record_page(
+        self, user_id: int, request_id: str, received_at: datetime, n_generated: int
+    ) -> None:
+        """Add a served page (its ``request_id``) with ``n_generated`` AI-generated clips."""
+        with self._lock:
+            state = self._state_for_event(user_id, received_at)
+            if state is None or request_id in state.request_ids:
+                return
+            state.request_ids.add(request_id)
+            state.generated_today += max(0, int(n_generated))
+
+    def usage(self, user_id: int, *, now_utc: datetime, timezone: str) -> Usage:
+        """Return the user's usage as of ``now_utc``, seeding them first when unknown.
+
+        A change of ``timezone`` reseeds from the store (the local day moved).
+        """
+        with self._lock:
+            state = self._users.get(user_id)
+            if state is not None and state.timezone != timezone and self.store is None:
+                state.timezone = timezone
+        if state is None or state.timezone != timezone:
+            return self.seed(user_id, now_utc=now_utc, timezone=timezone)
+        now = to_utc(now_utc)
+        with self._lock:
+            idle_s = (
+                (now - state.last_event_at).total_seconds()
+                if state.last_event_at is not None
+                else None
+            )
+            same_day = _local_date(now, state.timezone) == state.local_day
+            session_open = idle_s is not None and idle_s <= self.session_gap_s
+            on_break = idle_s is None or idle_s >= self.break_gap_s
+            return Usage(
+                seconds_today=state.seconds_today if same_day else 0.0,
+                session_seconds=state.session_seconds if session_open else 0.0,
+                seconds_since_break=0.0 if on_break else state.seconds_since_break,
+                pages_this_session=len(state.request_ids) if session_open else 0,
+                generated_today=state.generated_today if same_day else 0,
+            )
+
+    def _state_for_event(self, user_id: int, received_at: datetime) -> _UserUsage | None:
+        """Roll the user's day, session and break forward to ``received_at`` (lock held)."""
+        at = to_utc(received_at)
+        state = self._users.get(user_id)
+        if state is None:
+            if self.store is not None:
+                logger.debug(
+                    "usage event for unseeded user %s ignored (seeded from store)", user_id
+                )
+                return None
+            tz_name = self.default_timezone
+            state = _UserUsage(timezone=tz_name, local_day=_local_date(at, tz_name))
+            self._users[user_id] = state
+        day = _local_date(at, state.timezone)
+        if day > state.local_day:
+            state.local_day, state.seconds_today, state.generated_today = day, 0.0, 0
+        if state.last_event_at is None or at > state.last_event_at:
+            gap_s = (
+                (at - state.last_event_at).total_seconds()
+                if state.last_event_at is not None
+                else None
+            )
+            if gap_s is None or gap_s > self.session_gap_s:
+                state.session_seconds = 0.0
+                state.request_ids.clear()
+            if gap_s is None or gap_s >= self.break_gap_s:
+                state.seconds_since_break = 0.0
+            state.last_event_at = at
+        return state
+
+
+def _local_date(moment: datetime, timezone: str) -> date:
+    return to_utc(moment).astimezone(resolve_timezone(timezone)).date()
+
+
+def _naive(moment: datetime) -> datetime:
+    """Naive UTC, the form the store's TIMESTAMP columns hold."""
+    return to_utc(moment).replace(tzinfo=None)
