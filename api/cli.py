@@ -291,7 +291,14 @@ def import_microlens_cmd(
 def _register_extra_commands() -> None:
     import importlib
 
-    for mod in ("api.cli_extra",):
+    for mod in (
+        "api.cli_models",
+        "api.cli_steering",
+        "api.cli_wellbeing",
+        "api.cli_experiments",
+        "api.cli_generation",
+        "api.cli_bench",
+    ):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:

@@ -73,6 +73,9 @@ def _install_extra_routers(app: FastAPI) -> None:
         "api.routes.generations",
         "api.routes.admin",
         "api.routes.analytics",
+        "api.routes.dashboard",
+        "api.routes.parental",
+        "api.routes.users",
     ):
         try:
             module = importlib.import_module(mod)

@@ -67,8 +67,9 @@ def follow_edges(follows: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
     return pl.concat(parts).group_by("follower_id", "followee_id").agg(pl.col("ts").min())
 
 
-def pagerank(src: np.ndarray, dst: np.ndarray, *, damping: float = 0.85, iters: int = 30,
-             tol: float = 1e-9) -> tuple[np.ndarray, np.ndarray]:
+def pagerank(
+    src: np.ndarray, dst: np.ndarray, *, damping: float = 0.85, iters: int = 30, tol: float = 1e-9
+) -> tuple[np.ndarray, np.ndarray]:
     """PageRank of the nodes of a directed graph (follower -> followee edges).
 
     Returns

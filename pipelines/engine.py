@@ -38,6 +38,15 @@ from storage.store import Store
 logger = logging.getLogger(__name__)
 
 CAPTION_SPACE = "caption"
+# Packages that wire components into the engine; each module defines ``install(engine)``.
+# Order matters: later installers see what earlier ones added.
+EXTENSIONS = (
+    "ranking.learned.wiring",
+    "steering.wiring",
+    "wellbeing.wiring",
+    "pipelines.generation.wiring",
+    "pipelines.experiments.wiring",
+)
 
 
 class FeedSettings(BaseSettings):
@@ -127,6 +136,9 @@ class Engine:
             hand_weights=self.hand_weights,
             max_per_author=self.feed_settings.max_per_author,
         )
+        self.health_checks: dict[str, Any] = {}
+        self.product_hooks: list[Any] = []
+        self._install_extensions()
         self.rebuild_products()
 
     # -- set-up -------------------------------------------------------------------------------
@@ -146,6 +158,23 @@ class Engine:
             self.index = None
             self.index_error = f"{type(exc).__name__}: {exc}"
             logger.exception("vector index %s unavailable; serving without ANN sources", url)
+
+    def _install_extensions(self) -> None:
+        """Let other packages add their components (each module has ``install(engine)``)."""
+        import importlib
+
+        for mod in EXTENSIONS:
+            try:
+                module = importlib.import_module(mod)
+            except ModuleNotFoundError as exc:
+                if exc.name != mod:
+                    raise
+                continue
+            install = getattr(module, "install", None)
+            if install is None:
+                logger.warning("extension %s has no install(engine); skipped", mod)
+                continue
+            install(self)
 
     def embedding_dim(self) -> int:
         """Dimension of the caption space (384 for the default model, else from the model)."""
@@ -289,9 +318,15 @@ class Engine:
             exclude_ids=cur.served,
             overrides=overrides or {},
         )
-        pipeline = self.products[product]
+        pipeline = self.products[self.choose_product(user_id, product)]
         result = pipeline.run(query)
         return self._to_page(result, cur, pipeline.name)
+
+    def choose_product(self, user_id: int, requested: str) -> str:
+        """The product to serve (hooks may redirect, e.g. to the non-personalized feed)."""
+        for hook in self.product_hooks:
+            requested = hook(user_id, requested)
+        return requested
 
     def _to_page(self, result: PipelineResult, cur: Cursor, pipeline_name: str) -> FeedPage:
         page = result.page
@@ -342,6 +377,7 @@ class Engine:
             pipeline=pipeline_name,
             failed_sources=result.failed_sources,
             extras={
+                **result.query.context.get("page_extras", {}),
                 "removed": result.removed,
                 "timings_ms": result.timings_ms,
                 "n_candidates": result.n_candidates,
@@ -351,8 +387,13 @@ class Engine:
 
     def health(self) -> dict[str, Any]:
         """Liveness and what is degraded."""
+        checks = {name: fn() for name, fn in self.health_checks.items()}
+        degraded = self.index is None or any(
+            isinstance(v, dict) and v.get("degraded") for v in checks.values()
+        )
         return {
-            "status": "ok" if self.index is not None else "degraded",
+            **checks,
+            "status": "degraded" if degraded else "ok",
             "clips": len(self.state.item_ids),
             "users": len(self.state.users),
             "index": "ok" if self.index is not None else f"unavailable: {self.index_error}",

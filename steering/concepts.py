@@ -26,7 +26,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -55,6 +55,7 @@ class ConceptSettings(BaseModel):
     graph_alpha: float = Field(default=0.5, ge=0.0, le=1.0)
     graph_max_rows: int = Field(default=200_000, ge=0)
     cache_size: int = Field(default=512, ge=1)
+    top_k: int = Field(default=300, ge=1)
 
 
 def word_stem(word: str) -> str:
@@ -88,6 +89,7 @@ class ConceptScores:
     z: np.ndarray
     lexical: np.ndarray
     n_rows: int
+    top_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def at(self, rows: np.ndarray) -> np.ndarray:
         """Scores of the given rows; rows added after the computation score 0."""
@@ -247,7 +249,10 @@ class ConceptIndex:
         if cat.neighbours is not None and s.graph_alpha > 0:
             z = (1.0 - s.graph_alpha) * z + s.graph_alpha * z[cat.neighbours].mean(axis=1)
         z = _robust_z(z).astype(np.float32)
-        return ConceptScores(text, q1, z, lexical, n)
+        k_top = min(s.top_k, n)
+        top_rows = np.argpartition(-z, k_top - 1)[:k_top]
+        top_rows = top_rows[np.argsort(-z[top_rows])]
+        return ConceptScores(text, q1, z, lexical, n, top_rows.astype(np.int64))
 
 
 def _robust_z(x: np.ndarray) -> np.ndarray:

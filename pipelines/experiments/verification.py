@@ -19,6 +19,7 @@ from scipy import stats as sps
 
 from pipelines.experiments.assignment import assign_many
 from pipelines.experiments.definitions import Arm, Experiment
+from pipelines.experiments.errors import StatsInputError
 from pipelines.experiments.off_policy import (
     doubly_robust_estimate,
     ips_estimate,
@@ -207,10 +208,15 @@ def verification_report(*, n_runs: int = 1000, seed: int = 0) -> dict[str, Any]:
     -------
     dict[str, Any]
         Nested figures by check, plus ``alpha``, ``n_runs``, ``seed`` and ``seconds``.
+
+    Raises
+    ------
+    StatsInputError
+        If ``n_runs < 10``.
     """
     if n_runs < 10:
         msg = f"n_runs must be >= 10 for meaningful rates, got {n_runs}"
-        raise ValueError(msg)
+        raise StatsInputError(msg)
     rng = np.random.default_rng(seed)
     started = time.perf_counter()
     small = min(n_runs, 400)

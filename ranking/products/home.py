@@ -12,7 +12,16 @@ from ranking.filters.safety import SafetyFilter
 from ranking.filters.unknown_clip import UnknownClipFilter
 from ranking.hydrators.clip_features import ClipFeaturesHydrator
 from ranking.hydrators.learned_features import LearnedFeaturesHydrator
-from ranking.pipeline import CandidateSource, Filter, QueryHydrator, RankingPipeline, Scorer
+from ranking.pipeline import (
+    CandidateHydrator,
+    CandidateSource,
+    Filter,
+    QueryHydrator,
+    RankingPipeline,
+    Scorer,
+    Selector,
+    SideEffect,
+)
 from ranking.query_hydrators.user_context import UserContextQueryHydrator
 from ranking.scorers.hand_weighted import HandWeightedScorer, HandWeights
 from ranking.selectors.diverse_top_k import DiverseTopKSelector
@@ -42,12 +51,24 @@ class RankingDeps:
     extra_query_hydrators: list[QueryHydrator] = field(default_factory=list)
     extra_sources: list[CandidateSource] = field(default_factory=list)
     extra_filters: list[Filter] = field(default_factory=list)
+    extra_hydrators: list[CandidateHydrator] = field(default_factory=list)
     scorers: list[Scorer] | None = None
+    extra_scorers: list[Scorer] = field(default_factory=list)
+    selector: Selector | None = None
+    extra_post_filters: list[Filter] = field(default_factory=list)
+    extra_side_effects: list[SideEffect] = field(default_factory=list)
+    impression_features: tuple[str, ...] = ClipFeaturesHydrator.FEATURES
     options: dict[str, Any] = field(default_factory=dict)
 
 
 def build_home_feed(deps: RankingDeps) -> RankingPipeline:
-    """Declare the home feed pipeline."""
+    """Declare the home feed pipeline.
+
+    Other packages add their components through ``deps`` (see each package's ``wiring``):
+    extra query hydrators, sources (first, so their labels win), hydrators, filters (after
+    the core ones), scorers (after the base value model), a selector, post-selection filters
+    and side effects.
+    """
     sources: list[CandidateSource] = [
         FollowingSource(deps.state),
         FriendsOfFriendsSource(deps.state),
@@ -61,7 +82,11 @@ def build_home_feed(deps: RankingDeps) -> RankingPipeline:
         name="home",
         query_hydrators=[UserContextQueryHydrator(deps.state), *deps.extra_query_hydrators],
         sources=[*deps.extra_sources, *sources],
-        hydrators=[ClipFeaturesHydrator(deps.state), LearnedFeaturesHydrator(deps.state)],
+        hydrators=[
+            ClipFeaturesHydrator(deps.state),
+            LearnedFeaturesHydrator(deps.state),
+            *deps.extra_hydrators,
+        ],
         # Cheapest first: id lookups, then set membership, then column predicates.
         filters=[
             UnknownClipFilter(),
@@ -70,11 +95,11 @@ def build_home_feed(deps: RankingDeps) -> RankingPipeline:
             SafetyFilter(),
             *deps.extra_filters,
         ],
-        scorers=scorers,
-        selector=DiverseTopKSelector(max_per_author=deps.max_per_author),
+        scorers=[*scorers, *deps.extra_scorers],
+        selector=deps.selector or DiverseTopKSelector(max_per_author=deps.max_per_author),
+        post_filters=list(deps.extra_post_filters),
         side_effects=[
-            LogImpressionsSideEffect(
-                deps.events, pipeline="home", features=feature_names()
-            )
+            LogImpressionsSideEffect(deps.events, pipeline="home", features=feature_names()),
+            *deps.extra_side_effects,
         ],
     )

@@ -2,7 +2,7 @@
 
 The model follows Hu, Koren & Volinsky (2008): every (user, item) cell has preference
 ``p = 1`` when the user engaged and ``0`` otherwise, with confidence ``c = 1 + alpha * w``
-where ``w`` is ``log1p(count)`` (optionally BM25-weighted). User and item factors are
+where ``w`` is BM25 over ``log1p(count)`` (or ``log1p(count)`` alone). User and item factors are
 solved in turn by a few batched conjugate-gradient steps (the closed-form solution,
 approximated as in ``implicit``).
 
@@ -166,9 +166,9 @@ def fit_collab(
     dim: int = 64,
     epochs: int = 15,
     seed: int = 0,
-    reg: float = 0.1,
-    alpha: float = 10.0,
-    weighting: ConfidenceWeighting = "log",
+    reg: float = 5.0,
+    alpha: float = 0.2,
+    weighting: ConfidenceWeighting = "bm25",
     cg_steps: int = 3,
     item_ids: np.ndarray | None = None,
     threads: int | None = None,
@@ -179,7 +179,8 @@ def fit_collab(
     ----------
     interactions : pl.DataFrame
         ``user_id, item_id, weight`` training rows; ``weight`` is an engagement strength
-        (a listen count), turned into confidence ``1 + alpha * log1p(weight)``.
+        (a listen count), turned into confidence ``1 + alpha * s`` with ``s`` the BM25
+        weight of ``log1p(weight)`` (or ``log1p(weight)`` itself, see ``weighting``).
     dim : int
         Factor dimension.
     epochs : int

@@ -8,6 +8,7 @@ import time
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
+from scipy.linalg import lapack
 
 from ranking.retrieval._matrix import DenseScorer, InteractionMatrix, log_weights
 from ranking.retrieval.errors import RetrievalError
@@ -56,6 +57,19 @@ class EaseModel(DenseScorer):
         return out
 
 
+def _spd_inverse(gram: np.ndarray) -> np.ndarray:
+    """Inverse of a symmetric positive-definite matrix via Cholesky (LAPACK potrf/potri)."""
+    factor, info = lapack.dpotrf(gram, lower=0, overwrite_a=1)
+    if info != 0:
+        msg = f"EASE gram matrix is not positive definite (LAPACK potrf info={info})"
+        raise RetrievalError(msg)
+    upper, info = lapack.dpotri(factor, lower=0, overwrite_c=1)
+    if info != 0:
+        msg = f"EASE gram matrix could not be inverted (LAPACK potri info={info})"
+        raise RetrievalError(msg)
+    return np.triu(upper) + np.triu(upper, 1).T
+
+
 def fit_ease(
     interactions: pl.DataFrame,
     *,
@@ -101,7 +115,7 @@ def fit_ease(
     xk = x[:, kept].tocsc()
     gram = np.asarray((xk.T @ xk).todense(), dtype=np.float64)
     gram[np.diag_indices_from(gram)] += lam
-    inv = np.linalg.inv(gram)
+    inv = _spd_inverse(gram)
     weights = -inv / np.diag(inv)
     weights[np.diag_indices_from(weights)] = 0.0
     logger.info(

@@ -23,7 +23,7 @@ class DiverseTopKSelector:
         """Return at most ``query.limit`` rows in page order (input is sorted by score)."""
         if candidates.height == 0:
             return candidates
-        pool = candidates.head(max(query.limit * 8, 100))
+        pool = candidates
         authors = pool["author_id"].to_list()
         topics = pool["topic"].to_list()
         scores = pool["score"].to_list()

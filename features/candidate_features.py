@@ -1,0 +1,357 @@
+"""Per-(user, candidate) features for the learned ranker, from interactions only.
+
+One :class:`RetrieverSet` holds every model fitted on one set of interactions (EASE,
+weighted-ALS collab factors, cosine item kNN, RP3beta, popularity, the friendship graph and
+the tag profiles of the interacted pairs). :func:`candidate_features` draws candidates from
+all of them and returns one row per (user, candidate) with the features below, so training
+(fitted on a fold) and evaluation/serving (fitted on everything) share one code path.
+
+Only the interactions given to :func:`fit_retrievers` are read: whatever is held out
+(a label fold, a test split) can never leak into a feature.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from ranking.retrieval._matrix import InteractionMatrix, check_interactions
+from ranking.retrieval.collab import CollabModel, fit_collab
+from ranking.retrieval.ease import EaseModel, fit_ease
+from ranking.retrieval.item_knn import ItemKnnModel, fit_item_knn, fit_rp3beta
+
+logger = logging.getLogger(__name__)
+
+#: Retrievers whose dense scores become ``<name>_score``, ``<name>_norm`` and ``<name>_rank``.
+SCORED_RETRIEVERS = ("ease", "collab", "knn", "rp3")
+
+#: Every feature column :func:`candidate_features` produces, in a fixed order.
+FEATURE_NAMES: tuple[str, ...] = (
+    *(f"{r}_{kind}" for r in SCORED_RETRIEVERS for kind in ("score", "norm", "rank")),
+    "item_listeners",
+    "item_log_listens_mean",
+    "item_pop_rank",
+    "user_items",
+    "user_log_listens_mean",
+    "user_mean_item_pop",
+    "user_friends",
+    "friends_listened",
+    "friends_listened_frac",
+    "friends_log_listens",
+    "top_items_similarity",
+    "tag_similarity",
+    "item_tag_count",
+)
+
+
+@dataclass(frozen=True)
+class CandidateConfig:
+    """How many candidates each source contributes per user, and model settings."""
+
+    per_source: int = 100
+    per_minor_source: int = 50
+    popular: int = 20
+    top_items: int = 5
+    collab_dim: int = 64
+    collab_epochs: int = 15
+    ease_lam: float = 50.0
+    knn_k: int = 100
+
+
+@dataclass
+class RetrieverSet:
+    """Every model and count fitted on one set of interactions, over one item space.
+
+    Attributes
+    ----------
+    matrix : InteractionMatrix
+        The raw weights (user x item) the models were fitted on.
+    ease, collab, knn, rp3 : models
+        Fitted retrievers, their score columns aligned with ``matrix.item_ids``.
+    friends : sp.csr_matrix
+        User x user 0/1 friendship matrix in ``matrix.user_ids`` order.
+    user_tags, item_tags : sp.csr_matrix
+        Row-normalised tag profiles (users x tags, items x tags) from the interacted pairs.
+    config : CandidateConfig
+        The settings used.
+    """
+
+    matrix: InteractionMatrix
+    ease: EaseModel
+    collab: CollabModel
+    knn: ItemKnnModel
+    rp3: ItemKnnModel
+    friends: sp.csr_matrix
+    user_tags: sp.csr_matrix
+    item_tags: sp.csr_matrix
+    config: CandidateConfig
+
+
+def _friend_matrix(friendships: pl.DataFrame | None, im: InteractionMatrix) -> sp.csr_matrix:
+    n = len(im.user_ids)
+    if friendships is None or friendships.height == 0:
+        return sp.csr_matrix((n, n), dtype=np.float64)
+    rows = im.rows_for(friendships["user_id"].to_numpy())
+    cols = im.rows_for(friendships["friend_id"].to_numpy())
+    ok = (rows >= 0) & (cols >= 0) & (rows != cols)
+    mat = sp.csr_matrix((np.ones(int(ok.sum())), (rows[ok], cols[ok])), shape=(n, n))
+    mat.data = np.ones_like(mat.data)
+    return mat
+
+
+def _tag_profiles(
+    tags: pl.DataFrame | None, interactions: pl.DataFrame, im: InteractionMatrix
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """User and item tag profiles from tag rows whose (user, item) pair is interacted."""
+    n_u, n_i = len(im.user_ids), len(im.item_ids)
+    if tags is None or tags.height == 0:
+        return sp.csr_matrix((n_u, 1)), sp.csr_matrix((n_i, 1))
+    pairs = interactions.select("user_id", "item_id").unique()
+    kept = tags.select("user_id", "item_id", "tag_id").join(
+        pairs, on=["user_id", "item_id"], how="semi"
+    )
+    if kept.height == 0:
+        return sp.csr_matrix((n_u, 1)), sp.csr_matrix((n_i, 1))
+    tag_codes, tag_col = np.unique(kept["tag_id"].to_numpy(), return_inverse=True)
+    n_t = len(tag_codes)
+    u = im.rows_for(kept["user_id"].to_numpy())
+    i = np.array([im.item_index.get(int(x), -1) for x in kept["item_id"].to_numpy()])
+    user_tags = sp.csr_matrix((np.ones(len(u)), (u, tag_col)), shape=(n_u, n_t))
+    item_tags = sp.csr_matrix((np.ones(len(i)), (i, tag_col)), shape=(n_i, n_t))
+
+    def normalise(m: sp.csr_matrix) -> sp.csr_matrix:
+        m = m.tocsr()
+        m.data = np.log1p(m.data)
+        norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
+        return sp.csr_matrix(sp.diags(1.0 / np.maximum(norms, 1e-12)) @ m)
+
+    return normalise(user_tags), normalise(item_tags)
+
+
+def fit_retrievers(
+    interactions: pl.DataFrame,
+    *,
+    friendships: pl.DataFrame | None = None,
+    tags: pl.DataFrame | None = None,
+    config: CandidateConfig | None = None,
+    seed: int = 0,
+) -> RetrieverSet:
+    """Fit every retriever and count on ``interactions`` alone.
+
+    Parameters
+    ----------
+    interactions : pl.DataFrame
+        ``user_id, item_id, weight`` rows (weight = engagement strength, e.g. listens).
+    friendships : pl.DataFrame, optional
+        ``user_id, friend_id`` rows (both directions for a symmetric graph).
+    tags : pl.DataFrame, optional
+        ``user_id, item_id, tag_id`` rows; only those whose (user, item) pair is in
+        ``interactions`` are used.
+    config : CandidateConfig, optional
+        Candidate counts and model settings.
+    seed : int
+        Seed for the collab factors.
+
+    Returns
+    -------
+    RetrieverSet
+    """
+    check_interactions(interactions)
+    cfg = config or CandidateConfig()
+    start = time.perf_counter()
+    im = InteractionMatrix.from_frame(interactions)
+    items = im.item_ids
+    ease = fit_ease(interactions, lam=cfg.ease_lam, item_ids=items)
+    collab = fit_collab(
+        interactions, dim=cfg.collab_dim, epochs=cfg.collab_epochs, seed=seed, item_ids=items
+    )
+    knn = fit_item_knn(interactions, k=cfg.knn_k, item_ids=items)
+    rp3 = fit_rp3beta(interactions, alpha=1.0, beta=0.3, item_ids=items)
+    user_tags, item_tags = _tag_profiles(tags, interactions, im)
+    logger.info(
+        "retrievers fit users=%d items=%d ms=%.0f",
+        len(im.user_ids),
+        len(items),
+        1000 * (time.perf_counter() - start),
+    )
+    return RetrieverSet(
+        matrix=im,
+        ease=ease,
+        collab=collab,
+        knn=knn,
+        rp3=rp3,
+        friends=_friend_matrix(friendships, im),
+        user_tags=user_tags,
+        item_tags=item_tags,
+        config=cfg,
+    )
+
+
+def _ranks(scores: np.ndarray) -> np.ndarray:
+    """1-based rank of every entry within its row (highest score is rank 1)."""
+    order = np.argsort(-scores, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(
+        ranks, order, np.arange(1, scores.shape[1] + 1)[None, :].repeat(len(scores), 0), axis=1
+    )
+    return ranks
+
+
+def _top_mask(scores: np.ndarray, k: int) -> np.ndarray:
+    """Boolean mask of each row's top ``k`` finite, positive-rank entries."""
+    mask = np.zeros(scores.shape, dtype=bool)
+    k = min(k, scores.shape[1])
+    if k <= 0:
+        return mask
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    np.put_along_axis(mask, top, True, axis=1)
+    return mask & np.isfinite(scores)
+
+
+def candidate_features(
+    retrievers: RetrieverSet,
+    user_ids: Sequence[int] | np.ndarray,
+    *,
+    batch_size: int = 256,
+) -> pl.DataFrame:
+    """Candidates and their features for each user.
+
+    Candidates are the union of each scored retriever's top items, the items most listened
+    to by the user's friends and the most popular items, never an item the user already
+    has in the fitted interactions.
+
+    Parameters
+    ----------
+    retrievers : RetrieverSet
+        Models fitted on the interactions features may read.
+    user_ids : sequence of int
+        Users to build candidates for (users unknown to the retrievers get none).
+    batch_size : int
+        Users processed at once (bounds memory: about ``12 * batch * n_items`` floats).
+
+    Returns
+    -------
+    pl.DataFrame
+        ``user_id, item_id`` plus every column of :data:`FEATURE_NAMES`
+        (``float32``, ``nan`` where a retriever cannot score the item).
+    """
+    start = time.perf_counter()
+    cfg = retrievers.config
+    im = retrievers.matrix
+    x = im.matrix
+    binary = x.copy()
+    binary.data = np.ones_like(binary.data)
+    logx = x.copy()
+    logx.data = np.log1p(logx.data)
+
+    listeners = np.asarray(binary.sum(axis=0)).ravel()
+    item_log_mean = np.asarray(logx.sum(axis=0)).ravel() / np.maximum(listeners, 1.0)
+    pop_order = np.argsort(-listeners, kind="stable")
+    pop_rank = np.empty(len(listeners), dtype=np.float64)
+    pop_rank[pop_order] = np.arange(1, len(listeners) + 1)
+    user_items = np.asarray(binary.sum(axis=1)).ravel()
+    user_log_mean = np.asarray(logx.sum(axis=1)).ravel() / np.maximum(user_items, 1.0)
+    user_mean_pop = np.asarray(binary @ listeners).ravel() / np.maximum(user_items, 1.0)
+    user_friends = np.asarray(retrievers.friends.sum(axis=1)).ravel()
+    item_tag_count = np.asarray((retrievers.item_tags > 0).sum(axis=1)).ravel()
+
+    # The user's most-listened items, for the "similar to your favourites" feature.
+    top_items = _top_items_matrix(x, cfg.top_items)
+
+    wanted = im.rows_for(user_ids)
+    rows_all = wanted[wanted >= 0]
+    frames: list[pl.DataFrame] = []
+    models = {
+        "ease": retrievers.ease,
+        "collab": retrievers.collab,
+        "knn": retrievers.knn,
+        "rp3": retrievers.rp3,
+    }
+    for s in range(0, len(rows_all), batch_size):
+        rows = rows_all[s : s + batch_size]
+        seen = binary[rows].toarray() > 0
+        blocks: dict[str, np.ndarray] = {}
+        for name, model in models.items():
+            block = model.score_rows(rows)
+            block[seen] = -np.inf
+            blocks[name] = block
+        friend_rows = retrievers.friends[rows]
+        f_count = np.asarray((friend_rows @ binary).todense())
+        f_log = np.asarray((friend_rows @ logx).todense())
+        sim_top = np.asarray((top_items[rows] @ retrievers.knn.similarity).todense())
+        tag_sim = np.asarray((retrievers.user_tags[rows] @ retrievers.item_tags.T).todense())
+
+        mask = np.zeros(seen.shape, dtype=bool)
+        for name in SCORED_RETRIEVERS:
+            k = cfg.per_source if name in ("ease", "collab") else cfg.per_minor_source
+            mask |= _top_mask(blocks[name], k)
+        f_scored = np.where(seen, -np.inf, f_count + 1e-3 * f_log)
+        mask |= _top_mask(np.where(f_count > 0, f_scored, -np.inf), cfg.per_minor_source)
+        mask[:, pop_order[: cfg.popular + int(user_items[rows].max())]] = True
+        mask &= ~seen
+        r_idx, c_idx = np.nonzero(mask)
+
+        cols: dict[str, np.ndarray] = {
+            "user_id": im.user_ids[rows][r_idx].astype(np.int64),
+            "item_id": im.item_ids[c_idx].astype(np.int64),
+        }
+        for name in SCORED_RETRIEVERS:
+            block = blocks[name]
+            finite = np.isfinite(block)
+            row_max = np.max(np.where(finite, block, -np.inf), axis=1, keepdims=True)
+            row_max = np.where(np.isfinite(row_max) & (row_max > 0), row_max, 1.0)
+            vals = block[r_idx, c_idx]
+            ok = np.isfinite(vals)
+            ranks = _ranks(np.where(finite, block, -np.inf))[r_idx, c_idx].astype(np.float64)
+            cols[f"{name}_score"] = np.where(ok, vals, np.nan)
+            cols[f"{name}_norm"] = np.where(ok, vals / row_max[r_idx, 0], np.nan)
+            cols[f"{name}_rank"] = np.where(ok, ranks, np.nan)
+        u_rows = rows[r_idx]
+        n_friends = user_friends[u_rows]
+        cols["item_listeners"] = listeners[c_idx]
+        cols["item_log_listens_mean"] = item_log_mean[c_idx]
+        cols["item_pop_rank"] = pop_rank[c_idx]
+        cols["user_items"] = user_items[u_rows]
+        cols["user_log_listens_mean"] = user_log_mean[u_rows]
+        cols["user_mean_item_pop"] = user_mean_pop[u_rows]
+        cols["user_friends"] = n_friends
+        cols["friends_listened"] = f_count[r_idx, c_idx]
+        cols["friends_listened_frac"] = f_count[r_idx, c_idx] / np.maximum(n_friends, 1.0)
+        cols["friends_log_listens"] = f_log[r_idx, c_idx]
+        cols["top_items_similarity"] = sim_top[r_idx, c_idx]
+        cols["tag_similarity"] = tag_sim[r_idx, c_idx]
+        cols["item_tag_count"] = item_tag_count[c_idx]
+        frames.append(pl.DataFrame(cols).with_columns(pl.col(list(FEATURE_NAMES)).cast(pl.Float32)))
+    if not frames:
+        schema: dict[str, pl.DataType] = {"user_id": pl.Int64(), "item_id": pl.Int64()}
+        schema |= {f: pl.Float32() for f in FEATURE_NAMES}
+        return pl.DataFrame(schema=schema)
+    out = pl.concat(frames)
+    logger.info(
+        "candidate features users=%d rows=%d ms=%.0f",
+        len(rows_all),
+        out.height,
+        1000 * (time.perf_counter() - start),
+    )
+    return out
+
+
+def _top_items_matrix(x: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """0/1 user x item matrix of each user's ``k`` highest-weight items."""
+    x = x.tocsr()
+    rows: list[int] = []
+    cols: list[int] = []
+    for r in range(x.shape[0]):
+        lo, hi = x.indptr[r], x.indptr[r + 1]
+        if hi == lo:
+            continue
+        order = np.argsort(-x.data[lo:hi], kind="stable")[:k]
+        cols.extend(x.indices[lo:hi][order].tolist())
+        rows.extend([r] * len(order))
+    return sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=x.shape)

@@ -1,0 +1,1 @@
+"""Learned rankers: LightGBM lambdarank over retrieval candidates."""

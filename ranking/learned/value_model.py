@@ -1,0 +1,242 @@
+"""The learned value model: action heads and a lambdarank ranker combined by typed weights.
+
+``value = sum(weight[head] * P(head)) + weight.ranker * ranker_score``
+
+The weights (:class:`ValueWeights`, env prefix ``STEERFEED_VALUE_``) say what the feed is for:
+creation and conversation count more than a like, a long view counts, a skip costs a little and
+"see less"/report cost a lot. The ranker term adds the lambdarank score, trained directly for
+NDCG on graded relevance; set ``STEERFEED_VALUE_RANKER=0`` to rank by the heads alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import polars as pl
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from features.registry import feature_names, matrix
+from ranking.learned.heads import HEAD_NAMES
+
+logger = logging.getLogger(__name__)
+
+CONTEXT_FEATURES = frozenset(feature_names(entities=("context",)))
+
+
+class LearnedModelError(Exception):
+    """A learned model that cannot be built, saved or loaded."""
+
+
+class ValueWeights(BaseSettings):
+    """Weights of the value model (env prefix ``STEERFEED_VALUE_``).
+
+    Each head weight multiplies the predicted probability of its action; ``ranker`` multiplies
+    the lambdarank score. Defaults: long view 1, like 2, comment 3, remix 5, share 4, follow 4,
+    skip -1, negative (see less or report) -20, ranker 1.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="STEERFEED_VALUE_", extra="forbid")
+
+    long_view: float = 1.0
+    like: float = 2.0
+    comment: float = 3.0
+    remix: float = 5.0
+    share: float = 4.0
+    follow: float = 4.0
+    skip: float = -1.0
+    negative: float = -20.0
+    ranker: float = 1.0
+
+    def head_weights(self) -> dict[str, float]:
+        """Weight of each head, in :data:`HEAD_NAMES` order."""
+        return {h: float(getattr(self, h)) for h in HEAD_NAMES}
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return np.asarray(1.0 / (1.0 + np.exp(-x)), dtype=np.float64)
+
+
+@dataclass
+class LearnedValueModel:
+    """Heads and ranker over the registry features in ``feature_names`` order.
+
+    ``heads`` maps a head name to its booster, or to a constant probability when training saw
+    too few positives to learn it (the head then adds the same value to every candidate).
+    """
+
+    feature_names: tuple[str, ...]
+    heads: dict[str, lgb.Booster | float]
+    ranker: lgb.Booster | None
+    weights: ValueWeights = field(default_factory=ValueWeights)
+    version: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    # -- prediction ---------------------------------------------------------------------------
+    def matrix(self, frame: pl.DataFrame) -> np.ndarray:
+        """The feature matrix of a frame (absent features take their registry default)."""
+        return matrix(frame, self.feature_names)
+
+    def head_logits(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Raw (logit) prediction of each head; constant heads are returned as logits too."""
+        out: dict[str, np.ndarray] = {}
+        for name, head in self.heads.items():
+            if isinstance(head, lgb.Booster):
+                out[name] = np.asarray(head.predict(x, raw_score=True, num_threads=1))
+            else:
+                p = min(max(float(head), 1e-6), 1 - 1e-6)
+                out[name] = np.full(len(x), np.log(p / (1 - p)))
+        return out
+
+    def predict_heads(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Probability of each action for each row."""
+        return {k: _sigmoid(v) for k, v in self.head_logits(x).items()}
+
+    def ranker_score(self, x: np.ndarray) -> np.ndarray:
+        """The lambdarank score of each row (zeros without a ranker)."""
+        if self.ranker is None:
+            return np.zeros(len(x))
+        return np.asarray(self.ranker.predict(x, num_threads=1), dtype=np.float64)
+
+    def value(self, x: np.ndarray, weights: ValueWeights | None = None) -> np.ndarray:
+        """The value of each row under ``weights`` (default: the model's own)."""
+        w = weights or self.weights
+        hw = w.head_weights()
+        total = np.zeros(len(x))
+        for name, p in self.predict_heads(x).items():
+            total += hw.get(name, 0.0) * p
+        if w.ranker:
+            total += w.ranker * self.ranker_score(x)
+        return total
+
+    def score_frame(self, frame: pl.DataFrame, weights: ValueWeights | None = None) -> np.ndarray:
+        """The value of each row of a frame of feature columns."""
+        return self.value(self.matrix(frame), weights)
+
+    def contributions(
+        self, x: np.ndarray, weights: ValueWeights | None = None, *, k: int = 4
+    ) -> list[list[dict[str, float | str]]]:
+        """Top feature contributions to each row's value (largest magnitude first).
+
+        Uses LightGBM's ``pred_contrib`` (TreeSHAP) on each head and the ranker. A head's
+        contributions are in logit units; they are mapped to probability units with the
+        sigmoid's slope ``p (1 - p)`` and weighted like the head, so the terms add up
+        (approximately) to the value. Context features (local hour, session depth) are left
+        out: they say when, not why.
+        """
+        if len(x) == 0:
+            return []
+        w = weights or self.weights
+        hw = w.head_weights()
+        total = np.zeros((len(x), len(self.feature_names)))
+        for name, head in self.heads.items():
+            weight = hw.get(name, 0.0)
+            if not weight or not isinstance(head, lgb.Booster):
+                continue
+            c = np.asarray(head.predict(x, pred_contrib=True, num_threads=1))
+            logit = c.sum(axis=1)
+            p = _sigmoid(logit)
+            total += (weight * p * (1.0 - p))[:, None] * c[:, :-1]
+        if w.ranker and self.ranker is not None:
+            c = np.asarray(self.ranker.predict(x, pred_contrib=True, num_threads=1))
+            total += w.ranker * c[:, :-1]
+        keep = np.array([n not in CONTEXT_FEATURES for n in self.feature_names])
+        total[:, ~keep] = 0.0
+        kk = min(k, int(keep.sum()))
+        order = np.argsort(-np.abs(total), axis=1)[:, :kk]
+        names = self.feature_names
+        return [
+            [
+                {"feature": names[j], "value": round(float(total[i, j]), 6)}
+                for j in order[i]
+                if total[i, j] != 0.0
+            ]
+            for i in range(len(x))
+        ]
+
+    # -- persistence --------------------------------------------------------------------------
+    def save(self, folder: Path) -> dict[str, str]:
+        """Write the boosters as LightGBM text models; return ``{file: sha256}``."""
+        folder.mkdir(parents=True, exist_ok=True)
+        files: dict[str, str] = {}
+        boosters: list[tuple[str, lgb.Booster]] = [
+            (f"head_{n}.txt", h) for n, h in self.heads.items() if isinstance(h, lgb.Booster)
+        ]
+        if self.ranker is not None:
+            boosters.append(("ranker.txt", self.ranker))
+        for fname, booster in boosters:
+            text = booster.model_to_string()
+            (folder / fname).write_text(text)
+            files[fname] = hashlib.sha256(text.encode()).hexdigest()
+        return files
+
+    @classmethod
+    def load(
+        cls,
+        folder: Path,
+        *,
+        feature_names: Sequence[str],
+        heads: Mapping[str, str | float],
+        ranker: str | None,
+        checksums: Mapping[str, str],
+        weights: ValueWeights | None = None,
+        version: str | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> LearnedValueModel:
+        """Load boosters from ``folder``, verifying each file against its checksum.
+
+        ``heads`` maps each head to a file name or a constant probability.
+
+        Raises
+        ------
+        LearnedModelError
+            When a file is missing, altered or not a LightGBM model.
+        """
+
+        def booster(fname: str) -> lgb.Booster:
+            path = folder / fname
+            if not path.exists():
+                msg = f"model file {path} is missing"
+                raise LearnedModelError(msg)
+            text = path.read_text(errors="replace")
+            digest = hashlib.sha256(text.encode()).hexdigest()
+            if checksums.get(fname) != digest:
+                msg = f"model file {path} does not match its checksum (altered or corrupt)"
+                raise LearnedModelError(msg)
+            try:
+                b = lgb.Booster(model_str=text)
+            except Exception as exc:
+                msg = f"model file {path} is not a LightGBM model: {exc}"
+                raise LearnedModelError(msg) from exc
+            if b.num_feature() != len(feature_names):
+                msg = (
+                    f"model file {path} has {b.num_feature()} features, "
+                    f"meta lists {len(feature_names)}"
+                )
+                raise LearnedModelError(msg)
+            return b
+
+        loaded: dict[str, lgb.Booster | float] = {
+            name: booster(h) if isinstance(h, str) else float(h) for name, h in heads.items()
+        }
+        return cls(
+            feature_names=tuple(feature_names),
+            heads=loaded,
+            ranker=booster(ranker) if ranker else None,
+            weights=weights or ValueWeights(),
+            version=version,
+            meta=meta or {},
+        )
+
+    def head_files(self) -> dict[str, str | float]:
+        """How each head is stored: a file name or a constant probability."""
+        return {
+            n: f"head_{n}.txt" if isinstance(h, lgb.Booster) else float(h)
+            for n, h in self.heads.items()
+        }

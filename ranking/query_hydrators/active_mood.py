@@ -1,0 +1,71 @@
+"""Query hydrator: the user's active moods and standing controls, compiled for this request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ranking.pipeline import FeedQuery
+from steering.concepts import ConceptIndex, ConceptScores
+from steering.controls import Controls, ControlsService
+from steering.moods import CompiledMood, MoodService
+
+ENERGY_HIGH = "exciting intense energetic action hype fast"
+ENERGY_LOW = "calm relaxing peaceful gentle slow soothing"
+
+
+@dataclass
+class SteeringContext:
+    """Everything the steering components read for one request (``query.context['steering']``).
+
+    ``never``/``more``/``less`` hold concept scores of the standing controls' topics;
+    ``energy_high``/``energy_low`` are the two poles of the energy axis (only when a mood asks
+    for an energy).
+    """
+
+    moods: list[CompiledMood] = field(default_factory=list)
+    controls: Controls = field(default_factory=Controls)
+    never: list[ConceptScores] = field(default_factory=list)
+    more: list[ConceptScores] = field(default_factory=list)
+    less: list[ConceptScores] = field(default_factory=list)
+    energy_high: ConceptScores | None = None
+    energy_low: ConceptScores | None = None
+
+    @property
+    def active(self) -> bool:
+        """Whether anything steers this request."""
+        return bool(self.moods) or not self.controls.is_neutral()
+
+
+class ActiveMoodQueryHydrator:
+    """Adds ``steering`` (a :class:`SteeringContext`) to the query context and tightens
+    ``maturity_max`` when a mood asks for it. Reads memory only: a mood created a moment ago
+    applies to this page."""
+
+    name = "active_mood"
+
+    def __init__(
+        self, moods: MoodService, controls: ControlsService, concepts: ConceptIndex
+    ) -> None:
+        self.moods = moods
+        self.controls = controls
+        self.concepts = concepts
+
+    def hydrate(self, query: FeedQuery) -> None:
+        """Fill ``query.context['steering']``."""
+        ctrl = self.controls.get(query.user_id)
+        moods = self.moods.active(query.user_id, now=query.now)
+        c = self.concepts
+        sc = SteeringContext(
+            moods=moods,
+            controls=ctrl,
+            never=[c.scores(t) for t in ctrl.never_show],
+            more=[c.scores(t) for t in ctrl.more_of],
+            less=[c.scores(t) for t in ctrl.less_of],
+        )
+        if any(m.energy is not None for m in moods):
+            sc.energy_high = c.scores(ENERGY_HIGH)
+            sc.energy_low = c.scores(ENERGY_LOW)
+        caps = [m.maturity_max for m in moods if m.maturity_max is not None]
+        if caps and "maturity_max" in query.context:
+            query.context["maturity_max"] = min(int(query.context["maturity_max"]), min(caps))
+        query.context["steering"] = sc

@@ -1,0 +1,323 @@
+"""Moods: what a user asks the feed for right now ("something calm, nature, no news").
+
+A mood is parsed by :func:`steering.prompt_parser.parse_mood`, stored in the ``moods`` table
+and compiled once, at creation, into concept scores (:mod:`steering.concepts`): one per facet,
+exclusion, "less of" and "only" phrase. The feed reads the compiled moods from memory, so a new
+mood changes the very next page and costs the request only lookups and one ANN search per facet.
+
+Scopes: a ``session`` mood lasts ``expires_in_s`` from the prompt ("for tonight") or
+:attr:`MoodSettings.session_ttl_s`; a ``standing`` mood lasts until it is deleted (or until the
+prompt's own expiry).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from features.embedding import TextEmbedder
+from ranking.state import FeedState
+from steering.concepts import ConceptIndex, ConceptScores
+from steering.errors import SteeringError
+from steering.prompt_parser import MAX_PROMPT_CHARS, ParsedMood, parse_mood
+from storage.errors import UnknownEntityError
+from storage.store import Store
+
+logger = logging.getLogger(__name__)
+
+Scope = Literal["session", "standing"]
+SCOPES: tuple[str, ...] = ("session", "standing")
+
+
+class UnknownMoodError(SteeringError, UnknownEntityError):
+    """A mood id the user does not have (the API answers 404)."""
+
+
+class MoodSettings(BaseModel):
+    """Mood behaviour."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    session_ttl_s: int = Field(default=3 * 3600, ge=60)
+    default_strength: float = Field(default=0.75, ge=0.0, le=1.0)
+    max_active: int = Field(default=5, ge=1)
+    max_chars: int = Field(default=MAX_PROMPT_CHARS, ge=1)
+
+
+@dataclass
+class CompiledMood:
+    """A mood ready for the request path: concept scores per phrase, the energy target."""
+
+    mood_id: str
+    text: str
+    strength: float
+    facets: list[ConceptScores] = field(default_factory=list)
+    exclusions: list[ConceptScores] = field(default_factory=list)
+    less: list[ConceptScores] = field(default_factory=list)
+    restrict_to: list[ConceptScores] = field(default_factory=list)
+    energy: float | None = None
+    maturity_max: int | None = None
+
+
+@dataclass
+class Mood:
+    """One stored mood and how its prompt was understood."""
+
+    mood_id: str
+    user_id: int
+    text: str
+    parsed: ParsedMood
+    scope: str
+    strength: float
+    created_at: datetime
+    expires_at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the API's response body)."""
+        return {
+            "mood_id": self.mood_id,
+            "user_id": self.user_id,
+            "text": self.text,
+            "scope": self.scope,
+            "strength": self.strength,
+            "created_at": self.created_at.isoformat(),
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "understood": self.parsed.to_dict(),
+            "warnings": list(self.parsed.warnings),
+        }
+
+    def active_at(self, now: datetime) -> bool:
+        """Whether the mood applies at ``now``."""
+        return self.expires_at is None or self.expires_at > now
+
+
+CompiledMoods = list[CompiledMood]
+Moods = list[Mood]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class MoodService:
+    """Create, list and delete moods; compile them for the feed.
+
+    Parameters
+    ----------
+    store
+        Where moods are persisted (``moods`` table, migration 3).
+    state
+        The serving state (catalogue rows the concepts are scored over).
+    embedder
+        Returns the cached text embedder.
+    concepts
+        A shared concept index (one is made when omitted).
+    settings
+        Mood behaviour.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        state: FeedState,
+        embedder: Callable[[], TextEmbedder],
+        *,
+        concepts: ConceptIndex | None = None,
+        settings: MoodSettings | None = None,
+    ) -> None:
+        self.store = store
+        self.state = state
+        self.concepts = concepts or ConceptIndex(state, embedder)
+        self.settings = settings or MoodSettings()
+        self._lock = threading.Lock()
+        self._by_user: dict[int, list[Mood]] = {}
+        self._compiled: dict[str, CompiledMood] = {}
+        self._load()
+
+    def _load(self) -> None:
+        df = self.store.query(
+            "SELECT mood_id, user_id, text, parsed, scope, strength, created_at, expires_at "
+            "FROM moods WHERE deleted_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
+            [_utcnow()],
+        )
+        for row in df.iter_rows(named=True):
+            mood = Mood(
+                mood_id=row["mood_id"],
+                user_id=int(row["user_id"]),
+                text=row["text"],
+                parsed=_parsed_from_json(row["parsed"]),
+                scope=row["scope"],
+                strength=float(row["strength"]),
+                created_at=row["created_at"],
+                expires_at=row["expires_at"],
+            )
+            self._by_user.setdefault(mood.user_id, []).append(mood)
+
+    # -- writes -------------------------------------------------------------------------------
+    def create(
+        self,
+        user_id: int,
+        text: str,
+        *,
+        scope: str = "session",
+        strength: float | None = None,
+        now: datetime | None = None,
+    ) -> Mood:
+        """Parse, store and compile a mood; it applies from the next page on.
+
+        Raises
+        ------
+        MoodParseError
+            Empty or unusable text (:class:`MoodTooLongError` when over the limit).
+        SteeringError
+            An unknown scope.
+        """
+        if scope not in SCOPES:
+            msg = f"unknown mood scope {scope!r}; valid: {', '.join(SCOPES)}"
+            raise SteeringError(msg)
+        parsed = parse_mood(text, max_chars=self.settings.max_chars)
+        now = now or _utcnow()
+        ttl = parsed.expires_in_s
+        if ttl is None and scope == "session":
+            ttl = self.settings.session_ttl_s
+        mood = Mood(
+            mood_id=uuid.uuid4().hex[:12],
+            user_id=user_id,
+            text=parsed.text,
+            parsed=parsed,
+            scope=scope,
+            strength=self.settings.default_strength if strength is None else float(strength),
+            created_at=now,
+            expires_at=now + timedelta(seconds=ttl) if ttl is not None else None,
+        )
+        t0 = time.perf_counter()
+        self._compile(mood)
+        compile_ms = (time.perf_counter() - t0) * 1e3
+        with self.store.write() as cur:
+            cur.execute(
+                "INSERT INTO moods (mood_id, user_id, text, parsed, scope, strength, created_at, "
+                "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    mood.mood_id,
+                    user_id,
+                    mood.text,
+                    json.dumps(parsed.to_dict()),
+                    scope,
+                    mood.strength,
+                    now,
+                    mood.expires_at,
+                ],
+            )
+        with self._lock:
+            moods = [m for m in self._by_user.get(user_id, []) if m.active_at(now)]
+            moods.append(mood)
+            # Oldest moods beyond the cap stop applying (they stay listed as history in the DB).
+            dropped = moods[: -self.settings.max_active]
+            self._by_user[user_id] = moods[-self.settings.max_active :]
+        for m in dropped:
+            self.delete(user_id, m.mood_id)
+        logger.info(
+            "mood created user=%d mood=%s scope=%s facets=%d exclusions=%d compile_ms=%.1f",
+            user_id,
+            mood.mood_id,
+            scope,
+            len(parsed.facets),
+            len(parsed.exclusions),
+            compile_ms,
+        )
+        return mood
+
+    def delete(self, user_id: int, mood_id: str) -> None:
+        """Stop a mood; the next page no longer follows it.
+
+        Raises
+        ------
+        UnknownMoodError
+            The user has no such active mood.
+        """
+        with self._lock:
+            moods = self._by_user.get(user_id, [])
+            keep = [m for m in moods if m.mood_id != mood_id]
+            if len(keep) == len(moods):
+                msg = f"user {user_id} has no active mood {mood_id!r}; list them with GET .../mood"
+                raise UnknownMoodError(msg)
+            self._by_user[user_id] = keep
+            self._compiled.pop(mood_id, None)
+        with self.store.write() as cur:
+            cur.execute(
+                "UPDATE moods SET deleted_at = ? WHERE mood_id = ? AND user_id = ?",
+                [_utcnow(), mood_id, user_id],
+            )
+
+    def clear(self, user_id: int) -> int:
+        """Delete every active mood of a user; return how many."""
+        ids = [m.mood_id for m in self.list(user_id)]
+        for mid in ids:
+            self.delete(user_id, mid)
+        return len(ids)
+
+    # -- reads --------------------------------------------------------------------------------
+    def list(self, user_id: int, *, now: datetime | None = None) -> Moods:
+        """The user's active moods, oldest first."""
+        now = now or _utcnow()
+        with self._lock:
+            return [m for m in self._by_user.get(user_id, []) if m.active_at(now)]
+
+    def active(self, user_id: int, *, now: datetime | None = None) -> CompiledMoods:
+        """Compiled active moods of a user (what the feed applies)."""
+        out: CompiledMoods = []
+        for m in self.list(user_id, now=now):
+            compiled = self._compiled.get(m.mood_id)
+            if compiled is None:
+                compiled = self._compile(m)
+            out.append(compiled)
+        return out
+
+    def _compile(self, mood: Mood) -> CompiledMood:
+        p = mood.parsed
+        c = self.concepts
+        compiled = CompiledMood(
+            mood_id=mood.mood_id,
+            text=mood.text,
+            strength=mood.strength,
+            facets=[c.scores(f) for f in p.facets],
+            exclusions=[c.scores(f) for f in p.exclusions],
+            less=[c.scores(f) for f in p.less],
+            restrict_to=[c.scores(f) for f in p.restrict_to],
+            energy=p.energy,
+            maturity_max=p.maturity_max,
+        )
+        with self._lock:
+            self._compiled[mood.mood_id] = compiled
+        return compiled
+
+
+def _parsed_from_json(raw: str) -> ParsedMood:
+    d = json.loads(raw)
+    return ParsedMood(
+        text=d.get("text", ""),
+        facets=tuple(d.get("facets", ())),
+        exclusions=tuple(d.get("exclusions", ())),
+        less=tuple(d.get("less", ())),
+        restrict_to=tuple(d.get("restrict_to", ())),
+        energy=d.get("energy"),
+        maturity_max=d.get("maturity_max"),
+        expires_in_s=d.get("expires_in_s"),
+        warnings=tuple(d.get("warnings", ())),
+        language=d.get("language", "en"),
+    )
+
+
+def mood_vectors(moods: list[CompiledMood]) -> list[np.ndarray]:
+    """Expanded query vectors of every facet and "only" phrase of the moods (for ANN)."""
+    return [s.vector for m in moods for s in (*m.facets, *m.restrict_to)]

@@ -1,0 +1,104 @@
+""" "Why not this clip?": which rule or stage kept a clip off the user's next page."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from ranking.pipeline import FeedQuery, RankingPipeline
+from storage.errors import UnknownEntityError
+
+if TYPE_CHECKING:
+    from pipelines.engine import Engine
+
+FILTER_WORDS = {
+    "unknown_clip": "the clip is not in the catalogue",
+    "already_seen": "you have already seen it",
+    "blocked_author": "you blocked or muted its creator",
+    "safety": "it is not allowed for your account (safety or maturity)",
+    "mood_exclusions": "a mood or a standing rule of yours excludes it",
+}
+
+
+def why_not(
+    engine: Engine, user_id: int, clip_id: int, *, product: str = "home", limit: int = 20
+) -> dict[str, Any]:
+    """Explain why a clip is (or is not) on the user's next page.
+
+    Returns a dict with ``clip_id``, ``status`` (``on_page``, ``filtered``, ``not_retrieved``
+    or ``ranked_below``), ``stage``, ``filter``, ``rule`` and ``message``.
+
+    Raises
+    ------
+    UnknownEntityError
+        Unknown user or clip.
+    """
+    engine.require_user(user_id)
+    st = engine.state
+    if clip_id not in st.row_of:
+        msg = f"unknown clip {clip_id}"
+        raise UnknownEntityError(msg)
+    pipeline: RankingPipeline = engine.products[product]
+    now = datetime.now(UTC).replace(tzinfo=None)
+    query = FeedQuery(user_id=user_id, limit=limit, now=now, session_id="why-not")
+    result = pipeline.run(query)
+    for e in result.effects:
+        e.cancel()
+    out: dict[str, Any] = {"clip_id": clip_id, "user_id": user_id, "rule": None, "filter": None}
+    page_ids = result.page["item_id"].to_list()
+    if clip_id in page_ids:
+        pos = page_ids.index(clip_id)
+        return {
+            **out,
+            "status": "on_page",
+            "stage": "selector",
+            "position": pos,
+            "message": f"it is on your next page at position {pos + 1}",
+        }
+    ctx = result.query.context
+    removed_by = result.removed.get(clip_id)
+    if removed_by is None:
+        # Not among the candidates: push it alone through the hydrators and filters.
+        q2 = replace(query, context=dict(ctx))
+        cand = pl.DataFrame(
+            {"item_id": [clip_id], "source_score": [0.0], "source": ["why_not"]},
+            schema={"item_id": pl.Int64, "source_score": pl.Float64, "source": pl.String},
+        )
+        for h in pipeline.hydrators:
+            cand = h.hydrate(q2, cand)
+        for f in pipeline.filters:
+            res = f.apply(q2, cand)
+            if res.removed.height:
+                removed_by = f.name
+                ctx = q2.context
+                break
+    if removed_by is not None:
+        rule = (ctx.get("steering_removed") or {}).get(clip_id)
+        words = FILTER_WORDS.get(removed_by, f"the {removed_by} filter removed it")
+        if rule:
+            words = f"{words} ({rule})"
+        return {
+            **out,
+            "status": "filtered",
+            "stage": "filter",
+            "filter": removed_by,
+            "rule": rule,
+            "message": words,
+        }
+    if result.page.height < limit:
+        return {
+            **out,
+            "status": "not_retrieved",
+            "stage": "sources",
+            "message": "no candidate source found it for you (it is not close to your "
+            "tastes, your mood, people you follow or what is trending)",
+        }
+    return {
+        **out,
+        "status": "not_retrieved",
+        "stage": "sources",
+        "message": "no candidate source picked it, or it ranked below the clips on your page",
+    }
