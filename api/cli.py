@@ -19,9 +19,12 @@ app = typer.Typer(
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Jobs (also scheduled in the server).", no_args_is_help=True)
 import_app = typer.Typer(help="Import data into the store.", no_args_is_help=True)
+# Filled by api.cli_models / cli_steering / ...: ``steerfeed eval lastfm``, ``eval steering``...
+eval_app = typer.Typer(help="Offline evaluations on real or demo data.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(import_app, name="import")
+app.add_typer(eval_app, name="eval")
 
 DataDir = Annotated[Path, typer.Option("--data-dir", help="folder of the DuckDB file and index")]
 DEFAULT_DATA = Path("data")
@@ -298,6 +301,8 @@ def _register_extra_commands() -> None:
         "api.cli_experiments",
         "api.cli_generation",
         "api.cli_bench",
+        "api.cli_eval",
+        "api.cli_retrieval",
     ):
         try:
             importlib.import_module(mod)

@@ -76,6 +76,9 @@ def _install_extra_routers(app: FastAPI) -> None:
         "api.routes.dashboard",
         "api.routes.parental",
         "api.routes.users",
+        "api.routes.experiments",
+        "api.routes.models",
+        "api.routes.media",
     ):
         try:
             module = importlib.import_module(mod)

@@ -41,6 +41,7 @@ CAPTION_SPACE = "caption"
 # Packages that wire components into the engine; each module defines ``install(engine)``.
 # Order matters: later installers see what earlier ones added.
 EXTENSIONS = (
+    "ranking.retrieval.wiring",
     "ranking.learned.wiring",
     "steering.wiring",
     "wellbeing.wiring",
