@@ -292,7 +292,7 @@ def import_microlens_cmd(
 
 
 def _register_extra_commands() -> None:
-    import importlib
+    from pipelines.plugins import import_optional
 
     for mod in (
         "api.cli_models",
@@ -304,11 +304,7 @@ def _register_extra_commands() -> None:
         "api.cli_eval",
         "api.cli_retrieval",
     ):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name != mod:
-                raise
+        import_optional(mod)
 
 
 _register_extra_commands()

@@ -65,7 +65,7 @@ def create_app(
 
 def _install_extra_routers(app: FastAPI) -> None:
     """Routers of other packages, each optional so the core stands on its own."""
-    import importlib
+    from pipelines.plugins import import_optional
 
     for mod in (
         "api.routes.steering",
@@ -80,13 +80,9 @@ def _install_extra_routers(app: FastAPI) -> None:
         "api.routes.models",
         "api.routes.media",
     ):
-        try:
-            module = importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name != mod:
-                raise
-            continue
-        app.include_router(module.router)
+        module = import_optional(mod)
+        if module is not None:
+            app.include_router(module.router)
 
 
 def _install_error_handlers(app: FastAPI, settings: ApiSettings) -> None:

@@ -162,14 +162,11 @@ class Engine:
 
     def _install_extensions(self) -> None:
         """Let other packages add their components (each module has ``install(engine)``)."""
-        import importlib
+        from pipelines.plugins import import_optional
 
         for mod in EXTENSIONS:
-            try:
-                module = importlib.import_module(mod)
-            except ModuleNotFoundError as exc:
-                if exc.name != mod:
-                    raise
+            module = import_optional(mod)
+            if module is None:
                 continue
             install = getattr(module, "install", None)
             if install is None:

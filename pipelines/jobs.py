@@ -88,7 +88,7 @@ def run_job(name: str, ctx: JobContext) -> JobReport:
 
 def load_builtin_jobs() -> None:
     """Import the modules that register jobs (each optional)."""
-    import importlib
+    from pipelines.plugins import import_optional
 
     for mod in (
         "pipelines.index_job",
@@ -96,8 +96,4 @@ def load_builtin_jobs() -> None:
         "wellbeing.jobs",
         "pipelines.generation.jobs",
     ):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name != mod:
-                raise
+        import_optional(mod)

@@ -1,0 +1,21 @@
+"""Import of optional modules: packages that plug components, routes or commands into the core."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+
+def import_optional(name: str) -> ModuleType | None:
+    """Import ``name``, or return None when it (or a package on its path) does not exist.
+
+    An import error raised *inside* an existing module (a missing dependency, a bug) propagates:
+    only the absence of the optional module itself is tolerated.
+    """
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name
+        if missing is not None and (name == missing or name.startswith(missing + ".")):
+            return None
+        raise
