@@ -87,6 +87,9 @@ class FeedState:
         self.dim = dim
         self.item_ids = np.zeros(0, dtype=np.int64)
         self.row_of: dict[int, int] = {}
+        # Sorted ids and their rows: vectorised id -> row lookups on the request path.
+        self._sorted_ids = np.zeros(0, dtype=np.int64)
+        self._sorted_rows = np.zeros(0, dtype=np.int64)
         self.author = np.zeros(0, dtype=np.int64)
         self.created = np.zeros(0, dtype=np.float64)
         self.maturity = np.zeros(0, dtype=np.int8)
@@ -167,6 +170,9 @@ class FeedState:
                 self.item_ids = np.concatenate([self.item_ids, ids])
                 for i, item in enumerate(ids.tolist()):
                     self.row_of[item] = n0 + i
+                order = np.argsort(self.item_ids, kind="stable")
+                self._sorted_ids = self.item_ids[order]
+                self._sorted_rows = order.astype(np.int64)
                 self.author = np.concatenate([self.author, new["author_id"].to_numpy()])
                 self.created = np.concatenate([self.created, _epoch_col(new, "created_at")])
                 self.maturity = np.concatenate(
@@ -221,7 +227,7 @@ class FeedState:
                 self.dim = matrix.shape[1]
                 self.vectors = np.zeros((len(self.item_ids), self.dim), dtype=np.float32)
                 self.has_vector[:] = False
-            rows = np.fromiter((self.row_of.get(int(i), -1) for i in item_ids), dtype=np.int64)
+            rows = self.rows(item_ids)
             ok = rows >= 0
             self.vectors[rows[ok]] = matrix[ok]
             self.has_vector[rows[ok]] = True
@@ -229,7 +235,12 @@ class FeedState:
 
     def rows(self, item_ids: np.ndarray | list[int]) -> np.ndarray:
         """Row numbers of clip ids (-1 for unknown)."""
-        return np.fromiter((self.row_of.get(int(i), -1) for i in item_ids), dtype=np.int64)
+        ids = np.asarray(item_ids, dtype=np.int64)
+        sorted_ids = self._sorted_ids
+        if ids.size == 0 or sorted_ids.size == 0:
+            return np.full(ids.shape, -1, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(sorted_ids, ids), sorted_ids.size - 1)
+        return np.where(sorted_ids[pos] == ids, self._sorted_rows[pos], -1)
 
     # -- graph --------------------------------------------------------------------------------
     def add_users(self, users: pl.DataFrame) -> None:

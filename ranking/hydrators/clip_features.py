@@ -15,6 +15,13 @@ PRIOR_LIKE_RATE = 0.05
 PRIOR_COMPLETION = 0.4
 
 
+def _member(values: np.ndarray, members: set[int]) -> np.ndarray:
+    """Boolean mask of ``values`` found in ``members`` (vectorised set membership)."""
+    if not members:
+        return np.zeros(len(values), dtype=bool)
+    return np.isin(values, np.fromiter(members, dtype=np.int64, count=len(members)))
+
+
 class ClipFeaturesHydrator:
     """Adds per-candidate feature columns (names listed in :attr:`FEATURES`)."""
 
@@ -68,11 +75,13 @@ class ClipFeaturesHydrator:
             following: set[int] = ctx.get("following", set())
             friends: set[int] = ctx.get("friends", set())
             authors = st.author[r]
-            follows_author = np.fromiter((a in following for a in authors.tolist()), bool, n)
-            author_friend = np.fromiter((a in friends for a in authors.tolist()), bool, n)
+            follows_author = _member(authors, following)
+            author_friend = _member(authors, friends)
+            # Per distinct author, not per candidate: a page has many clips of few creators.
+            uniq, inverse = np.unique(authors, return_inverse=True)
             followers = np.fromiter(
-                (len(st.followers.get(a, ())) for a in authors.tolist()), np.float64, n
-            )
+                (len(st.followers.get(a, ())) for a in uniq.tolist()), np.float64, len(uniq)
+            )[inverse]
             if friends:
                 friends_engaged = np.fromiter(
                     (len(st.engagers.get(x, set()) & friends) for x in r.tolist()), np.float64, n

@@ -46,9 +46,12 @@ class HandWeightedScorer:
         """Return one value per candidate."""
         w = self.weights.model_dump()
         fresh = w.pop("freshness")
+        cols = set(candidates.columns)
+        names = [n for n, weight in w.items() if weight and n in cols]
         total = np.zeros(candidates.height)
-        for name, weight in w.items():
-            if weight and name in candidates.columns:
-                total += weight * candidates[name].cast(pl.Float64).fill_null(0.0).to_numpy()
+        if names:
+            # One polars pass and one matrix product instead of a column loop.
+            x = candidates.select(pl.col(n).cast(pl.Float64).fill_null(0.0) for n in names)
+            total += x.to_numpy() @ np.array([w[n] for n in names], dtype=np.float64)
         total += fresh / (1.0 + candidates["age_hours"].to_numpy() / 24.0)
         return total
