@@ -125,7 +125,10 @@ class Engine:
         self._open_index()
         cached = self.store.get_vectors(CAPTION_SPACE)
         self.state = FeedState.load(self.store, vectors=cached)
-        self.writer = BackgroundEventWriter(self.store, on_commit=self.state.apply_events)
+        # Called with every committed event batch after the serving state is updated
+        # (e.g. the wellbeing usage tracker); a listener that raises is logged and skipped.
+        self.event_listeners: list[Any] = []
+        self.writer = BackgroundEventWriter(self.store, on_commit=self._events_committed)
         self.cursors = CursorCodec(self._secret())
         self._embedder: TextEmbedder | None = None
         self._embedder_lock = threading.Lock()
@@ -279,8 +282,17 @@ class Engine:
             )
         n = self.store.append_events(events)
         fresh = events.filter(~pl.col("event_id").is_in(list(before))) if before else events
-        self.state.apply_events(fresh)
+        self._events_committed(fresh)
         return n
+
+    def _events_committed(self, events: pl.DataFrame) -> None:
+        """Update serving state, then tell the listeners, about newly committed events."""
+        self.state.apply_events(events)
+        for listener in self.event_listeners:
+            try:
+                listener(events)
+            except Exception:
+                logger.exception("event listener %r failed", listener)
 
     # -- reads --------------------------------------------------------------------------------
     def require_user(self, user_id: int) -> None:

@@ -126,6 +126,91 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        4,
+        "wellbeing: surveys, governor settings, parent links, session satisfaction",
+        (
+            # One row per survey card shown; status moves shown -> answered | dismissed | expired
+            # (no answer within the response window: the non-response is kept, not dropped).
+            """CREATE TABLE survey_prompts (
+                survey_id VARCHAR PRIMARY KEY,
+                user_id BIGINT NOT NULL,
+                question_key VARCHAR NOT NULL,
+                kind VARCHAR NOT NULL,
+                stratum VARCHAR NOT NULL,
+                request_id VARCHAR,
+                session_id VARCHAR,
+                shown_at TIMESTAMP NOT NULL,
+                page_probability DOUBLE NOT NULL,
+                question_probability DOUBLE NOT NULL,
+                inclusion_probability DOUBLE NOT NULL,
+                status VARCHAR NOT NULL DEFAULT 'shown',
+                answer INTEGER,
+                responded_at TIMESTAMP,
+                response_propensity DOUBLE,
+                source VARCHAR NOT NULL DEFAULT 'feed'
+            )""",
+            """CREATE TABLE governor_settings (
+                user_id BIGINT NOT NULL,
+                set_by VARCHAR NOT NULL,
+                overrides VARCHAR NOT NULL DEFAULT '{}',
+                updated_by BIGINT,
+                updated_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+                PRIMARY KEY (user_id, set_by)
+            )""",
+            """CREATE TABLE parent_links (
+                parent_id BIGINT NOT NULL,
+                child_id BIGINT NOT NULL,
+                created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+                PRIMARY KEY (parent_id, child_id)
+            )""",
+            """CREATE TABLE session_satisfaction (
+                user_id BIGINT NOT NULL,
+                session_start TIMESTAMP NOT NULL,
+                session_end TIMESTAMP NOT NULL,
+                minutes DOUBLE NOT NULL,
+                n_impressions INTEGER NOT NULL,
+                n_views INTEGER NOT NULL,
+                n_see_less INTEGER NOT NULL DEFAULT 0,
+                abrupt_exit BOOLEAN NOT NULL DEFAULT FALSE,
+                late_night BOOLEAN NOT NULL DEFAULT FALSE,
+                experiments VARCHAR,
+                predicted DOUBLE NOT NULL,
+                observed DOUBLE,
+                model_version VARCHAR NOT NULL,
+                computed_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+                PRIMARY KEY (user_id, session_start)
+            )""",
+            """CREATE TABLE satisfaction_models (
+                version VARCHAR PRIMARY KEY,
+                trained_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+                params VARCHAR NOT NULL,
+                metrics VARCHAR NOT NULL
+            )""",
+        ),
+    ),
+    Migration(
+        5,
+        "experiments: definitions and stored analyses",
+        (
+            # One row per experiment; ``definition`` is the validated definition as JSON.
+            """CREATE TABLE experiments (
+                name VARCHAR PRIMARY KEY,
+                definition VARCHAR NOT NULL,
+                status VARCHAR NOT NULL DEFAULT 'draft',
+                created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+                updated_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+            )""",
+            # Analyses and simulation reports (JSON), newest read by the dashboard.
+            """CREATE TABLE experiment_results (
+                result_id VARCHAR PRIMARY KEY,
+                experiment VARCHAR NOT NULL,
+                kind VARCHAR NOT NULL,
+                computed_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+                report VARCHAR NOT NULL
+            )""",
+        ),
+    ),
 )
 
 

@@ -41,6 +41,7 @@ def build_following_only_feed(deps: RankingDeps) -> RankingPipeline:
         ],
         scorers=[RecencyScorer()],
         selector=NewestFirstSelector(),
+        post_filters=list(deps.extra_post_filters),
         side_effects=[
             LogImpressionsSideEffect(
                 deps.events, pipeline=FOLLOWING_ONLY, features=ClipFeaturesHydrator.FEATURES

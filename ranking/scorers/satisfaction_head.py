@@ -1,0 +1,43 @@
+"""Scorer: the satisfaction head of the value model (predicted survey answer per clip)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import polars as pl
+
+from ranking.pipeline import FeedQuery
+
+if TYPE_CHECKING:
+    from wellbeing.service import SatisfactionService
+
+OVERRIDE_KEY = "satisfaction_weight"
+
+
+class SatisfactionHeadScorer:
+    """``score + weight * sd(score) * head`` where ``head`` is the change in predicted answer
+    (1-5 points) a clip brings to a session, from the satisfaction model
+    (:meth:`~wellbeing.satisfaction.SatisfactionModel.clip_head`).
+
+    ``weight`` defaults to the package setting (``STEERFEED_WELLBEING_SATISFACTION_WEIGHT``)
+    and is overridden per request by ``query.overrides["satisfaction_weight"]``; 0, or no
+    fitted model yet, passes the score through unchanged.
+    """
+
+    name = "satisfaction_head"
+
+    def __init__(self, satisfaction: SatisfactionService, *, weight: float = 0.5) -> None:
+        self.satisfaction = satisfaction
+        self.weight = weight
+
+    def score(self, query: FeedQuery, candidates: pl.DataFrame) -> np.ndarray:
+        """Return the score with the satisfaction head added."""
+        incoming = candidates["score"].cast(pl.Float64).to_numpy()
+        weight = float(query.overrides.get(OVERRIDE_KEY, self.weight))
+        model = self.satisfaction.model
+        if model is None or weight == 0.0 or candidates.height == 0:
+            return incoming
+        head = model.clip_head(candidates)
+        spread = float(np.std(incoming)) or 1.0
+        return incoming + weight * spread * head

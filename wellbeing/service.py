@@ -1,0 +1,452 @@
+"""Wellbeing services held by an engine (``engine.wellbeing``): the governor, surveys, the
+satisfaction model in serving, and parental links.
+
+The request path only reads memory: effective settings are cached per user (dropped when
+changed), usage comes from :class:`~wellbeing.usage.UsageTracker` (seeded once from the event
+log, then fed each committed event batch), and survey history/activity are cached.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+
+from ranking.state import FeedState
+from storage.store import Store
+from wellbeing.errors import GovernorSettingsError
+from wellbeing.governor import (
+    GovernorDecision,
+    GovernorSettings,
+    Usage,
+    apply_overrides,
+    defaults_for,
+    effective_settings,
+    evaluate,
+    to_utc,
+)
+from wellbeing.intensity import ClipIntensity
+from wellbeing.repository import WellbeingRepository
+from wellbeing.satisfaction import SatisfactionModel, SatisfactionModelError
+from wellbeing.settings import WellbeingSettings
+from wellbeing.surveys import (
+    QUESTIONS,
+    SamplingPolicy,
+    SurveyDraw,
+    UniformSource,
+    should_survey,
+)
+from wellbeing.usage import UsageTracker
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What the governor needs to know about a user."""
+
+    timezone: str
+    is_teen: bool
+    age_band: str
+
+
+@dataclass(frozen=True, slots=True)
+class GovernorView:
+    """A user's governor decision for one request, with the settings and usage behind it."""
+
+    decision: GovernorDecision
+    settings: GovernorSettings
+    usage: Usage
+
+    @property
+    def generated_left(self) -> int | None:
+        """AI-generated clips still allowed today (``None``: no cap)."""
+        cap = self.settings.max_generated_per_day
+        return None if cap is None else max(0, cap - self.usage.generated_today)
+
+    def page_json(self) -> dict[str, Any]:
+        """The ``governor`` object every page carries."""
+        d = self.decision
+        return {
+            "state": d.state,
+            "minutes_used": round(d.minutes_used, 2),
+            "minutes_left": None if d.minutes_left is None else round(d.minutes_left, 2),
+            "reason": d.reason,
+            "taper": round(d.taper, 3),
+            "resumes_at": d.resumes_at.isoformat() if d.resumes_at else None,
+            "pages_this_session": self.usage.pages_this_session,
+        }
+
+
+STOP_MESSAGES = {
+    "daily_limit": "You have reached today's time limit. The feed will be back tomorrow.",
+    "session_limit": "That's the end of this session. Take a break and come back later.",
+    "sleep_hours": "It's sleep time. The feed will be back in the morning.",
+    "page_cap": "That's all for this session: continuous scrolling is off.",
+}
+BREAK_MESSAGE = "You've been watching for a while. Time for a short break?"
+
+
+def stop_card(view: GovernorView) -> dict[str, Any]:
+    """The stop card shown instead of clips when a limit is reached."""
+    d = view.decision
+    reason = d.reason or "daily_limit"
+    return {
+        "kind": "stop",
+        "reason": reason,
+        "message": STOP_MESSAGES.get(reason, STOP_MESSAGES["daily_limit"]),
+        "resumes_at": d.resumes_at.isoformat() if d.resumes_at else None,
+    }
+
+
+class GovernorService:
+    """Effective settings, usage and decisions; who may change the settings.
+
+    Parameters
+    ----------
+    repo
+        The wellbeing tables.
+    state
+        The serving state (profiles: timezone, teen flag, age band).
+    tracker
+        Usage per user, kept in memory.
+    """
+
+    def __init__(self, repo: WellbeingRepository, state: FeedState, tracker: UsageTracker) -> None:
+        self.repo = repo
+        self.state = state
+        self.tracker = tracker
+        self._overrides: dict[int, dict[str, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def profile(self, user_id: int) -> Profile:
+        """Timezone, teen flag and age band of a user (defaults for unknown users)."""
+        p = self.state.profiles.get(user_id) or {}
+        band = str(p.get("age_band") or "25-34")
+        return Profile(
+            timezone=str(p.get("timezone") or "UTC"),
+            is_teen=bool(p.get("is_teen")) or band in ("13-15", "16-17"),
+            age_band=band,
+        )
+
+    def overrides(self, user_id: int) -> dict[str, dict[str, Any]]:
+        """Stored overrides by who set them (cached)."""
+        with self._lock:
+            hit = self._overrides.get(user_id)
+        if hit is None:
+            hit = self.repo.overrides(user_id)
+            with self._lock:
+                self._overrides[user_id] = hit
+        return hit
+
+    def defaults(self, user_id: int) -> GovernorSettings:
+        """Age-based defaults of a user."""
+        p = self.profile(user_id)
+        return defaults_for(p.age_band, p.is_teen)
+
+    def settings_for(self, user_id: int) -> GovernorSettings:
+        """Settings that bind the user when serving (a teen's looser choice is ignored)."""
+        ov = self.overrides(user_id)
+        try:
+            return effective_settings(
+                self.defaults(user_id),
+                ov.get("user"),
+                ov.get("parent"),
+                is_teen=self.profile(user_id).is_teen,
+                on_looser="ignore",
+            )
+        except GovernorSettingsError:
+            logger.exception("stored governor settings of user %s are invalid; defaults", user_id)
+            return self.defaults(user_id)
+
+    def ceiling_for(self, user_id: int) -> GovernorSettings:
+        """What a parent allows: defaults with the parent's overrides (a teen's upper bound)."""
+        return apply_overrides(
+            self.defaults(user_id), self.overrides(user_id).get("parent"), source="parent overrides"
+        )
+
+    def view(self, user_id: int, now: datetime) -> GovernorView:
+        """The governor's decision for a request by ``user_id`` at server time ``now``."""
+        settings = self.settings_for(user_id)
+        tz = self.profile(user_id).timezone
+        usage = self.tracker.usage(user_id, now_utc=now, timezone=tz)
+        decision = evaluate(settings, usage, now_utc=now, timezone=tz)
+        return GovernorView(decision, settings, usage)
+
+    def update_own(self, user_id: int, changes: dict[str, Any]) -> GovernorSettings:
+        """Apply a user's change to their own settings and return the effective settings.
+
+        Raises
+        ------
+        GovernorSettingsError
+            Unknown option or invalid value.
+        GovernorPermissionError
+            A teen loosening a limit (the message lists what and says a parent can change it).
+        """
+        ov = self.overrides(user_id)
+        merged = {**(ov.get("user") or {}), **changes}
+        result = effective_settings(
+            self.defaults(user_id),
+            merged,
+            ov.get("parent"),
+            is_teen=self.profile(user_id).is_teen,
+            on_looser="raise",
+        )
+        self.repo.save_overrides(user_id, "user", merged, updated_by=user_id)
+        self._forget(user_id)
+        logger.info("governor settings user=%d set_by=user changes=%s", user_id, changes)
+        return result
+
+    def update_by_parent(
+        self, child_id: int, changes: dict[str, Any], *, parent_id: int
+    ) -> GovernorSettings:
+        """Apply a parent's change to a child's limits; return the child's effective settings.
+
+        Raises
+        ------
+        GovernorSettingsError
+            Unknown option or invalid value.
+        """
+        ov = self.overrides(child_id)
+        merged = {**(ov.get("parent") or {}), **changes}
+        apply_overrides(self.defaults(child_id), merged, source="parent overrides")
+        self.repo.save_overrides(child_id, "parent", merged, updated_by=parent_id)
+        self._forget(child_id)
+        logger.info(
+            "governor settings user=%d set_by=parent:%d changes=%s", child_id, parent_id, changes
+        )
+        return self.settings_for(child_id)
+
+    def _forget(self, user_id: int) -> None:
+        with self._lock:
+            self._overrides.pop(user_id, None)
+
+    def record_page(self, user_id: int, request_id: str, now: datetime, n_generated: int) -> None:
+        """Count a served page (and its AI-generated clips) at once, before its impressions
+        are committed, so paging fast cannot slip past a page or generated-clip cap."""
+        tz = self.profile(user_id).timezone
+        if user_id not in self.tracker:
+            self.tracker.usage(user_id, now_utc=now, timezone=tz)
+        self.tracker.record_page(user_id, request_id, now, n_generated)
+
+    def on_events(self, events: pl.DataFrame) -> None:
+        """Feed committed events to the usage tracker (an engine event listener)."""
+        if events.height == 0 or "user_id" not in events.columns:
+            return
+        tracked = [u for u in events["user_id"].unique().to_list() if u in self.tracker]
+        if not tracked:
+            return
+        cols = events.columns
+        now = datetime.now(UTC).replace(tzinfo=None)
+        df = events.filter(pl.col("user_id").is_in(tracked))
+        if "received_at" not in cols:
+            df = df.with_columns(pl.lit(now).alias("received_at"))
+        df = df.with_columns(pl.col("received_at").fill_null(now)).sort("received_at")
+        views = df.filter(pl.col("event_type") == "view")
+        if "watch_s" in cols:
+            for u, w, at in views.select("user_id", "watch_s", "received_at").iter_rows():
+                self.tracker.record_view(int(u), float(w or 0.0), at)
+        imps = df.filter(pl.col("event_type") == "impression")
+        if imps.height and "request_id" in cols:
+            gen = self.state.generated
+            rows = self.state.rows(imps["item_id"].fill_null(-1).to_list())
+            flags = [bool(gen[r]) if r >= 0 else False for r in rows.tolist()]
+            pages = (
+                imps.with_columns(pl.Series("_gen", flags))
+                .group_by("user_id", "request_id")
+                .agg(pl.col("received_at").min(), pl.col("_gen").sum())
+            )
+            for u, rid, at, n_gen in pages.iter_rows():
+                if rid is not None:
+                    self.tracker.record_page(int(u), str(rid), at, int(n_gen))
+
+
+class SurveyService:
+    """Draws survey cards for pages and records answers, dismissals and non-responses.
+
+    Parameters
+    ----------
+    repo
+        The wellbeing tables.
+    settings
+        Rates, spacing and caches.
+    rng
+        Uniform draws (seed it to replay a run).
+    """
+
+    def __init__(
+        self,
+        repo: WellbeingRepository,
+        settings: WellbeingSettings,
+        *,
+        rng: UniformSource | None = None,
+    ) -> None:
+        self.repo = repo
+        self.settings = settings
+        self.policy = SamplingPolicy(
+            rate_per_week=settings.survey_rate_per_week,
+            min_spacing_hours=settings.survey_min_spacing_hours,
+        )
+        self.rng: UniformSource = rng or random.Random()
+        self.pages_per_week_override: float | None = None
+        self._activity: dict[int, tuple[float, float, float, datetime | None]] = {}
+        self._history: dict[int, Any] = {}
+        self._lock = threading.Lock()
+
+    def maybe_draw(
+        self,
+        user_id: int,
+        now: datetime,
+        *,
+        request_id: str,
+        session_id: str,
+    ) -> dict[str, Any] | None:
+        """Run the sampling policy for one page; log and return the card when drawn."""
+        hist = self._history_for(user_id)
+        minutes, pages, tenure = self._activity_for(user_id, now)
+        draw = should_survey(
+            self.policy,
+            user_id=user_id,
+            now_utc=now,
+            last_survey_at=hist.last_survey_at,
+            last_periodic_at=hist.last_periodic_at,
+            activity_minutes_week=minutes,
+            pages_this_week_expected=pages,
+            rng=self.rng,
+            tenure_days=tenure,
+        )
+        if draw is None:
+            return None
+        survey_id = uuid.uuid4().hex
+        self.repo.insert_prompt(survey_id, draw, request_id=request_id, session_id=session_id)
+        with self._lock:
+            self._history.pop(user_id, None)
+        return self.card(survey_id, draw)
+
+    @staticmethod
+    def card(survey_id: str, draw: SurveyDraw) -> dict[str, Any]:
+        """The ``survey`` object a page carries."""
+        q = QUESTIONS[draw.question_key]
+        return {
+            "survey_id": survey_id,
+            "question_key": q.key,
+            "question": q.text,
+            "kind": q.kind,
+            "scale": {
+                "min": q.scale_min,
+                "max": q.scale_max,
+                "labels": {str(k): v for k, v in q.labels.items()},
+            },
+        }
+
+    def answer(self, survey_id: str, value: int, *, now: datetime) -> dict[str, Any]:
+        """Record an answer (validated against the question's scale)."""
+        return self.repo.respond(survey_id, status="answered", answer=value, at=now)
+
+    def dismiss(self, survey_id: str, *, now: datetime) -> dict[str, Any]:
+        """Record a dismissal (a non-response the user chose)."""
+        return self.repo.respond(survey_id, status="dismissed", answer=None, at=now)
+
+    def expire(self, now: datetime) -> int:
+        """Log cards left unanswered past the response window as non-responses."""
+        return self.repo.expire_prompts(now, self.settings.survey_response_window_hours)
+
+    def _history_for(self, user_id: int) -> Any:
+        with self._lock:
+            hit = self._history.get(user_id)
+        if hit is None:
+            hit = self.repo.survey_history(user_id)
+            with self._lock:
+                self._history[user_id] = hit
+        return hit
+
+    def _activity_for(self, user_id: int, now: datetime) -> tuple[float, float, float | None]:
+        """Weekly minutes, expected pages this week and tenure in days (cached)."""
+        mono = time.monotonic()
+        with self._lock:
+            hit = self._activity.get(user_id)
+        if hit is None or mono - hit[0] > self.settings.activity_cache_s:
+            act = self.repo.weekly_activity(user_id, now)
+            pages = float(act.pages) if act.pages > 0 else self.settings.default_pages_per_week
+            hit = (mono, act.minutes, pages, act.created_at)
+            with self._lock:
+                self._activity[user_id] = hit
+        pages = self.pages_per_week_override or hit[2]
+        created = hit[3]
+        tenure = (to_utc(now) - to_utc(created)).total_seconds() / 86400.0 if created else None
+        return hit[1], pages, tenure
+
+
+class SatisfactionService:
+    """The satisfaction model used in serving (loaded lazily from the store, swapped by the job).
+
+    Parameters
+    ----------
+    repo
+        Where fitted models are stored.
+    """
+
+    def __init__(self, repo: WellbeingRepository) -> None:
+        self.repo = repo
+        self._model: SatisfactionModel | None = None
+        self._loaded = False
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> SatisfactionModel | None:
+        """The newest fitted model, or ``None`` before the job first ran."""
+        with self._lock:
+            if not self._loaded:
+                self._loaded = True
+                latest = self.repo.latest_model()
+                if latest is not None:
+                    try:
+                        self._model = SatisfactionModel.from_params(latest[1], version=latest[0])
+                    except SatisfactionModelError:
+                        logger.exception("stored satisfaction model %s unusable", latest[0])
+            return self._model
+
+    def set_model(self, model: SatisfactionModel | None) -> None:
+        """Serve ``model`` from the next request on."""
+        with self._lock:
+            self._model, self._loaded = model, True
+
+
+@dataclass
+class WellbeingServices:
+    """Everything the wellbeing package keeps on an engine (``engine.wellbeing``)."""
+
+    settings: WellbeingSettings
+    repo: WellbeingRepository
+    governor: GovernorService
+    surveys: SurveyService
+    satisfaction: SatisfactionService
+    intensity: ClipIntensity
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def children_of(self, parent_id: int) -> list[int]:
+        """Teens linked to a parent account."""
+        return self.repo.children_of(parent_id)
+
+
+def build_services(
+    store: Store, state: FeedState, *, settings: WellbeingSettings | None = None
+) -> WellbeingServices:
+    """Create the services for one engine (cheap: nothing is loaded until first use)."""
+    s = settings or WellbeingSettings()
+    repo = WellbeingRepository(store)
+    return WellbeingServices(
+        settings=s,
+        repo=repo,
+        governor=GovernorService(repo, state, UsageTracker(store)),
+        surveys=SurveyService(repo, s),
+        satisfaction=SatisfactionService(repo),
+        intensity=ClipIntensity(state),
+    )

@@ -1,0 +1,39 @@
+"""Typed settings of the wellbeing package (env prefix ``STEERFEED_WELLBEING_``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class WellbeingSettings(BaseSettings):
+    """How the wellbeing components behave when serving.
+
+    Parameters
+    ----------
+    satisfaction_weight
+        Weight of the satisfaction head: the scorer adds ``weight * z(predicted satisfaction)``
+        times the spread of the incoming scores. Experiment arms override it per request with
+        ``FeedQuery.overrides["satisfaction_weight"]``; 0 switches the head off.
+    governor_taper
+        Strength of the governor's taper (calmer, lower-intensity and connected clips rise as
+        the time budget runs out); overridden per request by ``overrides["governor_taper"]``.
+    survey_rate_per_week, survey_min_spacing_hours
+        The survey sampling policy's target rate and spacing.
+    survey_response_window_hours
+        A card not answered or dismissed within this many hours is logged as a non-response.
+    default_pages_per_week
+        Pages a user with no history is expected to load in a week (sets the per-page rate).
+    activity_cache_s
+        How long a user's weekly activity (stratum, pages per week) is cached.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="STEERFEED_WELLBEING_", extra="forbid")
+
+    satisfaction_weight: float = Field(default=0.5, ge=-10.0, le=10.0)
+    governor_taper: float = Field(default=1.0, ge=0.0, le=10.0)
+    survey_rate_per_week: float = Field(default=1.0, gt=0.0, le=20.0)
+    survey_min_spacing_hours: float = Field(default=24.0, ge=0.0)
+    survey_response_window_hours: float = Field(default=24.0, gt=0.0)
+    default_pages_per_week: float = Field(default=30.0, gt=0.0)
+    activity_cache_s: float = Field(default=3600.0, ge=0.0)
