@@ -37,6 +37,24 @@ FEATURE_WORDS = {
     "report_rate": "it was reported",
     "mood_similarity": "it matches your mood",
     "satisfaction": "people feel good after clips like it",
+    "author_credibility": "a creator many trusted accounts follow",
+    "author_engagement_rate": "the creator's clips get a lot of engagement",
+    "author_follower_growth_7d": "the creator is gaining followers",
+    "user_author_affinity": "you often engage with this creator",
+    "is_generated": "it is AI-generated",
+    "maturity": "its maturity rating",
+    "safety": "its safety label",
+    "hour_of_day": "the time of day",
+    "session_depth": "how long you have been watching",
+}
+
+# Features whose phrase names something bad: a negative contribution reads as it is, a
+# positive one (a low value helped the clip) gets these words.
+LOW_WORDS = {
+    "skip_rate": "people rarely skip it",
+    "see_less_rate": "people rarely ask to see less of it",
+    "report_rate": "it is rarely reported",
+    "safety": "it is labelled safe",
 }
 
 
@@ -48,7 +66,7 @@ def feature_phrase(name: str) -> str:
 def reason_text(source: str, contributions: list[tuple[str, float]]) -> str:
     """Compose a one-line reason: the source's phrase and the strongest positive features."""
     head = SOURCE_REASONS.get(source, f"found by {source}")
-    top = [feature_phrase(n) for n, v in contributions if v > 0][:2]
+    top = contribution_phrases(contributions, k=2)[0]
     if top:
         return f"{head.capitalize()}; {' and '.join(top)}."
     return f"{head.capitalize()}."
@@ -65,3 +83,20 @@ def top_contributions(
     ]
     terms.sort(key=lambda t: -abs(t[1]))
     return terms[:k]
+
+
+def contribution_phrases(
+    contributions: list[tuple[str, float]], *, k: int = 3
+) -> tuple[list[str], list[str]]:
+    """Words for the strongest contributions: ``(reasons for, reasons against)``.
+
+    ``contributions`` are ``(feature, signed contribution)`` pairs, strongest first (e.g. from
+    LightGBM ``pred_contrib``); at most ``k`` phrases are returned on each side.
+    """
+    pro = [LOW_WORDS.get(n) or feature_phrase(n) for n, v in contributions if v > 0][:k]
+    con = [
+        feature_phrase(n) if n in LOW_WORDS else f"weak signal: {feature_phrase(n)}"
+        for n, v in contributions
+        if v < 0
+    ][:k]
+    return pro, con

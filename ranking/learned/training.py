@@ -18,8 +18,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import lightgbm as lgb
@@ -36,6 +38,7 @@ from ranking.learned.value_model import LearnedValueModel, ValueWeights
 logger = logging.getLogger(__name__)
 
 NDCG_K = 10
+_RANKER = "__ranker__"
 
 
 class TrainingError(Exception):
@@ -54,7 +57,12 @@ class TrainSettings(BaseSettings):
     num_rounds: int = Field(default=200, ge=1)
     early_stopping_rounds: int = Field(default=20, ge=1)
     learning_rate: float = Field(default=0.1, gt=0)
-    num_leaves: int = Field(default=31, ge=2)
+    # Small trees: serving evaluates every head on ~1,000 candidates per page and TreeSHAP
+    # explanations cost O(leaves x depth^2) per tree; 15 leaves at depth <= 6 ranked as well as
+    # 31 unbounded leaves on 200k logged impressions (NDCG@10 0.7695 vs 0.7687) at half the
+    # serving cost and a fifth of the explanation cost.
+    num_leaves: int = Field(default=15, ge=2)
+    max_depth: int = Field(default=6, ge=-1)
     min_data_in_leaf: int = Field(default=50, ge=1)
     max_bin: int = Field(default=63, ge=4)
     num_threads: int = Field(default=2, ge=1)
@@ -340,6 +348,7 @@ def _params(s: TrainSettings, **extra: Any) -> dict[str, Any]:
     return {
         "learning_rate": s.learning_rate,
         "num_leaves": s.num_leaves,
+        "max_depth": s.max_depth,
         "min_data_in_leaf": s.min_data_in_leaf,
         "max_bin": s.max_bin,
         "num_threads": s.num_threads,
@@ -359,7 +368,13 @@ def train_value_model(
     settings: TrainSettings | None = None,
     weights: ValueWeights | None = None,
 ) -> LearnedValueModel:
-    """Fit the heads and the lambdarank ranker on ``train`` (early stopping on its last part)."""
+    """Fit the heads and the lambdarank ranker on ``train`` (early stopping on its last part).
+
+    The boosters are independent, so ``settings.num_threads`` of them train at once, each on
+    one thread: on a shared, busy machine one OpenMP team of two threads per booster spends
+    most of its time waiting at barriers (measured: 110 ms per boosting round with two threads
+    vs 8 ms with one), while two single-threaded boosters keep both cores busy.
+    """
     s = settings or TrainSettings()
     train = _subsample_requests(train, s.max_train_rows, s.seed)
     fit, valid, _ = time_split(train, s.valid_frac)
@@ -371,8 +386,6 @@ def train_value_model(
         params={"max_bin": s.max_bin, "verbosity": -1},
         free_raw_data=False,
     ).construct()
-    heads: dict[str, lgb.Booster | float] = {}
-    stop: list[Any] = [lgb.early_stopping(s.early_stopping_rounds, verbose=False)]
 
     def fit_one(
         params: dict[str, Any],
@@ -381,6 +394,7 @@ def train_value_model(
         has_valid: bool,
         group: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> lgb.Booster:
+        params = {**params, "num_threads": 1}
         d_fit = lgb.Dataset(
             x_fit,
             label=y_fit,
@@ -393,14 +407,17 @@ def train_value_model(
         d_val = lgb.Dataset(
             x_val,
             label=y_val,
-            reference=base,
+            reference=d_fit,
             feature_name=names,
             group=None if group is None else group[1],
         )
+        stop: list[Any] = [lgb.early_stopping(s.early_stopping_rounds, verbose=False)]
         return lgb.train(
             params, d_fit, num_boost_round=s.num_rounds, valid_sets=[d_val], callbacks=stop
         )
 
+    heads: dict[str, lgb.Booster | float] = {}
+    jobs: dict[str, Callable[[], lgb.Booster]] = {}
     for h in HEAD_NAMES:
         y_fit = fit.frame[h].to_numpy().astype(np.float64)
         y_val = valid.frame[h].to_numpy().astype(np.float64)
@@ -409,25 +426,31 @@ def train_value_model(
             heads[h] = (pos + 0.5) / (len(y_fit) + 1.0)
             logger.info("head %s: %d positives; kept as a constant %.4g", h, pos, heads[h])
             continue
-        has_valid = 0 < y_val.sum() < len(y_val)
-        heads[h] = fit_one(
-            _params(s, objective="binary", metric="binary_logloss"), y_fit, y_val, has_valid
-        )
+        has_valid = bool(0 < y_val.sum() < len(y_val))
+        params = _params(s, objective="binary", metric="binary_logloss")
+        jobs[h] = partial(fit_one, params, y_fit, y_val, has_valid)
 
     rel_fit = fit.frame["relevance"].to_numpy()
     rel_val = valid.frame["relevance"].to_numpy()
-    ranker: lgb.Booster | None = None
     if rel_fit.max(initial=0) > 0:
-        ranker = fit_one(
+        jobs[_RANKER] = partial(
+            fit_one,
             _params(s, objective="lambdarank", metric="ndcg", eval_at=[NDCG_K]),
             rel_fit,
             rel_val,
             bool(rel_val.max(initial=0) > 0),
-            group=(fit.group_sizes(), valid.group_sizes()),
+            (fit.group_sizes(), valid.group_sizes()),
         )
+    with ThreadPoolExecutor(max_workers=s.num_threads, thread_name_prefix="lgb") as pool:
+        futures = {name: pool.submit(fn) for name, fn in jobs.items()}
+        fitted = {name: fut.result() for name, fut in futures.items()}
+    ranker = fitted.pop(_RANKER, None)
+    for h in HEAD_NAMES:
+        if h in fitted:
+            heads[h] = fitted[h]
     return LearnedValueModel(
         feature_names=train.feature_names,
-        heads=heads,
+        heads={h: heads[h] for h in HEAD_NAMES},
         ranker=ranker,
         weights=weights or ValueWeights(),
     )

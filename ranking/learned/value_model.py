@@ -104,15 +104,32 @@ class LearnedValueModel:
             return np.zeros(len(x))
         return np.asarray(self.ranker.predict(x, num_threads=1), dtype=np.float64)
 
-    def value(self, x: np.ndarray, weights: ValueWeights | None = None) -> np.ndarray:
-        """The value of each row under ``weights`` (default: the model's own)."""
+    def value(
+        self,
+        x: np.ndarray,
+        weights: ValueWeights | None = None,
+        *,
+        ranker_scores: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The value of each row under ``weights`` (default: the model's own).
+
+        ``ranker_scores`` may pass the lambdarank scores of ``x`` when already computed.
+        """
         w = weights or self.weights
         hw = w.head_weights()
         total = np.zeros(len(x))
-        for name, p in self.predict_heads(x).items():
-            total += hw.get(name, 0.0) * p
+        for name, head in self.heads.items():
+            weight = hw.get(name, 0.0)
+            if not weight:
+                continue  # a head that does not count is not evaluated
+            if isinstance(head, lgb.Booster):
+                logit = np.asarray(head.predict(x, raw_score=True, num_threads=1))
+                total += weight * _sigmoid(logit)
+            else:
+                total += weight * float(head)
         if w.ranker:
-            total += w.ranker * self.ranker_score(x)
+            r = self.ranker_score(x) if ranker_scores is None else ranker_scores
+            total += w.ranker * r
         return total
 
     def score_frame(self, frame: pl.DataFrame, weights: ValueWeights | None = None) -> np.ndarray:
