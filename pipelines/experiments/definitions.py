@@ -16,8 +16,8 @@ declared pipeline settings. Example file::
       - name: stronger
         weight: 1
         overrides:
-          steering_strength: 0.8
-          value_weights.share: 6.0
+          mood_strength: 0.8
+          value_weights: {share: 6.0}
 """
 
 from __future__ import annotations
@@ -44,17 +44,91 @@ from pipelines.experiments.errors import ExperimentDefinitionError
 
 logger = logging.getLogger(__name__)
 
-#: Pipeline settings an arm may override, with the type of value each takes.
+#: Pipeline settings an arm may override (the ``FeedQuery.overrides`` keys the components read),
+#: with the type of value each takes. ``value_weights`` is a mapping head -> weight.
 OVERRIDABLE_SETTINGS: dict[str, type] = {
-    "steering_strength": float,
+    "value_weights": dict,
+    "ranker_model": str,
+    "mood_strength": float,
     "governor_taper": float,
-    "ranker_version": str,
+    "satisfaction_weight": float,
     "exploration_rate": float,
 }
-#: Prefix of the per-head value-model weights (``value_weights.<head>``, float values).
+#: Flat spelling of one value-model weight (``value_weights.<head>: 6``), folded into
+#: ``value_weights``.
 VALUE_WEIGHT_PREFIX = "value_weights."
 _HEAD_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _VALID_KEYS_TEXT = ", ".join([*sorted(OVERRIDABLE_SETTINGS), f"{VALUE_WEIGHT_PREFIX}<head>"])
+#: Settings whose value must lie in [0, 1], and those that must be >= 0.
+_UNIT_INTERVAL = ("exploration_rate", "mood_strength")
+_NON_NEGATIVE = ("governor_taper",)
+
+
+def _check_number(arm: str, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        msg = f"arm {arm!r}: override {key!r} must be a number, got {value!r}"
+        raise ExperimentDefinitionError(msg)
+    number = float(value)
+    if number != number or number in (float("inf"), float("-inf")):
+        msg = f"arm {arm!r}: override {key!r} must be finite, got {number}"
+        raise ExperimentDefinitionError(msg)
+    if key in _UNIT_INTERVAL and not 0.0 <= number <= 1.0:
+        msg = f"arm {arm!r}: {key} must lie in [0, 1], got {number}"
+        raise ExperimentDefinitionError(msg)
+    if key in _NON_NEGATIVE and number < 0.0:
+        msg = f"arm {arm!r}: {key} must be >= 0, got {number}"
+        raise ExperimentDefinitionError(msg)
+    return number
+
+
+def _check_head(arm: str, key: str, head: Any) -> str:
+    if not isinstance(head, str) or not _HEAD_RE.match(head):
+        msg = (
+            f"arm {arm!r}: override {key!r} names no value head ({head!r}); expected "
+            f"a snake_case head name"
+        )
+        raise ExperimentDefinitionError(msg)
+    return head
+
+
+def normalize_overrides(arm: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate an arm's overrides and fold ``value_weights.<head>`` keys into ``value_weights``.
+
+    Parameters
+    ----------
+    arm : str
+        Name of the arm (for messages).
+    overrides : Mapping[str, Any]
+        Raw overrides.
+
+    Returns
+    -------
+    dict[str, Any]
+        Typed overrides keyed by :data:`OVERRIDABLE_SETTINGS` names.
+
+    Raises
+    ------
+    ExperimentDefinitionError
+        On an unknown key, a malformed head name or a value of the wrong type.
+    """
+    out: dict[str, Any] = {}
+    weights: dict[str, float] = {}
+    for key, value in overrides.items():
+        if key.startswith(VALUE_WEIGHT_PREFIX):
+            head = _check_head(arm, key, key[len(VALUE_WEIGHT_PREFIX) :])
+            weights[head] = _check_number(arm, key, value)
+        elif key == "value_weights":
+            if not isinstance(value, Mapping) or not value:
+                msg = f"arm {arm!r}: value_weights must be a non-empty mapping head -> weight"
+                raise ExperimentDefinitionError(msg)
+            for head, w in value.items():
+                weights[_check_head(arm, key, head)] = _check_number(arm, f"{key}.{head}", w)
+        else:
+            out[key] = _check_override(arm, key, value)
+    if weights:
+        out["value_weights"] = weights
+    return out
+
 
 ExperimentStatus = Literal["draft", "running", "stopped"]
 
@@ -81,29 +155,13 @@ def _check_override(arm: str, key: str, value: Any) -> Any:
     ExperimentDefinitionError
         On an unknown key, a malformed head name or a value of the wrong type.
     """
-    if key.startswith(VALUE_WEIGHT_PREFIX):
-        head = key[len(VALUE_WEIGHT_PREFIX) :]
-        if not _HEAD_RE.match(head):
-            msg = (
-                f"arm {arm!r}: override {key!r} names no value head; expected "
-                f"{VALUE_WEIGHT_PREFIX}<head> with a snake_case head"
-            )
-            raise ExperimentDefinitionError(msg)
-        expected: type = float
-    elif key in OVERRIDABLE_SETTINGS:
+    if key in OVERRIDABLE_SETTINGS:
         expected = OVERRIDABLE_SETTINGS[key]
     else:
         msg = f"arm {arm!r}: unknown override {key!r}; valid: {_VALID_KEYS_TEXT}"
         raise ExperimentDefinitionError(msg)
     if expected is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            msg = f"arm {arm!r}: override {key!r} must be a number, got {value!r}"
-            raise ExperimentDefinitionError(msg)
-        number = float(value)
-        if key == "exploration_rate" and not 0.0 <= number <= 1.0:
-            msg = f"arm {arm!r}: exploration_rate must lie in [0, 1], got {number}"
-            raise ExperimentDefinitionError(msg)
-        return number
+        return _check_number(arm, key, value)
     if not isinstance(value, str) or not value:
         msg = f"arm {arm!r}: override {key!r} must be a non-empty string, got {value!r}"
         raise ExperimentDefinitionError(msg)
@@ -120,8 +178,9 @@ class Arm(BaseModel):
     weight : float
         Relative share of the experiment's users; must be > 0 (normalised over the arms).
     overrides : dict[str, Any]
-        Pipeline settings this arm changes; keys among :data:`OVERRIDABLE_SETTINGS` or
-        ``value_weights.<head>``. Empty for the control arm.
+        Pipeline settings this arm changes (copied into ``FeedQuery.overrides``); keys among
+        :data:`OVERRIDABLE_SETTINGS` (``value_weights.<head>`` keys are folded into
+        ``value_weights``). Empty for the control arm.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -132,8 +191,9 @@ class Arm(BaseModel):
 
     @model_validator(mode="after")
     def _overrides_are_declared(self) -> Arm:
-        for key, value in self.overrides.items():
-            self.overrides[key] = _check_override(self.name, key, value)
+        clean = normalize_overrides(self.name, self.overrides)
+        self.overrides.clear()
+        self.overrides.update(clean)
         return self
 
 

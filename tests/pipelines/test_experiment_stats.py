@@ -61,9 +61,10 @@ arms:
   - name: stronger
     weight: 1
     overrides:
-      steering_strength: 0.8
+      mood_strength: 0.8
       value_weights.share: 6
-      ranker_version: lgbm-2025-06
+      value_weights: {like: 2}
+      ranker_model: lgbm-2025-06
 """
 
 
@@ -88,11 +89,11 @@ def test_experiment_loads_from_yaml_with_typed_overrides(tmp_path: Path) -> None
     assert exp.name == "steering-strength-v2"
     assert exp.arm_names == ["control", "stronger"]
     assert exp.arm("stronger").overrides == {
-        "steering_strength": 0.8,
-        "value_weights.share": 6.0,
-        "ranker_version": "lgbm-2025-06",
+        "mood_strength": 0.8,
+        "value_weights": {"share": 6.0, "like": 2.0},
+        "ranker_model": "lgbm-2025-06",
     }
-    assert isinstance(exp.arm("stronger").overrides["value_weights.share"], float)
+    assert isinstance(exp.arm("stronger").overrides["value_weights"]["share"], float)
     assert exp.arm_shares == {"control": 0.5, "stronger": 0.5}
     assert exp.start == datetime(2025, 6, 1, tzinfo=UTC)
     assert exp.guardrails == ["regret_rate", "session_minutes"]
@@ -103,7 +104,14 @@ def test_unknown_override_key_lists_the_valid_ones() -> None:
         _experiment(arms=[{"name": "a"}, {"name": "b", "overrides": {"steer_strength": 1.0}}])
     text = str(err.value)
     assert "steer_strength" in text
-    for key in ("steering_strength", "governor_taper", "ranker_version", "exploration_rate"):
+    for key in (
+        "value_weights",
+        "ranker_model",
+        "mood_strength",
+        "governor_taper",
+        "satisfaction_weight",
+        "exploration_rate",
+    ):
         assert key in text
     assert "value_weights.<head>" in text
 
@@ -113,9 +121,14 @@ def test_unknown_override_key_lists_the_valid_ones() -> None:
     [
         {"value_weights.": 1.0},
         {"value_weights.Bad-Head": 1.0},
-        {"steering_strength": "strong"},
-        {"steering_strength": True},
-        {"ranker_version": 3},
+        {"value_weights": {}},
+        {"value_weights": {"Bad-Head": 1.0}},
+        {"mood_strength": "strong"},
+        {"mood_strength": True},
+        {"mood_strength": 1.5},
+        {"governor_taper": -0.1},
+        {"satisfaction_weight": float("nan")},
+        {"ranker_model": 3},
         {"exploration_rate": 1.5},
     ],
 )

@@ -1,0 +1,120 @@
+"""The dashboard in headless Chromium (Debian's ``/usr/bin/chromium`` driven by Playwright):
+it loads on a seeded store behind the sign-in form, shows the seeded numbers, and logs no
+console errors."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture()
+def live_server(world_dir: Path) -> Iterator[tuple[str, Any]]:
+    """The real app served by uvicorn on a free local port; yields (base URL, app)."""
+    import uvicorn
+
+    from api.main import create_app
+    from api.settings import ApiSettings
+    from pipelines.engine import open_engine
+
+    app = create_app(
+        engine_factory=lambda: open_engine(world_dir), api_settings=ApiSettings(scheduler=False)
+    )
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("the app did not start")
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}", app
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+def test_dashboard_loads_in_chromium_with_the_seeded_numbers(
+    live_server: tuple[str, Any],
+) -> None:
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    from fastapi.testclient import TestClient
+
+    from tests.api.test_dashboard_api import ANSWERS, seed_dashboard
+
+    base, app = live_server
+    engine = app.state.engine
+    admin_key = engine.store.create_api_key("admin")
+    analyst_key = engine.store.create_api_key("analyst")
+    # Seed through the running app's engine (the TestClient shares it; no second lifespan).
+    client = TestClient(app)
+    report = seed_dashboard(client, {"Authorization": f"Bearer {admin_key}"})
+    users = {a["name"]: a["users"] for a in report["arms"]}
+    means = [f"{sum(v) / len(v):.2f}" for v in ANSWERS.values()]
+
+    problems: list[str] = []
+    with playwright_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            page = browser.new_page()
+            page.on(
+                "console",
+                lambda m: (
+                    problems.append(f"console {m.type}: {m.text}")
+                    if m.type in ("error", "warning")
+                    else None
+                ),
+            )
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.on(
+                "requestfailed",
+                lambda r: (
+                    problems.append(f"request failed: {r.url}") if "favicon" not in r.url else None
+                ),
+            )
+            page.goto(f"{base}/dashboard")
+            assert page.locator("form input[name=key]").count() == 1
+            page.fill("input[name=key]", analyst_key)
+            page.click("button[type=submit]")
+            page.wait_for_selector("section.experiment[data-experiment='dash-exp']")
+            shown_users = page.locator("td.users").all_inner_texts()
+            assert [int(u) for u in shown_users] == [users["control"], users["wellbeing"]]
+            assert page.locator("td.sat-mean").all_inner_texts() == means
+            assert page.locator("[data-srm='ok']").count() == 1
+            assert page.locator("svg").count() >= 2
+            assert page.locator("[data-verdict]").count() == 1
+            assert page.title() == "steerfeed dashboard"
+        finally:
+            browser.close()
+    assert problems == []
