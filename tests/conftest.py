@@ -24,6 +24,14 @@ def tiny_world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
+@pytest.fixture(scope="session")
+def tiny_video_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny text-to-video diffusers pipeline saved with ``save_pretrained`` (built once)."""
+    from pipelines.generation.tiny_model import build_tiny_text_to_video
+
+    return build_tiny_text_to_video(tmp_path_factory.mktemp("t2v"))
+
+
 @pytest.fixture()
 def world_dir(tiny_world_dir: Path, tmp_path: Path) -> Path:
     """A private copy of the tiny world (tests may write to it)."""

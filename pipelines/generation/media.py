@@ -1,0 +1,94 @@
+"""Encoding clips: an H.264 mp4 (PyAV, libx264; mpeg4 when libx264 is missing), a PNG poster
+frame and a JSON sidecar manifest, all under the media folder."""
+
+from __future__ import annotations
+
+import json
+import logging
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+
+def to_uint8_frames(frames: Any) -> np.ndarray:
+    """Normalise a pipeline's frames to a ``(n, height, width, 3)`` uint8 array.
+
+    Accepts numpy arrays (floats in [0, 1] or uint8, with or without a batch axis), torch
+    tensors shaped like those, and lists of PIL images (or of lists of them).
+    """
+    if isinstance(frames, list | tuple) and frames and isinstance(frames[0], list | tuple):
+        frames = frames[0]
+    if isinstance(frames, list | tuple):
+        arr = np.stack(
+            [np.asarray(f.convert("RGB") if hasattr(f, "convert") else f) for f in frames]
+        )
+    else:
+        if hasattr(frames, "detach"):
+            frames = frames.detach().float().cpu().numpy()
+        arr = np.asarray(frames)
+    if arr.ndim == 5:
+        arr = arr[0]
+    if arr.ndim != 4:
+        msg = f"expected frames shaped (n, h, w, c), got {arr.shape}"
+        raise ValueError(msg)
+    if arr.shape[-1] not in (1, 3, 4) and arr.shape[1] in (1, 3, 4):
+        arr = np.moveaxis(arr, 1, -1)  # (n, c, h, w) -> (n, h, w, c)
+    if arr.dtype != np.uint8:
+        arr = (np.clip(np.nan_to_num(arr.astype(np.float32)), 0.0, 1.0) * 255.0).round()
+        arr = arr.astype(np.uint8)
+    if arr.shape[-1] == 1:
+        arr = np.repeat(arr, 3, axis=-1)
+    return np.ascontiguousarray(arr[..., :3])
+
+
+def encode_mp4(frames: np.ndarray, path: Path, *, fps: int) -> str:
+    """Write frames to an mp4 file; return the codec used.
+
+    Odd widths or heights are padded by one pixel (yuv420p needs even sizes).
+    """
+    _, h, w, _ = frames.shape
+    ph, pw = h + (h % 2), w + (w % 2)
+    if (ph, pw) != (h, w):
+        frames = np.pad(frames, ((0, 0), (0, ph - h), (0, pw - w), (0, 0)), mode="edge")
+    codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as container:
+        stream: Any = container.add_stream(codec, rate=Fraction(fps, 1))
+        stream.width = pw
+        stream.height = ph
+        stream.pix_fmt = "yuv420p"
+        if codec == "libx264":
+            stream.options = {"crf": "23", "preset": "veryfast"}
+        for img in frames:
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return codec
+
+
+def count_frames(path: Path) -> int:
+    """Decode an mp4 and count its video frames (used to check what was written)."""
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+def write_poster(frames: np.ndarray, path: Path) -> None:
+    """Write the middle frame as a PNG poster."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(frames[len(frames) // 2]).save(path, format="PNG")
+
+
+def write_manifest(manifest: dict[str, Any], path: Path) -> None:
+    """Write the sidecar manifest (provenance and files) as JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+    tmp.replace(path)

@@ -1,0 +1,77 @@
+"""Candidate source "made for your mood": generated clips close to the active mood, and the
+clips the user asked the generator for."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from ranking.pipeline import FeedQuery, empty_candidates
+from ranking.state import FeedState
+
+GENERATED_SOURCE = "generated"  # ranking.explain words it "made for your mood"
+
+
+def _mood_vectors(query: FeedQuery) -> list[np.ndarray]:
+    sc: Any = query.context.get("steering")
+    moods = getattr(sc, "moods", None) or []
+    return [s.vector for m in moods for s in (*m.facets, *m.restrict_to)]
+
+
+class GeneratedForMoodSource:
+    """Generated clips scored by cosine to the active mood's facets, plus the user's own
+    requested clips. Reads memory only.
+
+    Parameters
+    ----------
+    state
+        The serving state (``generated``, ``vectors``, ``author``).
+    limit
+        Most candidates returned.
+    min_similarity
+        Cosine below which a generated clip is not offered for a mood.
+    """
+
+    name = GENERATED_SOURCE
+
+    def __init__(
+        self,
+        state: FeedState,
+        *,
+        limit: int = 30,
+        min_similarity: float = 0.3,
+        timeout_s: float = 0.1,
+    ) -> None:
+        self.state = state
+        self.limit = limit
+        self.min_similarity = min_similarity
+        self.timeout_s = timeout_s
+
+    def fetch(self, query: FeedQuery) -> pl.DataFrame:
+        """Return generated candidates."""
+        st = self.state
+        with st.lock:
+            rows = np.flatnonzero(st.generated & st.has_vector)
+            if rows.size == 0:
+                return empty_candidates().drop("source")
+            vecs = st.vectors[rows]
+            own = st.author[rows] == query.user_id
+        # Without a mood only the user's own requests come this way (the ANN source already
+        # offers generated clips close to the user's tastes, under their own label).
+        targets = _mood_vectors(query)
+        if targets:
+            sims = (vecs @ np.stack(targets).T).max(axis=1).astype(np.float64)
+        else:
+            sims = np.zeros(rows.size)
+        keep = own | (sims >= self.min_similarity) if targets else own
+        score = np.where(own, np.maximum(sims, 1.0), sims)
+        idx = np.flatnonzero(keep)
+        idx = idx[np.argsort(-score[idx], kind="stable")][: self.limit]
+        return pl.DataFrame(
+            {
+                "item_id": st.item_ids[rows[idx]].astype(np.int64),
+                "source_score": score[idx].astype(np.float64),
+            }
+        )
