@@ -41,3 +41,56 @@ class Principal:
             return
         msg = f"this key may not act for user {user_id}"
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail=msg)
+
+
+# -- route policy (applied to every authenticated request, before the route's own checks) -----
+# Paths under these prefixes change what every user sees (experiments, model and registry
+# promotion): only ``admin`` writes them; ``analyst`` may read them.
+ADMIN_PREFIXES: tuple[str, ...] = (
+    "/v1/experiments",
+    "/v1/models",
+    "/v1/registries",
+    "/v1/registry",
+    "/v1/admin",
+)
+# Routes anyone may call without a key (liveness probes). Other routers mark a public route by
+# giving it the tag ``"public"``.
+PUBLIC_PATHS: frozenset[str] = frozenset({"/healthz"})
+PUBLIC_TAG = "public"
+READ_METHODS: frozenset[str] = frozenset({"GET", "HEAD", "OPTIONS"})
+# Path or query parameters that name the user a request acts for.
+USER_SCOPE_PARAMS: tuple[str, ...] = ("user_id",)
+
+
+def check_route_policy(
+    principal: Principal,
+    *,
+    method: str,
+    path: str,
+    params: dict[str, str],
+    parent_of: set[int] | None = None,
+) -> None:
+    """Raise 403 when ``principal`` may not call ``method path`` at all.
+
+    The rules, in order: ``analyst`` keys are read-only; the admin areas
+    (:data:`ADMIN_PREFIXES`) take ``admin`` (``analyst`` may read them); a ``user`` or
+    ``parent`` key may only name its own user (or, for a parent, a linked teen) in a
+    ``user_id`` path or query parameter. Routes add finer checks of their own.
+    """
+    method = method.upper()
+    if principal.role == ROLE_ANALYST and method not in READ_METHODS:
+        msg = f"analyst keys are read-only; {method} {path} needs an admin or service key"
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=msg)
+    if any(path == p or path.startswith(p + "/") for p in ADMIN_PREFIXES):
+        allowed = (ROLE_ADMIN, ROLE_ANALYST) if method in READ_METHODS else (ROLE_ADMIN,)
+        principal.require(*allowed)
+    if principal.role in (ROLE_USER, ROLE_PARENT):
+        for name in USER_SCOPE_PARAMS:
+            raw = params.get(name)
+            if raw is None:
+                continue
+            try:
+                uid = int(raw)
+            except ValueError:
+                continue  # the route's own validation answers 422
+            principal.require_user_access(uid, parent_of=parent_of)

@@ -8,10 +8,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from api import audit
+from api.deps import enforce_auth
+from api.ratelimit import RateLimiter
 from api.routes import catalog, events, feed, health
 from api.settings import ApiSettings
 from pipelines.engine import Engine
@@ -55,12 +58,39 @@ def create_app(
         version="0.1.0",
         description="Feed ranking and steering for short AI-generated clips.",
         lifespan=lifespan,
+        # Every route needs a key within its rate limit, except public ones (api/auth.py).
+        dependencies=[Depends(enforce_auth)],
     )
+    app.state.rate_limiter = RateLimiter(settings)
     for r in (health.router, feed.router, events.router, catalog.router):
         app.include_router(r)
     _install_extra_routers(app)
     _install_error_handlers(app, settings)
+    audit.install(app)
+    _document_error_bodies(app)
     return app
+
+
+def _document_error_bodies(app: FastAPI) -> None:
+    """Make the schema say what 422 bodies really hold: routes that reject a value themselves
+    answer ``{"detail": "<what to fix>"}``, request validation answers a list of errors plus a
+    ``message`` summary."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        comp = schema.get("components", {}).get("schemas", {}).get("HTTPValidationError")
+        if comp is not None:
+            props = comp.setdefault("properties", {})
+            listed = props.get("detail", {"type": "array"})
+            props["detail"] = {"anyOf": [listed, {"type": "string"}], "title": "Detail"}
+            props["message"] = {"type": "string", "title": "Message"}
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _install_extra_routers(app: FastAPI) -> None:
@@ -120,7 +150,17 @@ def _install_error_handlers(app: FastAPI, settings: ApiSettings) -> None:
         errors: list[dict[str, Any]] = []
         for e in exc.errors():
             loc = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
-            errors.append({"field": loc, "message": e.get("msg", "invalid"), "type": e.get("type")})
+            msg = str(e.get("msg", "invalid"))
+            # loc/msg/type keep the body to the documented HTTPValidationError schema.
+            errors.append(
+                {
+                    "loc": [p if isinstance(p, int) else str(p) for p in e.get("loc", ())],
+                    "msg": msg,
+                    "type": str(e.get("type", "value_error")),
+                    "field": loc,
+                    "message": msg,
+                }
+            )
         summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
         return JSONResponse({"detail": errors, "message": summary}, status_code=422)
 

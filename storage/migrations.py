@@ -211,6 +211,69 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        6,
+        "generation: clip generation queue, cameo consent, rights-holder opt-outs",
+        (
+            # One row per generation request or gap-filling prompt; status moves
+            # queued -> running -> done | failed (retried while attempts < max_attempts).
+            """CREATE TABLE generation_jobs (
+                job_id VARCHAR PRIMARY KEY,
+                kind VARCHAR NOT NULL,
+                requested_by BIGINT,
+                prompt VARCHAR NOT NULL,
+                remix_of BIGINT,
+                cameo_user_ids BIGINT[] NOT NULL DEFAULT [],
+                topics VARCHAR[] NOT NULL DEFAULT [],
+                params VARCHAR NOT NULL DEFAULT '{}',
+                reason VARCHAR NOT NULL DEFAULT '',
+                status VARCHAR NOT NULL DEFAULT 'queued',
+                attempts INTEGER NOT NULL DEFAULT 0,
+                max_attempts INTEGER NOT NULL DEFAULT 3,
+                error VARCHAR,
+                item_id BIGINT,
+                created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+                started_at TIMESTAMP,
+                finished_at TIMESTAMP,
+                not_before TIMESTAMP
+            )""",
+            # A person's opt-in to appear in generated clips, and who may use their likeness.
+            """CREATE TABLE cameo_consents (
+                user_id BIGINT PRIMARY KEY,
+                audience VARCHAR NOT NULL,
+                granted_at TIMESTAMP NOT NULL,
+                revoked_at TIMESTAMP
+            )""",
+            # Blanket opt-outs: one row per registered name of a character, brand or work.
+            """CREATE TABLE rights_optouts (
+                optout_id VARCHAR PRIMARY KEY,
+                holder VARCHAR NOT NULL,
+                name VARCHAR NOT NULL,
+                kind VARCHAR NOT NULL,
+                created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+                removed_at TIMESTAMP
+            )""",
+        ),
+    ),
+    Migration(
+        7,
+        "security: audit log of admin actions",
+        (
+            # One row per admin action (written by api/audit.py). Users being erased appear
+            # only as pseudonyms; storage/erasure.py scrubs earlier mentions.
+            """CREATE TABLE audit_log (
+                audit_id VARCHAR PRIMARY KEY,
+                at_ts TIMESTAMP NOT NULL,
+                key_id VARCHAR,
+                role VARCHAR NOT NULL,
+                actor_user_id BIGINT,
+                action VARCHAR NOT NULL,
+                target VARCHAR NOT NULL DEFAULT '',
+                details VARCHAR NOT NULL DEFAULT '{}',
+                status INTEGER
+            )""",
+        ),
+    ),
 )
 
 
@@ -229,10 +292,13 @@ def migrate(
     con: duckdb.DuckDBPyConnection, migrations: tuple[Migration, ...] = MIGRATIONS
 ) -> list[int]:
     """Apply every migration newer than the database's version; return the versions applied."""
-    have = current_version(con)
+    current_version(con)  # creates schema_version when missing
+    # Versions are allocated per package and may land out of order (7 before 6): apply every
+    # version this database has not recorded, not only those above its highest.
+    done = {int(r[0]) for r in con.execute("SELECT version FROM schema_version").fetchall()}
     applied: list[int] = []
-    for m in migrations:
-        if m.version <= have:
+    for m in sorted(migrations, key=lambda m: m.version):
+        if m.version in done:
             continue
         con.execute("BEGIN TRANSACTION")
         try:

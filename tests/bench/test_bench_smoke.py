@@ -1,0 +1,53 @@
+"""Smoke test of ``steerfeed bench`` on the tiny world (a fast, untimed run of every stage)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipelines.bench import BenchConfig, run_bench, store_scale
+
+
+def test_bench_in_process_stages(world_dir: Path) -> None:
+    cfg = BenchConfig(pages=10, train=False, bulk_events=2000, http=False, reuse=True)
+    report = run_bench(cfg, world_dir)
+    inp = report["in_process"]
+    assert inp["n"] == 10 and 0 < inp["p50_ms"] <= inp["p99_ms"]
+    assert inp["stage_mean_ms"], "per-stage timings are reported"
+    assert report["ingest_bulk"]["events"] == 2000
+    assert "http_pages" not in report
+
+
+@pytest.mark.bench
+def test_bench_measures_every_stage_without_errors(world_dir: Path) -> None:
+    """Every stage including uvicorn under load from a second process (~20-60 s)."""
+    cfg = BenchConfig(
+        pages=10,
+        train=False,
+        bulk_events=2000,
+        http_seconds=1.5,
+        http_concurrency=2,
+        http_batch=50,
+        mood_prompts=0,
+        reuse=True,
+    )
+    report = run_bench(cfg, world_dir)
+    assert report["build"] == {"reused": str(world_dir)}
+    inp = report["in_process"]
+    assert inp["n"] == 10 and 0 < inp["p50_ms"] <= inp["p99_ms"]
+    assert inp["stage_mean_ms"], "per-stage timings are reported"
+    assert report["ingest_bulk"]["events"] == 2000
+    for mode in ("http_pages", "http_events"):
+        assert report[mode]["requests"] > 0, mode
+        assert report[mode]["errors"] == 0, report[mode]
+    assert report["http_events"]["events_acked"] > 0
+    assert report["server_errors_logged"] == 0
+    assert report["peak_rss_mb"]["bench_process"] > 0
+
+
+def test_store_scale_grows_one_file_and_reloads_state(tmp_path: Path) -> None:
+    rows = store_scale([1000, 3000], work_dir=tmp_path, n_users=50, n_clips=40, chunk=1000)
+    assert [r["events"] for r in rows] == [1000, 3000]
+    assert rows[1]["file_mb"] >= rows[0]["file_mb"] > 0
+    assert all(r["insert_events_per_s"] > 0 and r["state_load_s"] >= 0 for r in rows)
