@@ -122,16 +122,34 @@ def demo(
     ] = True,
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
     force: Annotated[bool, typer.Option(help="rebuild even if the store exists")] = False,
+    train: Annotated[
+        bool,
+        typer.Option(
+            "--train/--no-train",
+            help="after building, run the author-stats, collab and train jobs so the learned "
+            "ranker serves from the first page",
+        ),
+    ] = True,
 ) -> None:
     """Build a demo world into DATA_DIR, index it, print a key and start the API."""
     from pipelines.demo import build_demo
+    from pipelines.jobs import JOBS, load_builtin_jobs
+
+    load_builtin_jobs()
+    jobs = tuple(j for j in ("author_stats", "collab", "train") if train and j in JOBS)
 
     db = data_dir / "steerfeed.duckdb"
     if db.exists() and not force:
         typer.echo(f"{db} exists; reusing it (pass --force to rebuild)")
     else:
         report = build_demo(
-            data_dir, n_users=users, n_clips=clips, n_events=events, seed=seed, progress=True
+            data_dir,
+            n_users=users,
+            n_clips=clips,
+            n_events=events,
+            seed=seed,
+            progress=True,
+            jobs=jobs,
         )
         typer.echo(json.dumps(report, indent=2))
     from storage.store import Store

@@ -36,8 +36,11 @@ def build_demo(
     seed: int = 0,
     progress: bool = False,
     now: datetime | None = None,
+    jobs: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Generate the world, store it, embed and index every caption; return counts and timings."""
+    """Generate the world, store it, embed and index every caption, then run ``jobs`` (e.g.
+    ``("author_stats", "train")``: the demo serves a learned ranker from its first page);
+    return counts and timings."""
     t0 = time.perf_counter()
     data_dir = Path(data_dir)
     for stale in ("steerfeed.duckdb", "steerfeed.duckdb.wal", "vectors"):
@@ -68,6 +71,9 @@ def build_demo(
         t_embed = time.perf_counter() - t0 - t_world - t_store
         if engine.index is not None:
             engine.index.optimize()
+        t_jobs = time.perf_counter()
+        job_reports = _run_jobs(engine, jobs)
+        t_jobs = time.perf_counter() - t_jobs
     finally:
         engine.close()
     total = time.perf_counter() - t0
@@ -77,9 +83,38 @@ def build_demo(
             "world": round(t_world, 1),
             "store": round(t_store, 1),
             "embed": round(t_embed, 1),
-            "index": round(total - t_world - t_store - t_embed, 1),
+            "index": round(total - t_world - t_store - t_embed - t_jobs, 1),
+            "jobs": round(t_jobs, 1),
             "total": round(total, 1),
         },
     }
+    if job_reports:
+        report["jobs"] = job_reports
     logger.info("demo built in %.1f s: %s", total, counts)
     return report
+
+
+def _run_jobs(engine: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """Run the named jobs in order; a failing job is reported, not raised (the demo still
+    serves, with the hand-weighted scorer if ``train`` failed)."""
+    if not names:
+        return {}
+    from pipelines.jobs import JobContext, load_builtin_jobs, run_job
+
+    load_builtin_jobs()
+    out: dict[str, Any] = {}
+    for name in names:
+        t = time.perf_counter()
+        rep = run_job(name, JobContext(engine, options={"progress": True}))
+        out[name] = {
+            "ok": rep.ok,
+            "seconds": round(time.perf_counter() - t, 1),
+            **({} if rep.ok else {"message": rep.message}),
+        }
+        if rep.ok:
+            out[name].update(
+                {k: v for k, v in rep.counts.items() if isinstance(v, int | float | str | bool)}
+            )
+        else:
+            logger.warning("demo job %s failed: %s", name, rep.message)
+    return out

@@ -31,7 +31,12 @@ from typing import Any
 import lightgbm as lgb
 
 from ranking.learned.training import NDCG_K, Examples, evaluate_scores, hand_weighted_scores
-from ranking.learned.value_model import LearnedModelError, LearnedValueModel, ValueWeights
+from ranking.learned.value_model import (
+    EXPLAINER_FILE,
+    LearnedModelError,
+    LearnedValueModel,
+    ValueWeights,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -265,6 +270,9 @@ class ModelRegistry:
             "feature_names": list(model.feature_names),
             "heads": model.head_files(),
             "ranker": "ranker.txt" if model.ranker is not None else None,
+            "explainer": EXPLAINER_FILE if model.explainer is not None else None,
+            # how closely the distilled explainer follows the value (r2, spearman)
+            "explainer_fidelity": model.meta.get("explainer_fidelity") if model.explainer else None,
             "checksums": checksums,
             "weights": model.weights.model_dump(),
             "metrics": metrics,
@@ -304,6 +312,7 @@ class ModelRegistry:
             feature_names=meta["feature_names"],
             heads=meta["heads"],
             ranker=meta.get("ranker"),
+            explainer=meta.get("explainer"),
             checksums=meta.get("checksums", {}),
             weights=weights,
             version=version,

@@ -33,7 +33,7 @@ from scipy.stats import rankdata
 
 from features.registry import decode_logged, feature_names, validate_names
 from ranking.learned.heads import HEAD_NAMES, LABEL_EVENT_TYPES, event_flag_exprs, relevance_expr
-from ranking.learned.value_model import LearnedValueModel, ValueWeights
+from ranking.learned.value_model import LearnedValueModel, ValueWeights, fit_explainer
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +68,10 @@ class TrainSettings(BaseSettings):
     num_threads: int = Field(default=2, ge=1)
     min_positives: int = Field(default=10, ge=1)
     max_train_rows: int = Field(default=2_000_000, ge=1000)
+    # Distil the value into one small booster that explains a page in one TreeSHAP pass
+    # (value_model.fit_explainer); rows it is fitted on (a random sample of the fit part).
+    explainer: bool = True
+    explainer_rows: int = Field(default=100_000, ge=100)
     seed: int = 0
 
 
@@ -448,12 +452,21 @@ def train_value_model(
     for h in HEAD_NAMES:
         if h in fitted:
             heads[h] = fitted[h]
-    return LearnedValueModel(
+    model = LearnedValueModel(
         feature_names=train.feature_names,
         heads={h: heads[h] for h in HEAD_NAMES},
         ranker=ranker,
         weights=weights or ValueWeights(),
     )
+    if s.explainer and len(x_fit) >= 100:
+        rng = np.random.default_rng(s.seed)
+        sample = x_fit
+        if len(x_fit) > s.explainer_rows:
+            sample = x_fit[rng.choice(len(x_fit), s.explainer_rows, replace=False)]
+        model.explainer, fidelity = fit_explainer(model, sample, x_val, seed=s.seed)
+        model.meta["explainer_fidelity"] = fidelity
+        logger.info("explainer distilled: %s", fidelity)
+    return model
 
 
 def train_and_evaluate(

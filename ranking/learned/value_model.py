@@ -28,6 +28,7 @@ from ranking.learned.heads import HEAD_NAMES
 logger = logging.getLogger(__name__)
 
 CONTEXT_FEATURES = frozenset(feature_names(entities=("context",)))
+EXPLAINER_FILE = "explainer.txt"
 
 
 class LearnedModelError(Exception):
@@ -77,6 +78,9 @@ class LearnedValueModel:
     weights: ValueWeights = field(default_factory=ValueWeights)
     version: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    #: A small booster distilled from the value under the model's own weights, used to explain
+    #: a page in one TreeSHAP pass (see :func:`fit_explainer`); ``None`` explains exactly.
+    explainer: lgb.Booster | None = None
 
     # -- prediction ---------------------------------------------------------------------------
     def matrix(self, frame: pl.DataFrame) -> np.ndarray:
@@ -150,6 +154,11 @@ class LearnedValueModel:
         if len(x) == 0:
             return []
         w = weights or self.weights
+        if self.explainer is not None and w == self.weights:
+            # One pass over the distilled value (~15x cheaper than a pass per head); its
+            # fidelity to the exact value is in ``meta["explainer"]``.
+            c = np.asarray(self.explainer.predict(x, pred_contrib=True, num_threads=1))
+            return self._top_contributions(c[:, :-1], k)
         hw = w.head_weights()
         total = np.zeros((len(x), len(self.feature_names)))
         for name, head in self.heads.items():
@@ -163,6 +172,11 @@ class LearnedValueModel:
         if w.ranker and self.ranker is not None:
             c = np.asarray(self.ranker.predict(x, pred_contrib=True, num_threads=1))
             total += w.ranker * c[:, :-1]
+        return self._top_contributions(total, k)
+
+    def _top_contributions(self, total: np.ndarray, k: int) -> list[list[dict[str, float | str]]]:
+        """The ``k`` strongest non-context contributions of each row."""
+        total = np.array(total, dtype=np.float64)
         keep = np.array([n not in CONTEXT_FEATURES for n in self.feature_names])
         total[:, ~keep] = 0.0
         kk = min(k, int(keep.sum()))
@@ -174,7 +188,7 @@ class LearnedValueModel:
                 for j in order[i]
                 if total[i, j] != 0.0
             ]
-            for i in range(len(x))
+            for i in range(len(total))
         ]
 
     # -- persistence --------------------------------------------------------------------------
@@ -187,6 +201,8 @@ class LearnedValueModel:
         ]
         if self.ranker is not None:
             boosters.append(("ranker.txt", self.ranker))
+        if self.explainer is not None:
+            boosters.append((EXPLAINER_FILE, self.explainer))
         for fname, booster in boosters:
             text = booster.model_to_string()
             (folder / fname).write_text(text)
@@ -205,10 +221,12 @@ class LearnedValueModel:
         weights: ValueWeights | None = None,
         version: str | None = None,
         meta: dict[str, Any] | None = None,
+        explainer: str | None = None,
     ) -> LearnedValueModel:
         """Load boosters from ``folder``, verifying each file against its checksum.
 
-        ``heads`` maps each head to a file name or a constant probability.
+        ``heads`` maps each head to a file name or a constant probability; ``explainer`` names
+        the distilled explainer's file (models saved before it existed have none).
 
         Raises
         ------
@@ -249,6 +267,7 @@ class LearnedValueModel:
             weights=weights or ValueWeights(),
             version=version,
             meta=meta or {},
+            explainer=booster(explainer) if explainer else None,
         )
 
     def head_files(self) -> dict[str, str | float]:
@@ -257,3 +276,57 @@ class LearnedValueModel:
             n: f"head_{n}.txt" if isinstance(h, lgb.Booster) else float(h)
             for n, h in self.heads.items()
         }
+
+
+def fit_explainer(
+    model: LearnedValueModel,
+    x_fit: np.ndarray,
+    x_val: np.ndarray,
+    *,
+    rounds: int = 60,
+    num_leaves: int = 7,
+    max_depth: int = 3,
+    learning_rate: float = 0.3,
+    seed: int = 0,
+) -> tuple[lgb.Booster, dict[str, float]]:
+    """Distil the value (under the model's own weights) into one small booster.
+
+    Exact explanations need a TreeSHAP pass per head and the ranker (about 1 ms per page row on
+    this machine); the distilled booster explains a row in one small pass. Defaults were chosen
+    on a 60k-event demo world: 60 trees of 7 leaves keep r2 0.97 / Spearman 0.99 to the value
+    and explain 20 rows in 0.5 ms (120 trees of 15 leaves: 0.99 / 0.99 in 3.6 ms). Its fidelity on
+    ``x_val`` is returned (``r2`` of the value, ``spearman`` rank correlation) so the registry
+    records how far the words can be trusted; requests under other weights (an experiment arm)
+    are still explained exactly.
+
+    Returns
+    -------
+    tuple
+        The booster and ``{"r2", "spearman", "rounds", "num_leaves"}``.
+    """
+    y_fit = model.value(x_fit)
+    params = {
+        "objective": "regression",
+        "learning_rate": learning_rate,
+        "num_leaves": num_leaves,
+        "max_depth": max_depth,
+        "min_data_in_leaf": 20,
+        "num_threads": 1,
+        "seed": seed,
+        "verbosity": -1,
+    }
+    booster = lgb.train(
+        params,
+        lgb.Dataset(x_fit, label=y_fit, feature_name=list(model.feature_names)),
+        num_boost_round=rounds,
+    )
+    fidelity: dict[str, float] = {"rounds": float(rounds), "num_leaves": float(num_leaves)}
+    if len(x_val) > 2:
+        y_val = model.value(x_val)
+        pred = np.asarray(booster.predict(x_val, num_threads=1), dtype=np.float64)
+        var = float(np.var(y_val))
+        fidelity["r2"] = round(1.0 - float(np.mean((y_val - pred) ** 2)) / var, 4) if var else 1.0
+        ry = np.argsort(np.argsort(y_val))
+        rp = np.argsort(np.argsort(pred))
+        fidelity["spearman"] = round(float(np.corrcoef(ry, rp)[0, 1]), 4)
+    return booster, fidelity

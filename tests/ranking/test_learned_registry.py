@@ -142,3 +142,33 @@ def test_an_altered_or_missing_model_file_does_not_load(
 def test_examples_type_is_what_the_gate_reads(trained: TrainResult) -> None:
     assert isinstance(trained.holdout, Examples)
     assert trained.holdout.frame["req_ts"].min() >= trained.cutoff  # type: ignore[operator]
+
+
+def test_distilled_explainer_is_saved_faithful_and_used_only_under_the_models_weights(
+    tmp_path: Path, trained: TrainResult
+) -> None:
+    model = trained.model
+    assert model.explainer is not None
+    fid = model.meta["explainer_fidelity"]
+    assert fid["spearman"] > 0.8 and fid["r2"] > 0.6  # it follows the value it explains
+    reg = ModelRegistry(tmp_path / "models")
+    v = _save(reg, model, trained)
+    loaded = reg.load(v)
+    assert loaded.explainer is not None
+    assert loaded.meta["explainer_fidelity"] == fid
+    x = trained.holdout.matrix()[:50]
+    fast = loaded.contributions(x, k=3)
+    assert fast == model.contributions(x, k=3)
+    # The strongest reason agrees with the exact per-head TreeSHAP on most rows.
+    exact = replace(loaded, explainer=None).contributions(x, k=3)
+    agree = sum(f[0]["feature"] in {e["feature"] for e in ex} for f, ex in zip(fast, exact))
+    assert agree >= 0.7 * len(x)
+    # An experiment arm's own weights are explained exactly, not by the distilled value.
+    flipped = _reversed(loaded).weights
+    assert loaded.contributions(x, flipped, k=3) == replace(loaded, explainer=None).contributions(
+        x, flipped, k=3
+    )
+    # A tampered explainer file is refused like any other model file.
+    (reg.root / v / "explainer.txt").write_text("tree\n")
+    with pytest.raises(LearnedModelError, match="checksum"):
+        reg.load(v)
