@@ -193,7 +193,7 @@ class RankingPipeline:
             timings[f"qh.{qh.name}"] = (time.perf_counter() - t) * 1e3
 
         t = time.perf_counter()
-        cands, counts, failed = self._fetch(query)
+        cands, counts, failed = self._fetch(query, timings)
         timings["sources"] = (time.perf_counter() - t) * 1e3
         n_candidates = cands.height
 
@@ -252,8 +252,19 @@ class RankingPipeline:
         )
         return PipelineResult(query, page, removed, counts, failed, timings, n_candidates, effects)
 
-    def _fetch(self, query: FeedQuery) -> tuple[pl.DataFrame, dict[str, int], list[str]]:
-        futures = {s.name: (s, _SOURCE_POOL.submit(s.fetch, query)) for s in self.sources}
+    def _fetch(
+        self, query: FeedQuery, timings: dict[str, float] | None = None
+    ) -> tuple[pl.DataFrame, dict[str, int], list[str]]:
+        spent: dict[str, float] = {}
+
+        def timed(src: CandidateSource) -> pl.DataFrame:
+            t = time.perf_counter()
+            try:
+                return src.fetch(query)
+            finally:
+                spent[src.name] = (time.perf_counter() - t) * 1e3
+
+        futures = {s.name: (s, _SOURCE_POOL.submit(timed, s)) for s in self.sources}
         frames: list[pl.DataFrame] = []
         counts: dict[str, int] = {}
         failed: list[str] = []
@@ -280,6 +291,8 @@ class RankingPipeline:
             )
             counts[name] = df.height
             frames.append(df)
+        if timings is not None:  # each source's own time (they overlap: "sources" is the wall)
+            timings.update({f"src.{k}": v for k, v in spent.items()})
         if not frames:
             return empty_candidates(), counts, failed
         # An item found by several sources keeps the first source in declaration order.

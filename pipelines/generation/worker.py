@@ -56,14 +56,22 @@ class GenerationWorker:
 
     def _attempt(self, job: GenerationJob) -> None:
         q = self.service.queue
+        started = time.monotonic()
 
-        def is_current() -> bool:
+        def still_ours() -> bool:
             now = q.get(job.job_id)
             return now.status == "running" and now.attempts == job.attempts
+
+        def is_current() -> bool:
+            # An attempt that overran its timeout never commits its clip, even when it ends
+            # before the reaper next looks.
+            return time.monotonic() - started <= self.settings.timeout_s and still_ours()
 
         try:
             item_id = self.service.render_job(job, is_current=is_current)
         except StaleAttemptError as exc:
+            if still_ours():  # overran, and the reaper has not failed it yet
+                self._fail_timed_out(job.job_id)
             logger.warning("%s; its clip was discarded", exc)
             return
         except RuleViolation as exc:
@@ -97,13 +105,26 @@ class GenerationWorker:
                     del self._in_flight[job_id]
                 elif not f.timed_out and now - f.started > self.settings.timeout_s:
                     f.timed_out = True
-                    self.stats["timed_out"] += 1
-                    self.service.queue.fail(
-                        job_id,
-                        f"timed out after {self.settings.timeout_s:.0f} s",
-                        backoff_s=self.settings.retry_backoff_s,
-                    )
+                    self._fail_timed_out(job_id, locked=True)
             return len(self._in_flight)
+
+    def _fail_timed_out(self, job_id: str, *, locked: bool = False) -> None:
+        """Fail an attempt that overran (once: the reaper and the attempt itself may race)."""
+        if locked:
+            self.stats["timed_out"] += 1
+        else:
+            with self._lock:
+                f = self._in_flight.get(job_id)
+                if f is not None and f.timed_out:
+                    return
+                if f is not None:
+                    f.timed_out = True
+                self.stats["timed_out"] += 1
+        self.service.queue.fail(
+            job_id,
+            f"timed out after {self.settings.timeout_s:g} s",
+            backoff_s=self.settings.retry_backoff_s,
+        )
 
     def _recover_stale(self) -> int:
         """Jobs left ``running`` by a process that died (not ours): back to the queue."""

@@ -52,16 +52,20 @@ class GeneratedForMoodSource:
     def fetch(self, query: FeedQuery) -> pl.DataFrame:
         """Return generated candidates."""
         st = self.state
+        # Without a mood only the user's own requests come this way (the ANN source already
+        # offers generated clips close to the user's tastes, under their own label), so the
+        # common no-mood page reads no vectors at all.
+        targets = _mood_vectors(query)
         with st.lock:
-            rows = np.flatnonzero(st.generated & st.has_vector)
+            mask = st.generated & st.has_vector
+            if not targets:
+                mask = mask & (st.author == query.user_id)
+            rows = np.flatnonzero(mask)
             if rows.size == 0:
                 return empty_candidates().drop("source")
-            vecs = st.vectors[rows]
+            vecs = st.vectors[rows] if targets else None
             own = st.author[rows] == query.user_id
-        # Without a mood only the user's own requests come this way (the ANN source already
-        # offers generated clips close to the user's tastes, under their own label).
-        targets = _mood_vectors(query)
-        if targets:
+        if vecs is not None:
             sims = (vecs @ np.stack(targets).T).max(axis=1).astype(np.float64)
         else:
             sims = np.zeros(rows.size)
