@@ -445,7 +445,7 @@ def build_services(
     return WellbeingServices(
         settings=s,
         repo=repo,
-        governor=GovernorService(repo, state, UsageTracker(store)),
+        governor=GovernorService(repo, state, UsageTracker(store, max_age_s=s.usage_max_age_s)),
         surveys=SurveyService(repo, s),
         satisfaction=SatisfactionService(repo),
         intensity=ClipIntensity(state),

@@ -26,6 +26,10 @@ class WellbeingSettings(BaseSettings):
         Pages a user with no history is expected to load in a week (sets the per-page rate).
     activity_cache_s
         How long a user's weekly activity (stratum, pages per week) is cached.
+    usage_max_age_s
+        How often (at most) a replica re-reads a user's governor usage from the store, so
+        viewing served by other API replicas counts within this many seconds; 0 re-reads on
+        every request (exact, one SQL query per page).
     """
 
     model_config = SettingsConfigDict(env_prefix="STEERFEED_WELLBEING_", extra="forbid")
@@ -37,3 +41,4 @@ class WellbeingSettings(BaseSettings):
     survey_response_window_hours: float = Field(default=24.0, gt=0.0)
     default_pages_per_week: float = Field(default=30.0, gt=0.0)
     activity_cache_s: float = Field(default=3600.0, ge=0.0)
+    usage_max_age_s: float = Field(default=60.0, ge=0.0)

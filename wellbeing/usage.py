@@ -181,6 +181,7 @@ def compute_usage(
 class _UserUsage:
     timezone: str
     local_day: date
+    seeded_at: float = 0.0  # time.monotonic() of the last read from the store
     last_event_at: datetime | None = None
     seconds_today: float = 0.0
     generated_today: int = 0
@@ -205,6 +206,11 @@ class UsageTracker:
         As in :func:`compute_usage`.
     default_timezone
         The timezone of a user first seen through a ``record_*`` call without a store.
+    max_age_s
+        With a store: re-read a user's usage from the store when their in-memory state is
+        older than this. Events that reach another API replica are only in the store, so with
+        several replicas the governor may lag another replica's viewing by at most this long;
+        ``None`` never re-reads (one replica).
     """
 
     def __init__(
@@ -214,8 +220,10 @@ class UsageTracker:
         session_gap_s: int = SESSION_GAP_S,
         break_gap_s: int = BREAK_GAP_S,
         default_timezone: str = "UTC",
+        max_age_s: float | None = None,
     ) -> None:
         self.store = store
+        self.max_age_s = max_age_s
         self.session_gap_s = session_gap_s
         self.break_gap_s = break_gap_s
         self.default_timezone = default_timezone
@@ -245,6 +253,7 @@ class UsageTracker:
             self._users[user_id] = _UserUsage(
                 timezone=timezone,
                 local_day=snap.local_day,
+                seeded_at=_time.monotonic(),
                 last_event_at=snap.last_event_at,
                 seconds_today=snap.usage.seconds_today,
                 generated_today=snap.usage.generated_today,
@@ -290,7 +299,13 @@ class UsageTracker:
             state = self._users.get(user_id)
             if state is not None and state.timezone != timezone and self.store is None:
                 state.timezone = timezone
-        if state is None or state.timezone != timezone:
+        stale = (
+            state is not None
+            and self.store is not None
+            and self.max_age_s is not None
+            and _time.monotonic() - state.seeded_at > self.max_age_s
+        )
+        if state is None or state.timezone != timezone or stale:
             return self.seed(user_id, now_utc=now_utc, timezone=timezone)
         now = to_utc(now_utc)
         with self._lock:

@@ -496,3 +496,19 @@ def test_serving_keeps_the_stricter_sleep_hours_and_personalization() -> None:
     got = effective_settings(defaults, stored, parent, is_teen=True, on_looser="ignore")
     assert (got.sleep_start, got.sleep_end, got.personalized) == ("21:00", "07:00", False)
     assert got.daily_limit_min == 40  # the stricter part of the teen's choice still applies
+
+
+def test_tracker_rereads_the_store_after_max_age_so_other_replicas_views_count(
+    store: Store,
+) -> None:
+    t0 = utc(2026, 7, 1, 10)
+    add_events(store, [{"at": t0, "watch_s": 60.0}])
+    fresh = UsageTracker(store, max_age_s=0.0)  # re-read on every request
+    cached = UsageTracker(store)  # one replica: never re-read
+    assert fresh.usage(1, now_utc=t0, timezone="UTC").seconds_today == 60.0
+    assert cached.usage(1, now_utc=t0, timezone="UTC").seconds_today == 60.0
+    # Another replica serves a view: it lands in the store, not in these trackers' memory.
+    add_events(store, [{"at": t0 + timedelta(minutes=1), "watch_s": 300.0}])
+    later = t0 + timedelta(minutes=2)
+    assert fresh.usage(1, now_utc=later, timezone="UTC").seconds_today == 360.0
+    assert cached.usage(1, now_utc=later, timezone="UTC").seconds_today == 60.0
