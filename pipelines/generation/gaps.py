@@ -95,14 +95,16 @@ def topic_gaps(service: GenerationService) -> list[Gap]:
     views, likes = COUNTERS.index("views"), COUNTERS.index("likes")
     demand: dict[str, float] = {}
     fresh: dict[str, int] = {}
+    # Copy under the lock, count outside it: the loop is O(catalogue) and feeds need the lock.
     with st.lock:
         eng = st.counts[:, views] + 2.0 * st.counts[:, likes]
         is_fresh = st.created >= now - s.gap_fresh_hours * 3600.0
-        for r, topics in enumerate(st.topics):
-            for t in topics or []:
-                demand[t] = demand.get(t, 0.0) + float(eng[r])
-                if is_fresh[r]:
-                    fresh[t] = fresh.get(t, 0) + 1
+        all_topics = list(st.topics)
+    for r, topics in enumerate(all_topics):
+        for t in topics or []:
+            demand[t] = demand.get(t, 0.0) + float(eng[r])
+            if is_fresh[r]:
+                fresh[t] = fresh.get(t, 0) + 1
     gaps = [
         Gap("topic", t, f"a short video clip about {t}", d, float(fresh.get(t, 0)), [t])
         for t, d in demand.items()

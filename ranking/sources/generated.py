@@ -42,7 +42,7 @@ class GeneratedForMoodSource:
         *,
         limit: int = 30,
         min_similarity: float = 0.3,
-        timeout_s: float = 0.1,
+        timeout_s: float = 0.2,
     ) -> None:
         self.state = state
         self.limit = limit
