@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import platform
+import re
 import resource
 import shutil
 import socket
@@ -198,6 +199,63 @@ def start_server(
     return proc, url
 
 
+_WRK_SCRIPT = """
+local users = {%s}
+math.randomseed(%d)
+request = function()
+  local u = users[math.random(#users)]
+  return wrk.format("GET", "/v1/feed?user_id=" .. u .. "&limit=20",
+                    {["Authorization"] = "Bearer %s"})
+end
+"""
+
+
+def _wrk_ms(text: str) -> float:
+    """A wrk latency ('812.00us', '12.5ms', '1.20s') in milliseconds."""
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
+    if m is None:
+        return float("nan")
+    scale = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[m.group(2)]
+    return float(m.group(1)) * scale
+
+
+def _wrk_pages(url: str, key: str, users: np.ndarray, cfg: BenchConfig) -> dict[str, Any] | None:
+    """Page load from Debian's ``wrk`` (C, one thread), which leaves more of a 2-core machine
+    to the server than the Python client; ``None`` when wrk is not installed."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return None
+    pick = users[: min(len(users), 5000)]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(_WRK_SCRIPT % (",".join(str(int(u)) for u in pick), cfg.seed, key))
+        script = f.name
+    try:
+        cmd = [wrk, "-t1", f"-c{cfg.http_concurrency}", f"-d{max(1, int(cfg.http_seconds))}s"]
+        cmd += ["--latency", "-s", script, url]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=cfg.http_seconds + 60)
+    finally:
+        Path(script).unlink(missing_ok=True)
+    out = done.stdout
+    lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, flags=re.M))
+    reqs = re.search(r"(\d+) requests in", out)
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = int(non2xx.group(1)) if non2xx else 0
+    if sock:
+        errors += sum(int(g) for g in sock.groups())
+    return {
+        "client": "wrk -t1",
+        "concurrency": cfg.http_concurrency,
+        "seconds": cfg.http_seconds,
+        "requests": int(reqs.group(1)) if reqs else 0,
+        "errors": errors,
+        "requests_per_s": float(rate.group(1)) if rate else 0.0,
+        "p50_ms": _wrk_ms(lat.get("50", "")),
+        "p99_ms": _wrk_ms(lat.get("99", "")),
+    }
+
+
 def _load(url: str, key: str, world: Path, mode: str, cfg: BenchConfig) -> dict[str, Any]:
     cmd = [
         sys.executable,
@@ -348,6 +406,9 @@ def _http(
         out["server_start_s"] = round(time.perf_counter() - t0, 1)
         try:
             out["http_pages"] = _load(url, service_key, world, "pages", cfg)
+            wrk = _wrk_pages(url, service_key, users, cfg)
+            if wrk is not None:
+                out["http_pages_wrk"] = wrk
             out["http_events"] = _load(url, service_key, world, "events", cfg)
             if cfg.mood_prompts:
                 out["mood_prompt"] = _moods(url, mood_keys, httpx)
