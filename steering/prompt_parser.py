@@ -184,7 +184,7 @@ _FIXED_PHRASES: frozenset[tuple[str, ...]] = frozenset(
         "rock and roll", "mac and cheese", "black and white", "salt and pepper",
         "arts and crafts", "fish and chips", "hide and seek", "dungeons and dragons",
         "pros and cons", "r and b", "rhythm and blues", "law and order", "trial and error",
-        "q and a", "tom and jerry", "bed and breakfast",
+        "q and a", "tom and jerry", "bed and breakfast", "video games", "video game",
     )
 )  # fmt: skip
 

@@ -60,23 +60,15 @@ def why_not(
         }
     ctx = result.query.context
     removed_by = result.removed.get(clip_id)
-    if removed_by is None:
-        # Not among the candidates: push it alone through the hydrators and filters.
-        q2 = replace(query, context=dict(ctx))
-        cand = pl.DataFrame(
-            {"item_id": [clip_id], "source_score": [0.0], "source": ["why_not"]},
-            schema={"item_id": pl.Int64, "source_score": pl.Float64, "source": pl.String},
-        )
-        for h in pipeline.hydrators:
-            cand = h.hydrate(q2, cand)
-        for f in pipeline.filters:
-            res = f.apply(q2, cand)
-            if res.removed.height:
-                removed_by = f.name
-                ctx = q2.context
-                break
+    # Every filter that would remove the clip on its own, so the answer does not hinge on which
+    # one ran first (an impression committed a moment ago turns "never show" into "seen").
+    blocking = _blocking_filters(pipeline, query, ctx, clip_id)
+    if removed_by is None and blocking:
+        removed_by = blocking[0]["filter"]
     if removed_by is not None:
         rule = (ctx.get("steering_removed") or {}).get(clip_id)
+        if rule is None:
+            rule = next((b["rule"] for b in blocking if b["filter"] == removed_by), None)
         words = FILTER_WORDS.get(removed_by, f"the {removed_by} filter removed it")
         if rule:
             words = f"{words} ({rule})"
@@ -87,6 +79,7 @@ def why_not(
             "filter": removed_by,
             "rule": rule,
             "message": words,
+            "all_filters": blocking,
         }
     if result.page.height < limit:
         return {
@@ -102,3 +95,28 @@ def why_not(
         "stage": "sources",
         "message": "no candidate source picked it, or it ranked below the clips on your page",
     }
+
+
+def _blocking_filters(
+    pipeline: RankingPipeline, query: FeedQuery, ctx: dict[str, Any], clip_id: int
+) -> list[dict[str, Any]]:
+    """Push the clip alone through the hydrators, then through each filter separately.
+
+    Returns ``{"filter", "rule"}`` for every filter that removes it, in pipeline order.
+    """
+    q2 = replace(query, context=dict(ctx))
+    q2.context["steering_removed"] = {}
+    cand = pl.DataFrame(
+        {"item_id": [clip_id], "source_score": [0.0], "source": ["why_not"]},
+        schema={"item_id": pl.Int64, "source_score": pl.Float64, "source": pl.String},
+    )
+    for h in pipeline.hydrators:
+        cand = h.hydrate(q2, cand)
+    out: list[dict[str, Any]] = []
+    for f in pipeline.filters:
+        if f.apply(q2, cand).removed.height:
+            rule = (
+                q2.context["steering_removed"].get(clip_id) if f.name == "mood_exclusions" else None
+            )
+            out.append({"filter": f.name, "rule": rule})
+    return out

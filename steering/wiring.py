@@ -1,7 +1,16 @@
 """Install steering into an engine: moods, standing controls, the mood source, filter and scorer.
 
-Call :func:`install_steering` once after the engine is built (and again after anything replaces
-``engine.deps`` lists); it is idempotent.
+The engine calls :func:`install` (``pipelines.engine.EXTENSIONS``); it is idempotent and cheap
+(nothing is embedded or scored until the first mood or rule). It adds to ``engine.deps``:
+
+- query hydrator :class:`ActiveMoodQueryHydrator` (moods and standing controls of the request);
+- candidate source :class:`MoodSource` (ANN and concept top clips for each mood facet);
+- filter :class:`MoodExclusionsFilter` (negations, never-show, muted words and authors, "only");
+- scorer :class:`MoodScorer` in ``extra_scorers`` (first of them, so later scorers such as the
+  wellbeing taper see the steered score);
+
+and registers ``engine.steering`` (:class:`SteeringServices`), the ``following_only`` product and
+a product hook that serves it to users whose settings say ``personalized: false``.
 """
 
 from __future__ import annotations
@@ -13,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 from ranking.filters.mood_exclusions import MoodExclusionsFilter
 from ranking.products.following_only import FOLLOWING_ONLY, build_following_only_feed
 from ranking.query_hydrators.active_mood import ActiveMoodQueryHydrator
-from ranking.scorers.hand_weighted import HandWeightedScorer
 from ranking.scorers.mood import MoodScorer
 from ranking.sources.mood import MoodSource
 from ranking.state import FeedState
@@ -65,11 +73,12 @@ def install_steering(engine: Engine) -> SteeringServices:
     if not any(isinstance(x, MoodSource) for x in deps.extra_sources):
         deps.extra_sources.append(MoodSource(deps.index, deps.state))
     if not any(isinstance(f, MoodExclusionsFilter) for f in deps.extra_filters):
-        deps.extra_filters.append(MoodExclusionsFilter(deps.state))
-    if deps.scorers is None:
-        deps.scorers = [HandWeightedScorer(deps.hand_weights)]
-    if not any(isinstance(x, MoodScorer) for x in deps.scorers):
-        deps.scorers.append(MoodScorer())
+        deps.extra_filters.append(MoodExclusionsFilter(deps.state, concepts=s.concepts))
+    # The base scorer list belongs to the learned ranker; the mood blend is an extra scorer.
+    if deps.scorers is not None:
+        deps.scorers[:] = [x for x in deps.scorers if not isinstance(x, MoodScorer)]
+    if not any(isinstance(x, MoodScorer) for x in deps.extra_scorers):
+        deps.extra_scorers.insert(0, MoodScorer())
     engine.rebuild_products()
     add_following_only(engine)
     logger.info("steering installed")

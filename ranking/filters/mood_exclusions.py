@@ -15,7 +15,9 @@ Rules, cheapest first (each removed clip is named with the first rule that remov
 
 Kept rows get the columns the mood scorer reads (``mood_similarity``, ``mood_energy``,
 ``mood_less``, ``steer_more``, ``steer_less``, ``steer_avoid``) and an ``_explain`` struct
-(``mood``, ``mood_match``, ``rules_applied``) the engine adds to each item's explanation.
+(``mood``, ``mood_match``, ``rules_applied``) the engine adds to each item's explanation;
+``mood_avoid_demoted`` in ``rules_applied`` says a kept clip is somewhat like a negated concept
+and was ranked down for it.
 """
 
 from __future__ import annotations
@@ -28,20 +30,29 @@ import polars as pl
 from ranking.pipeline import FeedQuery, FilterResult
 from ranking.query_hydrators.active_mood import SteeringContext
 from ranking.state import FeedState
-from steering.concepts import ConceptScores, stems
+from steering.concepts import ConceptIndex, ConceptScores, stems
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_THRESHOLD = 3.0
+DEFAULT_THRESHOLD = 2.0
 """Calibrated concept z above which a negated concept removes a clip (tuned on the tuning
-prompts of ``steerfeed eval steering``; see pipelines/eval_steering.py)."""
+prompts of ``steerfeed eval steering``: between 1.0 and 3.0 removal hardly changes once the
+scorer demotes what stays, and 2.0 removes few clips of other kinds; see notes/steering.md)."""
 DEFAULT_RESTRICT_THRESHOLD = 2.0
+
+
+LEXICAL_Z = 4.0
+"""Score floor of a clip that names the concept in its topics, hashtags or caption words: a
+concept that covers much of the catalogue has a small calibrated z even where it is named."""
 
 
 def _max_z(concepts: list[ConceptScores], rows: np.ndarray) -> np.ndarray:
     if not concepts:
         return np.zeros(len(rows))
-    return np.max(np.vstack([c.at(rows) for c in concepts]), axis=0)
+    return np.max(
+        np.vstack([np.maximum(c.at(rows), LEXICAL_Z * c.lexical_at(rows)) for c in concepts]),
+        axis=0,
+    )
 
 
 class MoodExclusionsFilter:
@@ -53,26 +64,36 @@ class MoodExclusionsFilter:
         self,
         state: FeedState,
         *,
+        concepts: ConceptIndex | None = None,
         threshold: float = DEFAULT_THRESHOLD,
         restrict_threshold: float = DEFAULT_RESTRICT_THRESHOLD,
     ) -> None:
         self.state = state
+        self.concepts = concepts
         self.threshold = threshold
         self.restrict_threshold = restrict_threshold
 
     def _word_match(self, rows: np.ndarray, phrase: str) -> np.ndarray:
-        words = [w for w in stems(phrase) if len(w) > 1]
-        if not words:
-            return np.zeros(len(rows), dtype=bool)
-        st = self.state
+        """Rows whose caption, topics or hashtags hold every word of ``phrase`` (stemmed)."""
         out = np.zeros(len(rows), dtype=bool)
-        for i, r in enumerate(rows.tolist()):
-            if r < 0:
-                continue
+        if self.concepts is not None:
+            # Catalogue-wide mask, cached per phrase: a lookup per request instead of a scan.
+            mask = self.concepts.word_mask(phrase)
+            ok = (rows >= 0) & (rows < len(mask))
+            out[ok] = mask[rows[ok]]
+            rest = np.flatnonzero(~ok & (rows >= 0))
+        else:
+            rest = np.flatnonzero(rows >= 0)
+        words = {w for w in stems(phrase) if len(w) > 1}
+        if not words:
+            return out
+        st = self.state
+        for i in rest.tolist():  # clips newer than the cached catalogue (rare)
+            r = int(rows[i])
             bag = set(stems(st.captions[r] or ""))
             for t in (*st.topics[r], *st.hashtags[r]):
                 bag.update(stems(t))
-            out[i] = all(w in bag for w in words)
+            out[i] = words <= bag
         return out
 
     def apply(self, query: FeedQuery, candidates: pl.DataFrame) -> FilterResult:
@@ -82,11 +103,15 @@ class MoodExclusionsFilter:
             return FilterResult(candidates, candidates.clear())
         rows = candidates["row"].to_numpy().astype(np.int64)
         n = len(rows)
-        reason = np.full(n, "", dtype=object)
+        # Index into ``labels`` of the first rule that removed each row (-1: kept).
+        reason = np.full(n, -1, dtype=np.int32)
+        labels: list[str] = []
 
         def mark(mask: np.ndarray, label: str) -> None:
-            hit = mask & (reason == "")
-            reason[hit] = label
+            hit = mask & (reason < 0)
+            if hit.any():
+                reason[hit] = len(labels)
+                labels.append(label)
 
         ctrl = sc.controls
         if ctrl.muted_authors:
@@ -111,13 +136,13 @@ class MoodExclusionsFilter:
             ok = np.zeros(n, dtype=bool)
             for c in restrict:
                 ok |= (c.at(rows) > self.restrict_threshold) | c.lexical_at(rows)
-            if (ok & (reason == "")).any():
+            if (ok & (reason < 0)).any():
                 mark(~ok, "mood_only:" + "|".join(c.text for c in restrict))
-        removed_mask = reason != ""
+        removed_mask = reason >= 0
         log = query.context.setdefault("steering_removed", {})
         ids = candidates["item_id"].to_numpy()
         for i in np.flatnonzero(removed_mask).tolist():
-            log[int(ids[i])] = str(reason[i])
+            log[int(ids[i])] = labels[int(reason[i])]
         kept = candidates.filter(pl.Series(~removed_mask))
         removed = candidates.filter(pl.Series(removed_mask))
         return FilterResult(self._annotate(sc, kept), removed)
@@ -136,34 +161,38 @@ class MoodExclusionsFilter:
         more = _max_z(sc.more, rows)
         less = _max_z(sc.less, rows)
         mood_text = "; ".join(m.text for m in sc.moods) or None
-        rules: list[list[str]] = []
-        more_t = [c.text for c in sc.more]
-        less_t = [c.text for c in sc.less]
-        for i in range(len(rows)):
-            r: list[str] = []
-            if more_t and more[i] > self.restrict_threshold:
-                r.append(f"more_of:{','.join(more_t)}")
-            if less_t and less[i] > self.restrict_threshold:
-                r.append(f"less_of:{','.join(less_t)}")
-            if mood_less[i] > self.restrict_threshold:
-                r.append("mood_less")
-            if sc.moods:
-                r.append(f"mood:{mood_text}")
-            if abs(sc.controls.connected_vs_global - 0.5) > 1e-9:
-                r.append(f"connected_vs_global={sc.controls.connected_vs_global:g}")
-            rules.append(r)
+        more_t = ",".join(c.text for c in sc.more)
+        less_t = ",".join(c.text for c in sc.less)
+        common: list[str] = []
+        if sc.moods:
+            common.append(f"mood:{mood_text}")
+        if abs(sc.controls.connected_vs_global - 0.5) > 1e-9:
+            common.append(f"connected_vs_global={sc.controls.connected_vs_global:g}")
+        t = self.restrict_threshold
+        flags = [
+            (more > t) if more_t else np.zeros(len(rows), dtype=bool),
+            (less > t) if less_t else np.zeros(len(rows), dtype=bool),
+            mood_less > t,
+            avoid > 0.0,
+        ]
+        labels = [f"more_of:{more_t}", f"less_of:{less_t}", "mood_less", "mood_avoid_demoted"]
+        # Sixteen possible rule lists: build them once and gather by a per-row code (building a
+        # list column from Python lists costs milliseconds per page).
+        code = sum(f.astype(np.int64) << k for k, f in enumerate(flags))
+        lookup = pl.Series(
+            "rules_applied",
+            [[lab for k, lab in enumerate(labels) if c >> k & 1] + common for c in range(16)],
+            dtype=pl.List(pl.String),
+        )
+        n = len(rows)
         match = np.round(1.0 / (1.0 + np.exp(-(sim - 2.0))), 3) if facets else None
+        no_match = pl.Series("mood_match", [None], dtype=pl.Float64).new_from_index(0, n)
         explain = pl.DataFrame(
-            {
-                "mood": [mood_text] * len(rows),
-                "mood_match": match if match is not None else [None] * len(rows),
-                "rules_applied": rules,
-            },
-            schema={
-                "mood": pl.String,
-                "mood_match": pl.Float64,
-                "rules_applied": pl.List(pl.String),
-            },
+            [
+                pl.Series("mood", [mood_text], dtype=pl.String).new_from_index(0, n),
+                no_match if match is None else pl.Series("mood_match", match, dtype=pl.Float64),
+                lookup.gather(code),
+            ]
         ).to_struct("_explain")
         out = kept.with_columns(
             pl.Series("mood_similarity", sim, dtype=pl.Float64),

@@ -156,7 +156,7 @@ class LearnedValueModel:
         w = weights or self.weights
         if self.explainer is not None and w == self.weights:
             # One pass over the distilled value (~15x cheaper than a pass per head); its
-            # fidelity to the exact value is in ``meta["explainer"]``.
+            # fidelity to the exact value is in ``meta["explainer_fidelity"]``.
             c = np.asarray(self.explainer.predict(x, pred_contrib=True, num_threads=1))
             return self._top_contributions(c[:, :-1], k)
         hw = w.head_weights()

@@ -105,6 +105,8 @@ CASES: list[Case] = [
     Case("rock and roll", ("rock and roll",)),
     Case("mac and cheese or pizza", ("mac and cheese", "pizza")),
     Case("stop motion animation", ("stop motion animation",)),
+    Case("video games", ("video games",)),
+    Case("skip the video games", exclusions=("video games",)),
     # --- restriction ------------------------------------------------------------------------
     Case("cats only", restrict_to=("cats",)),
     Case("only cooking or baking", restrict_to=("cooking", "baking")),
@@ -320,13 +322,3 @@ def test_text_keeps_what_the_user_typed() -> None:
 
 def test_duplicate_facets_are_merged() -> None:
     assert parse_mood("cats, cats and more cats").facets == ("cats",)
-
-
-def test_parsing_many_prompts_is_fast() -> None:
-    import time
-
-    start = time.perf_counter()
-    for case in CASES:
-        parse_mood(case.prompt)
-    per_prompt_ms = (time.perf_counter() - start) * 1000 / len(CASES)
-    assert per_prompt_ms < 5
