@@ -1,9 +1,10 @@
-"""Experiment commands: ``steerfeed experiments list|add|start|stop|analyze|verify`` and
+"""Experiment commands: ``steerfeed experiments list|add|start|stop|analyze|ope|verify`` and
 ``steerfeed simulate``."""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -154,6 +155,123 @@ def _analysis_text(report: dict[str, Any]) -> str:
                 f"{m['ci_high']:+.4g}] p={m['p_value']:.3g}"
             )
         lines.append(f"    guardrails: {comp['guardrails']['status']}")
+    il = report.get("interleaving")
+    if il and il.get("pages"):
+        lines.append(
+            f"  interleaving {il['a']} (A) vs {il['b']} (B): {il['pages']} pages, "
+            f"wins A={il['wins_a']} B={il['wins_b']} ties={il['ties']} p={il['p_value']:.3g} "
+            f"winner={il['winner'] or 'none'}"
+        )
+    for arm, ope in (report.get("off_policy") or {}).items():
+        greedy = ope["targets"].get("greedy", {}).get("dr")
+        if greedy:
+            lines.append(
+                f"  off-policy ({arm}, {ope['impressions']} exploring slots): greedy ranker "
+                f"DR {greedy['value']:.4f} [{greedy['ci_low']:.4f}, {greedy['ci_high']:.4f}] "
+                f"vs logged {ope['logged']['value']:.4f}"
+            )
+    return "\n".join(lines)
+
+
+def _parse_time(value: str | None, option: str) -> datetime | None:
+    """ISO-8601 timestamp (aware ones converted to naive UTC, as the event log stores them)."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        _fail(f"{option}: not an ISO-8601 timestamp: {value!r} (e.g. 2026-11-01T00:00:00Z)")
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+@experiments_app.command("ope")
+def experiments_ope(
+    data_dir: DataDir = DEFAULT_DATA,
+    since: Annotated[
+        str | None, typer.Option(help="impressions from this ISO time (UTC if naive)")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="impressions before this ISO time")] = None,
+    window: Annotated[
+        float, typer.Option(min=1.0, help="seconds after an impression a reward counts")
+    ] = 1800.0,
+    target_rate: Annotated[
+        list[float] | None,
+        typer.Option(
+            "--target-rate",
+            min=0.0,
+            max=1.0,
+            help="extra target: the same selector at this exploration rate (repeatable)",
+        ),
+    ] = None,
+    experiment: Annotated[
+        str | None, typer.Option(help="only impressions logged in this experiment")
+    ] = None,
+    arm: Annotated[str | None, typer.Option(help="only this arm (needs --experiment)")] = None,
+    alpha: Annotated[float, typer.Option(min=0.0001, max=0.5, help="1 - confidence")] = 0.05,
+    max_weight: Annotated[
+        float | None, typer.Option(min=1.0, help="clip importance weights (biased)")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Off-policy estimates (IPS, SNIPS, doubly robust) from the exploring feed's log.
+
+    Estimates the mean reward per served slot (long view or like within WINDOW s) of the same
+    ranker without exploration ('greedy') and of explored clips only ('explore_only'), from
+    pages served with an exploration rate > 0.
+    """
+    from pipelines.experiments.errors import StatsInputError
+    from pipelines.experiments.ope_log import DEFAULT_TARGETS, off_policy_report
+
+    if arm is not None and experiment is None:
+        _fail("--arm needs --experiment")
+    start, stop = _parse_time(since, "--since"), _parse_time(until, "--until")
+    if start is not None and stop is not None and stop <= start:
+        _fail("--until must be after --since")
+    targets = dict(DEFAULT_TARGETS)
+    for t in target_rate or []:
+        targets[f"rate_{t:g}"] = t
+    store = _store(data_dir)
+    try:
+        report = off_policy_report(
+            store,
+            since=start,
+            until=stop,
+            reward_window_s=window,
+            targets=targets,
+            experiment=experiment,
+            arm=arm,
+            alpha=alpha,
+            max_weight=max_weight,
+        )
+    except StatsInputError as exc:
+        _fail(str(exc))
+    finally:
+        store.close()
+    _emit(report, as_json, _ope_text(report))
+
+
+def _ope_text(report: dict[str, Any]) -> str:
+    lines = [
+        f"{report['impressions']} impressions on {report['pages']} exploring pages "
+        f"({report['explored_slots']} explored slots, rates {report['rates']})",
+        f"reward: {report['reward']}",
+    ]
+    if report.get("message"):
+        lines.append(report["message"])
+        return "\n".join(lines)
+    logged = report["logged"]
+    lines.append(
+        f"  logged policy {logged['value']:.4f} [{logged['ci_low']:.4f}, {logged['ci_high']:.4f}]"
+    )
+    for name, t in report["targets"].items():
+        lines.append(f"  {name} (rate {t['target_rate']:g}): {t['description']}")
+        for method in ("ips", "snips", "dr"):
+            if method in t:
+                e = t[method]
+                lines.append(
+                    f"    {method:<6} {e['value']:.4f} [{e['ci_low']:.4f}, {e['ci_high']:.4f}] "
+                    f"ess={e['effective_sample_size']:.0f}"
+                )
     return "\n".join(lines)
 
 

@@ -5,6 +5,7 @@ Writes need the ``admin`` role; reads and analyses are open to ``analyst`` too.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
@@ -13,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.deps import EngineDep, PrincipalDep
 from pipelines.experiments.analysis import UnknownMetricError, analyze
 from pipelines.experiments.definitions import Experiment, parse_experiment
-from pipelines.experiments.errors import ExperimentDefinitionError
+from pipelines.experiments.errors import ExperimentDefinitionError, StatsInputError
+from pipelines.experiments.ope_log import DEFAULT_TARGETS, off_policy_report
 from pipelines.experiments.repository import ExperimentRepository, UnknownExperimentError
 from pipelines.experiments.wiring import experiments_of
 
@@ -70,6 +72,49 @@ def create_experiment(
         raise HTTPException(status.HTTP_409_CONFLICT, detail=msg)
     repo.save(exp)
     return exp.model_dump(mode="json")
+
+
+@router.get("/off-policy")
+def off_policy(
+    engine: EngineDep,
+    principal: PrincipalDep,
+    since: Annotated[datetime | None, Query(description="impressions from (ISO, UTC)")] = None,
+    until: Annotated[datetime | None, Query(description="impressions before (ISO, UTC)")] = None,
+    window_s: Annotated[float, Query(ge=1.0, le=86400.0, description="reward window")] = 1800.0,
+    target_rate: Annotated[
+        list[float] | None, Query(description="extra target exploration rates in [0, 1]")
+    ] = None,
+    alpha: Annotated[float, Query(gt=0.0, lt=0.5)] = 0.05,
+) -> dict[str, Any]:
+    """Off-policy estimates (IPS, SNIPS, doubly robust) of the greedy ranker and of explored
+    clips from the pages served with exploration on (see ``steerfeed experiments ope``)."""
+    principal.require("admin", "analyst")
+    start, stop = _naive(since), _naive(until)
+    if start is not None and stop is not None and stop <= start:
+        raise HTTPException(422, detail="until must be after since")
+    targets = dict(DEFAULT_TARGETS)
+    for t in target_rate or []:
+        if not 0.0 <= t <= 1.0:
+            raise HTTPException(422, detail=f"target_rate must lie in [0, 1], got {t}")
+        targets[f"rate_{t:g}"] = t
+    engine.writer.flush()
+    try:
+        return off_policy_report(
+            engine.store,
+            since=start,
+            until=stop,
+            reward_window_s=window_s,
+            targets=targets,
+            alpha=alpha,
+        )
+    except StatsInputError as exc:
+        raise HTTPException(422, detail=str(exc)) from exc
+
+
+def _naive(moment: datetime | None) -> datetime | None:
+    if moment is None or moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 @router.get("/{name}")

@@ -8,6 +8,10 @@
   always-valid p-values, guardrail verdicts.
 - :mod:`~pipelines.experiments.interleaving`: team-draft interleaving and its sign test.
 - :mod:`~pipelines.experiments.off_policy`: IPS, SNIPS, doubly robust; exploration propensities.
+- :mod:`~pipelines.experiments.ope_log`: those estimates read from the exploring feed's
+  impression log (``steerfeed experiments ope``).
+- :mod:`~pipelines.experiments.interleaving_log`: wins of ranker A vs B read from the pages
+  :class:`~ranking.selectors.interleaving.InterleavingSelector` interleaved.
 - :mod:`~pipelines.experiments.verification`: simulation figures for the benchmark command.
 """
 

@@ -24,6 +24,8 @@ import polars as pl
 
 from pipelines.experiments.definitions import Experiment
 from pipelines.experiments.errors import ExperimentError, StatsInputError
+from pipelines.experiments.interleaving_log import interleaving_report
+from pipelines.experiments.ope_log import off_policy_report
 from pipelines.experiments.stats import (
     Direction,
     Estimate,
@@ -341,7 +343,10 @@ def analyze(
     dict
         ``arms`` (users, expected share, per-metric means), ``srm``, ``holdback``,
         ``comparisons`` (per treatment arm: metric estimates with intervals, CUPED, mSPRT,
-        guardrail verdict) and the window.
+        guardrail verdict), the window, ``off_policy`` (per arm, estimates from its pages
+        served with exploration on, :mod:`~pipelines.experiments.ope_log`; None without) and
+        ``interleaving`` (wins of ranker A vs B for an interleaving experiment,
+        :mod:`~pipelines.experiments.interleaving_log`; None for others).
 
     Raises
     ------
@@ -442,6 +447,8 @@ def analyze(
         },
         "comparisons": comparisons,
         "metric_labels": {m: METRICS[m].label for m in METRICS},
+        "off_policy": _off_policy_by_arm(store, experiment, alpha=alpha),
+        "interleaving": interleaving_report(store, experiment, alpha=alpha),
     }
     logger.info(
         "analyzed experiment=%s users=%d srm_alarm=%s",
@@ -450,6 +457,21 @@ def analyze(
         None if srm is None else srm.alarm,
     )
     return json.loads(json.dumps(report, default=_default))
+
+
+def _off_policy_by_arm(
+    store: Store, experiment: Experiment, *, alpha: float
+) -> dict[str, Any] | None:
+    """Per arm, off-policy estimates from its pages served with exploration on (None: none).
+
+    See :mod:`pipelines.experiments.ope_log` for what is estimated.
+    """
+    out: dict[str, Any] = {}
+    for a in experiment.arm_names:
+        rep = off_policy_report(store, experiment=experiment.name, arm=a, alpha=alpha)
+        if rep["targets"]:
+            out[a] = rep
+    return out or None
 
 
 def _iso(value: Any) -> str | None:

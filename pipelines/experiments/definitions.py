@@ -8,7 +8,7 @@ declared pipeline settings. Example file::
     allocation: 0.2          # share of eligible (non-holdback) users in the experiment
     holdback: 0.05           # global long-term holdback, excluded from ALL experiments
     status: running
-    guardrails: [regret_rate, session_minutes]
+    guardrails: [satisfaction, report_rate, teen_minutes]
     start: 2025-06-01T00:00:00Z
     arms:
       - name: control
@@ -220,6 +220,12 @@ class Experiment(BaseModel):
         :func:`~pipelines.experiments.stats.guardrail_verdict`).
     start, stop : datetime or None
         Timezone-aware window in which the experiment assigns users; ``stop`` after ``start``.
+    interleave : list[str] or None
+        Two arm names ``[a, b]``: makes this an interleaving experiment. Every user in it (each
+        arm alike) gets home pages team-draft interleaved from ranker ``a`` (the pipeline's
+        scorers under arm ``a``'s overrides) and ranker ``b``; the team of each slot is logged
+        and the analysis reports which ranker won more pages
+        (:func:`~pipelines.experiments.interleaving_log.interleaving_report`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -233,6 +239,7 @@ class Experiment(BaseModel):
     guardrails: list[str] = Field(default_factory=list)
     start: AwareDatetime | None = None
     stop: AwareDatetime | None = None
+    interleave: list[str] | None = None
 
     @field_validator("guardrails")
     @classmethod
@@ -253,6 +260,15 @@ class Experiment(BaseModel):
         if dupes:
             msg = f"experiment {self.name!r}: arm names must be unique, repeated: {dupes}"
             raise ExperimentDefinitionError(msg)
+        if self.interleave is not None:
+            pair = self.interleave
+            unknown = [a for a in pair if a not in names]
+            if len(pair) != 2 or pair[0] == pair[1] or unknown:
+                msg = (
+                    f"experiment {self.name!r}: interleave must name two different arms, got "
+                    f"{pair}; arms: {names}"
+                )
+                raise ExperimentDefinitionError(msg)
         if self.start is not None and self.stop is not None and self.stop <= self.start:
             msg = (
                 f"experiment {self.name!r}: stop {self.stop.isoformat()} is not after "

@@ -5,9 +5,10 @@ Adds to ``engine.deps``:
 - a query hydrator, first of the extra ones: :class:`ExperimentArmsQueryHydrator` (the user's
   arms of the running experiments into ``query.context["experiments"]``, logged on every
   impression, and their settings into ``query.overrides`` for the other components);
-- the selector: :class:`ExploringSelector` wrapping the one in place (default
-  :class:`~ranking.selectors.diverse_top_k.DiverseTopKSelector`), so each served slot logs
-  a ``propensity``;
+- the selector: :class:`ExploringSelector` over :class:`InterleavingSelector` over the one in
+  place (default :class:`~ranking.selectors.diverse_top_k.DiverseTopKSelector`), so each
+  served slot logs a ``propensity`` and users in an interleaving experiment get team-draft
+  interleaved pages (teams logged);
 
 and registers ``engine.experiments`` (:class:`ExperimentRepository`) and an ``experiments``
 health check. Idempotent and cheap: the store is read on the first request.
@@ -23,6 +24,7 @@ from pipelines.experiments.settings import ExperimentSettings
 from ranking.query_hydrators.experiment_arms import ExperimentArmsQueryHydrator
 from ranking.selectors.diverse_top_k import DiverseTopKSelector
 from ranking.selectors.exploring import ExploringSelector
+from ranking.selectors.interleaving import InterleavingSelector
 
 if TYPE_CHECKING:
     from pipelines.engine import Engine
@@ -53,8 +55,12 @@ def install(engine: Engine, *, settings: ExperimentSettings | None = None) -> No
         deps.extra_query_hydrators.insert(0, ExperimentArmsQueryHydrator(repo.running))
     if not isinstance(deps.selector, ExploringSelector):
         inner = deps.selector or DiverseTopKSelector(max_per_author=deps.max_per_author)
+        # The interleaving selector re-runs the home pipeline's scorers, read per request.
+        interleaving = InterleavingSelector(
+            inner, running=repo.running, scorers=lambda: engine.products["home"].scorers
+        )
         deps.selector = ExploringSelector(
-            inner, rate=cfg.exploration_rate, pool_size=cfg.exploration_pool
+            interleaving, rate=cfg.exploration_rate, pool_size=cfg.exploration_pool
         )
     engine.health_checks["experiments"] = lambda: _health(repo)
     engine.rebuild_products()

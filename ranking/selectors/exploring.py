@@ -10,6 +10,11 @@ import polars as pl
 from ranking.pipeline import FeedQuery, Selector
 
 OVERRIDE_KEY = "exploration_rate"
+#: Key, in ``query.context["experiments"]`` (logged as the impression's ``experiments`` JSON),
+#: of the page's exploration record ``{"rate": r, "explored": [item ids]}``; written only when
+#: the rate is > 0. The leading underscore keeps it apart from experiment names (as
+#: ``_holdback`` is kept apart from arm names).
+EXPLORATION_KEY = "_exploration"
 
 
 class ExploringSelector:
@@ -23,6 +28,10 @@ class ExploringSelector:
 
     The rate is ``query.overrides["exploration_rate"]`` when set (an experiment arm), else the
     configured default. The draw is seeded by the request id, so a request is reproducible.
+    When the rate is > 0 the page's rate and explored item ids are written to
+    ``query.context["experiments"]["_exploration"]`` (:data:`EXPLORATION_KEY`), which the
+    impression log carries, so off-policy estimates know which slots were the ranker's pick
+    (:mod:`pipelines.experiments.ope_log`).
     """
 
     name = "exploring"
@@ -78,6 +87,11 @@ class ExploringSelector:
             pl.Series("propensity", props, dtype=pl.Float64),
             pl.Series("explored", explored, dtype=pl.Boolean),
         )
+        # Item ids, not positions: post-selection filters may still drop rows above.
+        query.context.setdefault("experiments", {})[EXPLORATION_KEY] = {
+            "rate": rate,
+            "explored": [int(ids[r]) for r, e in zip(rows, explored, strict=True) if e],
+        }
         extra = [c for c in page.columns if c not in candidates.columns]
         if extra:  # columns the wrapped selector added (kept for its own picks)
             out = out.join(page.select("item_id", *extra), on="item_id", how="left")
