@@ -161,7 +161,8 @@ def test_distilled_explainer_is_saved_faithful_and_used_only_under_the_models_we
     assert fast == model.contributions(x, k=3)
     # The strongest reason agrees with the exact per-head TreeSHAP on most rows.
     exact = replace(loaded, explainer=None).contributions(x, k=3)
-    agree = sum(f[0]["feature"] in {e["feature"] for e in ex} for f, ex in zip(fast, exact))
+    pairs = zip(fast, exact, strict=True)
+    agree = sum(f[0]["feature"] in {e["feature"] for e in ex} for f, ex in pairs)
     assert agree >= 0.7 * len(x)
     # An experiment arm's own weights are explained exactly, not by the distilled value.
     flipped = _reversed(loaded).weights
