@@ -13,8 +13,10 @@ from pipelines.engine import open_engine
 
 def test_demo_builds_trains_and_the_feed_is_scored_by_the_learned_model(tmp_path: Path) -> None:
     data = tmp_path / "demo"
-    args = ["demo", "--no-serve", "--data-dir", str(data), "--users", "120"]
-    args += ["--clips", "600", "--events", "12000", "--seed", "5"]
+    # Big enough that the learned model clearly beats the hand-weighted one on the later window
+    # (NDCG@10 0.83 vs 0.78 at seed 5; at 120 users the two tie and the gate keeps the fallback).
+    args = ["demo", "--no-serve", "--data-dir", str(data), "--users", "300"]
+    args += ["--clips", "1500", "--events", "40000", "--seed", "5"]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     report = json.loads(res.output[res.output.index("{") : res.output.index("\nTry:")])
