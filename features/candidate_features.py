@@ -29,7 +29,11 @@ from ranking.retrieval.item_knn import ItemKnnModel, fit_item_knn, fit_rp3beta
 logger = logging.getLogger(__name__)
 
 #: Retrievers whose dense scores become ``<name>_score``, ``<name>_norm`` and ``<name>_rank``.
-SCORED_RETRIEVERS = ("ease", "collab", "knn", "rp3")
+#: ``collab`` is the engine's collab model (same settings as the ``collab`` job); ``collab_alt``
+#: a smaller, less regularised factorisation whose different errors the ranker can use.
+SCORED_RETRIEVERS = ("ease", "collab", "collab_alt", "knn", "rp3")
+#: Retrievers that contribute ``per_source`` candidates (the others ``per_minor_source``).
+MAJOR_RETRIEVERS = ("ease", "collab")
 
 #: Every feature column :func:`candidate_features` produces, in a fixed order.
 FEATURE_NAMES: tuple[str, ...] = (
@@ -58,8 +62,11 @@ class CandidateConfig:
     per_minor_source: int = 50
     popular: int = 20
     top_items: int = 5
-    collab_dim: int = 64
+    collab_dim: int = 128
+    collab_reg: float = 30.0
     collab_epochs: int = 15
+    collab_alt_dim: int = 64
+    collab_alt_reg: float = 5.0
     ease_lam: float = 50.0
     knn_k: int = 100
 
@@ -72,7 +79,7 @@ class RetrieverSet:
     ----------
     matrix : InteractionMatrix
         The raw weights (user x item) the models were fitted on.
-    ease, collab, knn, rp3 : models
+    ease, collab, collab_alt, knn, rp3 : models
         Fitted retrievers, their score columns aligned with ``matrix.item_ids``.
     friends : sp.csr_matrix
         User x user 0/1 friendship matrix in ``matrix.user_ids`` order.
@@ -85,6 +92,7 @@ class RetrieverSet:
     matrix: InteractionMatrix
     ease: EaseModel
     collab: CollabModel
+    collab_alt: CollabModel
     knn: ItemKnnModel
     rp3: ItemKnnModel
     friends: sp.csr_matrix
@@ -169,7 +177,20 @@ def fit_retrievers(
     items = im.item_ids
     ease = fit_ease(interactions, lam=cfg.ease_lam, item_ids=items)
     collab = fit_collab(
-        interactions, dim=cfg.collab_dim, epochs=cfg.collab_epochs, seed=seed, item_ids=items
+        interactions,
+        dim=cfg.collab_dim,
+        reg=cfg.collab_reg,
+        epochs=cfg.collab_epochs,
+        seed=seed,
+        item_ids=items,
+    )
+    collab_alt = fit_collab(
+        interactions,
+        dim=cfg.collab_alt_dim,
+        reg=cfg.collab_alt_reg,
+        epochs=cfg.collab_epochs,
+        seed=seed + 1,
+        item_ids=items,
     )
     knn = fit_item_knn(interactions, k=cfg.knn_k, item_ids=items)
     rp3 = fit_rp3beta(interactions, alpha=1.0, beta=0.3, item_ids=items)
@@ -184,6 +205,7 @@ def fit_retrievers(
         matrix=im,
         ease=ease,
         collab=collab,
+        collab_alt=collab_alt,
         knn=knn,
         rp3=rp3,
         friends=_friend_matrix(friendships, im),
@@ -270,6 +292,7 @@ def candidate_features(
     models = {
         "ease": retrievers.ease,
         "collab": retrievers.collab,
+        "collab_alt": retrievers.collab_alt,
         "knn": retrievers.knn,
         "rp3": retrievers.rp3,
     }
@@ -289,7 +312,7 @@ def candidate_features(
 
         mask = np.zeros(seen.shape, dtype=bool)
         for name in SCORED_RETRIEVERS:
-            k = cfg.per_source if name in ("ease", "collab") else cfg.per_minor_source
+            k = cfg.per_source if name in MAJOR_RETRIEVERS else cfg.per_minor_source
             mask |= _top_mask(blocks[name], k)
         f_scored = np.where(seen, -np.inf, f_count + 1e-3 * f_log)
         mask |= _top_mask(np.where(f_count > 0, f_scored, -np.inf), cfg.per_minor_source)

@@ -5,8 +5,11 @@ counts as engagement, friendships as the social graph, tags only for train pairs
 user with test rows rank every artist the user has no train row for; NDCG@10 with binary
 relevance and Recall@20 = hits / min(20, n_test), averaged over users.
 
-``run_lastfm_eval`` measures the project ranker and, in the same run, popularity and ALS from
-the ``implicit`` library as reference points.
+``run_lastfm_eval`` runs the project's own path: the train rows are imported into a scratch
+DuckDB store with the LastFM importer and read back from the event log (as the ``collab`` job
+reads engagement), candidate sources and features come from :mod:`features.candidate_features`,
+and the lambdarank ranker of :mod:`ranking.learned.ltr` orders them. In the same run it
+measures popularity and ALS from the ``implicit`` library (the README's reference settings).
 """
 
 from __future__ import annotations
@@ -174,22 +177,25 @@ def implicit_als_top_k(
     """The README's reference ALS: ``implicit`` 64 factors, reg 0.05, 20 iterations, BM25."""
     from implicit.als import AlternatingLeastSquares
     from implicit.nearest_neighbours import bm25_weight
+    from threadpoolctl import threadpool_limits
 
     im = InteractionMatrix.from_frame(train)
     logged = im.matrix.copy()
     logged.data = np.log1p(logged.data)
     weighted = sp.csr_matrix(bm25_weight(logged, K1=100, B=0.8))
-    model = AlternatingLeastSquares(
-        factors=64,
-        regularization=0.05,
-        iterations=20,
-        random_state=seed,
-        num_threads=threads,
-    )
-    model.fit(weighted, show_progress=False)
-    rows = im.rows_for(user_ids)
-    rows = rows[rows >= 0]
-    ids, scores = model.recommend(rows, weighted[rows], N=k, filter_already_liked_items=True)
+    # implicit parallelises itself; a threaded BLAS underneath only oversubscribes the cores.
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(
+            factors=64,
+            regularization=0.05,
+            iterations=20,
+            random_state=seed,
+            num_threads=threads,
+        )
+        model.fit(weighted, show_progress=False)
+        rows = im.rows_for(user_ids)
+        rows = rows[rows >= 0]
+        ids, scores = model.recommend(rows, weighted[rows], N=k, filter_already_liked_items=True)
     return pl.DataFrame(
         {
             "user_id": np.repeat(im.user_ids[rows], ids.shape[1]).astype(np.int64),
@@ -209,6 +215,74 @@ def _write_top_k(recs: pl.DataFrame, out: Path) -> None:
     ).filter(pl.col("rank") <= 20).sort(["user_id", "rank"]).write_parquet(out)
 
 
+def _split_frame(data_dir: Path, split: pl.DataFrame | Path | None) -> pl.DataFrame:
+    """The split as a frame (default ``split_seed0.parquet``), checked for its columns."""
+    if split is None:
+        split = data_dir / SPLIT_FILE
+    if isinstance(split, pl.DataFrame):
+        frame = split
+    else:
+        if not Path(split).is_file():
+            msg = f"split file not found: {split}"
+            raise ImporterError(msg)
+        try:
+            frame = pl.read_parquet(split)
+        except Exception as exc:  # polars raises several error types for a non-Parquet file
+            msg = f"cannot read split file {split} as Parquet: {exc}"
+            raise ImporterError(msg) from exc
+    missing = [c for c in ("userID", "artistID", "split") if c not in frame.columns]
+    if missing:
+        msg = f"split lacks column(s) {missing}; a split has userID, artistID, split"
+        raise ImporterError(msg)
+    values = set(frame["split"].unique().drop_nulls().to_list())
+    if not {"train", "test"} <= values or values - {"train", "test"}:
+        msg = f"split values must be 'train' and 'test', got {sorted(values)}"
+        raise ImporterError(msg)
+    return frame
+
+
+def import_train_split(
+    data_dir: Path, split: pl.DataFrame, work_dir: Path
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Import the train rows into a fresh store and read them back as the engine does.
+
+    The LastFM importer turns listens into ``view`` events (weight = listen count) and
+    friendships into mutual follows; the interactions are then read from the event log with
+    :func:`ranking.retrieval.engagement.engagement_from_events` (the collab job's reader) and
+    the friendships from ``follows``.
+
+    Parameters
+    ----------
+    data_dir : Path
+        Folder with the hetrec-2k Parquet files.
+    split : pl.DataFrame
+        ``userID, artistID, split``.
+    work_dir : Path
+        Empty scratch folder for the store and the split file.
+
+    Returns
+    -------
+    tuple of pl.DataFrame
+        ``(interactions, friendships)``: ``user_id, item_id, weight`` and ``user_id, friend_id``.
+    """
+    from pipelines.importers import import_lastfm
+    from ranking.retrieval.engagement import engagement_from_events
+    from storage.store import Store
+
+    split_path = work_dir / "split.parquet"
+    split.select("userID", "artistID", "split").write_parquet(split_path)
+    store = Store(work_dir / "steerfeed.duckdb")
+    try:
+        import_lastfm(store, data_dir, split_file=split_path, split="train")
+        interactions = engagement_from_events(store)
+        friendships = store.query(
+            "SELECT follower_id AS user_id, followee_id AS friend_id FROM follows"
+        ).select(pl.col("user_id").cast(pl.Int64), pl.col("friend_id").cast(pl.Int64))
+    finally:
+        store.close()
+    return interactions, friendships
+
+
 def run_lastfm_eval(
     data_dir: Path,
     *,
@@ -220,6 +294,11 @@ def run_lastfm_eval(
     config: LtrConfig | None = None,
 ) -> dict[str, Any]:
     """Train the learned ranker on a LastFM split and score it against the test rows.
+
+    The project path: the train rows are imported into a scratch store
+    (:func:`import_train_split`), read back from the event log, then candidate sources and
+    features (:mod:`features.candidate_features`) and the lambdarank ranker
+    (:mod:`ranking.learned.ltr`) produce each test user's top 20.
 
     Parameters
     ----------
@@ -242,12 +321,19 @@ def run_lastfm_eval(
     Returns
     -------
     dict
-        ``{"project": {"ndcg@10", "recall@20"}, "popularity": {...}, "als_implicit": {...},
-        "seconds": float, "users": int}`` (the baseline keys only when ``baselines``).
+        ``{"project": {"ndcg@10", "recall@20", "users"}, "popularity": {...},
+        "als_implicit": {...}, "seconds": float, "users": int, ...}`` (the baseline keys only
+        when ``baselines``).
     """
+    import tempfile
+
     start = time.perf_counter()
-    train, test = load_split(data_dir, split if split is not None else split_file)
-    friends, tags = load_side_data(data_dir)
+    frame = _split_frame(data_dir, split if split is not None else split_file)
+    _, test = load_split(data_dir, frame)
+    _, tags = load_side_data(data_dir)
+    with tempfile.TemporaryDirectory(prefix="steerfeed-lastfm-") as scratch:
+        train, friends = import_train_split(data_dir, frame, Path(scratch))
+    import_seconds = time.perf_counter() - start
     cfg = config or LtrConfig()
     test_users = test["user_id"].unique().sort().to_numpy()
 
@@ -271,15 +357,20 @@ def run_lastfm_eval(
         result["als_implicit"] = evaluate_top_k(
             implicit_als_top_k(train, test_users, seed=seed, threads=cfg.threads), test
         )
-    result["seconds"] = time.perf_counter() - start
-    result["project_seconds"] = project_seconds
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    result["project_seconds"] = round(project_seconds, 1)
+    result["import_seconds"] = round(import_seconds, 1)
     result["users"] = len(test_users)
-    result["feature_importance"] = dict(list(ranker.feature_importance().items())[:10])
+    result["train_rows"] = train.height
+    result["test_rows"] = test.height
+    result["feature_importance"] = {
+        k: round(v, 1) for k, v in list(ranker.feature_importance().items())[:10]
+    }
     logger.info(
         "lastfm eval users=%d ndcg@10=%.4f recall@20=%.4f ms=%.0f",
         len(test_users),
         result["project"]["ndcg@10"],
         result["project"]["recall@20"],
-        1000 * result["seconds"],
+        1000 * (time.perf_counter() - start),
     )
     return result

@@ -93,6 +93,7 @@ def load_builtin_jobs() -> None:
     for mod in (
         "pipelines.index_job",
         "pipelines.train_job",
+        "pipelines.collab_job",
         "wellbeing.jobs",
         "pipelines.generation.jobs",
     ):

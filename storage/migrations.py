@@ -274,6 +274,22 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        8,
+        "collaborative retrieval: learned user vectors",
+        (
+            # User factors of the collab model (pipelines/collab_job.py); the clip factors
+            # live in clip_vectors (space 'collab') and in the vector index.
+            """CREATE TABLE user_vectors (
+                user_id BIGINT NOT NULL,
+                space VARCHAR NOT NULL,
+                vector FLOAT[] NOT NULL,
+                model_version VARCHAR NOT NULL DEFAULT '',
+                updated_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+                PRIMARY KEY (user_id, space)
+            )""",
+        ),
+    ),
 )
 
 

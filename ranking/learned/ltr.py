@@ -35,8 +35,11 @@ DEFAULT_LGB_PARAMS: dict[str, Any] = {
     "metric": "ndcg",
     "eval_at": [10, 20],
     "learning_rate": 0.05,
-    "num_leaves": 31,
-    "min_data_in_leaf": 50,
+    # Small, well-populated leaves: the labels are sparse (~5 positives in ~220 candidates per
+    # user) and deeper trees overfit the folds (measured on LastFM: 31 leaves / 50 rows per leaf
+    # scored below the best single retriever; 15 / 200 above it).
+    "num_leaves": 15,
+    "min_data_in_leaf": 200,
     "feature_fraction": 0.8,
     "bagging_fraction": 0.8,
     "bagging_freq": 1,
@@ -71,7 +74,7 @@ class LtrConfig:
 
     label_fraction: float = 0.2
     folds: int = 2
-    rounds: int = 300
+    rounds: int = 150
     threads: int = 2
     candidates: CandidateConfig = field(default_factory=CandidateConfig)
     lgb_params: dict[str, Any] = field(default_factory=dict)

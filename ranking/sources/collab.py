@@ -1,0 +1,105 @@
+"""Candidate source: clips nearest to the user's learned collab vector (people with your taste)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+import numpy as np
+import polars as pl
+
+from ranking.pipeline import CANDIDATE_SCHEMA, FeedQuery
+from storage.index.base import SearchFilter, VectorIndex
+
+logger = logging.getLogger(__name__)
+
+#: Most seen/served ids pushed into the index filter; beyond that the limit grows instead.
+MAX_EXCLUDED_IDS = 2000
+
+
+class UserVectors(Protocol):
+    """Where the source looks up a user's learned vector."""
+
+    def get(self, user_id: int) -> np.ndarray | None:
+        """The user's vector, or ``None`` when there is none."""
+        ...
+
+
+def _empty() -> pl.DataFrame:
+    return pl.DataFrame(schema=CANDIDATE_SCHEMA)
+
+
+class CollabSource:
+    """Dot-product search on the ``collab`` space with the user's learned vector.
+
+    Contract: returns ``item_id, source_score`` (the dot product). Fails open: with no fitted
+    model, no vector for this user (a cold user) or no ``collab`` space in the index it
+    returns no rows. Safety, maturity and the clips the user has seen (or this session
+    served) go into the index filter, so the nearest neighbours are servable, new ones.
+
+    Parameters
+    ----------
+    index : VectorIndex
+        The vector index holding the ``collab`` clip vectors.
+    users : UserVectors
+        The learned user vectors (:class:`~ranking.retrieval.user_vectors.UserVectorCache`).
+    space : str
+        Name of the learned vector space.
+    limit : int
+        Candidates per request.
+    timeout_s : float
+        How long the runner waits before dropping the source for this request.
+    """
+
+    name = "collab"
+
+    def __init__(
+        self,
+        index: VectorIndex,
+        users: UserVectors,
+        *,
+        space: str = "collab",
+        limit: int = 200,
+        timeout_s: float = 0.25,
+    ) -> None:
+        self.index = index
+        self.users = users
+        self.space = space
+        self.limit = limit
+        self.timeout_s = timeout_s
+
+    def fetch(self, query: FeedQuery) -> pl.DataFrame:
+        """Return the clips with the highest dot product with the user's collab vector."""
+        vec = self.users.get(query.user_id)
+        if vec is None:
+            return _empty()
+        spec = self.index.spaces().get(self.space)
+        if spec is None or spec.size != len(vec):
+            logger.warning(
+                "collab source: index space %s is %s, user vector has %d dims; no candidates",
+                self.space,
+                spec,
+                len(vec),
+            )
+            return _empty()
+        seen: set[int] = query.context.get("seen", set())
+        gone = seen | query.exclude_ids if query.exclude_ids else seen
+        excluded: tuple[int, ...] = ()
+        limit = self.limit
+        if len(gone) <= MAX_EXCLUDED_IDS:
+            excluded = tuple(int(i) for i in gone)
+        else:
+            limit += len(gone)  # the already-seen filter removes them later
+        flt = SearchFilter(
+            none_of={"safety_label": ["violative"]},
+            max_values={"maturity": int(query.context.get("maturity_max", 1))},
+            exclude_ids=excluded,
+        )
+        hits = self.index.search(self.space, vec, limit=limit, flt=flt)
+        return pl.DataFrame(
+            {
+                "item_id": np.asarray([h[0] for h in hits], dtype=np.int64),
+                "source_score": np.asarray([h[1] for h in hits], dtype=np.float64),
+            },
+            schema=CANDIDATE_SCHEMA,
+        )
