@@ -63,12 +63,35 @@ class OptOutIn(BaseModel):
     kind: Literal["character", "brand", "work"] = "work"
 
 
+class Refusal(BaseModel):
+    """Why a generation request was refused (a rule, not malformed input)."""
+
+    reason: str
+    message: str
+
+
+class RefusalOrInvalid(BaseModel):
+    """A 403/422 of this route: a rule's refusal, or the usual validation errors."""
+
+    detail: Refusal | list[dict[str, Any]] | str
+    message: str | None = None
+
+
+REFUSAL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    403: {"model": RefusalOrInvalid, "description": "refused: cameo consent missing"},
+    422: {
+        "model": RefusalOrInvalid,
+        "description": "refused by a rule (opt-out, safety, remix source) or invalid input",
+    },
+}
+
+
 def _refuse(exc: RuleViolation) -> HTTPException:
     code = status.HTTP_403_FORBIDDEN if exc.reason == "cameo_consent" else 422
     return HTTPException(code, detail={"reason": exc.reason, "message": exc.message})
 
 
-@router.post("/v1/generations", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/v1/generations", status_code=status.HTTP_202_ACCEPTED, responses=REFUSAL_RESPONSES)
 def create_generation(
     body: GenerationIn, engine: EngineDep, principal: PrincipalDep
 ) -> dict[str, Any]:
