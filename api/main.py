@@ -40,6 +40,10 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = factory()
         app.state.engine = engine
+        steering = getattr(engine, "steering", None)
+        if steering is not None:
+            # Moods and standing rules need the concept catalogue; build it before they ask.
+            steering.concepts.warm_async()
         scheduler = None
         if settings.scheduler:
             from pipelines.scheduler import start_scheduler

@@ -199,6 +199,8 @@ class ConceptIndex:
         self._embedder = embedder
         self.settings = settings or ConceptSettings()
         self._lock = threading.Lock()
+        self._build_lock = threading.Lock()
+        self._rebuilding = False
         self._catalogue: _Catalogue | None = None
         self._cache: OrderedDict[str, ConceptScores] = OrderedDict()
         self._masks: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -234,15 +236,55 @@ class ConceptIndex:
         return self._embedder().embed_one(text)
 
     def catalogue(self) -> _Catalogue:
-        """The per-catalogue structures, rebuilt when clips were added since the last build."""
+        """The per-catalogue structures, rebuilt when clips were added since the last build.
+
+        The build is O(catalogue) (a kNN graph over every caption: ~17 s at 20k clips on this
+        machine), and this is called on the page path (moods, standing rules). So only the very
+        first build is waited for; once a catalogue exists, a stale one keeps serving (clips
+        added since get no concept score yet) while one background thread rebuilds it.
+        """
         with self._lock:
             cat = self._catalogue
-            n = len(self.state.item_ids)
-            if cat is None or cat.n != n:
-                cat = self._catalogue = _Catalogue(self.state, self.settings)
-                self._cache.clear()
-                self._masks.clear()
-            return cat
+            if cat is not None:
+                if cat.n != len(self.state.item_ids) and not self._rebuilding:
+                    self._rebuilding = True
+                    threading.Thread(
+                        target=self._rebuild, name="concept-catalogue", daemon=True
+                    ).start()
+                return cat
+        with self._build_lock:  # one first build; concurrent callers wait for it
+            with self._lock:
+                if self._catalogue is not None:
+                    return self._catalogue
+            return self._build()
+
+    def _build(self) -> _Catalogue:
+        cat = _Catalogue(self.state, self.settings)
+        with self._lock:
+            self._catalogue = cat
+            self._cache.clear()
+            self._masks.clear()
+        return cat
+
+    def _rebuild(self) -> None:
+        try:
+            with self._build_lock:
+                self._build()
+        except Exception:
+            logger.exception("concept catalogue rebuild failed; the previous one keeps serving")
+        finally:
+            with self._lock:
+                self._rebuilding = False
+
+    def warm_async(self) -> threading.Thread | None:
+        """Build the catalogue in a background thread (the server does this at start-up, so no
+        page waits for the first build); ``None`` when there are no clips or it exists."""
+        with self._lock:
+            if self._catalogue is not None or len(self.state.item_ids) == 0:
+                return None
+        t = threading.Thread(target=self.catalogue, name="concept-catalogue-warm", daemon=True)
+        t.start()
+        return t
 
     def scores(self, text: str) -> ConceptScores:
         """Calibrated scores of ``text`` over every clip (cached per text and catalogue)."""
