@@ -27,6 +27,17 @@ def load_world(store: Store, world: World) -> dict[str, int]:
     }
 
 
+def reset_data_dir(data_dir: Path) -> None:
+    """Remove a previous store and vector index from ``data_dir`` (other files stay)."""
+    for stale in ("steerfeed.duckdb", "steerfeed.duckdb.wal", "vectors"):
+        p = data_dir / stale
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+    data_dir.mkdir(parents=True, exist_ok=True)
+
+
 def build_demo(
     data_dir: Path,
     *,
@@ -43,13 +54,7 @@ def build_demo(
     return counts and timings."""
     t0 = time.perf_counter()
     data_dir = Path(data_dir)
-    for stale in ("steerfeed.duckdb", "steerfeed.duckdb.wal", "vectors"):
-        p = data_dir / stale
-        if p.is_dir():
-            shutil.rmtree(p)
-        elif p.exists():
-            p.unlink()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    reset_data_dir(data_dir)
     cfg = WorldConfig(
         n_users=n_users,
         n_clips=n_clips,

@@ -24,6 +24,17 @@ def tiny_world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
+#: Generator settings for the tiny pipeline (8 frames of 32x32, 2 steps, no retry back-off).
+TINY_GEN_ENV = {
+    "STEERFEED_GEN_NUM_FRAMES": "8",
+    "STEERFEED_GEN_HEIGHT": "32",
+    "STEERFEED_GEN_WIDTH": "32",
+    "STEERFEED_GEN_STEPS": "2",
+    "STEERFEED_GEN_TORCH_THREADS": "1",
+    "STEERFEED_GEN_RETRY_BACKOFF_S": "0",
+}
+
+
 @pytest.fixture(scope="session")
 def tiny_video_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny text-to-video diffusers pipeline saved with ``save_pretrained`` (built once)."""

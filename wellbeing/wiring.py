@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from pipelines.plugins import installed
 from ranking.filters.governor_page import GovernorPageFilter
 from ranking.filters.governor_stop import GovernorStopFilter
 from ranking.hydrators.intensity import IntensityHydrator
@@ -41,12 +42,8 @@ FOLLOWING_ONLY = "following_only"
 
 def wellbeing_of(engine: Engine) -> WellbeingServices:
     """The engine's wellbeing services, installing them on first use."""
-    existing: WellbeingServices | None = getattr(engine, "wellbeing", None)
-    if existing is None:
-        install(engine)
-        existing = engine.wellbeing  # type: ignore[attr-defined]
-    assert existing is not None
-    return existing
+    svc: WellbeingServices = installed(engine, "wellbeing", install)
+    return svc
 
 
 def install(engine: Engine) -> None:

@@ -39,7 +39,6 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -51,7 +50,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipelines.demo import load_world
+from pipelines.demo import load_world, reset_data_dir
 from pipelines.demo_world import World, WorldConfig, build_world
 from pipelines.engine import Engine, FeedPage, open_engine
 from pipelines.experiments.analysis import analyze
@@ -586,13 +585,7 @@ def build_simulation_world(
     satisfaction model on simulated survey answers of its logged period when wellbeing is
     installed. Returns the world and what was done."""
     data_dir = Path(data_dir)
-    for stale in ("steerfeed.duckdb", "steerfeed.duckdb.wal", "vectors"):
-        p = data_dir / stale
-        if p.is_dir():
-            shutil.rmtree(p)
-        elif p.exists():
-            p.unlink()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    reset_data_dir(data_dir)
     cfg = WorldConfig(
         n_users=config.n_users,
         n_clips=config.n_clips,

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipelines.experiments.repository import ExperimentRepository
 from pipelines.experiments.settings import ExperimentSettings
+from pipelines.plugins import installed
 from ranking.query_hydrators.experiment_arms import ExperimentArmsQueryHydrator
 from ranking.selectors.diverse_top_k import DiverseTopKSelector
 from ranking.selectors.exploring import ExploringSelector
@@ -34,11 +35,7 @@ logger = logging.getLogger(__name__)
 
 def experiments_of(engine: Engine) -> ExperimentRepository:
     """The engine's experiment repository, installing experiments on first use."""
-    repo: ExperimentRepository | None = getattr(engine, "experiments", None)
-    if repo is None:
-        install(engine)
-        repo = engine.experiments  # type: ignore[attr-defined]
-    assert repo is not None
+    repo: ExperimentRepository = installed(engine, "experiments", install)
     return repo
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from pipelines.generation.service import GenerationService
 from pipelines.generation.settings import GenerationSettings
+from pipelines.plugins import installed
 from ranking.filters.cameo_consent import CameoConsentFilter
 from ranking.filters.generated_label import GeneratedLabelPostFilter
 from ranking.filters.rights_optout import RightsOptOutFilter
@@ -33,11 +34,7 @@ logger = logging.getLogger(__name__)
 
 def generation_of(engine: Engine) -> GenerationService:
     """The engine's generation service, installing it on first use."""
-    svc: GenerationService | None = getattr(engine, "generation", None)
-    if svc is None:
-        install(engine)
-        svc = engine.generation  # type: ignore[attr-defined]
-    assert svc is not None
+    svc: GenerationService = installed(engine, "generation", install)
     return svc
 
 

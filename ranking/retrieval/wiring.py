@@ -19,6 +19,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pipelines.plugins import installed
 from ranking.retrieval.settings import COLLAB_SPACE, CollabSettings
 from ranking.retrieval.user_vectors import UserVectorCache
 from ranking.sources.collab import CollabSource
@@ -47,12 +48,8 @@ class CollabServices:
 
 def collab_of(engine: Engine) -> CollabServices:
     """The engine's collab services, installing them on first use."""
-    existing: CollabServices | None = getattr(engine, "collab", None)
-    if existing is None:
-        install(engine)
-        existing = engine.collab  # type: ignore[attr-defined]
-    assert existing is not None
-    return existing
+    svc: CollabServices = installed(engine, "collab", install)
+    return svc
 
 
 def install(engine: Engine) -> None:

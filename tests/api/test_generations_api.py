@@ -11,15 +11,7 @@ import pytest
 
 from pipelines.generation.media import count_frames
 from pipelines.jobs import JobContext, run_job
-from tests.conftest import make_key
-
-TINY_ENV = {
-    "STEERFEED_GEN_NUM_FRAMES": "8",
-    "STEERFEED_GEN_HEIGHT": "32",
-    "STEERFEED_GEN_WIDTH": "32",
-    "STEERFEED_GEN_STEPS": "2",
-    "STEERFEED_GEN_TORCH_THREADS": "1",
-}
+from tests.conftest import TINY_GEN_ENV, make_key
 
 
 @pytest.fixture()
@@ -34,7 +26,7 @@ def gen_client(
     from pipelines.engine import open_engine
 
     monkeypatch.setenv("STEERFEED_GEN_MODEL", str(tiny_video_model))
-    for k, v in TINY_ENV.items():
+    for k, v in TINY_GEN_ENV.items():
         monkeypatch.setenv(k, v)
     app = create_app(
         engine_factory=lambda: open_engine(world_dir), api_settings=ApiSettings(scheduler=False)

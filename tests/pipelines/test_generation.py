@@ -14,15 +14,7 @@ from pipelines.generation.media import count_frames
 from pipelines.generation.settings import GenerationSettings
 from pipelines.generation.wiring import generation_of
 from pipelines.jobs import JobContext, run_job
-
-TINY_ENV = {
-    "STEERFEED_GEN_NUM_FRAMES": "8",
-    "STEERFEED_GEN_HEIGHT": "32",
-    "STEERFEED_GEN_WIDTH": "32",
-    "STEERFEED_GEN_STEPS": "2",
-    "STEERFEED_GEN_TORCH_THREADS": "1",
-    "STEERFEED_GEN_RETRY_BACKOFF_S": "0",
-}
+from tests.conftest import TINY_GEN_ENV
 
 
 @pytest.fixture()
@@ -33,7 +25,7 @@ def gen_engine(
     from pipelines.engine import open_engine
 
     monkeypatch.setenv("STEERFEED_GEN_MODEL", str(tiny_video_model))
-    for k, v in TINY_ENV.items():
+    for k, v in TINY_GEN_ENV.items():
         monkeypatch.setenv(k, v)
     eng = open_engine(world_dir)
     yield eng
@@ -130,7 +122,7 @@ def test_an_attempt_past_its_timeout_is_failed_and_its_clip_discarded(
     from pipelines.engine import open_engine
 
     monkeypatch.setenv("STEERFEED_GEN_MODEL", str(tiny_video_model))
-    for k, v in TINY_ENV.items():
+    for k, v in TINY_GEN_ENV.items():
         monkeypatch.setenv(k, v)
     monkeypatch.setenv("STEERFEED_GEN_MAX_ATTEMPTS", "1")
     monkeypatch.setenv("STEERFEED_GEN_TIMEOUT_S", "0.05")
