@@ -25,6 +25,7 @@ import polars as pl
 from pipelines.experiments.definitions import Experiment
 from pipelines.experiments.errors import StatsInputError
 from pipelines.experiments.interleaving import Team, interleaving_credit, interleaving_test
+from pipelines.experiments.ope_log import slot_reward_sql
 from ranking.selectors.exploring import EXPLORATION_KEY
 from ranking.selectors.interleaving import INTERLEAVING_KEY
 from ranking.state import LONG_VIEW_FRACTION
@@ -89,16 +90,12 @@ def interleaved_slots(
                    END AS team
             FROM events WHERE {" AND ".join(where)}
         )
-        SELECT imp.request_id, imp.user_id, imp.item_id, imp.position, imp.ts, imp.team,
-               CAST(count(e.event_id) > 0 AS INTEGER) AS reward
-        FROM imp LEFT JOIN events e
-          ON e.user_id = imp.user_id AND e.item_id = imp.item_id
-         AND e.ts >= imp.ts AND e.ts < imp.ts + to_microseconds(CAST(? AS BIGINT))
-         AND (e.event_type = 'like'
-              OR (e.event_type = 'view' AND coalesce(e.watch_frac, 0) >= {LONG_VIEW_FRACTION}))
-        GROUP BY ALL
-        ORDER BY imp.request_id, imp.position
-    """
+    {
+        slot_reward_sql(
+            "imp.request_id, imp.user_id, imp.item_id, imp.position, imp.ts, imp.team",
+            "imp.request_id, imp.position",
+        )
+    }"""
     params.append(round(reward_window_s * 1e6))
     return store.query(sql, params)
 

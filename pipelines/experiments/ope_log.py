@@ -71,6 +71,24 @@ _SHRINK = 10.0
 _TOL = 1e-9
 
 
+def slot_reward_sql(columns: str, order_by: str) -> str:
+    """The query that credits served slots (a CTE ``imp`` with ``user_id, item_id, ts``): each
+    slot's ``reward`` is 1 when the same user liked or long-viewed (watch fraction >=
+    ``LONG_VIEW_FRACTION``) the same clip within the window, its one ``?`` parameter in
+    microseconds. Off-policy estimates and interleaving credit share this definition."""
+    return f"""
+        SELECT {columns},
+               CAST(count(e.event_id) > 0 AS INTEGER) AS reward
+        FROM imp LEFT JOIN events e
+          ON e.user_id = imp.user_id AND e.item_id = imp.item_id
+         AND e.ts >= imp.ts AND e.ts < imp.ts + to_microseconds(CAST(? AS BIGINT))
+         AND (e.event_type = 'like'
+              OR (e.event_type = 'view' AND coalesce(e.watch_frac, 0) >= {LONG_VIEW_FRACTION}))
+        GROUP BY ALL
+        ORDER BY {order_by}
+    """
+
+
 def logged_slots(
     store: Store,
     *,
@@ -142,17 +160,13 @@ def logged_slots(
                    ), false) AS explored
             FROM events WHERE {" AND ".join(where)}
         )
-        SELECT imp.request_id, imp.user_id, imp.item_id, imp.position, imp.ts,
-               imp.propensity, imp.rate, imp.explored,
-               CAST(count(e.event_id) > 0 AS INTEGER) AS reward
-        FROM imp LEFT JOIN events e
-          ON e.user_id = imp.user_id AND e.item_id = imp.item_id
-         AND e.ts >= imp.ts AND e.ts < imp.ts + to_microseconds(CAST(? AS BIGINT))
-         AND (e.event_type = 'like'
-              OR (e.event_type = 'view' AND coalesce(e.watch_frac, 0) >= {LONG_VIEW_FRACTION}))
-        GROUP BY ALL
-        ORDER BY imp.ts, imp.request_id, imp.position
-    """
+    {
+        slot_reward_sql(
+            "imp.request_id, imp.user_id, imp.item_id, imp.position, imp.ts, "
+            "imp.propensity, imp.rate, imp.explored",
+            "imp.ts, imp.request_id, imp.position",
+        )
+    }"""
     params.append(round(reward_window_s * 1e6))
     return store.query(sql, params)
 
