@@ -21,6 +21,7 @@ from schemathesis.checks import not_a_server_error, response_schema_conformance
 
 from api.main import create_app
 from api.settings import ApiSettings
+from tests.conftest import copy_world
 
 _WORLD: dict[str, Path] = {}
 
@@ -47,13 +48,12 @@ _KEY: dict[str, str] = {}
 def admin_headers(tiny_world_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A private world with an admin key, which reaches every route (rate limits are off: the
     fuzzer is fast on purpose)."""
-    import shutil
 
     from storage.store import Store
 
     if "key" not in _KEY:
         world = tmp_path_factory.mktemp("fuzz") / "world"
-        shutil.copytree(tiny_world_dir, world)
+        copy_world(tiny_world_dir, world)
         store = Store(world / "steerfeed.duckdb")
         _KEY["key"] = store.create_api_key("admin")
         store.close()

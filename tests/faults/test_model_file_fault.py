@@ -3,7 +3,6 @@ scorer and says so in /healthz (the learned ranker's own fallback, seen from out
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import httpx
@@ -11,6 +10,7 @@ import pytest
 
 from pipelines.bench import start_server
 from storage.store import Store
+from tests.conftest import copy_world
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def trained_world(tiny_world_dir: Path, tmp_path_factory: pytest.TempPathFactory
     from ranking.learned.training import TrainSettings
 
     d = tmp_path_factory.mktemp("faults-trained") / "world"
-    shutil.copytree(tiny_world_dir, d)
+    copy_world(tiny_world_dir, d)
     eng = open_engine(d)
     try:
         opts = {"settings": TrainSettings(num_rounds=40, min_data_in_leaf=20)}
@@ -52,7 +52,7 @@ def test_server_serves_hand_weighted_and_reports_it(
     trained_world: Path, tmp_path: Path, how: str
 ) -> None:
     world = tmp_path / "world"
-    shutil.copytree(trained_world, world)
+    copy_world(trained_world, world)
     version = _break(world, how)
     store = Store(world / "steerfeed.duckdb")
     key = store.create_api_key("service")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ranking.explain import FEATURE_WORDS, LOW_WORDS
-from tests.conftest import make_key
+from tests.conftest import copy_world, make_key
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +22,7 @@ def trained_dir(tiny_world_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
     from ranking.learned.training import TrainSettings
 
     d = tmp_path_factory.mktemp("trained") / "world"
-    shutil.copytree(tiny_world_dir, d)
+    copy_world(tiny_world_dir, d)
     eng = open_engine(d)
     try:
         rep = run_job(
@@ -40,7 +39,7 @@ def trained_dir(tiny_world_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
 @pytest.fixture()
 def trained_copy(trained_dir: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "world"
-    shutil.copytree(trained_dir, dst)
+    copy_world(trained_dir, dst)
     return dst
 
 
