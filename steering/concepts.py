@@ -38,6 +38,7 @@ from scipy import sparse
 
 from features.embedding import TextEmbedder
 from ranking.state import FeedState
+from steering.knn import knn_graph
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,8 @@ class ConceptSettings(BaseModel):
     tag_shrink: float = Field(default=5.0, ge=0.0)
     graph_k: int = Field(default=10, ge=1)
     graph_alpha: float = Field(default=0.5, ge=0.0, le=1.0)
-    graph_max_rows: int = Field(default=200_000, ge=0)
+    graph_max_rows: int = Field(default=2_000_000, ge=0)
+    graph_exact_max_rows: int = Field(default=30_000, ge=0)
     cache_size: int = Field(default=512, ge=1)
     top_k: int = Field(default=300, ge=1)
 
@@ -164,15 +166,7 @@ class _Catalogue:
 
     def _knn(self, settings: ConceptSettings) -> np.ndarray:
         k = min(settings.graph_k, max(self.n - 1, 1))
-        out = np.zeros((self.n, k), dtype=np.int64)
-        v = self.vectors
-        for start in range(0, self.n, 2048):
-            block = v[start : start + 2048] @ v.T
-            idx = np.arange(start, min(start + 2048, self.n))
-            block[idx - start, idx] = -np.inf
-            part = np.argpartition(-block, k - 1, axis=1)[:, :k]
-            out[start : start + len(idx)] = part
-        return out
+        return knn_graph(self.vectors, k, exact_max_rows=settings.graph_exact_max_rows)
 
 
 class ConceptIndex:
@@ -238,10 +232,11 @@ class ConceptIndex:
     def catalogue(self) -> _Catalogue:
         """The per-catalogue structures, rebuilt when clips were added since the last build.
 
-        The build is O(catalogue) (a kNN graph over every caption: ~17 s at 20k clips on this
-        machine), and this is called on the page path (moods, standing rules). So only the very
-        first build is waited for; once a catalogue exists, a stale one keeps serving (clips
-        added since get no concept score yet) while one background thread rebuilds it.
+        The build reads the whole catalogue and builds a kNN graph over every caption (exact up
+        to ``graph_exact_max_rows``, IVF above), and this is called on the page path (moods,
+        standing rules). So only the very first build is waited for; once a catalogue exists, a
+        stale one keeps serving (clips added since get no concept score yet) while one
+        background thread rebuilds it.
         """
         with self._lock:
             cat = self._catalogue
