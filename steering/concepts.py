@@ -38,7 +38,7 @@ from scipy import sparse
 
 from features.embedding import TextEmbedder
 from ranking.state import FeedState
-from steering.knn import knn_graph
+from steering.knn import knn_graph, knn_rows
 
 logger = logging.getLogger(__name__)
 
@@ -122,12 +122,22 @@ class ConceptScores:
 
 
 class _Catalogue:
-    """Per-catalogue structures: tag incidence, word sets and the caption kNN graph."""
+    """Per-catalogue structures: tag incidence, word sets and the caption kNN graph.
 
-    def __init__(self, state: FeedState, settings: ConceptSettings) -> None:
+    Given the ``previous`` catalogue of the same state (clips are only ever appended), the
+    graph rows of the clips it already held are kept and only the new clips' neighbours are
+    searched (exactly, against every clip): a rebuild after adding clips costs
+    ``new x catalogue`` dot products, not a whole graph. Old clips do not gain the new ones
+    as neighbours until a full build (a restart).
+    """
+
+    def __init__(
+        self, state: FeedState, settings: ConceptSettings, previous: _Catalogue | None = None
+    ) -> None:
         t0 = time.perf_counter()
         with state.lock:
             self.n = len(state.item_ids)
+            self.item_ids = state.item_ids[: self.n].copy()
             self.vectors = state.vectors[: self.n].copy()
             self.has_vector = state.has_vector[: self.n].copy()
             tags = [
@@ -155,7 +165,9 @@ class _Catalogue:
             (np.ones(len(ri), dtype=np.float32), (ri, ci)), shape=(self.n, max(len(vocab), 1))
         )
         self.tag_counts = np.asarray(self.tag_matrix.sum(axis=0)).ravel()
-        self.neighbours = self._knn(settings) if self.n <= settings.graph_max_rows else None
+        self.neighbours = (
+            self._knn(settings, previous) if self.n <= settings.graph_max_rows else None
+        )
         logger.info(
             "concept catalogue built: rows=%d tags=%d graph=%s ms=%.0f",
             self.n,
@@ -164,8 +176,18 @@ class _Catalogue:
             (time.perf_counter() - t0) * 1e3,
         )
 
-    def _knn(self, settings: ConceptSettings) -> np.ndarray:
+    def _knn(self, settings: ConceptSettings, previous: _Catalogue | None) -> np.ndarray:
         k = min(settings.graph_k, max(self.n - 1, 1))
+        old = previous.neighbours if previous is not None else None
+        if (
+            previous is not None
+            and old is not None
+            and old.shape[1] == k
+            and 0 < previous.n <= self.n
+            and np.array_equal(previous.item_ids, self.item_ids[: previous.n])
+        ):
+            new = knn_rows(self.vectors, np.arange(previous.n, self.n), k)
+            return np.concatenate([old, new]) if len(new) else old
         return knn_graph(self.vectors, k, exact_max_rows=settings.graph_exact_max_rows)
 
 
@@ -254,7 +276,7 @@ class ConceptIndex:
             return self._build()
 
     def _build(self) -> _Catalogue:
-        cat = _Catalogue(self.state, self.settings)
+        cat = _Catalogue(self.state, self.settings, previous=self._catalogue)
         with self._lock:
             self._catalogue = cat
             self._cache.clear()

@@ -41,13 +41,21 @@ def exact_knn(vectors: np.ndarray, k: int) -> np.ndarray:
     np.ndarray
         ``n x k`` int64 neighbour rows, unordered within a row, never the row itself.
     """
-    n = len(vectors)
-    out = np.zeros((n, k), dtype=np.int64)
-    for start in range(0, n, _BLOCK):
-        block = vectors[start : start + _BLOCK] @ vectors.T
-        idx = np.arange(start, min(start + _BLOCK, n))
-        block[idx - start, idx] = -np.inf
-        out[start : start + len(idx)] = _top_k_rows(block, k)
+    return knn_rows(vectors, np.arange(len(vectors)), k)
+
+
+def knn_rows(vectors: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """Exact ``k`` nearest other rows of the given ``rows`` only (``len(rows) x k``).
+
+    Used to extend a graph when rows are appended: the cost is ``len(rows) x n``.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    out = np.zeros((len(rows), k), dtype=np.int64)
+    for start in range(0, len(rows), _BLOCK):
+        q = rows[start : start + _BLOCK]
+        block = vectors[q] @ vectors.T
+        block[np.arange(len(q)), q] = -np.inf
+        out[start : start + len(q)] = _top_k_rows(block, k)
     return out
 
 

@@ -40,6 +40,11 @@ def test_added_clips_do_not_make_a_page_wait_for_the_rebuild(engine: Any) -> Non
         cat = concepts.catalogue()
     assert cat.n == n + 1
     assert concepts.word_mask("calm walk")[cat.n - 1]
+    # The rebuild kept the old clips' graph rows and searched only the new clip's neighbours.
+    assert cat.neighbours is not None and first.neighbours is not None
+    assert (cat.neighbours[:n] == first.neighbours).all()
+    assert cat.neighbours.shape == (n + 1, first.neighbours.shape[1])
+    assert n not in cat.neighbours[n]
 
 
 def test_warm_async_builds_before_the_first_mood(engine: Any) -> None:

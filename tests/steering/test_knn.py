@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from steering.knn import exact_knn, ivf_knn, knn_graph
+from steering.knn import exact_knn, ivf_knn, knn_graph, knn_rows
 
 
 def _clustered(n: int, d: int = 64, clusters: int = 40, noise: float = 1.5) -> np.ndarray:
@@ -45,3 +45,10 @@ def test_tiny_lists_pad_with_their_best_rows() -> None:
     g = ivf_knn(v, 8, n_lists=10, n_probe=1)  # ~3 rows per list: fewer than 8 to compare
     assert g.shape == (30, 8)
     assert (g >= 0).all() and (g < 30).all()
+
+
+def test_appended_rows_get_the_same_neighbours_as_a_full_build() -> None:
+    v = _clustered(900)
+    full = exact_knn(v, 6)
+    tail = knn_rows(v, np.arange(850, 900), 6)
+    assert (np.sort(tail, axis=1) == np.sort(full[850:], axis=1)).all()
