@@ -271,17 +271,14 @@ class Engine:
 
         Returns the number of new events; only those update the counters.
         """
-        before = set()
-        if events.height <= 5000:
-            ids = events["event_id"].to_list()
-            before = set(
-                self.store.query(
-                    "SELECT event_id FROM events WHERE event_id IN (SELECT unnest(?::VARCHAR[]))",
-                    [ids],
-                )["event_id"].to_list()
+        new_ids = self.store.append_new_events(events)
+        n = len(new_ids)
+        if n < events.height:  # repeats of stored events, or of each other within the batch
+            fresh = events.filter(pl.col("event_id").is_in(new_ids)).unique(
+                subset="event_id", keep="first", maintain_order=True
             )
-        n = self.store.append_events(events)
-        fresh = events.filter(~pl.col("event_id").is_in(list(before))) if before else events
+        else:
+            fresh = events
         self._events_committed(fresh)
         return n
 

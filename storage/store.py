@@ -211,6 +211,28 @@ class Store:
         """
         return self._insert_frame("events", df, or_ignore=True)
 
+    def append_new_events(self, df: pl.DataFrame) -> list[str]:
+        """Append events idempotently by ``event_id``; return the ids that were new.
+
+        One statement (``INSERT OR IGNORE ... RETURNING``): the primary key decides what is new,
+        so no lookup of the existing ids precedes the insert. Committed before this returns.
+        """
+        if df.height == 0:
+            return []
+        with self.write() as cur:
+            cur.register("_incoming", df.to_arrow())
+            try:
+                rows = cur.execute(
+                    "INSERT OR IGNORE INTO events BY NAME SELECT * FROM _incoming "
+                    "RETURNING event_id"
+                ).fetchall()
+            except duckdb.ConstraintException as exc:
+                msg = f"events: {exc}"
+                raise DuplicateEntityError(msg) from exc
+            finally:
+                cur.unregister("_incoming")
+        return [r[0] for r in rows]
+
     # -- lookups --------------------------------------------------------------------------------
     def user_exists(self, user_id: int) -> bool:
         """Whether the store holds this user."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from tests.conftest import make_key
 
 
@@ -131,6 +133,24 @@ def test_acknowledged_events_are_committed_once(client: Any) -> None:
     assert r2 == {"accepted": 0, "duplicates": 5}
     n = eng.store.scalar("SELECT count(*) FROM events WHERE event_id LIKE 'ack-%'")
     assert n == 5
+
+
+def test_repeats_within_a_batch_count_once(client: Any) -> None:
+    from ranking.state import COUNTERS
+
+    h = make_key(client, "service")
+    eng = client.app.state.engine
+    uid = _some_user(client)
+    item = int(eng.state.item_ids[1])
+    row, col = int(eng.state.rows(np.array([item]))[0]), COUNTERS.index("likes")
+    before = float(eng.state.counts[row, col])
+    ev = {"user_id": uid, "event_type": "like", "item_id": item}
+    batch = {"events": [{"event_id": "rep-1", **ev}, {"event_id": "rep-1", **ev}]}
+    assert client.post("/v1/events", json=batch, headers=h).json() == {
+        "accepted": 1,
+        "duplicates": 1,
+    }
+    assert float(eng.state.counts[row, col]) == before + 1.0  # the serving counter too
 
 
 def test_new_clip_and_user_flow(client: Any) -> None:
