@@ -68,6 +68,7 @@ def build_demo(
     counts = load_world(store, world)
     store.checkpoint()
     store.close()
+    del world  # the store holds it now; at scale (20M events) the frames are gigabytes
     t_store = time.perf_counter() - t0 - t_world
     engine = open_engine(data_dir)
     try:

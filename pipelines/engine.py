@@ -252,18 +252,21 @@ class Engine:
         uniq = list(dict.fromkeys(captions))
         emb = self.embedder.embed(uniq, show_progress=show_progress)
         pos = {c: i for i, c in enumerate(uniq)}
-        mat_all = emb[[pos[c] for c in captions]]
+        caption_row = np.fromiter((pos[c] for c in captions), np.int64, len(captions))
         ids_all = clips["item_id"].to_numpy().astype(np.int64)
-        self.store.put_vectors(CAPTION_SPACE, ids_all, mat_all)
-        self.state.set_vectors(ids_all, mat_all)
-        if self.index is not None:
-            for start in range(0, clips.height, batch):
-                part = clips.slice(start, batch)
-                self.index.upsert(
-                    ids_all[start : start + batch],
-                    {CAPTION_SPACE: mat_all[start : start + batch]},
-                    clip_payloads(part),
-                )
+        # In slices: at a million clips the whole vector matrix, its store frame and the index
+        # batch at once would take several GB.
+        for start in range(0, clips.height, 25 * batch):
+            stop = start + 25 * batch
+            ids, mat = ids_all[start:stop], emb[caption_row[start:stop]]
+            self.store.put_vectors(CAPTION_SPACE, ids, mat)
+            self.state.set_vectors(ids, mat)
+            if self.index is not None:
+                for b in range(0, len(ids), batch):
+                    part = clips.slice(start + b, batch)
+                    self.index.upsert(
+                        ids[b : b + batch], {CAPTION_SPACE: mat[b : b + batch]}, clip_payloads(part)
+                    )
         return clips.height
 
     def ingest_events(self, events: pl.DataFrame) -> int:
