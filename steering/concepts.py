@@ -293,6 +293,15 @@ class ConceptIndex:
             with self._lock:
                 self._rebuilding = False
 
+    def status(self) -> str:
+        """``ready``, ``building`` (no catalogue yet: a mood or rule waits for it), ``stale``
+        (clips were added; the old one serves while one is rebuilt) or ``empty`` (no clips)."""
+        with self._lock:
+            cat = self._catalogue
+            if cat is None:
+                return "empty" if len(self.state.item_ids) == 0 else "building"
+            return "ready" if cat.n == len(self.state.item_ids) else "stale"
+
     def warm_async(self) -> threading.Thread | None:
         """Build the catalogue in a background thread (the server does this at start-up, so no
         page waits for the first build); ``None`` when there are no clips or it exists."""

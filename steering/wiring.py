@@ -79,6 +79,7 @@ def install_steering(engine: Engine) -> SteeringServices:
         deps.scorers[:] = [x for x in deps.scorers if not isinstance(x, MoodScorer)]
     if not any(isinstance(x, MoodScorer) for x in deps.extra_scorers):
         deps.extra_scorers.insert(0, MoodScorer())
+    engine.health_checks["steering"] = lambda: {"concept_catalogue": s.concepts.status()}
     engine.rebuild_products()
     add_following_only(engine)
     logger.info("steering installed")

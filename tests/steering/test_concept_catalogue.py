@@ -13,8 +13,10 @@ from steering.wiring import steering_of
 
 def test_added_clips_do_not_make_a_page_wait_for_the_rebuild(engine: Any) -> None:
     concepts = steering_of(engine).concepts
+    assert engine.health()["steering"] == {"concept_catalogue": "building"}
     first = concepts.catalogue()
     n = first.n
+    assert concepts.status() == "ready"
     assert concepts.catalogue() is first  # cached while nothing changes
     new_id = int(engine.state.item_ids.max()) + 1
     author = min(engine.state.users)
@@ -29,6 +31,7 @@ def test_added_clips_do_not_make_a_page_wait_for_the_rebuild(engine: Any) -> Non
         ),
         embed=False,
     )
+    assert concepts.status() == "stale"
     stale = concepts.catalogue()
     assert stale is first and stale.n == n  # served at once: no page waits for a rebuild
     assert concepts.word_mask("calm walk").shape == (n,)  # rules still answer
@@ -39,6 +42,7 @@ def test_added_clips_do_not_make_a_page_wait_for_the_rebuild(engine: Any) -> Non
         time.sleep(0.05)
         cat = concepts.catalogue()
     assert cat.n == n + 1
+    assert concepts.status() == "ready"
     assert concepts.word_mask("calm walk")[cat.n - 1]
     # The rebuild kept the old clips' graph rows and searched only the new clip's neighbours.
     assert cat.neighbours is not None and first.neighbours is not None
