@@ -101,6 +101,8 @@ class FeedState:
         self.prior_likes = np.zeros(0, dtype=np.float64)
         self.captions: list[str] = []
         self.topics: list[list[str]] = []
+        # First topic of each clip as an object array: gathered per page without a Python loop.
+        self.primary_topic = np.zeros(0, dtype=object)
         self.hashtags: list[list[str]] = []
         self.cameos: list[list[int]] = []
         self.vectors = np.zeros((0, dim), dtype=np.float32)
@@ -198,7 +200,11 @@ class FeedState:
                     [self.prior_likes, _col(new, "prior_likes", 0).astype(np.float64)]
                 )
                 self.captions.extend(new["caption"].to_list())
-                self.topics.extend(_list_col(new, "topics", []))
+                new_topics = _list_col(new, "topics", [])
+                self.topics.extend(new_topics)
+                first = np.empty(k, dtype=object)
+                first[:] = [t[0] if t else "" for t in new_topics]
+                self.primary_topic = np.concatenate([self.primary_topic, first])
                 self.hashtags.extend(_list_col(new, "hashtags", []))
                 self.cameos.extend([list(c or []) for c in _list_col(new, "cameo_user_ids", [])])
                 self.vectors = np.concatenate(

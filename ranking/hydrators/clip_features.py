@@ -83,19 +83,28 @@ class ClipFeaturesHydrator:
                 (len(st.followers.get(a, ())) for a in uniq.tolist()), np.float64, len(uniq)
             )[inverse]
             if friends:
-                friends_engaged = np.fromiter(
-                    (len(st.engagers.get(x, set()) & friends) for x in r.tolist()), np.float64, n
-                )
-                cameo = np.fromiter(
-                    (any(c in friends for c in st.cameos[x]) for x in r.tolist()), bool, n
-                )
+                # Most candidates have no friend among their engagers: a disjointness test
+                # (no set built) first, the count only for the few that do.
+                engagers = st.engagers
+                no_set: frozenset[int] = frozenset()
+                rl = r.tolist()
+                friends_engaged = np.zeros(n)
+                hits = [
+                    i for i, x in enumerate(rl) if not friends.isdisjoint(engagers.get(x, no_set))
+                ]
+                for i in hits:
+                    friends_engaged[i] = len(engagers[rl[i]] & friends)
+                cameos = st.cameos
+                cameo = np.zeros(n, dtype=bool)
+                for i, x in enumerate(rl):
+                    c = cameos[x]
+                    if c and not friends.isdisjoint(c):
+                        cameo[i] = True
                 remix_parent = st.remix_of[r]
                 parent_rows = st.rows(remix_parent)
-                remix_friend = np.fromiter(
-                    (p >= 0 and int(st.author[p]) in friends for p in parent_rows.tolist()),
-                    bool,
-                    n,
-                )
+                has_parent = parent_rows >= 0
+                remix_friend = np.zeros(n, dtype=bool)
+                remix_friend[has_parent] = _member(st.author[parent_rows[has_parent]], friends)
             else:
                 friends_engaged = np.zeros(n)
                 cameo = np.zeros(n, dtype=bool)
@@ -106,7 +115,7 @@ class ClipFeaturesHydrator:
                 cosine[~st.has_vector[r]] = 0.0
             else:
                 cosine = np.zeros(n)
-            topics = [st.topics[x][0] if st.topics[x] else "" for x in r.tolist()]
+            topics = pl.Series("topic", st.primary_topic[r], dtype=pl.String)
             cols = {
                 "row": rows,
                 "author_id": authors,
