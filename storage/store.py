@@ -162,22 +162,35 @@ class Store:
     def _insert_frame(
         self, table: str, df: pl.DataFrame, *, or_ignore: bool = False, replace: bool = False
     ) -> int:
+        rows = self._insert_rows(table, df, or_ignore=or_ignore, replace=replace)
+        return int(rows[0][0]) if rows else 0
+
+    def _insert_rows(
+        self,
+        table: str,
+        df: pl.DataFrame,
+        *,
+        or_ignore: bool = False,
+        replace: bool = False,
+        returning: str = "",
+    ) -> list[Any]:
+        """Insert a frame by column name in one committed statement; return its result rows
+        (the count, or the ``returning`` column of each inserted row)."""
         if df.height == 0:
-            return 0
+            return []
         verb = "INSERT OR IGNORE" if or_ignore else ("INSERT OR REPLACE" if replace else "INSERT")
-        arrow = df.to_arrow()
+        tail = f" RETURNING {returning}" if returning else ""
         with self.write() as cur:
-            cur.register("_incoming", arrow)
+            cur.register("_incoming", df.to_arrow())
             try:
-                rows = cur.execute(
-                    f"{verb} INTO {table} BY NAME SELECT * FROM _incoming"
+                return cur.execute(
+                    f"{verb} INTO {table} BY NAME SELECT * FROM _incoming{tail}"
                 ).fetchall()
             except duckdb.ConstraintException as exc:
                 msg = f"{table}: {exc}"
                 raise DuplicateEntityError(msg) from exc
             finally:
                 cur.unregister("_incoming")
-        return int(rows[0][0]) if rows else 0
 
     def add_users(self, df: pl.DataFrame, *, replace: bool = False) -> int:
         """Insert users (columns from ``USER_COLUMNS``; only ``user_id`` is required)."""
@@ -217,20 +230,7 @@ class Store:
         One statement (``INSERT OR IGNORE ... RETURNING``): the primary key decides what is new,
         so no lookup of the existing ids precedes the insert. Committed before this returns.
         """
-        if df.height == 0:
-            return []
-        with self.write() as cur:
-            cur.register("_incoming", df.to_arrow())
-            try:
-                rows = cur.execute(
-                    "INSERT OR IGNORE INTO events BY NAME SELECT * FROM _incoming "
-                    "RETURNING event_id"
-                ).fetchall()
-            except duckdb.ConstraintException as exc:
-                msg = f"events: {exc}"
-                raise DuplicateEntityError(msg) from exc
-            finally:
-                cur.unregister("_incoming")
+        rows = self._insert_rows("events", df, or_ignore=True, returning="event_id")
         return [r[0] for r in rows]
 
     # -- lookups --------------------------------------------------------------------------------
