@@ -13,11 +13,11 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import READ_METHODS, ROLE_ADMIN, Principal
 from storage.store import Store, utcnow
@@ -77,37 +77,53 @@ def record(
 
 
 def install(app: FastAPI) -> None:
-    """Record every state-changing request of an ``admin`` key after it is answered."""
+    """Record every state-changing request of an ``admin`` key, before its answer is sent."""
+    app.add_middleware(AuditMiddleware)
 
-    @app.middleware("http")
-    async def audit_admin_actions(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        if request.method in READ_METHODS:
-            return response
-        principal: Principal | None = getattr(request.state, "principal", None)
-        if principal is None or principal.role != ROLE_ADMIN:
-            return response
-        if getattr(request.state, "audited", False):
-            return response
-        engine = getattr(request.app.state, "engine", None)
-        if engine is None:
-            return response
-        route = request.scope.get("route")
-        template = str(getattr(route, "path", request.url.path))
-        try:
-            await run_in_threadpool(
-                record,
-                engine.store,
-                principal=principal,
-                action=f"{request.method} {template}",
-                target=json.dumps(dict(request.path_params), default=str),
-                status=response.status_code,
-            )
-        except Exception:  # the action happened; a failed audit write must be seen, not hidden
-            logger.exception("audit write failed for %s %s", request.method, template)
-        return response
+
+class AuditMiddleware:
+    """Pure ASGI middleware (no per-request task group, unlike ``@app.middleware``): when the
+    response of an admin's state-changing request starts, the entry is written, then the
+    response goes out, so a client that reads the log after its answer finds the entry."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in READ_METHODS:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_after_audit(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                await _audit(Request(scope), int(message["status"]))
+            await send(message)
+
+        await self.app(scope, receive, send_after_audit)
+
+
+async def _audit(request: Request, status: int) -> None:
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is None or principal.role != ROLE_ADMIN:
+        return
+    if getattr(request.state, "audited", False):
+        return
+    engine = getattr(request.app.state, "engine", None)
+    if engine is None:
+        return
+    route = request.scope.get("route")
+    template = str(getattr(route, "path", request.url.path))
+    try:
+        await run_in_threadpool(
+            record,
+            engine.store,
+            principal=principal,
+            action=f"{request.method} {template}",
+            target=json.dumps(dict(request.path_params), default=str),
+            status=status,
+        )
+    except Exception:  # the action happened; a failed audit write must be seen, not hidden
+        logger.exception("audit write failed for %s %s", request.method, template)
 
 
 def recent(store: Store, *, limit: int = 100) -> list[dict[str, Any]]:

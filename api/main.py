@@ -4,13 +4,15 @@ and opens the engine in its lifespan, so tools can read the OpenAPI schema witho
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import audit
 from api.deps import enforce_auth
@@ -119,23 +121,34 @@ def _install_extra_routers(app: FastAPI) -> None:
             app.include_router(module.router)
 
 
+class BodyLimitMiddleware:
+    """Answers 413 to a request whose ``Content-Length`` is over the limit (400 when it is not
+    a number), before the body is read. Pure ASGI: no per-request task group."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            length = Headers(scope=scope).get("content-length")
+            if length is not None:
+                try:
+                    too_big = int(length) > self.max_body_bytes
+                except ValueError:
+                    await JSONResponse({"detail": "invalid Content-Length"}, status_code=400)(
+                        scope, receive, send
+                    )
+                    return
+                if too_big:
+                    detail = f"body over {self.max_body_bytes} bytes; send smaller batches"
+                    await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
 def _install_error_handlers(app: FastAPI, settings: ApiSettings) -> None:
-    @app.middleware("http")
-    async def limit_body(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None:
-            try:
-                too_big = int(length) > settings.max_body_bytes
-            except ValueError:
-                return JSONResponse({"detail": "invalid Content-Length"}, status_code=400)
-            if too_big:
-                return JSONResponse(
-                    {"detail": f"body over {settings.max_body_bytes} bytes; send smaller batches"},
-                    status_code=413,
-                )
-        return await call_next(request)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
 
     @app.exception_handler(UnknownEntityError)
     async def _unknown(_: Request, exc: UnknownEntityError) -> JSONResponse:
