@@ -138,7 +138,9 @@ class _Catalogue:
         with state.lock:
             self.n = len(state.item_ids)
             self.item_ids = state.item_ids[: self.n].copy()
-            self.vectors = state.vectors[: self.n].copy()
+            # A view, not a copy (1.5 GB at 1M clips): adding clips reallocates the state's
+            # matrix and leaves this one intact; a re-embedded caption shows up here at once.
+            self.vectors = state.vectors[: self.n]
             self.has_vector = state.has_vector[: self.n].copy()
             tags = [
                 [t.lower() for t in (*state.topics[r], *state.hashtags[r])] for r in range(self.n)
