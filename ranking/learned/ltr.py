@@ -5,6 +5,11 @@ again at random into a *fit* part and a *label* part. Retrievers and features ar
 from the fit part alone; a candidate is relevant when it is in the user's label part. At
 prediction time the retrievers are refitted on all training interactions and the same
 feature code scores the candidates, so training and serving share one feature path.
+
+By default every fold trains its own booster and the ranker averages their scores: the
+fold draw alone moves the result (on LastFM two different pairs of folds differed by 0.0013
+NDCG@10), and one booster per fold over four folds, averaged, gained +0.0015 to +0.0026
+NDCG@10 on four splits over one booster on two pooled folds.
 """
 
 from __future__ import annotations
@@ -61,7 +66,10 @@ class LtrConfig:
     label_fraction : float
         Share of each user's training rows moved to the label part of a fold.
     folds : int
-        Independent fit/label splits whose examples are pooled for training.
+        Independent fit/label splits (each refits the retrievers on its fit part).
+    bag_folds : bool
+        Train one booster per fold and average their scores (default); otherwise pool the
+        folds' examples into one booster.
     rounds : int
         Boosting rounds.
     threads : int
@@ -73,7 +81,8 @@ class LtrConfig:
     """
 
     label_fraction: float = 0.2
-    folds: int = 2
+    folds: int = 4
+    bag_folds: bool = True
     rounds: int = 150
     threads: int = 2
     candidates: CandidateConfig = field(default_factory=CandidateConfig)
@@ -82,10 +91,15 @@ class LtrConfig:
 
 @dataclass
 class LearnedRanker:
-    """A trained lambdarank booster and the feature columns it reads, in order."""
+    """Trained lambdarank boosters (scores averaged) and the feature columns they read."""
 
-    booster: lgb.Booster
+    boosters: tuple[lgb.Booster, ...]
     feature_names: tuple[str, ...]
+
+    @property
+    def booster(self) -> lgb.Booster:
+        """The first booster (the only one when the folds were pooled)."""
+        return self.boosters[0]
 
     def score(self, frame: pl.DataFrame) -> np.ndarray:
         """One score per row of ``frame`` (higher ranks first).
@@ -105,11 +119,16 @@ class LearnedRanker:
             msg = f"frame lacks feature columns {missing}"
             raise LtrError(msg)
         x = frame.select(self.feature_names).to_numpy().astype(np.float32)
-        return np.asarray(self.booster.predict(x), dtype=np.float64)
+        scores = np.zeros(frame.height, dtype=np.float64)
+        for booster in self.boosters:
+            scores += np.asarray(booster.predict(x), dtype=np.float64)
+        return scores / len(self.boosters)
 
     def feature_importance(self) -> dict[str, float]:
-        """Total gain per feature, largest first."""
-        gains = self.booster.feature_importance(importance_type="gain")
+        """Total gain per feature over all boosters, largest first."""
+        gains = np.sum(
+            [b.feature_importance(importance_type="gain") for b in self.boosters], axis=0
+        )
         pairs = sorted(zip(self.feature_names, gains, strict=True), key=lambda p: -p[1])
         return {name: float(g) for name, g in pairs}
 
@@ -246,27 +265,33 @@ def train_lambdarank(
             config=cfg.candidates,
             seed=fold_seed,
         )
-        # Distinct group keys per fold so a user's two folds never merge into one query.
+        # Distinct group keys per fold so a user's folds never merge into one query.
         parts.append(ex.with_columns(_group=pl.col("user_id") * cfg.folds + f))
-    examples = pl.concat(parts).sort("_group", maintain_order=True)
-    if examples.height == 0:
-        msg = "no training examples: no user has a label among their candidates"
-        raise LtrError(msg)
-    groups = examples.group_by("_group", maintain_order=True).len()["len"].to_numpy()
-    x = examples.select(FEATURE_NAMES).to_numpy().astype(np.float32)
-    y = examples["label"].to_numpy()
+    batches = [[p] for p in parts] if cfg.bag_folds else [parts]
     params = {**DEFAULT_LGB_PARAMS, **cfg.lgb_params, "num_threads": cfg.threads, "seed": seed}
-    dataset = lgb.Dataset(x, label=y, group=groups, feature_name=list(FEATURE_NAMES))
-    booster = lgb.train(params, dataset, num_boost_round=cfg.rounds)
+    boosters = [_fit_booster(pl.concat(batch), params, cfg.rounds) for batch in batches]
     logger.info(
-        "ltr trained folds=%d groups=%d rows=%d rounds=%d ms=%.0f",
+        "ltr trained folds=%d boosters=%d rows=%d rounds=%d ms=%.0f",
         cfg.folds,
-        len(groups),
-        examples.height,
+        len(boosters),
+        sum(p.height for p in parts),
         cfg.rounds,
         1000 * (time.perf_counter() - start),
     )
-    return LearnedRanker(booster=booster, feature_names=FEATURE_NAMES)
+    return LearnedRanker(boosters=tuple(boosters), feature_names=FEATURE_NAMES)
+
+
+def _fit_booster(examples: pl.DataFrame, params: dict[str, Any], rounds: int) -> lgb.Booster:
+    """One lambdarank booster on ``examples`` (grouped by ``_group``)."""
+    if examples.height == 0:
+        msg = "no training examples: no user has a label among their candidates"
+        raise LtrError(msg)
+    examples = examples.sort("_group", maintain_order=True)
+    groups = examples.group_by("_group", maintain_order=True).len()["len"].to_numpy()
+    x = examples.select(FEATURE_NAMES).to_numpy().astype(np.float32)
+    y = examples["label"].to_numpy()
+    dataset = lgb.Dataset(x, label=y, group=groups, feature_name=list(FEATURE_NAMES))
+    return lgb.train(params, dataset, num_boost_round=rounds)
 
 
 def rank_candidates(

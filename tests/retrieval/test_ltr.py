@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from features.candidate_features import FEATURE_NAMES, CandidateConfig
+from features.candidate_features import (
+    FEATURE_NAMES,
+    CandidateConfig,
+    candidate_features,
+    fit_retrievers,
+)
 from ranking.learned.ltr import LtrConfig, rank_candidates, split_fold, train_lambdarank
 
 
@@ -47,3 +52,25 @@ def test_ranker_pages_hold_unseen_items_of_the_users_own_cluster() -> None:
     assert seen.height == 0
     cluster = ((recs["item_id"] - 100) // 30).to_numpy()
     assert float(np.mean(cluster == recs["user_id"].to_numpy() // 40)) > 0.8
+
+
+def test_bagged_folds_train_one_booster_each_and_average_their_scores() -> None:
+    frame = _clustered(2)
+    small = CandidateConfig(
+        per_source=20, per_minor_source=10, collab_dim=8, collab_alt_dim=4, collab_epochs=5
+    )
+    params = {"min_data_in_leaf": 20}
+    bagged = train_lambdarank(
+        frame, config=LtrConfig(rounds=10, folds=2, candidates=small, lgb_params=params)
+    )
+    pooled = train_lambdarank(
+        frame,
+        config=LtrConfig(rounds=10, folds=2, bag_folds=False, candidates=small, lgb_params=params),
+    )
+    assert len(bagged.boosters) == 2
+    assert len(pooled.boosters) == 1
+    feats = candidate_features(fit_retrievers(frame, config=small), np.array([0, 45, 90]))
+    x = feats.select(FEATURE_NAMES).to_numpy().astype(np.float32)
+    mean = np.mean([b.predict(x) for b in bagged.boosters], axis=0)
+    np.testing.assert_allclose(bagged.score(feats), mean, rtol=1e-6)
+    assert set(bagged.feature_importance()) == set(FEATURE_NAMES)
