@@ -120,6 +120,7 @@ class FeedState:
         self._user_vec: dict[int, np.ndarray | None] = {}
         self._trending_cache: tuple[float, np.ndarray] = (0.0, np.zeros(0, dtype=np.int64))
         self._fresh_cache: tuple[int, np.ndarray] = (-1, np.zeros(0, dtype=np.int64))
+        self._generated_rows: np.ndarray | None = None
         self.users: set[int] = set()
         self.profiles: dict[int, dict[str, Any]] = {}
 
@@ -225,6 +226,7 @@ class FeedState:
                 if "caption" in row:
                     self.captions[r] = row["caption"]
             self._fresh_cache = (-1, self._fresh_cache[1])
+            self._generated_rows = None
 
     def set_vectors(self, item_ids: np.ndarray, matrix: np.ndarray) -> None:
         """Store caption vectors for clips (unknown ids are ignored)."""
@@ -238,6 +240,15 @@ class FeedState:
             self.vectors[rows[ok]] = matrix[ok]
             self.has_vector[rows[ok]] = True
             self._user_vec.clear()
+            self._generated_rows = None
+
+    def generated_rows(self) -> np.ndarray:
+        """Rows of AI-generated clips that have a caption vector (cached until clips or vectors
+        change: a page without a mood asks for them, and a scan is ~3 ms at 1M clips)."""
+        with self.lock:
+            if self._generated_rows is None:
+                self._generated_rows = np.flatnonzero(self.generated & self.has_vector)
+            return self._generated_rows
 
     def rows(self, item_ids: np.ndarray | list[int]) -> np.ndarray:
         """Row numbers of clip ids (-1 for unknown)."""

@@ -57,10 +57,9 @@ class GeneratedForMoodSource:
         # common no-mood page reads no vectors at all.
         targets = _mood_vectors(query)
         with st.lock:
-            mask = st.generated & st.has_vector
+            rows = st.generated_rows()
             if not targets:
-                mask = mask & (st.author == query.user_id)
-            rows = np.flatnonzero(mask)
+                rows = rows[st.author[rows] == query.user_id]
             if rows.size == 0:
                 return empty_candidates().drop("source")
             vecs = st.vectors[rows] if targets else None
