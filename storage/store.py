@@ -85,6 +85,21 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def time_window(
+    since: datetime | None, until: datetime | None, column: str = "ts"
+) -> tuple[list[str], list[Any]]:
+    """SQL conditions and parameters for ``since <= column < until`` (either end optional)."""
+    where: list[str] = []
+    params: list[Any] = []
+    if since is not None:
+        where.append(f"{column} >= ?")
+        params.append(since)
+    if until is not None:
+        where.append(f"{column} < ?")
+        params.append(until)
+    return where, params
+
+
 def utcnow() -> datetime:
     """Naive UTC now, the form every TIMESTAMP column holds."""
     return datetime.now(UTC).replace(tzinfo=None)

@@ -29,7 +29,7 @@ from pipelines.experiments.ope_log import slot_reward_sql
 from ranking.selectors.exploring import EXPLORATION_KEY
 from ranking.selectors.interleaving import INTERLEAVING_KEY
 from ranking.state import LONG_VIEW_FRACTION
-from storage.store import Store
+from storage.store import Store, time_window
 
 logger = logging.getLogger(__name__)
 
@@ -71,13 +71,9 @@ def interleaved_slots(
         "experiments IS NOT NULL",
         f"json_extract_string(experiments, '{key}.experiment') = ?",
     ]
-    params: list[Any] = [experiment]
-    if since is not None:
-        where.append("ts >= ?")
-        params.append(since)
-    if until is not None:
-        where.append("ts < ?")
-        params.append(until)
+    window, window_params = time_window(since, until)
+    where += window
+    params: list[Any] = [experiment, *window_params]
     sql = f"""
         WITH imp AS (
             SELECT event_id, request_id, user_id, item_id, position, ts,

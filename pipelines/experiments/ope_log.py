@@ -55,7 +55,7 @@ from pipelines.experiments.off_policy import (
 from ranking.selectors.exploring import EXPLORATION_KEY
 from ranking.selectors.interleaving import INTERLEAVING_KEY
 from ranking.state import LONG_VIEW_FRACTION
-from storage.store import Store
+from storage.store import Store, time_window
 
 logger = logging.getLogger(__name__)
 
@@ -136,13 +136,8 @@ def logged_slots(
         f"json_extract(experiments, '$.\"{INTERLEAVING_KEY}\"') IS NULL",
         "propensity IS NOT NULL",
     ]
-    params: list[Any] = []
-    if since is not None:
-        where.append("ts >= ?")
-        params.append(since)
-    if until is not None:
-        where.append("ts < ?")
-        params.append(until)
+    window, params = time_window(since, until)
+    where += window
     if experiment is not None:
         path = '$."' + experiment.replace('"', '\\"') + '"'
         if arm is None:

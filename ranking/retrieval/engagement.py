@@ -20,7 +20,7 @@ from datetime import datetime
 import polars as pl
 
 from ranking.state import LONG_VIEW_FRACTION, POSITIVE_WEIGHTS
-from storage.store import Store
+from storage.store import Store, time_window
 
 logger = logging.getLogger(__name__)
 
@@ -64,14 +64,8 @@ def engagement_from_events(
         strength and no negative event, sorted by user then clip.
     """
     start = time.perf_counter()
-    where = ["item_id IS NOT NULL"]
-    params: list[object] = []
-    if since is not None:
-        where.append("ts >= ?")
-        params.append(since)
-    if until is not None:
-        where.append("ts < ?")
-        params.append(until)
+    window, params = time_window(since, until)
+    where = ["item_id IS NOT NULL", *window]
     negatives = ", ".join(f"'{e}'" for e in NEGATIVE_EVENTS)
     sql = f"""
         SELECT user_id, item_id, sum({_strength_sql()}) AS weight
