@@ -187,3 +187,14 @@ def run(ctx: JobContext) -> dict[str, Any]:
     out["response"] = fit_response_propensity(engine)
     out.update(train_satisfaction(engine, l2=float(ctx.options.get("l2", 1.0))))
     return out
+
+
+@register(
+    "wellbeing_refresh",
+    every_s=60,
+    description="re-read every user's governor usage (and, hourly, weekly activity) in bulk",
+)
+def refresh(ctx: JobContext) -> dict[str, Any]:
+    """Bulk re-read of what the request path holds per user (see ``WellbeingServices.refresh``):
+    with several API replicas, viewing served by another replica counts within a minute."""
+    return wellbeing_of(ctx.engine).refresh(datetime.now(UTC))

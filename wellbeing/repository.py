@@ -58,12 +58,22 @@ class WellbeingRepository:
     # -- governor settings ------------------------------------------------------------------
     def overrides(self, user_id: int) -> dict[str, dict[str, Any]]:
         """The stored overrides of a user, keyed by who set them (``'user'``, ``'parent'``)."""
+        return self._overrides("WHERE user_id = ?", [user_id]).get(user_id, {})
+
+    def all_overrides(self) -> dict[int, dict[str, dict[str, Any]]]:
+        """Every user's stored overrides (users without any are absent)."""
+        return self._overrides("", [])
+
+    def _overrides(self, where: str, params: list[Any]) -> dict[int, dict[str, dict[str, Any]]]:
         df = self.store.query(
-            "SELECT set_by, overrides FROM governor_settings WHERE user_id = ?", [user_id]
+            f"SELECT user_id, set_by, overrides FROM governor_settings {where}", params
         )
-        return {
-            str(r["set_by"]): json.loads(r["overrides"] or "{}") for r in df.iter_rows(named=True)
-        }
+        out: dict[int, dict[str, dict[str, Any]]] = {}
+        for r in df.iter_rows(named=True):
+            out.setdefault(int(r["user_id"]), {})[str(r["set_by"])] = json.loads(
+                r["overrides"] or "{}"
+            )
+        return out
 
     def save_overrides(
         self, user_id: int, set_by: str, overrides: dict[str, Any], *, updated_by: int | None
@@ -186,36 +196,73 @@ class WellbeingRepository:
 
     def survey_history(self, user_id: int) -> SurveyHistory:
         """When the user was last shown any survey, and each periodic question."""
-        df = self.store.query(
-            "SELECT question_key, kind, max(shown_at) AS last FROM survey_prompts "
-            "WHERE user_id = ? GROUP BY ALL",
-            [user_id],
+        return self._survey_histories("WHERE user_id = ?", [user_id]).get(
+            user_id, SurveyHistory(None, {})
         )
-        last_any: datetime | None = None
-        periodic: dict[str, datetime] = {}
+
+    def survey_histories(self) -> dict[int, SurveyHistory]:
+        """:meth:`survey_history` of every user ever shown a survey (one query)."""
+        return self._survey_histories("", [])
+
+    def _survey_histories(self, where: str, params: list[Any]) -> dict[int, SurveyHistory]:
+        df = self.store.query(
+            "SELECT user_id, question_key, kind, max(shown_at) AS last FROM survey_prompts "
+            f"{where} GROUP BY ALL",
+            params,
+        )
+        last_any: dict[int, datetime] = {}
+        periodic: dict[int, dict[str, datetime]] = {}
         for r in df.iter_rows(named=True):
-            at = to_utc(r["last"])
-            last_any = at if last_any is None or at > last_any else last_any
+            user_id, at = int(r["user_id"]), to_utc(r["last"])
+            if user_id not in last_any or at > last_any[user_id]:
+                last_any[user_id] = at
+            per = periodic.setdefault(user_id, {})
             if r["kind"] == "periodic":
-                periodic[str(r["question_key"])] = at
-        return SurveyHistory(last_any, periodic)
+                per[str(r["question_key"])] = at
+        return {u: SurveyHistory(last_any[u], periodic[u]) for u in last_any}
 
     def weekly_activity(self, user_id: int, now: datetime) -> WeeklyActivity:
         """Minutes watched and distinct pages loaded by a user in the seven days to ``now``."""
+        return self._weekly_activities(now, user_id)[user_id]
+
+    def weekly_activities(self, now: datetime) -> dict[int, WeeklyActivity]:
+        """:meth:`weekly_activity` of every user, from one scan of the week's events."""
+        return self._weekly_activities(now, None)
+
+    def _weekly_activities(self, now: datetime, user_id: int | None) -> dict[int, WeeklyActivity]:
         end = naive_utc(now)
+        params: list[Any] = [end - timedelta(days=7), end]
+        if user_id is None:
+            who, user_filter = "SELECT user_id, created_at FROM users", ""
+        else:  # one user, known to the users table or not
+            who = (
+                "SELECT $3::BIGINT AS user_id, "
+                "(SELECT created_at FROM users WHERE user_id = $3) AS created_at"
+            )
+            user_filter = "AND user_id = $3"
+            params.append(user_id)
         cur = self.store.cursor()
         try:
-            row = cur.execute(
-                "SELECT coalesce(sum(watch_s) FILTER (WHERE event_type = 'view'), 0) / 60.0, "
-                "count(DISTINCT request_id) FILTER (WHERE event_type = 'impression'), "
-                "(SELECT created_at FROM users WHERE user_id = $1) "
-                "FROM events WHERE user_id = $1 AND received_at > $2 AND received_at <= $3",
-                [user_id, end - timedelta(days=7), end],
-            ).fetchone()
+            rows = cur.execute(
+                "WITH week AS ("
+                "  SELECT user_id,"
+                "         coalesce(sum(watch_s) FILTER (WHERE event_type = 'view'), 0) / 60.0"
+                "             AS minutes,"
+                "         count(DISTINCT request_id) FILTER (WHERE event_type = 'impression')"
+                "             AS pages"
+                "  FROM events WHERE received_at > $1 AND received_at <= $2 "
+                f" {user_filter} GROUP BY user_id"
+                f"), who AS ({who}) "
+                "SELECT u.user_id, coalesce(w.minutes, 0.0), coalesce(w.pages, 0), u.created_at "
+                "FROM who u LEFT JOIN week w ON w.user_id = u.user_id",
+                params,
+            ).fetchall()
         finally:
             cur.close()
-        minutes, pages, created = row if row is not None else (0.0, 0, None)
-        return WeeklyActivity(float(minutes or 0.0), int(pages or 0), created)
+        return {
+            int(u): WeeklyActivity(float(minutes or 0.0), int(pages or 0), created)
+            for u, minutes, pages, created in rows
+        }
 
     def prompts(self) -> pl.DataFrame:
         """Every survey prompt."""

@@ -33,7 +33,7 @@ from wellbeing.governor import (
     to_utc,
 )
 from wellbeing.intensity import ClipIntensity
-from wellbeing.repository import WellbeingRepository
+from wellbeing.repository import SurveyHistory, WellbeingRepository
 from wellbeing.satisfaction import SatisfactionModel, SatisfactionModelError
 from wellbeing.settings import WellbeingSettings
 from wellbeing.surveys import (
@@ -124,7 +124,20 @@ class GovernorService:
         self.state = state
         self.tracker = tracker
         self._overrides: dict[int, dict[str, dict[str, Any]]] = {}
+        self._overrides_complete = False  # after warm(): a user absent has no overrides
         self._lock = threading.Lock()
+        self.tracker.timezone_of = lambda user_id: self.profile(user_id).timezone
+
+    def warm(self, now: datetime) -> dict[str, int]:
+        """Load every user's overrides and usage in two queries, so no user's first page
+        reads the store; return how many users hold each."""
+        overrides = self.repo.all_overrides()
+        with self._lock:
+            self._overrides = overrides
+            self._overrides_complete = True
+        timezones = {u: self.profile(u).timezone for u in list(self.state.profiles)}
+        active = self.tracker.seed_all(timezones, now_utc=now)
+        return {"users_with_overrides": len(overrides), "users_with_recent_usage": active}
 
     def profile(self, user_id: int) -> Profile:
         """Timezone, teen flag and age band of a user (defaults for unknown users)."""
@@ -140,6 +153,8 @@ class GovernorService:
         """Stored overrides by who set them (cached)."""
         with self._lock:
             hit = self._overrides.get(user_id)
+            if hit is None and self._overrides_complete:
+                return {}
         if hit is None:
             hit = self.repo.overrides(user_id)
             with self._lock:
@@ -225,6 +240,11 @@ class GovernorService:
         return self.settings_for(child_id)
 
     def _forget(self, user_id: int) -> None:
+        if self._overrides_complete:  # read the user's new overrides now (a write path)
+            fresh = self.repo.overrides(user_id)
+            with self._lock:
+                self._overrides[user_id] = fresh
+            return
         with self._lock:
             self._overrides.pop(user_id, None)
 
@@ -298,7 +318,31 @@ class SurveyService:
         self.pages_per_week_override: float | None = None
         self._activity: dict[int, tuple[float, float, float, datetime | None]] = {}
         self._history: dict[int, Any] = {}
+        self._complete = False  # after warm(): a user absent was never shown a survey
+        self.warmed_at: float | None = None
         self._lock = threading.Lock()
+
+    def warm(self, now: datetime) -> dict[str, int]:
+        """Load every user's survey history and weekly activity in two queries (a user's
+        first page then reads no SQL); return how many users hold each."""
+        history = self.repo.survey_histories()
+        activity = self.repo.weekly_activities(now)
+        mono = time.monotonic()
+        cached = {
+            u: (
+                mono,
+                act.minutes,
+                float(act.pages) if act.pages > 0 else self.settings.default_pages_per_week,
+                act.created_at,
+            )
+            for u, act in activity.items()
+        }
+        with self._lock:
+            self._history = history
+            self._activity = cached
+            self._complete = True
+            self.warmed_at = mono
+        return {"users_with_surveys": len(history), "users_with_activity": len(cached)}
 
     def maybe_draw(
         self,
@@ -326,8 +370,12 @@ class SurveyService:
             return None
         survey_id = uuid.uuid4().hex
         self.repo.insert_prompt(survey_id, draw, request_id=request_id, session_id=session_id)
+        fresh = self.repo.survey_history(user_id) if self._complete else None
         with self._lock:
-            self._history.pop(user_id, None)
+            if fresh is not None:
+                self._history[user_id] = fresh
+            else:
+                self._history.pop(user_id, None)
         return self.card(survey_id, draw)
 
     @staticmethod
@@ -361,6 +409,8 @@ class SurveyService:
     def _history_for(self, user_id: int) -> Any:
         with self._lock:
             hit = self._history.get(user_id)
+            if hit is None and self._complete:
+                return SurveyHistory(None, {})
         if hit is None:
             hit = self.repo.survey_history(user_id)
             with self._lock:
@@ -430,6 +480,32 @@ class WellbeingServices:
     satisfaction: SatisfactionService
     intensity: ClipIntensity
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def warm(self, now: datetime | None = None) -> dict[str, Any]:
+        """Load every user's governor overrides and usage, survey history and weekly activity
+        from the store at once (four scans instead of four queries on each user's first page:
+        at 20M events those took ~300 ms per user); return counts and seconds."""
+        t0 = time.perf_counter()
+        at = now or datetime.now(UTC)
+        out: dict[str, Any] = {**self.governor.warm(at), **self.surveys.warm(at)}
+        out["seconds"] = round(time.perf_counter() - t0, 2)
+        logger.info("wellbeing warmed: %s", out)
+        return out
+
+    def refresh(self, now: datetime | None = None) -> dict[str, Any]:
+        """Re-read, in bulk, what is older than its allowed age: usage past
+        ``usage_max_age_s`` (viewing served by other replicas), weekly activity past half of
+        ``activity_cache_s`` (before any user's entry expires into a per-user query)."""
+        at = now or datetime.now(UTC)
+        mono = time.monotonic()
+        out: dict[str, Any] = {}
+        seeded = self.governor.tracker.seeded_all_at
+        if seeded is None or mono - seeded >= self.settings.usage_max_age_s:
+            out.update(self.governor.warm(at))
+        warmed = self.surveys.warmed_at
+        if warmed is None or mono - warmed >= self.settings.activity_cache_s / 2:
+            out.update(self.surveys.warm(at))
+        return out
 
     def children_of(self, parent_id: int) -> list[int]:
         """Teens linked to a parent account."""

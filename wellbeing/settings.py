@@ -29,7 +29,11 @@ class WellbeingSettings(BaseSettings):
     usage_max_age_s
         How often (at most) a replica re-reads a user's governor usage from the store, so
         viewing served by other API replicas counts within this many seconds; 0 re-reads on
-        every request (exact, one SQL query per page).
+        every request (exact, one SQL query per page). After :meth:`warm` the
+        ``wellbeing_refresh`` job re-reads every user at once instead.
+    warm_on_start
+        Load every user's governor usage, overrides, survey history and weekly activity when
+        the engine opens (a few bulk scans), so no user's first page queries the store.
     """
 
     model_config = SettingsConfigDict(env_prefix="STEERFEED_WELLBEING_", extra="forbid")
@@ -42,3 +46,4 @@ class WellbeingSettings(BaseSettings):
     default_pages_per_week: float = Field(default=30.0, gt=0.0)
     activity_cache_s: float = Field(default=3600.0, ge=0.0)
     usage_max_age_s: float = Field(default=60.0, ge=0.0)
+    warm_on_start: bool = True

@@ -25,9 +25,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
+
 from wellbeing.governor import Usage, local_day_start, resolve_timezone, to_utc
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
     from storage.store import Store
 
 logger = logging.getLogger(__name__)
@@ -37,31 +41,37 @@ BREAK_GAP_S = 300
 LOOKBACK = timedelta(hours=48)
 """How far back the SQL looks: covers any local day; longer unbroken sessions are cut here."""
 
+# One query serves one user or all of them: ``_targets`` (user_id, day_start) names the users
+# and each one's local midnight; everything else is per user (PARTITION BY / GROUP BY user_id).
 _USAGE_SQL = """
 WITH ev AS (
-    SELECT e.event_id, e.item_id, e.received_at, e.event_type, e.request_id,
+    SELECT e.user_id, e.event_id, e.item_id, e.received_at, e.event_type, e.request_id,
            greatest(coalesce(e.watch_s, 0.0), 0.0) AS watch_s,
            coalesce(c.is_generated, FALSE) AS is_generated
     FROM events e
+    SEMI JOIN _targets t ON t.user_id = e.user_id
     LEFT JOIN clips c ON c.item_id = e.item_id
-    WHERE e.user_id = $1 AND e.received_at > $2 AND e.received_at <= $3
+    WHERE e.received_at > $1 AND e.received_at <= $2
 ),
 gaps AS (
     SELECT *,
            date_diff('millisecond',
-                     lag(received_at) OVER (ORDER BY received_at, event_id),
+                     lag(received_at) OVER (PARTITION BY user_id ORDER BY received_at, event_id),
                      received_at) / 1000.0 AS gap_s
     FROM ev
 ),
 marks AS (
-    SELECT max(received_at) AS last_at,
-           max(received_at) FILTER (WHERE gap_s IS NULL OR gap_s > $5) AS session_start,
-           max(received_at) FILTER (WHERE gap_s IS NULL OR gap_s >= $6) AS break_end
+    SELECT user_id,
+           max(received_at) AS last_at,
+           max(received_at) FILTER (WHERE gap_s IS NULL OR gap_s > $3) AS session_start,
+           max(received_at) FILTER (WHERE gap_s IS NULL OR gap_s >= $4) AS break_end
     FROM gaps
+    GROUP BY user_id
 )
 SELECT
-    coalesce(sum(g.watch_s) FILTER (WHERE g.event_type = 'view' AND g.received_at >= $4), 0.0)
-        AS seconds_today,
+    g.user_id,
+    coalesce(sum(g.watch_s) FILTER (
+        WHERE g.event_type = 'view' AND g.received_at >= t.day_start), 0.0) AS seconds_today,
     coalesce(sum(g.watch_s) FILTER (
         WHERE g.event_type = 'view' AND g.received_at >= m.session_start), 0.0)
         AS session_seconds,
@@ -72,10 +82,13 @@ SELECT
         WHERE g.event_type = 'impression' AND g.request_id IS NOT NULL
           AND g.received_at >= m.session_start) AS session_request_ids,
     count(DISTINCT coalesce(g.request_id, g.event_id) || ':' || coalesce(g.item_id, -1)) FILTER (
-        WHERE g.event_type = 'impression' AND g.is_generated AND g.received_at >= $4)
+        WHERE g.event_type = 'impression' AND g.is_generated AND g.received_at >= t.day_start)
         AS generated_today,
     any_value(m.last_at) AS last_at
-FROM gaps g CROSS JOIN marks m
+FROM gaps g
+JOIN marks m ON m.user_id = g.user_id
+JOIN _targets t ON t.user_id = g.user_id
+GROUP BY g.user_id
 """
 
 
@@ -102,51 +115,93 @@ def usage_snapshot(
 
     Only events received at or before ``now_utc`` count, so a past instant can be replayed.
     """
+    return usage_snapshots(
+        store,
+        {user_id: timezone},
+        now_utc=now_utc,
+        session_gap_s=session_gap_s,
+        break_gap_s=break_gap_s,
+    )[user_id]
+
+
+def usage_snapshots(
+    store: Store,
+    timezones: Mapping[int, str],
+    *,
+    now_utc: datetime,
+    session_gap_s: int = SESSION_GAP_S,
+    break_gap_s: int = BREAK_GAP_S,
+) -> dict[int, UsageSnapshot]:
+    """Usage snapshots of many users (``{user_id: timezone}``) from one scan of the event log.
+
+    A user's first page would otherwise read the log for that user alone: ~30 ms per user at
+    20M events, where one scan of the last 48 hours serves every user at once.
+
+    Parameters
+    ----------
+    store
+        The store holding ``events`` and ``clips``.
+    timezones
+        The users to compute, each with their IANA timezone (the local day).
+    now_utc
+        The server's current time; only events received at or before it count.
+    session_gap_s, break_gap_s
+        As in :func:`compute_usage`.
+
+    Returns
+    -------
+    dict
+        A snapshot for every user in ``timezones`` (zero usage where the window has no event).
+    """
     started = _time.perf_counter()
-    tz = resolve_timezone(timezone)
     now = to_utc(now_utc)
-    day_start = local_day_start(now, tz)
-    params = [
-        user_id,
-        _naive(now - LOOKBACK),
-        _naive(now),
-        _naive(day_start),
-        float(session_gap_s),
-        float(break_gap_s),
-    ]
+    zones = {name: resolve_timezone(name) for name in set(timezones.values())}
+    day_start = {name: _naive(local_day_start(now, tz)) for name, tz in zones.items()}
+    local_day = {name: now.astimezone(tz).date() for name, tz in zones.items()}
+    targets = pa.table(
+        {
+            "user_id": pa.array(list(timezones), type=pa.int64()),
+            "day_start": pa.array(
+                [day_start[z] for z in timezones.values()], type=pa.timestamp("us")
+            ),
+        }
+    )
+    params = [_naive(now - LOOKBACK), _naive(now), float(session_gap_s), float(break_gap_s)]
     cur = store.cursor()
     try:
-        row = cur.execute(_USAGE_SQL, params).fetchone()
+        cur.register("_targets", targets)
+        rows = cur.execute(_USAGE_SQL, params).fetchall()
     finally:
         cur.close()
-    if row is None:  # an aggregate always returns a row; kept for the type checker
-        row = (0.0, 0.0, 0.0, [], 0, None)
-    seconds_today, session_s, since_break_s, request_ids, generated, last_at = row
-    idle_s = (now - to_utc(last_at)).total_seconds() if last_at is not None else None
-    session_open = idle_s is not None and idle_s <= session_gap_s
-    on_break = idle_s is None or idle_s >= break_gap_s
-    ids = frozenset(request_ids or []) if session_open else frozenset()
-    usage = Usage(
-        seconds_today=float(seconds_today),
-        session_seconds=float(session_s) if session_open else 0.0,
-        seconds_since_break=0.0 if on_break else float(since_break_s),
-        pages_this_session=len(ids),
-        generated_today=int(generated),
-    )
+    found = {int(r[0]): r[1:] for r in rows}
+    out: dict[int, UsageSnapshot] = {}
+    for user_id, zone in timezones.items():
+        seconds_today, session_s, since_break_s, request_ids, generated, last_at = found.get(
+            user_id, (0.0, 0.0, 0.0, [], 0, None)
+        )
+        idle_s = (now - to_utc(last_at)).total_seconds() if last_at is not None else None
+        session_open = idle_s is not None and idle_s <= session_gap_s
+        on_break = idle_s is None or idle_s >= break_gap_s
+        ids = frozenset(request_ids or []) if session_open else frozenset()
+        out[user_id] = UsageSnapshot(
+            usage=Usage(
+                seconds_today=float(seconds_today),
+                session_seconds=float(session_s) if session_open else 0.0,
+                seconds_since_break=0.0 if on_break else float(since_break_s),
+                pages_this_session=len(ids),
+                generated_today=int(generated),
+            ),
+            last_event_at=to_utc(last_at) if last_at is not None else None,
+            session_request_ids=ids,
+            local_day=local_day[zone],
+        )
     logger.debug(
-        "usage user=%s today_s=%.0f session_s=%.0f pages=%d ms=%.1f",
-        user_id,
-        usage.seconds_today,
-        usage.session_seconds,
-        usage.pages_this_session,
+        "usage of %d users (%d with events in the window) in %.1f ms",
+        len(out),
+        len(found),
         (_time.perf_counter() - started) * 1000,
     )
-    return UsageSnapshot(
-        usage=usage,
-        last_event_at=to_utc(last_at) if last_at is not None else None,
-        session_request_ids=ids,
-        local_day=now.astimezone(tz).date(),
-    )
+    return out
 
 
 def compute_usage(
@@ -229,9 +284,66 @@ class UsageTracker:
         self.default_timezone = default_timezone
         self._users: dict[int, _UserUsage] = {}
         self._lock = threading.Lock()
+        # After seed_all every user's usage is held (absent = no events in the window), so an
+        # unknown user starts from zero without SQL and every committed event is recorded.
+        self._complete = False
+        self._reseed: set[int] = set()  # forgotten since seed_all: read from the store again
+        self.seeded_all_at: float | None = None
+        # Timezone of a user first met through an event after seed_all (the governor sets it
+        # from the users' profiles); without it such a user starts on ``default_timezone``.
+        self.timezone_of: Callable[[int], str] | None = None
 
     def __contains__(self, user_id: object) -> bool:
+        if self._complete:
+            return user_id not in self._reseed
         return user_id in self._users
+
+    def seed_all(self, timezones: Mapping[int, str], *, now_utc: datetime) -> int:
+        """(Re)load every user's usage from one scan of the event log; return how many were
+        seeded. From then on a user the tracker does not hold has no usage in the window, and
+        staleness is renewed by calling this again (the ``usage_refresh`` job) instead of one
+        query per user and request.
+
+        Parameters
+        ----------
+        timezones
+            Every user's IANA timezone (``{user_id: timezone}``).
+        now_utc
+            The server's current time.
+        """
+        if self.store is None:
+            msg = "seed_all needs a store"
+            raise ValueError(msg)
+        snaps = usage_snapshots(
+            self.store,
+            timezones,
+            now_utc=now_utc,
+            session_gap_s=self.session_gap_s,
+            break_gap_s=self.break_gap_s,
+        )
+        mono = _time.monotonic()
+        fresh = {
+            user_id: _UserUsage(
+                timezone=timezones[user_id],
+                local_day=snap.local_day,
+                seeded_at=mono,
+                last_event_at=snap.last_event_at,
+                seconds_today=snap.usage.seconds_today,
+                generated_today=snap.usage.generated_today,
+                session_seconds=snap.usage.session_seconds,
+                seconds_since_break=snap.usage.seconds_since_break,
+                request_ids=set(snap.session_request_ids),
+            )
+            # users with no event in the window need no entry: absent means zero usage
+            for user_id, snap in snaps.items()
+            if snap.last_event_at is not None
+        }
+        with self._lock:
+            self._users = fresh
+            self._reseed.clear()
+            self._complete = True
+            self.seeded_all_at = mono
+        return len(fresh)
 
     def seed(self, user_id: int, *, now_utc: datetime, timezone: str) -> Usage:
         """(Re)load a user's state from the store as of ``now_utc`` and return their usage."""
@@ -250,6 +362,7 @@ class UsageTracker:
             break_gap_s=self.break_gap_s,
         )
         with self._lock:
+            self._reseed.discard(user_id)
             self._users[user_id] = _UserUsage(
                 timezone=timezone,
                 local_day=snap.local_day,
@@ -267,6 +380,8 @@ class UsageTracker:
         """Drop a user's state (the next query seeds again)."""
         with self._lock:
             self._users.pop(user_id, None)
+            if self._complete:
+                self._reseed.add(user_id)
 
     def record_view(self, user_id: int, watch_s: float, received_at: datetime) -> None:
         """Add a ``view`` event's watch time, counted at its server receive time."""
@@ -305,7 +420,24 @@ class UsageTracker:
             and self.max_age_s is not None
             and _time.monotonic() - state.seeded_at > self.max_age_s
         )
-        if state is None or state.timezone != timezone or stale:
+        if state is None and self._complete and user_id not in self._reseed:
+            with self._lock:
+                state = self._users.setdefault(
+                    user_id,
+                    _UserUsage(
+                        timezone=timezone,
+                        local_day=_local_date(now_utc, timezone),
+                        seeded_at=_time.monotonic(),
+                    ),
+                )
+        elif (
+            state is None
+            or state.timezone != timezone
+            or (stale and not self._complete)
+            or (stale and self.max_age_s == 0)
+        ):
+            return self.seed(user_id, now_utc=now_utc, timezone=timezone)
+        if state.timezone != timezone:  # the user moved: their local day is another
             return self.seed(user_id, now_utc=now_utc, timezone=timezone)
         now = to_utc(now_utc)
         with self._lock:
@@ -330,12 +462,14 @@ class UsageTracker:
         at = to_utc(received_at)
         state = self._users.get(user_id)
         if state is None:
-            if self.store is not None:
+            if self.store is not None and (not self._complete or user_id in self._reseed):
                 logger.debug(
                     "usage event for unseeded user %s ignored (seeded from store)", user_id
                 )
                 return None
             tz_name = self.default_timezone
+            if self._complete and self.timezone_of is not None:
+                tz_name = self.timezone_of(user_id)
             state = _UserUsage(timezone=tz_name, local_day=_local_date(at, tz_name))
             self._users[user_id] = state
         day = _local_date(at, state.timezone)

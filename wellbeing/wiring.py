@@ -13,8 +13,9 @@ Adds to ``engine.deps``:
 and registers ``engine.wellbeing`` (:class:`~wellbeing.service.WellbeingServices`),
 ``engine.children_of`` (parent links, used by API access checks), an event listener that keeps
 the usage tracker current, a product hook that serves the following-only feed when a parent
-(or the user) turned personalization off, and a ``wellbeing`` health check. Idempotent and
-cheap: nothing is queried or loaded until the first request.
+(or the user) turned personalization off, and a ``wellbeing`` health check. Idempotent. With
+``warm_on_start`` (the default) every user's usage, overrides, survey history and weekly
+activity are read in a few bulk scans here, so no user's first page queries the store.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def install(engine: Engine) -> None:
     if svc is None:
         svc = build_services(engine.store, engine.state)
         engine.wellbeing = svc  # type: ignore[attr-defined]
+        if svc.settings.warm_on_start:
+            svc.warm()
     deps = engine.deps
     if not any(isinstance(q, GovernorQueryHydrator) for q in deps.extra_query_hydrators):
         deps.extra_query_hydrators.append(GovernorQueryHydrator(svc.governor))
