@@ -287,16 +287,43 @@ class Store:
         )
 
     def get_vectors(self, space: str) -> tuple[Any, Any] | None:
-        """All vectors of a space as ``(item_ids, float32 matrix)``, or ``None`` when empty."""
+        """All vectors of a space as ``(item_ids, float32 matrix)``, or ``None`` when empty.
+
+        Read in Arrow batches straight into one preallocated matrix: going through Python
+        lists made 384 float objects per clip (~12 GB at a million clips) for a 1.5 GB matrix.
+        """
         import numpy as np
 
-        df = self.query(
-            "SELECT item_id, vector FROM clip_vectors WHERE space = ? ORDER BY item_id", [space]
-        )
-        if df.height == 0:
-            return None
-        mat = np.asarray(df["vector"].to_list(), dtype=np.float32)
-        return df["item_id"].to_numpy().astype(np.int64), mat
+        cur = self.cursor()
+        try:
+            n, lo, hi = cur.execute(
+                "SELECT count(*), min(len(vector)), max(len(vector)) FROM clip_vectors "
+                "WHERE space = ?",
+                [space],
+            ).fetchall()[0]
+            if not n:
+                return None
+            if lo != hi:
+                msg = f"vectors of space {space!r} differ in length ({lo} to {hi})"
+                raise ValueError(msg)
+            ids = np.empty(n, dtype=np.int64)
+            mat = np.empty((n, int(hi)), dtype=np.float32)
+            reader = cur.sql(
+                "SELECT item_id, vector FROM clip_vectors WHERE space = $1 ORDER BY item_id",
+                params=[space],
+            ).to_arrow_reader(100_000)
+            pos = 0
+            for batch in reader:
+                vec = batch.column(1)
+                offsets = vec.offsets.to_numpy()
+                flat = vec.values.to_numpy(zero_copy_only=False)[offsets[0] : offsets[-1]]
+                k = batch.num_rows
+                mat[pos : pos + k] = flat.reshape(k, int(hi))
+                ids[pos : pos + k] = batch.column(0).to_numpy()
+                pos += k
+        finally:
+            cur.close()
+        return ids[:pos], mat[:pos]
 
     # -- API keys -------------------------------------------------------------------------------
     def create_api_key(self, role: str, *, user_id: int | None = None) -> str:

@@ -59,3 +59,21 @@ def test_api_keys_are_stored_hashed(tmp_path: Path) -> None:
         s.create_api_key("root")
     with pytest.raises(ValueError, match="user-id"):
         s.create_api_key("user")
+
+
+def test_vectors_round_trip_across_read_batches(tmp_path: Path) -> None:
+    import numpy as np
+
+    store = Store(tmp_path / "v.duckdb")
+    rng = np.random.default_rng(0)
+    ids = rng.permutation(250_001).astype(np.int64)  # more rows than one read batch
+    mat = rng.standard_normal((ids.size, 4)).astype(np.float32)
+    store.put_vectors("caption", ids, mat)
+    got = store.get_vectors("caption")
+    assert got is not None
+    got_ids, got_mat = got
+    order = np.argsort(ids)
+    assert np.array_equal(got_ids, ids[order])
+    assert np.array_equal(got_mat, mat[order]) and got_mat.dtype == np.float32
+    assert store.get_vectors("collab") is None
+    store.close()
