@@ -119,7 +119,9 @@ class Engine:
         self.hand_weights = hand_weights or HandWeights()
         self.data_dir = self.storage.data_dir
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = Store(self.storage.resolved_db_path())
+        self.store = Store(
+            self.storage.resolved_db_path(), memory_limit=self.storage.duckdb_memory_limit
+        )
         self.index: VectorIndex | None = None
         self.index_error: str | None = None
         self._open_index()

@@ -14,7 +14,9 @@ class StorageSettings(BaseSettings):
     ``db_url`` and ``index_url`` default to files under ``data_dir``:
     ``duckdb:///<data_dir>/steerfeed.duckdb`` and ``qdrant-edge:///<data_dir>/vectors``.
     ``index_url`` may also be ``http(s)://host:6333`` (a Qdrant server or cluster) or
-    ``qdrant-local:///path`` (qdrant-client's embedded local mode).
+    ``qdrant-local:///path`` (qdrant-client's embedded local mode). ``duckdb_memory_limit``
+    bounds DuckDB's buffer pool and operators (``STEERFEED_DUCKDB_MEMORY_LIMIT``; ``None``:
+    DuckDB's default of 80% of RAM).
     """
 
     model_config = SettingsConfigDict(env_prefix="STEERFEED_", extra="forbid")
@@ -23,6 +25,9 @@ class StorageSettings(BaseSettings):
     db_url: str | None = None
     index_url: str | None = None
     qdrant_api_key: str | None = None
+    duckdb_memory_limit: str | None = Field(
+        default="3GB", pattern=r"^\d+(\.\d+)?\s*([KMGT]i?B|B|%)$", max_length=16
+    )
 
     def resolved_db_path(self) -> Path:
         """Return the DuckDB file path from ``db_url`` or ``data_dir``."""

@@ -114,13 +114,26 @@ class Store:
         The database file; its folder is created. ``":memory:"`` gives a throwaway store.
     read_only
         Open without taking the write lock on the file (analysts, reports).
+    memory_limit
+        DuckDB's memory limit (``"3GB"``, ``"25%"``); DuckDB's own default is 80% of RAM,
+        which at 20M events let its buffer pool take gigabytes the serving state needs.
+        Queries that need more spill to a temp folder beside the file.
     """
 
-    def __init__(self, path: Path | str, *, read_only: bool = False) -> None:
+    def __init__(
+        self, path: Path | str, *, read_only: bool = False, memory_limit: str | None = None
+    ) -> None:
         self.path = Path(path) if path != ":memory:" else None
         if self.path is not None and not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._con = duckdb.connect(str(path), read_only=read_only)
+        config: dict[str, str | bool | int | float | list[str]] = (
+            {"memory_limit": memory_limit} if memory_limit else {}
+        )
+        try:
+            self._con = duckdb.connect(str(path), read_only=read_only, config=config)
+        except (duckdb.InvalidInputException, duckdb.ParserException) as exc:
+            msg = f"invalid DuckDB memory limit {memory_limit!r} (use e.g. '3GB' or '25%'): {exc}"
+            raise ValueError(msg) from exc
         self._write_lock = threading.RLock()
         self.read_only = read_only
         if not read_only:

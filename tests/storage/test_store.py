@@ -77,3 +77,11 @@ def test_vectors_round_trip_across_read_batches(tmp_path: Path) -> None:
     assert np.array_equal(got_mat, mat[order]) and got_mat.dtype == np.float32
     assert store.get_vectors("collab") is None
     store.close()
+
+
+def test_duckdb_memory_limit_is_applied_and_checked(tmp_path: Path) -> None:
+    store = Store(tmp_path / "m.duckdb", memory_limit="512MB")
+    assert store.scalar("SELECT current_setting('memory_limit')") == "488.2 MiB"
+    store.close()
+    with pytest.raises(ValueError, match="memory limit"):
+        Store(tmp_path / "n.duckdb", memory_limit="lots")
