@@ -266,11 +266,11 @@ class Store:
         """
         if df.height == 0:
             return []
-        ids = df["event_id"]
-        if ids.n_unique() == df.height:
+        ids = df["event_id"].to_list()
+        if len(set(ids)) == len(ids):  # (a polars n_unique costs ms here: its thread pool)
             try:
                 self._insert_rows("events", df)
-                return ids.to_list()
+                return ids
             except DuplicateEntityError:
                 logger.debug("event batch repeats stored events; inserting the new ones only")
         rows = self._insert_rows("events", df, or_ignore=True, returning="event_id")
