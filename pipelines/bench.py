@@ -347,8 +347,8 @@ def _in_process(
         health = engine.health()
         report["scorer"] = health.get("learned_ranker", {"serving": "hand_weighted"})
         # Users page in sessions: a pool of users each asks for several pages. A user's first
-        # page in this process also loads their governor usage and survey history from DuckDB
-        # (kept in memory after), so first pages are reported apart from the steady state.
+        # page in this process computes what is cached per user after (their taste vector), so
+        # first pages are reported apart from the steady state.
         pool = rng.choice(users, size=max(1, min(len(users), cfg.pages // 4)), replace=False)
         seen: set[int] = set()
         lat: list[float] = []
