@@ -192,7 +192,8 @@ def run(ctx: JobContext) -> dict[str, Any]:
 @register(
     "wellbeing_refresh",
     every_s=60,
-    description="re-read every user's governor usage (and, every half hour, weekly activity) in bulk",
+    description="re-read every user's governor usage (and, every half hour, weekly activity) "
+    "in bulk",
 )
 def refresh(ctx: JobContext) -> dict[str, Any]:
     """Bulk re-read of what the request path holds per user (see ``WellbeingServices.refresh``):
