@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 from ranking.pipeline import FeedQuery, FilterResult, split_by_mask
@@ -18,4 +19,7 @@ class AlreadySeenFilter:
         gone = seen | query.exclude_ids if query.exclude_ids else seen
         if not gone:
             return FilterResult(candidates, candidates.clear())
-        return split_by_mask(candidates, candidates["item_id"].is_in(list(gone)))
+        # numpy membership: building a polars list of the (often hundreds of) seen ids costs
+        # more than the test itself.
+        gone_ids = np.fromiter(gone, dtype=np.int64, count=len(gone))
+        return split_by_mask(candidates, np.isin(candidates["item_id"].to_numpy(), gone_ids))

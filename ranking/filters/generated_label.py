@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import polars as pl
 
-from ranking.pipeline import FeedQuery, FilterResult
+from ranking.pipeline import FeedQuery, FilterResult, set_columns
 from ranking.sources.generated import GENERATED_SOURCE
 from ranking.state import FeedState
 
@@ -60,7 +60,9 @@ class GeneratedLabelPostFilter:
             candidates.schema["_explain"], pl.Struct
         ):
             prev = candidates["_explain"].struct.unnest()
-            prev = prev.drop([c for c in new.columns if c in prev.columns])
+            clash = [c for c in new.columns if c in prev.columns]
+            if clash:  # ``drop`` plans a lazy query: only when there is something to drop
+                prev = prev.drop(clash)
             new = pl.concat([prev, new], how="horizontal")
-        out = candidates.with_columns(new.to_struct("_explain"))
+        out = set_columns(candidates, {"_explain": new.to_struct("_explain")})
         return FilterResult(kept=out, removed=none_removed)

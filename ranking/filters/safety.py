@@ -16,5 +16,7 @@ class SafetyFilter:
     def apply(self, query: FeedQuery, candidates: pl.DataFrame) -> FilterResult:
         """Split on safety label and maturity."""
         max_m = int(query.context.get("maturity_max", 0))
-        bad = (pl.col("safety") >= SAFETY_CODES["violative"]) | (pl.col("maturity") > max_m)
-        return split_by_mask(candidates, candidates.select(bad.alias("m"))["m"])
+        # numpy on the two columns, not a polars ``select``: that plans a lazy query per page.
+        safety = candidates["safety"].to_numpy()
+        maturity = candidates["maturity"].to_numpy()
+        return split_by_mask(candidates, (safety >= SAFETY_CODES["violative"]) | (maturity > max_m))

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from ranking.pipeline import FeedQuery
+from ranking.pipeline import FeedQuery, set_columns
 
 if TYPE_CHECKING:
     from wellbeing.intensity import ClipIntensity
@@ -28,4 +28,4 @@ class IntensityHydrator:
             if "row" in candidates.columns
             else state.rows(candidates["item_id"].to_numpy())
         )
-        return candidates.with_columns(pl.Series("intensity", self.intensity.for_rows(rows)))
+        return set_columns(candidates, {"intensity": self.intensity.for_rows(rows)})

@@ -22,7 +22,7 @@ import polars as pl
 
 from features.author_stats import AUTHOR_STAT_COLUMNS
 from features.registry import spec
-from ranking.pipeline import FeedQuery
+from ranking.pipeline import FeedQuery, set_columns
 from ranking.state import USER_VECTOR_HALF_LIFE_S, FeedState, to_epoch
 
 
@@ -84,7 +84,9 @@ class LearnedFeaturesHydrator:
         tz = str(profile.get("timezone") or "UTC")
         cols["hour_of_day"] = np.full(n, local_hour(now, tz))
         cols["session_depth"] = np.full(n, float(query.page * query.limit))
-        return candidates.with_columns([pl.Series(k, v, dtype=pl.Float64) for k, v in cols.items()])
+        return set_columns(
+            candidates, {k: np.asarray(v, dtype=np.float64) for k, v in cols.items()}
+        )
 
     def _affinity(self, user_id: int, authors: np.ndarray, now: float) -> np.ndarray:
         """log(1 + decayed positive engagement of the user with each author); lock held."""

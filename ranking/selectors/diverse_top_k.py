@@ -36,8 +36,10 @@ class DiverseTopKSelector:
         remaining = list(range(pool.height))
         while remaining and len(chosen) < query.limit:
             best_i, best_v = -1, -1.0
+            capped: list[int] = []
             for j, i in enumerate(remaining):
                 if per_author[authors[i]] >= self.max_per_author:
+                    capped.append(j)  # a capped author stays capped: never scan it again
                     continue
                 v = adj[i] * self.topic_decay ** per_topic[topics[i]]
                 if v > best_v:
@@ -47,7 +49,13 @@ class DiverseTopKSelector:
                     break
             if best_i < 0:
                 break
-            i = remaining.pop(best_i)
+            i = remaining[best_i]
+            if capped:
+                dead = set(capped)
+                dead.add(best_i)
+                remaining = [r for j, r in enumerate(remaining) if j not in dead]
+            else:
+                del remaining[best_i]
             chosen.append(i)
             per_author[authors[i]] += 1
             per_topic[topics[i]] += 1

@@ -7,7 +7,7 @@ import hashlib
 import numpy as np
 import polars as pl
 
-from ranking.pipeline import FeedQuery, Selector
+from ranking.pipeline import FeedQuery, Selector, set_columns
 
 OVERRIDE_KEY = "exploration_rate"
 #: Key, in ``query.context["experiments"]`` (logged as the impression's ``experiments`` JSON),
@@ -53,8 +53,12 @@ class ExploringSelector:
         rate = float(query.overrides.get(OVERRIDE_KEY, self.rate))
         rate = min(max(rate, 0.0), 1.0)
         if page.height == 0 or rate == 0.0:
-            return page.with_columns(
-                pl.lit(1.0).alias("propensity"), pl.lit(False).alias("explored")
+            return set_columns(  # not ``with_columns``: a lazy query on every page
+                page,
+                {
+                    "propensity": np.ones(page.height),
+                    "explored": np.zeros(page.height, dtype=bool),
+                },
             )
         # The ranker's order: the wrapped selector's page, then the rest by score.
         ids = candidates["item_id"].to_list()

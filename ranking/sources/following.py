@@ -14,6 +14,7 @@ class FollowingSource:
     """Newest clips of followed authors (at most ``per_author`` each, ``limit`` in all)."""
 
     name = "following"
+    runs_inline = True  # memory only: run in the request thread (see CandidateSource)
 
     def __init__(
         self, state: FeedState, *, limit: int = 300, per_author: int = 20, timeout_s: float = 0.2

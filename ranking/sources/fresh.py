@@ -14,6 +14,7 @@ class FreshSource:
     """Newest clips, scored by recency."""
 
     name = "fresh"
+    runs_inline = True  # memory only: run in the request thread (see CandidateSource)
 
     def __init__(self, state: FeedState, *, limit: int = 150, timeout_s: float = 0.2) -> None:
         self.state = state

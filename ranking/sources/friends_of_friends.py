@@ -16,6 +16,7 @@ class FriendsOfFriendsSource:
     """Authors two hops away, weighted by how many followees follow them."""
 
     name = "friends_of_friends"
+    runs_inline = True  # memory only: run in the request thread (see CandidateSource)
 
     def __init__(
         self,

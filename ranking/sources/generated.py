@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from ranking.pipeline import FeedQuery, empty_candidates
+from ranking.pipeline import CANDIDATE_SCHEMA, FeedQuery
 from ranking.state import FeedState
 
 GENERATED_SOURCE = "generated"  # ranking.explain words it "made for your mood"
@@ -35,6 +35,7 @@ class GeneratedForMoodSource:
     """
 
     name = GENERATED_SOURCE
+    runs_inline = True  # memory only: run in the request thread (see CandidateSource)
 
     def __init__(
         self,
@@ -61,7 +62,7 @@ class GeneratedForMoodSource:
             if not targets:
                 rows = rows[st.author[rows] == query.user_id]
             if rows.size == 0:
-                return empty_candidates().drop("source")
+                return pl.DataFrame(schema=CANDIDATE_SCHEMA)  # no ``drop``: a lazy query
             vecs = st.vectors[rows] if targets else None
             own = st.author[rows] == query.user_id
         if vecs is not None:

@@ -13,6 +13,7 @@ class TrendingSource:
     """Top clips by decayed positive-engagement velocity (6 h half-life)."""
 
     name = "trending"
+    runs_inline = True  # memory only: run in the request thread (see CandidateSource)
 
     def __init__(self, state: FeedState, *, limit: int = 300, timeout_s: float = 0.2) -> None:
         self.state = state
