@@ -62,8 +62,9 @@ def forget_user_in_state(state: FeedState, user_id: int, item_ids: list[int]) ->
         state.seen.pop(user_id, None)
         state.history.pop(user_id, None)
         state._user_vec.pop(user_id, None)
-        for engagers in state.engagers.values():
-            engagers.discard(user_id)
+        for row, engagers in list(state.engagers.items()):
+            if user_id in engagers:
+                state.engagers[row] = tuple(u for u in engagers if u != user_id)
         state.by_author.pop(user_id, None)
         for item in item_ids:
             r = state.row_of.pop(item, None)

@@ -104,6 +104,7 @@ class FeedState:
         # First topic of each clip as an object array: gathered per page without a Python loop.
         self.primary_topic = np.zeros(0, dtype=object)
         self.hashtags: list[list[str]] = []
+        self._strings: dict[str, str] = {}  # interned captions, topics and tags
         self.cameos: list[list[int]] = []
         self.vectors = np.zeros((0, dim), dtype=np.float32)
         self.has_vector = np.zeros(0, dtype=bool)
@@ -116,7 +117,9 @@ class FeedState:
         self.blocked: dict[int, set[int]] = defaultdict(set)
         self.seen: dict[int, set[int]] = defaultdict(set)
         self.history: dict[int, UserHistory] = {}
-        self.engagers: dict[int, set[int]] = defaultdict(set)
+        # Users who engaged with each clip row: tuples, not sets (a set is 216 bytes even for
+        # one user; 0.8 GB for 2.8M engagements at a million clips, ~0.2 GB as tuples).
+        self.engagers: dict[int, tuple[int, ...]] = {}
         self._user_vec: dict[int, np.ndarray | None] = {}
         self._trending_cache: tuple[float, np.ndarray] = (0.0, np.zeros(0, dtype=np.int64))
         self._fresh_cache: tuple[int, np.ndarray] = (-1, np.zeros(0, dtype=np.int64))
@@ -200,17 +203,23 @@ class FeedState:
                 self.prior_likes = np.concatenate(
                     [self.prior_likes, _col(new, "prior_likes", 0).astype(np.float64)]
                 )
-                self.captions.extend(new["caption"].to_list())
-                new_topics = _list_col(new, "topics", [])
+                # One object per distinct string: a million clips share a few thousand
+                # captions and tags (0.6 GB of copies at that size).
+                pool = self._strings
+                self.captions.extend(pool.setdefault(c, c) for c in new["caption"].to_list())
+                new_topics = [
+                    [pool.setdefault(t, t) for t in ts] for ts in _list_col(new, "topics", [])
+                ]
                 self.topics.extend(new_topics)
                 first = np.empty(k, dtype=object)
                 first[:] = [t[0] if t else "" for t in new_topics]
                 self.primary_topic = np.concatenate([self.primary_topic, first])
-                self.hashtags.extend(_list_col(new, "hashtags", []))
-                self.cameos.extend([list(c or []) for c in _list_col(new, "cameo_user_ids", [])])
-                self.vectors = np.concatenate(
-                    [self.vectors, np.zeros((k, self.dim), dtype=np.float32)]
+                self.hashtags.extend(
+                    [pool.setdefault(t, t) for t in ts] for ts in _list_col(new, "hashtags", [])
                 )
+                self.cameos.extend([list(c or []) for c in _list_col(new, "cameo_user_ids", [])])
+                zeros = np.zeros((k, self.dim), dtype=np.float32)  # untouched pages cost no RAM
+                self.vectors = zeros if n0 == 0 else np.concatenate([self.vectors, zeros])
                 self.has_vector = np.concatenate([self.has_vector, np.zeros(k, dtype=bool)])
                 self.counts = np.concatenate([self.counts, np.zeros((k, len(COUNTERS)))])
                 self.velocity = np.concatenate([self.velocity, np.zeros(k)])
@@ -229,7 +238,12 @@ class FeedState:
             self._generated_rows = None
 
     def set_vectors(self, item_ids: np.ndarray, matrix: np.ndarray) -> None:
-        """Store caption vectors for clips (unknown ids are ignored)."""
+        """Store caption vectors for clips (unknown ids are ignored).
+
+        A float32 matrix with one row per clip in row order is taken over, not copied (at
+        start-up that is the store's matrix: a copy would hold 1.5 GB twice at a million
+        clips); the caller must not change it afterwards.
+        """
         with self.lock:
             if matrix.shape[1] != self.dim:
                 self.dim = matrix.shape[1]
@@ -237,7 +251,15 @@ class FeedState:
                 self.has_vector[:] = False
             rows = self.rows(item_ids)
             ok = rows >= 0
-            self.vectors[rows[ok]] = matrix[ok]
+            if (
+                len(rows) == len(self.item_ids)
+                and matrix.dtype == np.float32
+                and matrix.flags.c_contiguous
+                and np.array_equal(rows, np.arange(len(rows)))
+            ):
+                self.vectors = matrix
+            else:
+                self.vectors[rows[ok]] = matrix[ok]
             self.has_vector[rows[ok]] = True
             self._user_vec.clear()
             self._generated_rows = None
@@ -379,7 +401,8 @@ class FeedState:
             self._bump_velocities(rp, ap, tp)
             engagers, history = self.engagers, self.history
             for r, part in _groups(rp, up):
-                engagers[r].update(part)
+                old = engagers.get(r)
+                engagers[r] = tuple(dict.fromkeys((*old, *part) if old else part))
             order = np.argsort(up, kind="stable")  # per user, in batch order
             rows_l, w_l, t_l = rp[order].tolist(), ap[order].tolist(), tp[order].tolist()
             for u, lo, hi in _runs(up[order]):

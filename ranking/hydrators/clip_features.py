@@ -111,14 +111,14 @@ class ClipFeaturesHydrator:
                 # Most candidates have no friend among their engagers: a disjointness test
                 # (no set built) first, the count only for the few that do.
                 engagers = st.engagers
-                no_set: frozenset[int] = frozenset()
+                no_set: tuple[int, ...] = ()
                 rl = r.tolist()
                 friends_engaged = np.zeros(n)
                 hits = [
                     i for i, x in enumerate(rl) if not friends.isdisjoint(engagers.get(x, no_set))
                 ]
                 for i in hits:
-                    friends_engaged[i] = len(engagers[rl[i]] & friends)
+                    friends_engaged[i] = len(friends.intersection(engagers[rl[i]]))
                 cameos = st.cameos
                 cameo = np.zeros(n, dtype=bool)
                 for i, x in enumerate(rl):

@@ -132,7 +132,8 @@ def test_apply_events_keeps_the_event_at_a_time_rules() -> None:
     assert np.allclose(state.velocity, ref.velocity, rtol=1e-9, atol=1e-12)
     assert np.array_equal(state.velocity_at, ref.velocity_at)
     assert dict(state.seen) == dict(ref.seen)
-    assert {r: s for r, s in state.engagers.items() if s} == dict(ref.engagers)
+    assert {r: set(s) for r, s in state.engagers.items()} == dict(ref.engagers)
+    assert all(len(set(s)) == len(s) for s in state.engagers.values())  # no repeats
     assert dict(state.following) == {u: s for u, s in ref.following.items() if s}
     assert state.history.keys() == ref.history.keys()
     assert max(len(h.rows) for h in ref.history.values()) == MAX_HISTORY
