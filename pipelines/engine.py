@@ -154,6 +154,7 @@ class Engine:
         self.product_hooks: list[Any] = []
         self._install_extensions()
         self.rebuild_products()
+        self.store.release_memory()  # what start-up scanned is in the serving state now
 
     # -- set-up -------------------------------------------------------------------------------
     def _open_index(self) -> None:

@@ -83,7 +83,18 @@ def run_job(name: str, ctx: JobContext) -> JobReport:
         return JobReport(name, False, time.perf_counter() - t0, {}, f"{type(exc).__name__}: {exc}")
     secs = time.perf_counter() - t0
     logger.info("job=%s ok seconds=%.2f counts=%s", name, secs, counts)
+    _release_store_memory(ctx)
     return JobReport(name, True, secs, counts)
+
+
+def _release_store_memory(ctx: JobContext) -> None:
+    """Drop what a job's scans left in DuckDB's cache (the serving process keeps running)."""
+    store = getattr(ctx.engine, "store", None)
+    if store is not None:
+        try:
+            store.release_memory()
+        except Exception:  # a cache that stays is no failure of the job
+            logger.warning("could not release the store's cached blocks", exc_info=True)
 
 
 def load_builtin_jobs() -> None:

@@ -136,6 +136,10 @@ class Store:
             raise ValueError(msg) from exc
         self._write_lock = threading.RLock()
         self.read_only = read_only
+        # What release_memory restores (as given: DuckDB's formatted value would round).
+        self._memory_limit = memory_limit or str(
+            self._con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+        )
         if not read_only:
             migrate(self._con)
 
@@ -175,6 +179,22 @@ class Store:
             return row[0] if row else None
         finally:
             cur.close()
+
+    def release_memory(self) -> None:
+        """Drop DuckDB's cached table blocks (they stay on disk).
+
+        Start-up and batch jobs scan the event log and the vectors; DuckDB then keeps their
+        blocks cached up to its memory limit (1.8 GB at 20M events), which serving does not
+        need. Lowering the limit for a moment makes it evict them; the limit is then restored.
+        """
+        with self._write_lock:
+            limit = self._memory_limit
+            try:
+                self._con.execute("SET memory_limit = '16MB'")
+            except duckdb.Error:  # more than that is pinned right now: evict what it could
+                logger.debug("DuckDB kept more than 16MB pinned while releasing memory")
+            finally:
+                self._con.execute(f"SET memory_limit = '{limit}'")
 
     def checkpoint(self) -> None:
         """Fold the write-ahead log into the database file."""

@@ -85,3 +85,24 @@ def test_duckdb_memory_limit_is_applied_and_checked(tmp_path: Path) -> None:
     store.close()
     with pytest.raises(ValueError, match="memory limit"):
         Store(tmp_path / "n.duckdb", memory_limit="lots")
+
+
+def test_release_memory_drops_cached_blocks_and_keeps_the_limit(tmp_path: Path) -> None:
+    import numpy as np
+
+    store = Store(tmp_path / "r.duckdb", memory_limit="1GB")
+    ids = np.arange(200_000, dtype=np.int64)
+    rng = np.random.default_rng(0)
+    store.put_vectors("caption", ids, rng.standard_normal((ids.size, 64)).astype(np.float32))
+    store.checkpoint()
+    assert store.get_vectors("caption") is not None
+    cached = (
+        "SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory() WHERE tag = 'BASE_TABLE'"
+    )
+    before = store.scalar(cached)
+    store.release_memory()
+    assert store.scalar(cached) < before
+    assert store.scalar("SELECT current_setting('memory_limit')") == "953.6 MiB"
+    got = store.get_vectors("caption")
+    assert got is not None and got[1].shape == (200_000, 64)
+    store.close()
