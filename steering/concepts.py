@@ -142,27 +142,38 @@ class _Catalogue:
             # matrix and leaves this one intact; a re-embedded caption shows up here at once.
             self.vectors = state.vectors[: self.n]
             self.has_vector = state.has_vector[: self.n].copy()
-            tags = [
-                [t.lower() for t in (*state.topics[r], *state.hashtags[r])] for r in range(self.n)
-            ]
+            tag_keys = [(*state.topics[r], *state.hashtags[r]) for r in range(self.n)]
             captions = list(state.captions[: self.n])
         vocab: dict[str, int] = {}
         ri: list[int] = []
         ci: list[int] = []
-        self.tag_words: list[set[str]] = []
-        self.caption_words: list[set[str]] = []
-        for r, ts in enumerate(tags):
-            words: set[str] = set()
-            for t in dict.fromkeys(ts):
-                ri.append(r)
-                ci.append(vocab.setdefault(t, len(vocab)))
-                # Only short tags name a topic; a word inside a long tag ("midsummer fantasy
-                # night song", an event of one game) counts as a caption word, not a topic.
-                tag_stems = stems(t)
-                if len(tag_stems) <= settings.topic_tag_max_words:
-                    words.update(tag_stems)
-            self.tag_words.append(words)
-            self.caption_words.append(set(stems(captions[r] or "")))
+        self.tag_words: list[frozenset[str]] = []
+        self.caption_words: list[frozenset[str]] = []
+        # Clips share captions and tag lists (a million clips, a few thousand distinct): one
+        # read-only word set per distinct one, not one per clip (gigabytes of sets and stems).
+        by_tags: dict[tuple[str, ...], tuple[frozenset[str], list[int]]] = {}
+        by_caption: dict[str, frozenset[str]] = {}
+        for r, key in enumerate(tag_keys):
+            hit = by_tags.get(key)
+            if hit is None:
+                words: set[str] = set()
+                cols: list[int] = []
+                for t in dict.fromkeys(x.lower() for x in key):
+                    cols.append(vocab.setdefault(t, len(vocab)))
+                    # Only short tags name a topic; a word inside a long tag ("midsummer
+                    # fantasy night song", an event of one game) counts as a caption word.
+                    tag_stems = stems(t)
+                    if len(tag_stems) <= settings.topic_tag_max_words:
+                        words.update(tag_stems)
+                hit = by_tags[key] = (frozenset(words), cols)
+            ri.extend([r] * len(hit[1]))
+            ci.extend(hit[1])
+            self.tag_words.append(hit[0])
+            caption = captions[r] or ""
+            cap_words = by_caption.get(caption)
+            if cap_words is None:
+                cap_words = by_caption[caption] = frozenset(stems(caption))
+            self.caption_words.append(cap_words)
         self.tag_matrix = sparse.csr_matrix(
             (np.ones(len(ri), dtype=np.float32), (ri, ci)), shape=(self.n, max(len(vocab), 1))
         )
