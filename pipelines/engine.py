@@ -134,6 +134,7 @@ class Engine:
         self.index_error: str | None = None
         self._open_index()
         cached = self.store.get_vectors(CAPTION_SPACE)
+        self.store.release_memory()  # the matrix is in hand; its blocks need not stay cached
         self.state = FeedState.load(self.store, vectors=cached)
         # Called with every committed event batch after the serving state is updated
         # (e.g. the wellbeing usage tracker); a listener that raises is logged and skipped.
