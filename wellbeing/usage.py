@@ -244,6 +244,21 @@ class _UserUsage:
     seconds_since_break: float = 0.0
     request_ids: set[str] = field(default_factory=set)
 
+    @classmethod
+    def from_snapshot(cls, snap: UsageSnapshot, timezone: str, *, seeded_at: float) -> _UserUsage:
+        """The in-memory state that carries on from a store snapshot."""
+        return cls(
+            timezone=timezone,
+            local_day=snap.local_day,
+            seeded_at=seeded_at,
+            last_event_at=snap.last_event_at,
+            seconds_today=snap.usage.seconds_today,
+            generated_today=snap.usage.generated_today,
+            session_seconds=snap.usage.session_seconds,
+            seconds_since_break=snap.usage.seconds_since_break,
+            request_ids=set(snap.session_request_ids),
+        )
+
 
 class UsageTracker:
     """Usage per user kept in memory and updated per event, so a request needs no SQL.
@@ -323,17 +338,7 @@ class UsageTracker:
         )
         mono = _time.monotonic()
         fresh = {
-            user_id: _UserUsage(
-                timezone=timezones[user_id],
-                local_day=snap.local_day,
-                seeded_at=mono,
-                last_event_at=snap.last_event_at,
-                seconds_today=snap.usage.seconds_today,
-                generated_today=snap.usage.generated_today,
-                session_seconds=snap.usage.session_seconds,
-                seconds_since_break=snap.usage.seconds_since_break,
-                request_ids=set(snap.session_request_ids),
-            )
+            user_id: _UserUsage.from_snapshot(snap, timezones[user_id], seeded_at=mono)
             # users with no event in the window need no entry: absent means zero usage
             for user_id, snap in snaps.items()
             if snap.last_event_at is not None
@@ -363,16 +368,8 @@ class UsageTracker:
         )
         with self._lock:
             self._reseed.discard(user_id)
-            self._users[user_id] = _UserUsage(
-                timezone=timezone,
-                local_day=snap.local_day,
-                seeded_at=_time.monotonic(),
-                last_event_at=snap.last_event_at,
-                seconds_today=snap.usage.seconds_today,
-                generated_today=snap.usage.generated_today,
-                session_seconds=snap.usage.session_seconds,
-                seconds_since_break=snap.usage.seconds_since_break,
-                request_ids=set(snap.session_request_ids),
+            self._users[user_id] = _UserUsage.from_snapshot(
+                snap, timezone, seeded_at=_time.monotonic()
             )
         return snap.usage
 
