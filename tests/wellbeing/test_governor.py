@@ -5,9 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -15,6 +13,7 @@ import polars as pl
 import pytest
 
 from storage.store import Store
+from tests.wellbeing.conftest import GENERATED, PLAIN
 from wellbeing.errors import GovernorPermissionError, GovernorSettingsError
 from wellbeing.governor import (
     GovernorSettings,
@@ -30,25 +29,7 @@ from wellbeing.governor import (
 from wellbeing.usage import UsageTracker, compute_usage
 
 NY = "America/New_York"
-PLAIN, GENERATED = 1, 2
 _ids = itertools.count()
-
-
-@pytest.fixture()
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "x.duckdb")
-    s.add_clips(
-        pl.DataFrame(
-            {
-                "item_id": [PLAIN, GENERATED],
-                "author_id": [7, 7],
-                "caption": ["filmed", "generated"],
-                "is_generated": [False, True],
-            }
-        )
-    )
-    yield s
-    s.close()
 
 
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:

@@ -3,42 +3,23 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
 
 from storage.store import Store
+from tests.wellbeing.conftest import GENERATED, PLAIN
 from wellbeing.governor import Usage
 from wellbeing.repository import WellbeingRepository
 from wellbeing.surveys import SurveyDraw
 from wellbeing.usage import UsageTracker, compute_usage, usage_snapshot, usage_snapshots
 from wellbeing.wiring import wellbeing_of
 
-PLAIN, GENERATED = 1, 2
 NOW = datetime(2026, 3, 8, 15, 0, tzinfo=UTC)
 ZONES = {1: "UTC", 2: "America/New_York", 3: "Asia/Tokyo", 4: "Europe/Berlin", 5: "UTC"}
 _ids = itertools.count()
-
-
-@pytest.fixture()
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "x.duckdb")
-    s.add_clips(
-        pl.DataFrame(
-            {
-                "item_id": [PLAIN, GENERATED],
-                "author_id": [7, 7],
-                "caption": ["filmed", "generated"],
-                "is_generated": [False, True],
-            }
-        )
-    )
-    yield s
-    s.close()
 
 
 def _events(store: Store, rows: list[tuple[int, str, datetime, float | None, str | None]]) -> None:
