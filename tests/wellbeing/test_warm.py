@@ -194,6 +194,32 @@ def test_refresh_reads_what_another_replica_wrote(engine: Any) -> None:
         )
     )
     out = svc.refresh(now + timedelta(seconds=1))
-    assert "users_with_recent_usage" in out
+    assert "users_with_recent_usage" in out  # the log holds an event this engine did not write
     after = svc.governor.tracker.usage(u, now_utc=now + timedelta(seconds=1), timezone=tz)
     assert after.seconds_today == pytest.approx(before + 300.0)
+
+
+def test_refresh_skips_the_re_read_when_only_this_engine_wrote(engine: Any) -> None:
+    svc = wellbeing_of(engine)
+    svc.settings.usage_max_age_s = 0.0
+    u = sorted(engine.state.users)[0]
+    now = datetime.now(UTC).replace(tzinfo=None)
+    engine.ingest_events(
+        pl.DataFrame(
+            [
+                {
+                    "event_id": f"this-engine-{next(_ids)}",
+                    "user_id": u,
+                    "item_id": int(engine.state.item_ids[0]),
+                    "event_type": "view",
+                    "ts": now,
+                    "received_at": now,
+                    "watch_s": 30.0,
+                }
+            ]
+        )
+    )
+    engine.feed(u, limit=5)  # impressions go through the engine's writer
+    engine.writer.flush()
+    assert not svc.governor.others_wrote()
+    assert "users_with_recent_usage" not in svc.refresh()
