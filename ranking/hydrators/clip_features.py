@@ -22,31 +22,6 @@ def _member(values: np.ndarray, members: set[int]) -> np.ndarray:
     return np.isin(values, np.fromiter(members, dtype=np.int64, count=len(members)))
 
 
-# OpenBLAS runs a matrix-vector product of fewer than 2304 * 4 elements in the calling
-# thread and larger ones on its thread pool (interface/gemv.c, GEMM_MULTITHREAD_THRESHOLD).
-_BLAS_SINGLE_THREAD_ELEMENTS = 2304 * 4
-# Blocks are a multiple of the kernel's row blocking, so every row goes through the same
-# code path as in one product over all rows (bit-identical values; checked in the tests).
-_ROW_BLOCK = 8
-
-
-def row_dots(matrix: np.ndarray, rows: np.ndarray, vec: np.ndarray) -> np.ndarray:
-    """``matrix[rows] @ vec``, computed in blocks small enough for BLAS to stay in this thread.
-
-    One product over ~1,000 rows goes to OpenBLAS's thread pool, and waiting for its
-    workers costs milliseconds when the machine's cores are busy (more than the product).
-    Gathering block by block also avoids one large copy.
-    """
-    step = (_BLAS_SINGLE_THREAD_ELEMENTS - 1) // max(1, matrix.shape[1])
-    step -= step % _ROW_BLOCK
-    if step == 0 or len(rows) <= step:
-        return np.asarray(matrix[rows] @ vec)
-    out = np.empty(len(rows), dtype=np.result_type(matrix.dtype, vec.dtype))
-    for i in range(0, len(rows), step):
-        out[i : i + step] = matrix[rows[i : i + step]] @ vec
-    return out
-
-
 class ClipFeaturesHydrator:
     """Adds per-candidate feature columns (names listed in :attr:`FEATURES`)."""
 
@@ -136,7 +111,9 @@ class ClipFeaturesHydrator:
                 remix_friend = np.zeros(n, dtype=bool)
             uvec = ctx.get("user_vector")
             if uvec is not None:
-                cosine = row_dots(st.vectors, r, uvec).astype(np.float64)
+                # (one product: the engine keeps BLAS to one thread, so it never waits on a
+                # BLAS thread pool; see FeedSettings.blas_threads)
+                cosine = (st.vectors[r] @ uvec).astype(np.float64)
                 cosine[~st.has_vector[r]] = 0.0
             else:
                 cosine = np.zeros(n)

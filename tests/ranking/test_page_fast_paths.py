@@ -11,7 +11,6 @@ import polars as pl
 import pytest
 
 from ranking.filters.learned_explanations import CONTRIBUTIONS_DTYPE, contributions_series
-from ranking.hydrators.clip_features import row_dots
 from ranking.pipeline import FeedQuery, RankingPipeline, set_columns
 from ranking.selectors.diverse_top_k import DiverseTopKSelector
 
@@ -117,18 +116,6 @@ def test_set_columns_on_an_empty_frame() -> None:
 def test_set_columns_rejects_a_column_of_the_wrong_length() -> None:
     with pytest.raises(pl.exceptions.ShapeError):
         set_columns(pl.DataFrame({"a": [1, 2]}), {"b": np.zeros(3)})
-
-
-@pytest.mark.parametrize("n_rows", [0, 1, 7, 16, 23, 24, 1100])
-@pytest.mark.parametrize("dim", [8, 384, 2000])
-def test_row_dots_is_bit_identical_to_one_product(n_rows: int, dim: int) -> None:
-    rng = np.random.default_rng(n_rows + dim)
-    matrix = rng.standard_normal((3000, dim)).astype(np.float32)
-    vec = (matrix[0] / np.linalg.norm(matrix[0])).astype(np.float32)
-    rows = rng.integers(0, len(matrix), n_rows)
-    got = row_dots(matrix, rows, vec)
-    assert got.dtype == np.float32
-    assert np.array_equal(got, matrix[rows] @ vec)
 
 
 def test_contributions_series_matches_polars_inference() -> None:
