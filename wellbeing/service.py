@@ -33,7 +33,7 @@ from wellbeing.governor import (
     to_utc,
 )
 from wellbeing.intensity import ClipIntensity
-from wellbeing.repository import SurveyHistory, WellbeingRepository
+from wellbeing.repository import SurveyHistory, WeeklyActivity, WellbeingRepository
 from wellbeing.satisfaction import SatisfactionModel, SatisfactionModelError
 from wellbeing.settings import WellbeingSettings
 from wellbeing.surveys import (
@@ -355,15 +355,7 @@ class SurveyService:
         history = self.repo.survey_histories()
         activity = self.repo.weekly_activities(now)
         mono = time.monotonic()
-        cached = {
-            u: (
-                mono,
-                act.minutes,
-                float(act.pages) if act.pages > 0 else self.settings.default_pages_per_week,
-                act.created_at,
-            )
-            for u, act in activity.items()
-        }
+        cached = {u: self._activity_entry(act, mono) for u, act in activity.items()}
         with self._lock:
             self._history = history
             self._activity = cached
@@ -444,15 +436,21 @@ class SurveyService:
                 self._history[user_id] = hit
         return hit
 
+    def _activity_entry(
+        self, act: WeeklyActivity, read_at: float
+    ) -> tuple[float, float, float, datetime | None]:
+        """The cached form of a week's activity: (read at, minutes, expected pages, created);
+        a user with no pages yet is expected to load the default number."""
+        pages = float(act.pages) if act.pages > 0 else self.settings.default_pages_per_week
+        return (read_at, act.minutes, pages, act.created_at)
+
     def _activity_for(self, user_id: int, now: datetime) -> tuple[float, float, float | None]:
         """Weekly minutes, expected pages this week and tenure in days (cached)."""
         mono = time.monotonic()
         with self._lock:
             hit = self._activity.get(user_id)
         if hit is None or mono - hit[0] > self.settings.activity_cache_s:
-            act = self.repo.weekly_activity(user_id, now)
-            pages = float(act.pages) if act.pages > 0 else self.settings.default_pages_per_week
-            hit = (mono, act.minutes, pages, act.created_at)
+            hit = self._activity_entry(self.repo.weekly_activity(user_id, now), mono)
             with self._lock:
                 self._activity[user_id] = hit
         pages = self.pages_per_week_override or hit[2]
