@@ -12,7 +12,7 @@ from ranking.pipeline import FeedQuery, RankingPipeline
 from storage.errors import UnknownEntityError
 
 if TYPE_CHECKING:
-    from pipelines.engine import Engine
+    from pipelines.serving.engine import Engine
 
 FILTER_WORDS = {
     "unknown_clip": "the clip is not in the catalogue",

@@ -1,6 +1,6 @@
 """Install steering into an engine: moods, standing controls, the mood source, filter and scorer.
 
-The engine calls :func:`install` (``pipelines.engine.EXTENSIONS``); it is idempotent and cheap
+The engine calls :func:`install` (``pipelines.serving.engine.EXTENSIONS``); it is idempotent and cheap
 (nothing is embedded or scored until the first mood or rule). It adds to ``engine.deps``:
 
 - query hydrator :class:`ActiveMoodQueryHydrator` (moods and standing controls of the request);
@@ -19,18 +19,18 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ranking.filters.mood_exclusions import MoodExclusionsFilter
-from ranking.products.following_only import FOLLOWING_ONLY, build_following_only_feed
-from ranking.query_hydrators.active_mood import ActiveMoodQueryHydrator
-from ranking.scorers.mood import MoodScorer
-from ranking.sources.mood import MoodSource
+from pipelines.serving.products.following_only import FOLLOWING_ONLY, build_following_only_feed
 from ranking.state import FeedState
 from steering.concepts import ConceptIndex
 from steering.controls import ControlsService, controls_from_settings
+from steering.filters.mood_exclusions import MoodExclusionsFilter
 from steering.moods import MoodService
+from steering.query_hydrators.active_mood import ActiveMoodQueryHydrator
+from steering.scorers.mood import MoodScorer
+from steering.sources.mood import MoodSource
 
 if TYPE_CHECKING:
-    from pipelines.engine import Engine
+    from pipelines.serving.engine import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -110,5 +110,5 @@ def steering_of(engine: Engine) -> SteeringServices:
 
 
 def install(engine: Engine) -> None:
-    """Engine extension hook (``pipelines.engine.EXTENSIONS``): :func:`install_steering`."""
+    """Engine extension hook (``pipelines.serving.engine.EXTENSIONS``): :func:`install_steering`."""
     install_steering(engine)

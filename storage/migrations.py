@@ -259,7 +259,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         7,
         "security: audit log of admin actions",
         (
-            # One row per admin action (written by api/audit.py). Users being erased appear
+            # One row per admin action (written by api/http/audit.py). Users being erased appear
             # only as pseudonyms; storage/erasure.py scrubs earlier mentions.
             """CREATE TABLE audit_log (
                 audit_id VARCHAR PRIMARY KEY,
@@ -278,7 +278,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         8,
         "collaborative retrieval: learned user vectors",
         (
-            # User factors of the collab model (pipelines/collab_job.py); the clip factors
+            # User factors of the collab model (pipelines/serving/jobs/collab.py); the clip factors
             # live in clip_vectors (space 'collab') and in the vector index.
             """CREATE TABLE user_vectors (
                 user_id BIGINT NOT NULL,

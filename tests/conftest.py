@@ -56,7 +56,7 @@ def _copy_sparse(src: Path, dst: Path) -> None:
 @pytest.fixture(scope="session")
 def tiny_world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A demo world of 150 users, 800 clips and ~15k events, built and indexed once."""
-    from pipelines.demo import build_demo
+    from pipelines.offline.demo import build_demo
 
     d = tmp_path_factory.mktemp("world")
     build_demo(d, n_users=150, n_clips=800, n_events=15_000, seed=3)
@@ -91,7 +91,7 @@ def world_dir(tiny_world_dir: Path, tmp_path: Path) -> Path:
 @pytest.fixture()
 def engine(world_dir: Path) -> Iterator[object]:
     """An engine open on a private copy of the tiny world."""
-    from pipelines.engine import open_engine
+    from pipelines.serving.engine import open_engine
 
     eng = open_engine(world_dir)
     yield eng
@@ -103,9 +103,9 @@ def client(world_dir: Path) -> Iterator[object]:
     """A TestClient on the real app over a private copy of the tiny world."""
     from fastapi.testclient import TestClient
 
-    from api.main import create_app
-    from api.settings import ApiSettings
-    from pipelines.engine import open_engine
+    from api.http.main import create_app
+    from api.http.settings import ApiSettings
+    from pipelines.serving.engine import open_engine
 
     app = create_app(
         engine_factory=lambda: open_engine(world_dir), api_settings=ApiSettings(scheduler=False)

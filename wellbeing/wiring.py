@@ -24,17 +24,17 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from pipelines.plugins import installed
-from ranking.filters.governor_page import GovernorPageFilter
-from ranking.filters.governor_stop import GovernorStopFilter
-from ranking.hydrators.intensity import IntensityHydrator
-from ranking.query_hydrators.governor import GovernorQueryHydrator
-from ranking.query_hydrators.survey_card import SurveyCardQueryHydrator
-from ranking.scorers.governor_taper import GovernorTaperScorer
-from ranking.scorers.satisfaction_head import SatisfactionHeadScorer
+from wellbeing.filters.governor_page import GovernorPageFilter
+from wellbeing.filters.governor_stop import GovernorStopFilter
+from wellbeing.hydrators.intensity import IntensityHydrator
+from wellbeing.query_hydrators.governor import GovernorQueryHydrator
+from wellbeing.query_hydrators.survey_card import SurveyCardQueryHydrator
+from wellbeing.scorers.governor_taper import GovernorTaperScorer
+from wellbeing.scorers.satisfaction_head import SatisfactionHeadScorer
 from wellbeing.service import WellbeingServices, build_services
 
 if TYPE_CHECKING:
-    from pipelines.engine import Engine
+    from pipelines.serving.engine import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def wellbeing_of(engine: Engine) -> WellbeingServices:
 
 
 def install(engine: Engine) -> None:
-    """Engine extension hook (``pipelines.engine.EXTENSIONS``)."""
+    """Engine extension hook (``pipelines.serving.engine.EXTENSIONS``)."""
     svc: WellbeingServices | None = getattr(engine, "wellbeing", None)
     if svc is None:
         svc = build_services(engine.store, engine.state)
@@ -81,7 +81,7 @@ def install(engine: Engine) -> None:
     engine.health_checks["wellbeing"] = lambda: _health(svc)
     engine.rebuild_products()
     if FOLLOWING_ONLY in engine.products:
-        from ranking.products.following_only import build_following_only_feed
+        from pipelines.serving.products.following_only import build_following_only_feed
 
         engine.products[FOLLOWING_ONLY] = build_following_only_feed(engine.deps)
     logger.info("wellbeing installed")

@@ -11,7 +11,7 @@
 - :mod:`~pipelines.experiments.ope_log`: those estimates read from the exploring feed's
   impression log (``steerfeed experiments ope``).
 - :mod:`~pipelines.experiments.interleaving_log`: wins of ranker A vs B read from the pages
-  :class:`~ranking.selectors.interleaving.InterleavingSelector` interleaved.
+  :class:`~pipelines.experiments.selectors.interleaving.InterleavingSelector` interleaved.
 - :mod:`~pipelines.experiments.verification`: simulation figures for the benchmark command.
 """
 

@@ -26,6 +26,7 @@ from pipelines.experiments.definitions import Experiment
 from pipelines.experiments.errors import ExperimentError, StatsInputError
 from pipelines.experiments.interleaving_log import interleaving_report
 from pipelines.experiments.ope_log import off_policy_report
+from pipelines.experiments.query_hydrators.experiment_arms import HOLDBACK_ARM
 from pipelines.experiments.stats import (
     Direction,
     Estimate,
@@ -36,7 +37,6 @@ from pipelines.experiments.stats import (
     ratio_metric_diff,
     srm_check,
 )
-from ranking.query_hydrators.experiment_arms import HOLDBACK_ARM
 from storage.store import Store
 
 logger = logging.getLogger(__name__)

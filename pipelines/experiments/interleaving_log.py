@@ -1,6 +1,6 @@
 """Read an interleaving experiment from the impression log: which ranker won more pages.
 
-:class:`~ranking.selectors.interleaving.InterleavingSelector` logs, on each impression of an
+:class:`~pipelines.experiments.selectors.interleaving.InterleavingSelector` logs, on each impression of an
 interleaved page, the page's teams (``_interleaving`` in the ``experiments`` JSON: the item ids
 ranker A and ranker B contributed). A slot is *credited* when the same user long-viewed
 (``watch_frac >= 0.6``) or liked its clip within ``reward_window_s`` after the impression (the
@@ -26,8 +26,8 @@ from pipelines.experiments.definitions import Experiment
 from pipelines.experiments.errors import StatsInputError
 from pipelines.experiments.interleaving import Team, interleaving_credit, interleaving_test
 from pipelines.experiments.ope_log import slot_reward_sql
-from ranking.selectors.exploring import EXPLORATION_KEY
-from ranking.selectors.interleaving import INTERLEAVING_KEY
+from pipelines.experiments.selectors.exploring import EXPLORATION_KEY
+from pipelines.experiments.selectors.interleaving import INTERLEAVING_KEY
 from ranking.state import LONG_VIEW_FRACTION
 from storage.store import Store, time_window
 

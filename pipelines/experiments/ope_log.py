@@ -1,6 +1,6 @@
 """Off-policy estimates read from the impression log of the exploring home feed.
 
-The logging policy is :class:`~ranking.selectors.exploring.ExploringSelector`: top-down, each
+The logging policy is :class:`~pipelines.experiments.selectors.exploring.ExploringSelector`: top-down, each
 slot keeps the ranker's pick with probability ``1 - rate`` or serves a clip drawn uniformly
 from the ``m - 1`` other clips left in the exploration pool. It logs, per served slot, the
 propensity of the served clip given the slots above (``1 - rate``, ``rate / (m - 1)``, or 1
@@ -52,8 +52,8 @@ from pipelines.experiments.off_policy import (
     ips_estimate,
     snips_estimate,
 )
-from ranking.selectors.exploring import EXPLORATION_KEY
-from ranking.selectors.interleaving import INTERLEAVING_KEY
+from pipelines.experiments.selectors.exploring import EXPLORATION_KEY
+from pipelines.experiments.selectors.interleaving import INTERLEAVING_KEY
 from ranking.state import LONG_VIEW_FRACTION
 from storage.store import Store, time_window
 

@@ -19,16 +19,16 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from pipelines.experiments.query_hydrators.experiment_arms import ExperimentArmsQueryHydrator
 from pipelines.experiments.repository import ExperimentRepository
+from pipelines.experiments.selectors.exploring import ExploringSelector
+from pipelines.experiments.selectors.interleaving import InterleavingSelector
 from pipelines.experiments.settings import ExperimentSettings
 from pipelines.plugins import installed
-from ranking.query_hydrators.experiment_arms import ExperimentArmsQueryHydrator
 from ranking.selectors.diverse_top_k import DiverseTopKSelector
-from ranking.selectors.exploring import ExploringSelector
-from ranking.selectors.interleaving import InterleavingSelector
 
 if TYPE_CHECKING:
-    from pipelines.engine import Engine
+    from pipelines.serving.engine import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def experiments_of(engine: Engine) -> ExperimentRepository:
 
 
 def install(engine: Engine, *, settings: ExperimentSettings | None = None) -> None:
-    """Engine extension hook (``pipelines.engine.EXTENSIONS``)."""
+    """Engine extension hook (``pipelines.serving.engine.EXTENSIONS``)."""
     cfg = settings or ExperimentSettings()
     repo: ExperimentRepository | None = getattr(engine, "experiments", None)
     if repo is None:
@@ -67,7 +67,7 @@ def install(engine: Engine, *, settings: ExperimentSettings | None = None) -> No
 
 def _rebuild_following_only(engine: Engine) -> None:
     """The following-only product also carries the arms hydrator (exposure is logged there)."""
-    from ranking.products.following_only import FOLLOWING_ONLY, build_following_only_feed
+    from pipelines.serving.products.following_only import FOLLOWING_ONLY, build_following_only_feed
 
     if FOLLOWING_ONLY in engine.products:
         engine.products[FOLLOWING_ONLY] = build_following_only_feed(engine.deps)

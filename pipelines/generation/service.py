@@ -23,8 +23,8 @@ from pipelines.generation.settings import GenerationSettings, RenderParams
 from storage.store import utcnow
 
 if TYPE_CHECKING:
-    from pipelines.engine import Engine
     from pipelines.generation.worker import GenerationWorker
+    from pipelines.serving.engine import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ class GenerationService:
 
     def revoke_consent(self, user_id: int) -> dict[str, Any]:
         """Revoke a user's cameo consent: cancel open jobs with their cameo; their cameo clips
-        leave every feed at the next page (``ranking.filters.cameo_consent``)."""
+        leave every feed at the next page (``pipelines.generation.filters.cameo_consent``)."""
         consent = self.consents.revoke(user_id)
         cancelled = self.queue.cancel(
             self.queue.open_jobs_with_cameo(user_id), f"cameo consent of user {user_id} revoked"

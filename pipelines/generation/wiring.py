@@ -18,16 +18,16 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from pipelines.generation.filters.cameo_consent import CameoConsentFilter
+from pipelines.generation.filters.rights_optout import RightsOptOutFilter
+from pipelines.generation.post_hydrators.generated_label import GeneratedLabelPostFilter
 from pipelines.generation.service import GenerationService
 from pipelines.generation.settings import GenerationSettings
+from pipelines.generation.sources.generated import GeneratedForMoodSource
 from pipelines.plugins import installed
-from ranking.filters.cameo_consent import CameoConsentFilter
-from ranking.filters.generated_label import GeneratedLabelPostFilter
-from ranking.filters.rights_optout import RightsOptOutFilter
-from ranking.sources.generated import GeneratedForMoodSource
 
 if TYPE_CHECKING:
-    from pipelines.engine import Engine
+    from pipelines.serving.engine import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def generation_of(engine: Engine) -> GenerationService:
 
 
 def install(engine: Engine, settings: GenerationSettings | None = None) -> None:
-    """Engine extension hook (``pipelines.engine.EXTENSIONS``)."""
+    """Engine extension hook (``pipelines.serving.engine.EXTENSIONS``)."""
     svc: GenerationService | None = getattr(engine, "generation", None)
     if svc is None:
         svc = GenerationService(engine, settings)
@@ -62,7 +62,7 @@ def install(engine: Engine, settings: GenerationSettings | None = None) -> None:
     engine.health_checks["generation"] = svc.health
     engine.rebuild_products()
     if "following_only" in engine.products:
-        from ranking.products.following_only import build_following_only_feed
+        from pipelines.serving.products.following_only import build_following_only_feed
 
         engine.products["following_only"] = build_following_only_feed(engine.deps)
     logger.info("generation installed (model %s)", s.model or "not configured")

@@ -24,13 +24,13 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
-from features.candidate_features import (
+from ranking.errors import RankingError
+from ranking.learned.candidate_features import (
     FEATURE_NAMES,
     CandidateConfig,
     candidate_features,
     fit_retrievers,
 )
-from ranking.errors import RankingError
 from ranking.retrieval._matrix import check_interactions
 
 logger = logging.getLogger(__name__)

@@ -21,14 +21,14 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ranking.filters.learned_explanations import LearnedExplanationsPostFilter
 from ranking.learned.registry import ModelRegistry
 from ranking.learned.serving import LearnedModels, LearnedServingSettings
+from ranking.post_hydrators.learned_explanations import LearnedExplanationsPostFilter
 from ranking.scorers.hand_weighted import HandWeightedScorer
 from ranking.scorers.lightgbm_scorer import LightGbmScorer
 
 if TYPE_CHECKING:
-    from pipelines.engine import Engine
+    from pipelines.serving.engine import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def learned_of(engine: Engine) -> LearnedModels:
 def _warm_author_stats(engine: Engine) -> None:
     """Compute the author statistics once if the ``author_stats`` job has not run yet."""
     if engine.state.author_stats_computed_at() is None:
-        from pipelines.train_job import refresh_author_stats
+        from pipelines.serving.jobs.train import refresh_author_stats
 
         n = refresh_author_stats(engine)
         logger.info("author statistics computed for %d authors before first learned page", n)

@@ -8,7 +8,7 @@ Adds to the engine:
   search on the ``collab`` named vector with the user's learned vector), when the vector index
   is open. Until the ``collab`` job has run it returns nothing (fail open);
 - ``engine.health_checks["collab"]``: how many users have a learned vector;
-- the ``collab`` job (:mod:`pipelines.collab_job`) in the job registry.
+- the ``collab`` job (:mod:`pipelines.serving.jobs.collab`) in the job registry.
 
 Idempotent and cheap: nothing is read from the store until the first request.
 """
@@ -25,7 +25,7 @@ from ranking.retrieval.user_vectors import UserVectorCache
 from ranking.sources.collab import CollabSource
 
 if TYPE_CHECKING:
-    from pipelines.engine import Engine
+    from pipelines.serving.engine import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +53,9 @@ def collab_of(engine: Engine) -> CollabServices:
 
 
 def install(engine: Engine) -> None:
-    """Engine extension hook (``pipelines.engine.EXTENSIONS``)."""
+    """Engine extension hook (``pipelines.serving.engine.EXTENSIONS``)."""
     # The job registry's built-in list does not name this job; importing registers it.
-    import pipelines.collab_job  # noqa: F401
+    import pipelines.serving.jobs.collab  # noqa: F401
 
     svc: CollabServices | None = getattr(engine, "collab", None)
     if svc is None:

@@ -40,9 +40,9 @@ def live_server(world_dir: Path) -> Iterator[tuple[str, Any]]:
     """The real app served by uvicorn on a free local port; yields (base URL, app)."""
     import uvicorn
 
-    from api.main import create_app
-    from api.settings import ApiSettings
-    from pipelines.engine import open_engine
+    from api.http.main import create_app
+    from api.http.settings import ApiSettings
+    from pipelines.serving.engine import open_engine
 
     app = create_app(
         engine_factory=lambda: open_engine(world_dir), api_settings=ApiSettings(scheduler=False)

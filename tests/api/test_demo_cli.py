@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from api.cli import app
-from pipelines.engine import open_engine
+from pipelines.serving.engine import open_engine
 
 
 def test_demo_builds_trains_and_the_feed_is_scored_by_the_learned_model(tmp_path: Path) -> None:

@@ -19,15 +19,15 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
-from api.main import create_app
-from api.settings import ApiSettings
+from api.http.main import create_app
+from api.http.settings import ApiSettings
 from tests.conftest import copy_world
 
 _WORLD: dict[str, Path] = {}
 
 
 def _open_engine() -> Any:
-    from pipelines.engine import open_engine
+    from pipelines.serving.engine import open_engine
 
     return open_engine(_WORLD["dir"])
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from pipelines.generation.media import count_frames
-from pipelines.jobs import JobContext, run_job
+from pipelines.serving.jobs.runner import JobContext, run_job
 from tests.conftest import TINY_GEN_ENV, make_key
 
 
@@ -21,9 +21,9 @@ def gen_client(
     """The real app over the tiny world, generating with the tiny pipeline loaded by path."""
     from fastapi.testclient import TestClient
 
-    from api.main import create_app
-    from api.settings import ApiSettings
-    from pipelines.engine import open_engine
+    from api.http.main import create_app
+    from api.http.settings import ApiSettings
+    from pipelines.serving.engine import open_engine
 
     monkeypatch.setenv("STEERFEED_GEN_MODEL", str(tiny_video_model))
     for k, v in TINY_GEN_ENV.items():

@@ -177,10 +177,10 @@ def test_bench_scoring_1000_candidates(
     trained_1m: dict[str, object],
     tmp_path: Path,
 ) -> None:
-    from ranking.filters.learned_explanations import LearnedExplanationsPostFilter
     from ranking.learned.registry import ModelRegistry
     from ranking.learned.serving import LearnedModels
     from ranking.pipeline import FeedQuery
+    from ranking.post_hydrators.learned_explanations import LearnedExplanationsPostFilter
     from ranking.scorers.hand_weighted import HandWeightedScorer
     from ranking.scorers.lightgbm_scorer import LightGbmScorer
 

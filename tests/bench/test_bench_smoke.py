@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.bench import BenchConfig, run_bench, store_scale
+from pipelines.offline.bench import BenchConfig, run_bench, store_scale
 
 
 def test_bench_in_process_stages(world_dir: Path) -> None:

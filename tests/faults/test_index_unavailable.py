@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from pipelines.bench import start_server
-from pipelines.engine import Engine
+from pipelines.offline.bench import start_server
+from pipelines.serving.engine import Engine
 from storage.settings import StorageSettings
 from storage.store import Store
 

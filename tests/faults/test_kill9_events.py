@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from pipelines.bench import start_server
+from pipelines.offline.bench import start_server
 from storage.store import Store
 
 

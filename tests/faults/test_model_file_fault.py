@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipelines.bench import start_server
+from pipelines.offline.bench import start_server
 from storage.store import Store
 from tests.conftest import copy_world
 
@@ -16,8 +16,8 @@ from tests.conftest import copy_world
 @pytest.fixture(scope="module")
 def trained_world(tiny_world_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny world after the train job promoted a model."""
-    from pipelines.engine import open_engine
-    from pipelines.jobs import JobContext, run_job
+    from pipelines.serving.engine import open_engine
+    from pipelines.serving.jobs.runner import JobContext, run_job
     from ranking.learned.training import TrainSettings
 
     d = tmp_path_factory.mktemp("faults-trained") / "world"

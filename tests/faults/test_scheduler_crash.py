@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from pipelines import scheduler as scheduler_mod
-from pipelines.jobs import JOBS, JobContext, register
+from pipelines.serving import scheduler as scheduler_mod
+from pipelines.serving.jobs.runner import JOBS, JobContext, register
 from tests.conftest import make_key
 
 PROBE = "fault_probe"
@@ -43,9 +43,9 @@ def test_crashing_job_is_logged_retried_and_serving_goes_on(
 ) -> None:
     from fastapi.testclient import TestClient
 
-    from api.main import create_app
-    from api.settings import ApiSettings
-    from pipelines.engine import open_engine
+    from api.http.main import create_app
+    from api.http.settings import ApiSettings
+    from pipelines.serving.engine import open_engine
 
     caplog.set_level(logging.INFO)
     app = create_app(

@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipelines.demo_world import (
+from pipelines.offline.demo_world import (
     AGE_BANDS,
     MOODS,
     TEEN_BANDS,

@@ -19,9 +19,9 @@ from pipelines.experiments.errors import ExperimentDefinitionError
 from pipelines.experiments.interleaving_log import interleaved_slots, interleaving_report
 from pipelines.experiments.ope_log import logged_slots
 from pipelines.experiments.repository import ExperimentRepository
+from pipelines.experiments.selectors.interleaving import INTERLEAVING_KEY
 from pipelines.experiments.wiring import experiments_of
 from ranking.pipeline import FeedQuery
-from ranking.selectors.interleaving import INTERLEAVING_KEY
 from ranking.side_effects.log_impressions import LogImpressionsSideEffect
 from storage.store import Store
 from tests.conftest import make_key

@@ -23,10 +23,10 @@ from pipelines.experiments.ope_log import (
     off_policy_report,
     target_probability,
 )
+from pipelines.experiments.selectors.exploring import EXPLORATION_KEY, ExploringSelector
 from pipelines.experiments.wiring import experiments_of
 from ranking.pipeline import FeedQuery
 from ranking.selectors.diverse_top_k import DiverseTopKSelector
-from ranking.selectors.exploring import EXPLORATION_KEY, ExploringSelector
 from ranking.side_effects.log_impressions import LogImpressionsSideEffect
 from storage.store import Store
 from tests.conftest import make_key

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from api.cli import app
-from pipelines.experiments.simulator import wellbeing_step
+from pipelines.offline.experiments_simulator import wellbeing_step
 
 EXAMPLE = (
     Path(__file__).resolve().parents[2]

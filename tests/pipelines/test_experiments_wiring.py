@@ -12,12 +12,15 @@ import pytest
 
 from pipelines.experiments import assign, exploration_propensities, parse_experiment
 from pipelines.experiments.analysis import analyze
+from pipelines.experiments.query_hydrators.experiment_arms import (
+    HOLDBACK_ARM,
+    ExperimentArmsQueryHydrator,
+)
 from pipelines.experiments.repository import ExperimentRepository, UnknownExperimentError
+from pipelines.experiments.selectors.exploring import ExploringSelector
 from pipelines.experiments.wiring import experiments_of, install
 from ranking.pipeline import FeedQuery
-from ranking.query_hydrators.experiment_arms import HOLDBACK_ARM, ExperimentArmsQueryHydrator
 from ranking.selectors.diverse_top_k import DiverseTopKSelector
-from ranking.selectors.exploring import ExploringSelector
 
 
 def _candidates(n: int) -> pl.DataFrame:

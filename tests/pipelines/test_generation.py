@@ -13,7 +13,7 @@ from PIL import Image
 from pipelines.generation.media import count_frames
 from pipelines.generation.settings import GenerationSettings
 from pipelines.generation.wiring import generation_of
-from pipelines.jobs import JobContext, run_job
+from pipelines.serving.jobs.runner import JobContext, run_job
 from tests.conftest import TINY_GEN_ENV
 
 
@@ -22,7 +22,7 @@ def gen_engine(
     world_dir: Path, tiny_video_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Any]:
     """An engine whose generator loads the tiny pipeline by path (like a real model)."""
-    from pipelines.engine import open_engine
+    from pipelines.serving.engine import open_engine
 
     monkeypatch.setenv("STEERFEED_GEN_MODEL", str(tiny_video_model))
     for k, v in TINY_GEN_ENV.items():
@@ -95,7 +95,7 @@ def test_generated_clip_is_an_8_frame_mp4_with_provenance_and_reaches_the_feed(
 def test_missing_model_fails_after_retries_and_the_feed_still_serves(
     world_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipelines.engine import open_engine
+    from pipelines.serving.engine import open_engine
 
     monkeypatch.delenv("STEERFEED_GEN_MODEL", raising=False)
     monkeypatch.setenv("STEERFEED_GEN_MAX_ATTEMPTS", "2")
@@ -119,7 +119,7 @@ def test_missing_model_fails_after_retries_and_the_feed_still_serves(
 def test_an_attempt_past_its_timeout_is_failed_and_its_clip_discarded(
     world_dir: Path, tiny_video_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipelines.engine import open_engine
+    from pipelines.serving.engine import open_engine
 
     monkeypatch.setenv("STEERFEED_GEN_MODEL", str(tiny_video_model))
     for k, v in TINY_GEN_ENV.items():

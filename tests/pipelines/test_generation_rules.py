@@ -8,10 +8,10 @@ import polars as pl
 import pytest
 
 from pipelines.generation.errors import RuleViolation
+from pipelines.generation.filters.cameo_consent import CameoConsentFilter
+from pipelines.generation.filters.rights_optout import RightsOptOutFilter
 from pipelines.generation.gaps import mood_gaps, queue_gaps
 from pipelines.generation.wiring import generation_of
-from ranking.filters.cameo_consent import CameoConsentFilter
-from ranking.filters.rights_optout import RightsOptOutFilter
 from ranking.pipeline import FeedQuery
 from storage.store import utcnow
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.demo_world import WorldConfig, build_world
+from pipelines.offline.demo_world import WorldConfig, build_world
 from ranking.learned.registry import (
     HAND_WEIGHTED,
     ModelRegistry,

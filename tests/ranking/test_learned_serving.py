@@ -17,8 +17,8 @@ from tests.conftest import copy_world, make_key
 @pytest.fixture(scope="module")
 def trained_dir(tiny_world_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny world after one run of the train job (which promoted its model)."""
-    from pipelines.engine import open_engine
-    from pipelines.jobs import JobContext, run_job
+    from pipelines.serving.engine import open_engine
+    from pipelines.serving.jobs.runner import JobContext, run_job
     from ranking.learned.training import TrainSettings
 
     d = tmp_path_factory.mktemp("trained") / "world"
@@ -46,9 +46,9 @@ def trained_copy(trained_dir: Path, tmp_path: Path) -> Path:
 def _client(data_dir: Path) -> Any:
     from fastapi.testclient import TestClient
 
-    from api.main import create_app
-    from api.settings import ApiSettings
-    from pipelines.engine import open_engine
+    from api.http.main import create_app
+    from api.http.settings import ApiSettings
+    from pipelines.serving.engine import open_engine
 
     app = create_app(
         engine_factory=lambda: open_engine(data_dir), api_settings=ApiSettings(scheduler=False)
@@ -122,7 +122,7 @@ def test_corrupt_model_file_falls_back_to_hand_weighted_and_reports_degraded(
 
 
 def test_value_weights_and_ranker_model_overrides_are_honoured(trained_copy: Path) -> None:
-    from pipelines.engine import open_engine
+    from pipelines.serving.engine import open_engine
 
     eng = open_engine(trained_copy)
     try:
@@ -182,7 +182,7 @@ def test_models_cli_lists_rolls_back_and_promotes_through_the_gate(trained_copy:
 
 
 def test_author_stats_job_gives_the_serving_state_credibility(engine: Any) -> None:
-    from pipelines.jobs import JobContext, run_job
+    from pipelines.serving.jobs.runner import JobContext, run_job
 
     assert engine.state.author_stats_computed_at() is None
     rep = run_job("author_stats", JobContext(engine))

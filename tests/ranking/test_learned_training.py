@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from features.registry import feature_names
-from pipelines.demo_world import World, WorldConfig, build_world
+from pipelines.offline.demo_world import World, WorldConfig, build_world
 from ranking.learned.replay import ReplayTables, replay_features
 from ranking.learned.training import (
     TrainingError,

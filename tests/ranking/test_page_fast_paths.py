@@ -10,8 +10,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ranking.filters.learned_explanations import CONTRIBUTIONS_DTYPE, contributions_series
 from ranking.pipeline import FeedQuery, RankingPipeline, set_columns
+from ranking.post_hydrators.learned_explanations import CONTRIBUTIONS_DTYPE, contributions_series
 from ranking.selectors.diverse_top_k import DiverseTopKSelector
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from pipelines.jobs import JobContext, run_job
+from pipelines.serving.jobs.runner import JobContext, run_job
 from ranking.pipeline import FeedQuery, PipelineResult
 from ranking.retrieval.engagement import engagement_from_events
 from ranking.retrieval.user_vectors import get_user_vectors
@@ -84,7 +84,7 @@ def test_cold_user_gets_no_collab_candidates(engine: Any) -> None:
 
 
 def test_user_vectors_survive_a_restart(world_dir: Any) -> None:
-    from pipelines.engine import open_engine
+    from pipelines.serving.engine import open_engine
 
     eng = open_engine(world_dir)
     try:
@@ -115,7 +115,7 @@ def test_jobs_cli_runs_collab(world_dir: Any) -> None:
 
 
 def test_erasing_a_user_drops_their_learned_vector(engine: Any) -> None:
-    from pipelines.erasure import erase_user
+    from pipelines.serving.erasure import erase_user
 
     uid = _user_with_history(engine)
     assert run_job("collab", JobContext(engine)).ok

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from api.cli import app
-from pipelines.eval_lastfm import evaluate_top_k, make_random_split, popularity_top_k
+from pipelines.offline.eval_lastfm import evaluate_top_k, make_random_split, popularity_top_k
 from tests.conftest import SHARED_DATA
 
 LASTFM = SHARED_DATA / "lastfm_hetrec2k"

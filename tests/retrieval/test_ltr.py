@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from features.candidate_features import (
+from ranking.learned.candidate_features import (
     FEATURE_NAMES,
     CandidateConfig,
     candidate_features,

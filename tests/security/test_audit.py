@@ -25,7 +25,7 @@ def test_admin_writes_are_audited_with_route_and_status(client: Any) -> None:
 
 
 def test_record_helper_for_routes_and_jobs(engine: Any) -> None:
-    from api.audit import recent, record
+    from api.http.audit import recent, record
 
     record(engine.store, principal=None, action="model.promote", target="v3", details={"a": 1})
     (e,) = recent(engine.store)

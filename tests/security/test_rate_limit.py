@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from api.ratelimit import RateLimiter
-from api.settings import ApiSettings
+from api.http.ratelimit import RateLimiter
+from api.http.settings import ApiSettings
 from tests.conftest import make_key
 
 
@@ -40,8 +40,8 @@ def test_role_override_and_zero_disables() -> None:
 def limited_client(world_dir: Path) -> Iterator[Any]:
     from fastapi.testclient import TestClient
 
-    from api.main import create_app
-    from pipelines.engine import open_engine
+    from api.http.main import create_app
+    from pipelines.serving.engine import open_engine
 
     settings = ApiSettings(
         scheduler=False, rate_limit_per_s=0.01, rate_limit_burst=3, rate_limit_roles={}

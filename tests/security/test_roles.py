@@ -29,7 +29,7 @@ def _two_users(client: Any) -> tuple[int, int]:
 
 
 def test_every_non_public_route_rejects_a_missing_key(client: Any) -> None:
-    from api.auth import PUBLIC_PATHS, PUBLIC_TAG
+    from api.http.auth import PUBLIC_PATHS, PUBLIC_TAG
 
     checked = 0
     for method, path, tags in _operations(client):
@@ -86,7 +86,7 @@ def test_route_policy_names_the_rule() -> None:
     import pytest
     from fastapi import HTTPException
 
-    from api.auth import Principal, check_route_policy
+    from api.http.auth import Principal, check_route_policy
 
     analyst = Principal("k", "analyst", None)
     with pytest.raises(HTTPException) as e:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ranking.scorers.mood import MoodScorer
+from steering.scorers.mood import MoodScorer
 from tests.conftest import make_key
 from tests.steering.helpers import busiest_user as _user
 from tests.steering.helpers import page as _page

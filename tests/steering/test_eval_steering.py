@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipelines.eval_steering import (
+from pipelines.offline.eval_steering import (
     SteeringEvalError,
     WorldConfig,
     cached_caption_embeddings,
@@ -53,7 +53,7 @@ def test_scores_compliance_and_negation_against_the_no_mood_page() -> None:
         for r, i in enumerate(items, start=1)
     ]
     pages = pl.DataFrame(recs)
-    from pipelines.eval_steering import PromptSpec
+    from pipelines.offline.eval_steering import PromptSpec
 
     prompts = [
         PromptSpec(prompt="only A", categories=["A"], split="tune"),

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.demo_world import WorldConfig
-from wellbeing.evaluate import EVAL_FILE, evaluate_on_demo_world
+from pipelines.offline.demo_world import WorldConfig
+from pipelines.offline.wellbeing_evaluate import EVAL_FILE, evaluate_on_demo_world
 
 
 @pytest.mark.slow

@@ -12,11 +12,11 @@ import polars as pl
 import pytest
 
 from ranking.pipeline import FeedQuery
-from ranking.query_hydrators.governor import GOVERNOR_KEY
-from ranking.scorers.governor_taper import GovernorTaperScorer
-from ranking.scorers.satisfaction_head import SatisfactionHeadScorer
 from wellbeing.governor import GovernorSettings, Usage, evaluate
+from wellbeing.query_hydrators.governor import GOVERNOR_KEY
 from wellbeing.satisfaction import SAT_CLIP_FEATURES, SAT_SESSION_FEATURES, SatisfactionModel
+from wellbeing.scorers.governor_taper import GovernorTaperScorer
+from wellbeing.scorers.satisfaction_head import SatisfactionHeadScorer
 from wellbeing.service import GovernorView, SatisfactionService
 from wellbeing.surveys import SamplingPolicy
 from wellbeing.wiring import wellbeing_of

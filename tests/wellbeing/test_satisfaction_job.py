@@ -9,8 +9,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipelines.demo_world import WorldConfig, build_world
-from pipelines.jobs import JOBS, JobContext, load_builtin_jobs, run_job
+from pipelines.offline.demo_world import WorldConfig, build_world
+from pipelines.offline.wellbeing_simulate import simulate_surveys
+from pipelines.serving.jobs.runner import JOBS, JobContext, load_builtin_jobs, run_job
 from wellbeing.analytics import REPORTS, UnknownReportError, run_report
 from wellbeing.propensity import ipw_mean
 from wellbeing.report import render_report
@@ -21,7 +22,6 @@ from wellbeing.satisfaction import (
     SatisfactionModelError,
     calibration,
 )
-from wellbeing.simulate import simulate_surveys
 from wellbeing.surveys import SamplingPolicy
 
 # The conftest's tiny world: same sizes and seed give the same ground truth.

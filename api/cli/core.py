@@ -1,0 +1,308 @@
+"""The ``steerfeed`` command line (Typer). Every command takes ``--data-dir``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(
+    help="steerfeed: feed ranking and steering for short AI-generated clips.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Jobs (also scheduled in the server).", no_args_is_help=True)
+import_app = typer.Typer(help="Import data into the store.", no_args_is_help=True)
+# Filled by api.cli.models / cli_steering / ...: ``steerfeed eval lastfm``, ``eval steering``...
+eval_app = typer.Typer(help="Offline evaluations on real or demo data.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(import_app, name="import")
+app.add_typer(eval_app, name="eval")
+
+DataDir = Annotated[Path, typer.Option("--data-dir", help="folder of the DuckDB file and index")]
+DEFAULT_DATA = Path("data")
+logger = logging.getLogger("steerfeed")
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("httpx", "sentence_transformers", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _fail(msg: str) -> None:
+    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def _engine(data_dir: Path) -> Any:
+    from pipelines.serving.engine import open_engine
+
+    return open_engine(data_dir)
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logs")] = False,
+) -> None:
+    """steerfeed command line."""
+    _setup_logging(verbose)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="service | user | analyst | admin | parent")],
+    user_id: Annotated[int | None, typer.Option(help="the user a user/parent key acts for")] = None,
+    data_dir: DataDir = DEFAULT_DATA,
+) -> None:
+    """Create an API key; the last token printed is the key (shown once)."""
+    from storage.store import Store
+
+    store = Store(data_dir / "steerfeed.duckdb")
+    try:
+        key = store.create_api_key(role, user_id=user_id)
+    except ValueError as exc:
+        _fail(str(exc))
+    finally:
+        store.close()
+    typer.echo(f"created {role} key: {key}")
+
+
+@app.command()
+def serve(
+    data_dir: DataDir = DEFAULT_DATA,
+    host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="port")] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="uvicorn workers (1: DuckDB is one-writer)")
+    ] = 1,
+    scheduler: Annotated[bool, typer.Option(help="run scheduled jobs in the server")] = True,
+) -> None:
+    """Serve an existing data directory over HTTP."""
+    import uvicorn
+
+    if not (data_dir / "steerfeed.duckdb").exists():
+        _fail(
+            f"no store in {data_dir}; build one with "
+            f"'steerfeed demo --no-serve --data-dir {data_dir}'"
+        )
+    os.environ["STEERFEED_DATA_DIR"] = str(data_dir)
+    os.environ["STEERFEED_API_SCHEDULER"] = "true" if scheduler else "false"
+    uvicorn.run(
+        "api.http.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        access_log=False,
+    )
+
+
+@app.command()
+def demo(
+    data_dir: DataDir = DEFAULT_DATA,
+    users: Annotated[int, typer.Option(min=10, help="number of users")] = 2000,
+    clips: Annotated[int, typer.Option(min=50, help="number of clips")] = 20000,
+    events: Annotated[int, typer.Option(min=100, help="number of events")] = 500_000,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    serve_api: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="start the API after")
+    ] = True,
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    force: Annotated[bool, typer.Option(help="rebuild even if the store exists")] = False,
+    train: Annotated[
+        bool,
+        typer.Option(
+            "--train/--no-train",
+            help="after building, run the author-stats, collab and train jobs so the learned "
+            "ranker serves from the first page",
+        ),
+    ] = True,
+) -> None:
+    """Build a demo world into DATA_DIR, index it, print a key and start the API."""
+    from pipelines.offline.demo import build_demo
+    from pipelines.serving.jobs.runner import JOBS, load_builtin_jobs
+
+    load_builtin_jobs()
+    jobs = tuple(j for j in ("author_stats", "collab", "train") if train and j in JOBS)
+
+    db = data_dir / "steerfeed.duckdb"
+    if db.exists() and not force:
+        typer.echo(f"{db} exists; reusing it (pass --force to rebuild)")
+    else:
+        report = build_demo(
+            data_dir,
+            n_users=users,
+            n_clips=clips,
+            n_events=events,
+            seed=seed,
+            progress=True,
+            jobs=jobs,
+        )
+        typer.echo(json.dumps(report, indent=2))
+    from storage.store import Store
+
+    store = Store(db)
+    key = store.create_api_key("service")
+    uid = int(store.scalar("SELECT min(user_id) FROM users"))
+    store.close()
+    base = f"http://127.0.0.1:{port}"
+    typer.echo(
+        "\nTry:\n"
+        f"  curl -s -H 'Authorization: Bearer {key}' '{base}/v1/feed?user_id={uid}&limit=5'\n"
+        f"  curl -s -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' "
+        f'-d \'{{"events":[{{"event_id":"e1","user_id":{uid},"event_type":"like",'
+        f'"item_id":1}}]}}\' {base}/v1/events\n'
+        f"  open {base}/docs\n"
+    )
+    typer.echo(f"service key: {key}")
+    if serve_api:
+        serve(data_dir=data_dir, port=port)
+
+
+@jobs_app.command("list")
+def jobs_list() -> None:
+    """List registered jobs."""
+    from pipelines.serving.jobs.runner import JOBS, load_builtin_jobs
+
+    load_builtin_jobs()
+    for spec in sorted(JOBS.values(), key=lambda s: s.name):
+        every = f"every {spec.every_s}s" if spec.every_s else "on demand"
+        typer.echo(f"{spec.name:<16} {every:<14} {spec.description}")
+
+
+@jobs_app.command("run")
+def jobs_run(
+    name: Annotated[str, typer.Argument(help="job name (see 'steerfeed jobs list')")],
+    data_dir: DataDir = DEFAULT_DATA,
+) -> None:
+    """Run one job now and print its report as JSON."""
+    from pipelines.serving.jobs.runner import JobContext, JobError, run_job
+
+    eng = _engine(data_dir)
+    try:
+        report = run_job(name, JobContext(eng, {"progress": True}))
+    except JobError as exc:
+        eng.close()
+        _fail(str(exc))
+        return
+    eng.close()
+    typer.echo(
+        json.dumps(
+            {
+                "name": report.name,
+                "ok": report.ok,
+                "seconds": round(report.seconds, 2),
+                "counts": report.counts,
+                "message": report.message,
+            },
+            default=str,
+        )
+    )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _import_generic(kind: str, path: Path, data_dir: Path) -> None:
+    from pipelines.importers import import_table
+    from pipelines.importers.errors import ImporterError
+    from storage.store import Store
+
+    if not path.exists():
+        _fail(f"no such file: {path}")
+    store = Store(data_dir / "steerfeed.duckdb")
+    try:
+        rep = import_table(store, kind, path, progress=True)  # type: ignore[arg-type]
+    except ImporterError as exc:
+        _fail(str(exc))
+        return
+    finally:
+        store.close()
+    typer.echo(
+        json.dumps(
+            {
+                "kind": rep.kind,
+                "rows_read": rep.rows_read,
+                "rows_inserted": rep.rows_inserted,
+                "seconds": round(rep.seconds, 2),
+            }
+        )
+    )
+
+
+@import_app.command("clips")
+def import_clips(path: Path, data_dir: DataDir = DEFAULT_DATA) -> None:
+    """Import clips from Parquet or CSV (then run 'steerfeed jobs run index')."""
+    _import_generic("clips", path, data_dir)
+
+
+@import_app.command("users")
+def import_users(path: Path, data_dir: DataDir = DEFAULT_DATA) -> None:
+    """Import users from Parquet or CSV."""
+    _import_generic("users", path, data_dir)
+
+
+@import_app.command("follows")
+def import_follows(path: Path, data_dir: DataDir = DEFAULT_DATA) -> None:
+    """Import follows from Parquet or CSV."""
+    _import_generic("follows", path, data_dir)
+
+
+@import_app.command("events")
+def import_events(path: Path, data_dir: DataDir = DEFAULT_DATA) -> None:
+    """Import events from Parquet or CSV (idempotent by event_id)."""
+    _import_generic("events", path, data_dir)
+
+
+@import_app.command("lastfm")
+def import_lastfm_cmd(
+    data: Annotated[Path, typer.Option(help="folder of LastFM hetrec-2k parquet files")],
+    split_file: Annotated[
+        Path | None, typer.Option(help="split parquet; imports one split")
+    ] = None,
+    split: Annotated[str, typer.Option(help="which split to import")] = "train",
+    data_dir: DataDir = DEFAULT_DATA,
+) -> None:
+    """Import LastFM: listens -> weighted view events, friendships -> mutual follows."""
+    from pipelines.importers import import_lastfm
+    from storage.store import Store
+
+    if not data.exists():
+        _fail(f"no such folder: {data}")
+    store = Store(data_dir / "steerfeed.duckdb")
+    try:
+        counts = import_lastfm(store, data, split_file=split_file, split=split, progress=True)
+    finally:
+        store.close()
+    typer.echo(json.dumps(counts))
+
+
+@import_app.command("microlens")
+def import_microlens_cmd(
+    data: Annotated[Path, typer.Option(help="folder with microlens_items.parquet")],
+    limit: Annotated[int | None, typer.Option(help="import at most this many clips")] = None,
+    data_dir: DataDir = DEFAULT_DATA,
+) -> None:
+    """Import MicroLens titles as clip captions (categories are never imported)."""
+    from pipelines.importers import import_microlens
+    from storage.store import Store
+
+    if not data.exists():
+        _fail(f"no such folder: {data}")
+    store = Store(data_dir / "steerfeed.duckdb")
+    try:
+        n = import_microlens(store, data, limit=limit, progress=True)
+    finally:
+        store.close()
+    typer.echo(json.dumps({"clips": n}))

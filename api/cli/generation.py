@@ -1,0 +1,235 @@
+"""Generation commands: ``steerfeed generate`` and ``steerfeed generation ...`` (the tiny test
+model, cameo consent, rights-holder opt-outs, the queue and gap filling)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+
+from api.cli.core import DEFAULT_DATA, DataDir, _engine, _fail, app
+
+generation_app = typer.Typer(
+    help="Clip generation: consent, opt-outs, queue, gaps.", no_args_is_help=True
+)
+app.add_typer(generation_app, name="generation")
+
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model", help="text-to-video model folder or cached id (else STEERFEED_GEN_MODEL)"
+    ),
+]
+
+
+def _open(data_dir: Path, model: str | None = None) -> Any:
+    if model:
+        os.environ["STEERFEED_GEN_MODEL"] = model
+    if not (data_dir / "steerfeed.duckdb").exists():
+        _fail(f"no store in {data_dir}; build one with 'steerfeed demo --no-serve'")
+    from pipelines.generation.wiring import generation_of
+
+    eng = _engine(data_dir)
+    return eng, generation_of(eng)
+
+
+def _echo(obj: Any) -> None:
+    typer.echo(json.dumps(obj, indent=2, default=str))
+
+
+@app.command()
+def generate(
+    prompt: Annotated[str, typer.Option(help="what the clip shows")],
+    user_id: Annotated[int | None, typer.Option(help="who asks (default: the studio)")] = None,
+    remix_of: Annotated[int | None, typer.Option(help="clip id to remix")] = None,
+    cameo: Annotated[list[int] | None, typer.Option(help="user id in the clip (repeat)")] = None,
+    frames: Annotated[int | None, typer.Option(min=1, help="frames")] = None,
+    height: Annotated[int | None, typer.Option(help="height (multiple of 8)")] = None,
+    width: Annotated[int | None, typer.Option(help="width (multiple of 8)")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="denoising steps")] = None,
+    guidance: Annotated[float | None, typer.Option(help="guidance scale")] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="seed")] = None,
+    fps: Annotated[int | None, typer.Option(min=1, help="frames per second")] = None,
+    model: ModelOpt = None,
+    data_dir: DataDir = DEFAULT_DATA,
+) -> None:
+    """Check the rules, queue the prompt and render it now; print the job and clip."""
+    from pipelines.generation.errors import RuleViolation
+    from pipelines.generation.settings import RenderParams
+
+    try:
+        params = RenderParams(
+            num_frames=frames,
+            height=height,
+            width=width,
+            steps=steps,
+            guidance=guidance,
+            seed=seed,
+            fps=fps,
+        )
+    except ValidationError as exc:
+        _fail(str(exc))
+        return
+    eng, svc = _open(data_dir, model)
+    try:
+        svc.generator.show_progress = True
+        try:
+            job = svc.submit(
+                prompt, requested_by=user_id, remix_of=remix_of, cameos=cameo, params=params
+            )
+        except RuleViolation as exc:
+            _fail(f"refused ({exc.reason}): {exc.message}")
+            return
+        t0 = time.perf_counter()
+        svc.worker.tick(wait=True)
+        out = svc.status(job.job_id)
+        out["wall_seconds"] = round(time.perf_counter() - t0, 2)
+        _echo(out)
+        if out["status"] != "done":
+            raise typer.Exit(1)
+    finally:
+        eng.close()
+
+
+@generation_app.command("tiny-model")
+def tiny_model(
+    out: Annotated[Path, typer.Option("--out", help="folder to write the pipeline into")],
+) -> None:
+    """Build a tiny untrained text-to-video pipeline (real diffusers classes) for CPU demos."""
+    from pipelines.generation.tiny_model import build_tiny_text_to_video
+
+    path = build_tiny_text_to_video(out)
+    typer.echo(f"wrote {path}; use --model {path} or STEERFEED_GEN_MODEL={path}")
+
+
+@generation_app.command("consent")
+def consent(
+    user_id: Annotated[int, typer.Option(min=0, help="the user opting in")],
+    audience: Annotated[str, typer.Option(help="everyone | friends | only_me")],
+    data_dir: DataDir = DEFAULT_DATA,
+) -> None:
+    """Record a user's cameo opt-in."""
+    eng, svc = _open(data_dir)
+    try:
+        eng.require_user(user_id)
+        _echo(svc.consents.grant(user_id, audience).to_dict())
+    except Exception as exc:
+        _fail(str(exc))
+    finally:
+        eng.close()
+
+
+@generation_app.command("revoke")
+def revoke(
+    user_id: Annotated[int, typer.Option(min=0, help="the user revoking consent")],
+    data_dir: DataDir = DEFAULT_DATA,
+) -> None:
+    """Revoke a user's cameo consent (their cameo clips leave every feed)."""
+    eng, svc = _open(data_dir)
+    try:
+        _echo(svc.revoke_consent(user_id))
+    finally:
+        eng.close()
+
+
+@generation_app.command("optout-add")
+def optout_add(
+    holder: Annotated[str, typer.Option(help="the rights holder")],
+    name: Annotated[list[str], typer.Option(help="a character, brand or work (repeat)")],
+    kind: Annotated[str, typer.Option(help="character | brand | work")] = "work",
+    data_dir: DataDir = DEFAULT_DATA,
+) -> None:
+    """Register a holder's blanket opt-out."""
+    eng, svc = _open(data_dir)
+    try:
+        _echo([o.to_dict() for o in svc.optouts.register(holder, name, kind=kind)])
+    except ValueError as exc:
+        _fail(str(exc))
+    finally:
+        eng.close()
+
+
+@generation_app.command("optouts")
+def optouts(data_dir: DataDir = DEFAULT_DATA) -> None:
+    """List registered opt-outs."""
+    eng, svc = _open(data_dir)
+    try:
+        _echo([o.to_dict() for o in svc.optouts.active()])
+    finally:
+        eng.close()
+
+
+@generation_app.command("optout-remove")
+def optout_remove(
+    optout_id: Annotated[str, typer.Option(help="id from 'generation optouts'")],
+    data_dir: DataDir = DEFAULT_DATA,
+) -> None:
+    """Withdraw one registered name."""
+    eng, svc = _open(data_dir)
+    try:
+        if not svc.optouts.remove(optout_id):
+            _fail(f"no opt-out {optout_id!r}")
+        typer.echo(f"removed {optout_id}")
+    finally:
+        eng.close()
+
+
+@generation_app.command("queue")
+def queue_cmd(
+    status: Annotated[str | None, typer.Option(help="only this status")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="newest N jobs")] = 20,
+    data_dir: DataDir = DEFAULT_DATA,
+) -> None:
+    """Show queue counts and the newest jobs."""
+    eng, svc = _open(data_dir)
+    try:
+        _echo(
+            {
+                "counts": svc.queue.counts(),
+                "jobs": [j.to_dict() for j in svc.queue.list_jobs(status=status, limit=limit)],
+            }
+        )
+    finally:
+        eng.close()
+
+
+@generation_app.command("gaps")
+def gaps(
+    limit: Annotated[int | None, typer.Option(min=0, help="most prompts to queue")] = None,
+    data_dir: DataDir = DEFAULT_DATA,
+) -> None:
+    """Find mood facets and topics lacking clips and queue prompts for them."""
+    from pipelines.generation.gaps import queue_gaps
+
+    eng, svc = _open(data_dir)
+    try:
+        _echo(queue_gaps(svc, limit=limit))
+    finally:
+        eng.close()
+
+
+@generation_app.command("check-prompt")
+def check_prompt(
+    prompt: Annotated[str, typer.Option(help="the prompt to assess")],
+    data_dir: DataDir = DEFAULT_DATA,
+) -> None:
+    """Run the prompt safety and opt-out checks without queueing anything."""
+    from pipelines.generation.errors import RuleViolation
+
+    eng, svc = _open(data_dir)
+    try:
+        verdict: dict[str, Any] = {"prompt": prompt, **svc.safety.assess(prompt)}
+        try:
+            svc.optouts.check(prompt)
+            svc.safety.check(prompt)
+            verdict["allowed"] = True
+        except RuleViolation as exc:
+            verdict.update(allowed=False, reason=exc.reason, message=exc.message)
+        _echo(verdict)
+    finally:
+        eng.close()

@@ -1,0 +1,121 @@
+"""Wellbeing commands: ``steerfeed report satisfaction``, ``steerfeed eval wellbeing`` and
+``steerfeed wellbeing ...`` (links and time limits from the command line)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from api.cli.core import DEFAULT_DATA, DataDir, _engine, _fail, app, eval_app
+
+report_app = typer.Typer(help="Reports rendered to HTML.", no_args_is_help=True)
+wellbeing_app = typer.Typer(help="Wellbeing: parent links and surveys.", no_args_is_help=True)
+app.add_typer(report_app, name="report")
+app.add_typer(wellbeing_app, name="wellbeing")
+
+
+@report_app.command("satisfaction")
+def report_satisfaction(
+    out: Annotated[Path, typer.Option("--out", help="HTML file to write")] = Path("report.html"),
+    data_dir: DataDir = DEFAULT_DATA,
+) -> None:
+    """Render the long-term satisfaction reports (with plots) to one HTML file."""
+    from pipelines.offline.wellbeing_evaluate import EVAL_FILE
+    from wellbeing.report import render_report
+
+    if not (data_dir / "steerfeed.duckdb").exists():
+        _fail(f"no store in {data_dir}; build one with 'steerfeed demo --no-serve'")
+    evaluation = None
+    if (data_dir / EVAL_FILE).exists():
+        evaluation = json.loads((data_dir / EVAL_FILE).read_text())
+    eng = _engine(data_dir)
+    try:
+        path = render_report(eng.store, out, evaluation=evaluation)
+    finally:
+        eng.close()
+    typer.echo(f"wrote {path}")
+
+
+@eval_app.command("wellbeing")
+def eval_wellbeing(
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="folder for the evaluation world (rebuilt)")
+    ] = Path("data/wellbeing_eval"),
+    users: Annotated[int, typer.Option(min=20, help="users in the demo world")] = 1000,
+    clips: Annotated[int, typer.Option(min=50, help="clips in the demo world")] = 8000,
+    events: Annotated[int, typer.Option(min=1000, help="events in the demo world")] = 200_000,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    eval_users: Annotated[int, typer.Option(min=10, help="users served per arm")] = 300,
+    weights: Annotated[str, typer.Option(help="comma-separated head weights")] = "0,0.5,1,2",
+) -> None:
+    """Demo world -> simulated surveys -> satisfaction job -> pages with vs without the head."""
+    from pipelines.offline.demo_world import WorldConfig
+    from pipelines.offline.wellbeing_evaluate import evaluate_on_demo_world
+
+    try:
+        ws = tuple(float(w) for w in weights.split(","))
+    except ValueError:
+        _fail(f"--weights must be comma-separated numbers, got {weights!r}")
+        return
+    if 0.0 not in ws:
+        _fail("--weights must include 0 (the value model without the head)")
+    report = evaluate_on_demo_world(
+        data_dir,
+        config=WorldConfig(n_users=users, n_clips=clips, n_events=events, seed=seed),
+        weights=ws,
+        n_users=eval_users,
+        progress=True,
+    )
+    typer.echo(json.dumps(report, indent=2, default=str))
+
+
+@wellbeing_app.command("link-parent")
+def link_parent(
+    parent_id: Annotated[int, typer.Option(min=0, help="the parent's account id")],
+    child_id: Annotated[int, typer.Option(min=0, help="the child's user id")],
+    data_dir: DataDir = DEFAULT_DATA,
+) -> None:
+    """Link a parent account to a child (what POST /v1/parental/links does)."""
+    from wellbeing.wiring import wellbeing_of
+
+    eng = _engine(data_dir)
+    try:
+        if child_id not in eng.state.users:
+            _fail(f"unknown user {child_id}")
+        new = wellbeing_of(eng).repo.link(parent_id, child_id)
+    finally:
+        eng.close()
+    typer.echo(json.dumps({"parent_id": parent_id, "child_id": child_id, "created": new}))
+
+
+@wellbeing_app.command("simulate-surveys")
+def simulate_surveys_cmd(
+    data_dir: DataDir = DEFAULT_DATA,
+    users: Annotated[int, typer.Option(min=20, help="users the demo was built with")] = 2000,
+    clips: Annotated[int, typer.Option(min=50, help="clips the demo was built with")] = 20000,
+    events: Annotated[int, typer.Option(min=100, help="events the demo was built with")] = 500_000,
+    seed: Annotated[int, typer.Option(help="seed the demo was built with")] = 0,
+) -> None:
+    """Fill survey answers on a 'steerfeed demo' store from the demo world's ground truth
+    (pass the sizes and seed the demo was built with)."""
+    from pipelines.offline.demo_world import WorldConfig, build_world
+    from pipelines.offline.wellbeing_simulate import simulate_surveys
+
+    world = build_world(
+        WorldConfig(n_users=users, n_clips=clips, n_events=events, seed=seed), progress=True
+    )
+    eng = _engine(data_dir)
+    try:
+        n_users = int(eng.store.scalar("SELECT count(*) FROM users"))
+        if n_users != world.users.height:
+            _fail(
+                f"the store holds {n_users} users but the world has {world.users.height}; "
+                "pass the --users/--clips/--events/--seed the demo was built with"
+            )
+        report = simulate_surveys(eng.store, world, seed=seed)
+    finally:
+        eng.close()
+    typer.echo(json.dumps(report.to_dict()))

@@ -1,0 +1,200 @@
+"""The FastAPI app. ``create_app()`` needs no arguments: it reads settings from the environment
+and opens the engine in its lifespan, so tools can read the OpenAPI schema without a store."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from api.http import audit
+from api.http.deps import enforce_auth
+from api.http.ratelimit import RateLimiter
+from api.http.routes import (
+    analytics,
+    catalog,
+    dashboard,
+    events,
+    experiments,
+    feed,
+    generations,
+    health,
+    media,
+    models,
+    parental,
+    steering,
+    users,
+    wellbeing,
+)
+from api.http.settings import ApiSettings
+from pipelines.serving.engine import Engine
+from ranking.errors import BadCursorError
+from storage.errors import DuplicateEntityError, UnknownEntityError
+from storage.settings import StorageSettings
+
+logger = logging.getLogger(__name__)
+
+EngineFactory = Callable[[], Engine]
+
+#: Every router of the app, in the order their routes are matched and documented.
+ROUTERS = (
+    health.router,
+    feed.router,
+    events.router,
+    catalog.router,
+    steering.router,
+    wellbeing.router,
+    generations.router,
+    analytics.router,
+    dashboard.router,
+    parental.router,
+    users.router,
+    experiments.router,
+    models.router,
+    media.router,
+)
+
+
+def create_app(
+    *,
+    engine_factory: EngineFactory | None = None,
+    api_settings: ApiSettings | None = None,
+) -> FastAPI:
+    """Build the app; the engine is opened on start-up (from ``STEERFEED_*`` settings)."""
+    settings = api_settings or ApiSettings()
+    factory = engine_factory or (lambda: Engine(StorageSettings()))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = factory()
+        app.state.engine = engine
+        steering = getattr(engine, "steering", None)
+        if steering is not None:
+            # Moods and standing rules need the concept catalogue; build it before they ask.
+            steering.concepts.warm_async()
+        scheduler = None
+        if settings.scheduler:
+            from pipelines.serving.scheduler import start_scheduler
+
+            scheduler = start_scheduler(engine)
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                scheduler.shutdown(wait=False)
+            engine.close()
+            app.state.engine = None
+
+    app = FastAPI(
+        title="steerfeed",
+        version="0.1.0",
+        description="Feed ranking and steering for short AI-generated clips.",
+        lifespan=lifespan,
+        # Every route needs a key within its rate limit, except public ones (api/http/auth.py).
+        dependencies=[Depends(enforce_auth)],
+    )
+    app.state.rate_limiter = RateLimiter(settings)
+    for r in ROUTERS:
+        app.include_router(r)
+    _install_error_handlers(app, settings)
+    audit.install(app)
+    _document_error_bodies(app)
+    return app
+
+
+def _document_error_bodies(app: FastAPI) -> None:
+    """Make the schema say what 422 bodies really hold: routes that reject a value themselves
+    answer ``{"detail": "<what to fix>"}``, request validation answers a list of errors plus a
+    ``message`` summary."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        comp = schema.get("components", {}).get("schemas", {}).get("HTTPValidationError")
+        if comp is not None:
+            props = comp.setdefault("properties", {})
+            listed = props.get("detail", {"type": "array"})
+            props["detail"] = {"anyOf": [listed, {"type": "string"}], "title": "Detail"}
+            props["message"] = {"type": "string", "title": "Message"}
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+class BodyLimitMiddleware:
+    """Answers 413 to a request whose ``Content-Length`` is over the limit (400 when it is not
+    a number), before the body is read. Pure ASGI: no per-request task group."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            length = Headers(scope=scope).get("content-length")
+            if length is not None:
+                try:
+                    too_big = int(length) > self.max_body_bytes
+                except ValueError:
+                    await JSONResponse({"detail": "invalid Content-Length"}, status_code=400)(
+                        scope, receive, send
+                    )
+                    return
+                if too_big:
+                    detail = f"body over {self.max_body_bytes} bytes; send smaller batches"
+                    await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
+def _install_error_handlers(app: FastAPI, settings: ApiSettings) -> None:
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+
+    @app.exception_handler(UnknownEntityError)
+    async def _unknown(_: Request, exc: UnknownEntityError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(BadCursorError)
+    async def _cursor(_: Request, exc: BadCursorError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(DuplicateEntityError)
+    async def _dup(_: Request, exc: DuplicateEntityError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors: list[dict[str, Any]] = []
+        for e in exc.errors():
+            loc = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
+            msg = str(e.get("msg", "invalid"))
+            # loc/msg/type keep the body to the documented HTTPValidationError schema.
+            errors.append(
+                {
+                    "loc": [p if isinstance(p, int) else str(p) for p in e.get("loc", ())],
+                    "msg": msg,
+                    "type": str(e.get("type", "value_error")),
+                    "field": loc,
+                    "message": msg,
+                }
+            )
+        summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+        return JSONResponse({"detail": errors, "message": summary}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(
+            {"detail": "internal error; it was logged. Retry, or report the request id."},
+            status_code=500,
+        )

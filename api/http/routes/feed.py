@@ -1,0 +1,50 @@
+"""GET /v1/feed: a ranked page for a user."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api.http.deps import EngineDep, PrincipalDep
+from api.http.schemas import FeedOut
+
+router = APIRouter(prefix="/v1", tags=["feed"])
+
+
+@router.get("/feed", response_model=FeedOut)
+def get_feed(
+    engine: EngineDep,
+    principal: PrincipalDep,
+    user_id: Annotated[int, Query(ge=0, le=2**62, description="whose feed")],
+    limit: Annotated[int | None, Query(ge=1, le=100, description="clips per page")] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=65536, description="next_cursor of the previous page")
+    ] = None,
+) -> FeedOut:
+    """Return the next ranked page; each item says why it is there."""
+    principal.require_user_access(user_id, parent_of=engine_parent_links(engine, principal))
+    page = engine.feed(user_id, limit=limit, cursor=cursor)
+    return FeedOut(
+        user_id=page.user_id,
+        request_id=page.request_id,
+        session_id=page.session_id,
+        page=page.page,
+        pipeline=page.pipeline,
+        items=[asdict(i) for i in page.items],  # type: ignore[misc]
+        next_cursor=page.next_cursor,
+        degraded_sources=page.failed_sources,
+        governor=page.extras.get("governor"),
+        survey=page.extras.get("survey"),
+        stop_card=page.extras.get("stop_card"),
+    )
+
+
+def engine_parent_links(engine: object, principal: object) -> set[int] | None:
+    """Teens linked to a parent key (filled in by the wellbeing package when present)."""
+    fn = getattr(engine, "children_of", None)
+    uid = getattr(principal, "user_id", None)
+    if fn is None or uid is None or getattr(principal, "role", "") != "parent":
+        return None
+    return set(fn(uid))

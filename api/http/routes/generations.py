@@ -1,0 +1,208 @@
+"""Generation endpoints: ask for clips and remixes, poll their status, manage cameo consent and
+(admins) the rights-holder opt-out registry."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Path, Query, status
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from api.http.auth import ROLE_ADMIN, ROLE_ANALYST, ROLE_SERVICE
+from api.http.deps import EngineDep, PrincipalDep
+from api.http.routes.feed import engine_parent_links
+from pipelines.generation.errors import RuleViolation, UnknownJobError
+from pipelines.generation.rules import AUDIENCES, OPTOUT_KINDS
+from pipelines.generation.settings import RenderParams
+from pipelines.generation.wiring import generation_of
+
+router = APIRouter(tags=["generations"])
+
+UserId = Annotated[int, Path(ge=0, le=2**62)]
+JobId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[0-9a-f]+$")]
+
+
+class GenerationIn(BaseModel):
+    """A clip to make: a prompt, optionally remixing a clip and with cameos of people who
+    opted in."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: int = Field(ge=0, le=2**62, description="who asks (the clip's author)")
+    prompt: str = Field(min_length=3, max_length=500)
+    remix_of: int | None = Field(default=None, ge=0, le=2**62)
+    cameos: list[int] = Field(default_factory=list, max_length=8)
+    params: RenderParams | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _has_words(cls, v: str) -> str:
+        if not any(ch.isalnum() for ch in v):
+            msg = "prompt needs words describing the clip"
+            raise ValueError(msg)
+        return v.strip()
+
+
+class ConsentIn(BaseModel):
+    """Opt in to cameos, and who may use your likeness."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    audience: Literal["everyone", "friends", "only_me"]
+
+
+class OptOutIn(BaseModel):
+    """A rights holder's blanket opt-out: names of characters, brands or works."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    holder: str = Field(min_length=1, max_length=200)
+    names: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        min_length=1, max_length=500
+    )
+    kind: Literal["character", "brand", "work"] = "work"
+
+
+class Refusal(BaseModel):
+    """Why a generation request was refused (a rule, not malformed input)."""
+
+    reason: str
+    message: str
+
+
+class RefusalOrInvalid(BaseModel):
+    """A 403/422 of this route: a rule's refusal, or the usual validation errors."""
+
+    detail: Refusal | list[dict[str, Any]] | str
+    message: str | None = None
+
+
+REFUSAL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    403: {"model": RefusalOrInvalid, "description": "refused: cameo consent missing"},
+    422: {
+        "model": RefusalOrInvalid,
+        "description": "refused by a rule (opt-out, safety, remix source) or invalid input",
+    },
+}
+
+
+def _refuse(exc: RuleViolation) -> HTTPException:
+    code = status.HTTP_403_FORBIDDEN if exc.reason == "cameo_consent" else 422
+    return HTTPException(code, detail={"reason": exc.reason, "message": exc.message})
+
+
+@router.post("/v1/generations", status_code=status.HTTP_202_ACCEPTED, responses=REFUSAL_RESPONSES)
+def create_generation(
+    body: GenerationIn, engine: EngineDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    """Queue a clip. Refused with a reason (``cameo_consent`` 403; ``rights_opt_out``,
+    ``prompt_safety``, ``remix_source`` 422) when a rule says no. Poll ``status_url``."""
+    principal.require_user_access(body.user_id, parent_of=engine_parent_links(engine, principal))
+    engine.require_user(body.user_id)
+    svc = generation_of(engine)
+    try:
+        job = svc.submit(
+            body.prompt,
+            requested_by=body.user_id,
+            remix_of=body.remix_of,
+            cameos=body.cameos,
+            params=body.params,
+        )
+    except RuleViolation as exc:
+        raise _refuse(exc) from exc
+    return {**job.to_dict(), "status_url": f"/v1/generations/{job.job_id}"}
+
+
+@router.get("/v1/generations/{job_id}")
+def get_generation(job_id: JobId, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
+    """A job's status; once ``done``: the clip id, video and poster URLs and provenance."""
+    svc = generation_of(engine)
+    try:
+        job = svc.queue.get(job_id)
+    except UnknownJobError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
+    if job.requested_by is None:
+        principal.require(ROLE_SERVICE, ROLE_ADMIN, ROLE_ANALYST)
+    else:
+        principal.require_user_access(
+            job.requested_by, parent_of=engine_parent_links(engine, principal)
+        )
+    return svc.status(job_id)
+
+
+@router.get("/v1/generations")
+def list_generations(
+    engine: EngineDep,
+    principal: PrincipalDep,
+    status_: Annotated[
+        Literal["queued", "running", "done", "failed", "cancelled"] | None,
+        Query(alias="status"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    """Newest jobs (service, admin and analyst keys) and counts per status."""
+    principal.require(ROLE_SERVICE, ROLE_ADMIN, ROLE_ANALYST)
+    svc = generation_of(engine)
+    return {
+        "counts": svc.queue.counts(),
+        "jobs": [j.to_dict() for j in svc.queue.list_jobs(status=status_, limit=limit)],
+    }
+
+
+@router.get("/v1/users/{user_id}/cameo-consent")
+def get_consent(user_id: UserId, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
+    """The user's cameo consent (``active: false`` when never given or revoked)."""
+    principal.require_user_access(user_id, parent_of=engine_parent_links(engine, principal))
+    engine.require_user(user_id)
+    consent = generation_of(engine).consents.get(user_id)
+    if consent is None:
+        return {"user_id": user_id, "active": False, "audience": None, "audiences": AUDIENCES}
+    return consent.to_dict()
+
+
+@router.put("/v1/users/{user_id}/cameo-consent")
+def put_consent(
+    user_id: UserId, body: ConsentIn, engine: EngineDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    """Opt in to cameos: ``everyone``, ``friends`` (mutual follows) or ``only_me``."""
+    principal.require_user_access(user_id, parent_of=engine_parent_links(engine, principal))
+    engine.require_user(user_id)
+    return generation_of(engine).consents.grant(user_id, body.audience).to_dict()
+
+
+@router.delete("/v1/users/{user_id}/cameo-consent")
+def revoke_consent(user_id: UserId, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
+    """Revoke cameo consent: open jobs with the cameo are cancelled and clips showing the user
+    leave every feed from the next page."""
+    principal.require_user_access(user_id, parent_of=engine_parent_links(engine, principal))
+    engine.require_user(user_id)
+    return generation_of(engine).revoke_consent(user_id)
+
+
+@router.post("/v1/admin/rights-optouts", status_code=status.HTTP_201_CREATED)
+def register_optout(body: OptOutIn, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
+    """Register a holder's names (admin): matching prompts are refused and matching clips are
+    filtered from feeds from the next page."""
+    principal.require(ROLE_ADMIN)
+    try:
+        items = generation_of(engine).optouts.register(body.holder, body.names, kind=body.kind)
+    except ValueError as exc:
+        raise HTTPException(422, detail=str(exc)) from exc
+    return {"registered": [o.to_dict() for o in items], "kinds": OPTOUT_KINDS}
+
+
+@router.get("/v1/admin/rights-optouts")
+def list_optouts(engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
+    """Registered names (admin and analyst keys)."""
+    principal.require(ROLE_ADMIN, ROLE_ANALYST)
+    return {"optouts": [o.to_dict() for o in generation_of(engine).optouts.active()]}
+
+
+@router.delete("/v1/admin/rights-optouts/{optout_id}", status_code=status.HTTP_204_NO_CONTENT)
+def remove_optout(
+    optout_id: Annotated[str, Path(max_length=64)], engine: EngineDep, principal: PrincipalDep
+) -> None:
+    """Withdraw one registered name (admin)."""
+    principal.require(ROLE_ADMIN)
+    if not generation_of(engine).optouts.remove(optout_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no opt-out {optout_id!r}")

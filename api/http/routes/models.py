@@ -1,0 +1,63 @@
+"""Learned ranker models over HTTP: list them (analyst, admin) and roll back (admin).
+
+Promotion runs the promotion gate on the log, a batch job: use ``steerfeed models promote``
+or the ``train`` job.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, status
+
+from api.http.deps import EngineDep, PrincipalDep
+from ranking.learned.registry import HAND_WEIGHTED
+from ranking.learned.value_model import LearnedModelError
+from ranking.learned.wiring import learned_of, refresh
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+
+@router.get("")
+def list_models(engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
+    """Stored versions with their held-out metrics and gate, and which one serves."""
+    principal.require("analyst", "admin")
+    models = learned_of(engine)
+    reg = models.registry
+    try:
+        records = reg.records()
+        serving = reg.serving_version()
+    except LearnedModelError as exc:
+        raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, detail=str(exc)) from exc
+    return {
+        "serving": serving or HAND_WEIGHTED,
+        "health": models.health(),
+        "history": reg.history(),
+        "models": [
+            {
+                "version": r.version,
+                "serving": r.serving,
+                "created_at": r.created_at,
+                "n_train": r.n_train,
+                "holdout_start": r.holdout_start,
+                "metrics": r.metrics,
+                "gate": r.meta.get("gate"),
+                "feature_names": list(r.feature_names),
+            }
+            for r in records
+        ],
+    }
+
+
+@router.post("/rollback")
+def rollback(engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
+    """Serve the previously promoted model again (the hand-weighted scorer if none)."""
+    principal.require("admin")
+    reg = learned_of(engine).registry
+    try:
+        current = reg.serving_version()
+        previous = reg.rollback()
+    except LearnedModelError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
+    refresh(engine)
+    return {"rolled_back": current, "serving": previous or HAND_WEIGHTED}

@@ -1,0 +1,153 @@
+"""Steering endpoints: moods, standing controls, interests and "why not"."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Path, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.http.deps import EngineDep, PrincipalDep
+from api.http.routes.feed import engine_parent_links
+from steering.controls import ControlsError
+from steering.errors import MoodParseError, MoodTooLongError, SteeringError
+from steering.interests import InterestService
+from steering.why_not import why_not
+from steering.wiring import steering_of
+
+router = APIRouter(prefix="/v1/users", tags=["steering"])
+
+UserId = Annotated[int, Path(ge=0, le=2**62)]
+
+
+class MoodIn(BaseModel):
+    """A mood prompt ("something calm, nature, no news")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(max_length=10_000)
+    scope: Literal["session", "standing"] = "session"
+    strength: float | None = Field(default=None, ge=0.0, le=1.0)
+
+
+class ControlsIn(BaseModel):
+    """Fields of the standing controls to change (others stay as they are)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    never_show: list[str] | None = None
+    more_of: list[str] | None = None
+    less_of: list[str] | None = None
+    muted_words: list[str] | None = None
+    muted_authors: list[int] | None = None
+    maturity_max: int | None = Field(default=None, ge=0, le=3)
+    connected_vs_global: float | None = Field(default=None, ge=0.0, le=1.0)
+    personalized: bool | None = None
+
+
+def _access(engine: Any, principal: Any, user_id: int) -> None:
+    principal.require_user_access(user_id, parent_of=engine_parent_links(engine, principal))
+    engine.require_user(user_id)
+
+
+@router.post("/{user_id}/mood", status_code=status.HTTP_201_CREATED)
+def create_mood(
+    user_id: UserId, body: MoodIn, engine: EngineDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    """Set a mood; the next page follows it. The response shows how the prompt was understood
+    (facets, exclusions, energy, expiry, warnings) so it can be corrected."""
+    _access(engine, principal, user_id)
+    svc = steering_of(engine)
+    try:
+        mood = svc.moods.create(user_id, body.text, scope=body.scope, strength=body.strength)
+    except MoodTooLongError as exc:
+        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, detail=str(exc)) from exc
+    except MoodParseError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from exc
+    return mood.to_dict()
+
+
+@router.get("/{user_id}/mood")
+def list_moods(user_id: UserId, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
+    """The user's active moods."""
+    _access(engine, principal, user_id)
+    return {"moods": [m.to_dict() for m in steering_of(engine).moods.list(user_id)]}
+
+
+@router.delete("/{user_id}/mood/{mood_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_mood(
+    user_id: UserId,
+    mood_id: Annotated[str, Path(max_length=64)],
+    engine: EngineDep,
+    principal: PrincipalDep,
+) -> None:
+    """Stop a mood (404 when the user has no such active mood)."""
+    _access(engine, principal, user_id)
+    steering_of(engine).moods.delete(user_id, mood_id)
+
+
+@router.get("/{user_id}/controls")
+def get_controls(user_id: UserId, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
+    """The user's standing controls."""
+    _access(engine, principal, user_id)
+    return steering_of(engine).controls.get(user_id).model_dump()
+
+
+@router.put("/{user_id}/controls")
+def put_controls(
+    user_id: UserId, body: ControlsIn, engine: EngineDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    """Change standing controls (fields left out keep their value); applies to the next page."""
+    _access(engine, principal, user_id)
+    svc = steering_of(engine)
+    try:
+        ctrl = svc.controls.update(user_id, body.model_dump(exclude_unset=True))
+    except ControlsError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from exc
+    for t in (*ctrl.never_show, *ctrl.more_of, *ctrl.less_of):
+        svc.concepts.scores(t)  # warm the cache so the next page pays nothing
+    return ctrl.model_dump()
+
+
+@router.get("/{user_id}/interests")
+def get_interests(
+    user_id: UserId, engine: EngineDep, principal: PrincipalDep, k: int = 20
+) -> dict[str, Any]:
+    """What the engine thinks the user likes, strongest first, with the user's rules."""
+    _access(engine, principal, user_id)
+    svc = steering_of(engine)
+    interests = InterestService(engine.state, svc.controls, lambda: engine.embedder)
+    return {"interests": [i.to_dict() for i in interests.list(user_id, k=max(1, min(k, 100)))]}
+
+
+@router.post("/{user_id}/interests/{topic}")
+def mark_interest(
+    user_id: UserId,
+    topic: Annotated[str, Path(min_length=1, max_length=80)],
+    action: Literal["more", "less", "never"],
+    engine: EngineDep,
+    principal: PrincipalDep,
+) -> dict[str, Any]:
+    """More, less or never of an interest (a standing control); applies to the next page."""
+    _access(engine, principal, user_id)
+    svc = steering_of(engine)
+    interests = InterestService(engine.state, svc.controls, lambda: engine.embedder)
+    try:
+        ctrl = interests.mark(user_id, topic, action)
+    except SteeringError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from exc
+    svc.concepts.scores(topic.lower())
+    return {"topic": topic.lower(), "action": action, "controls": ctrl.model_dump()}
+
+
+@router.get("/{user_id}/why-not/{clip_id}")
+def get_why_not(
+    user_id: UserId,
+    clip_id: Annotated[int, Path(ge=0, le=2**62)],
+    engine: EngineDep,
+    principal: PrincipalDep,
+) -> dict[str, Any]:
+    """Why a clip is not on the user's next page: the filter and rule, or the stage."""
+    _access(engine, principal, user_id)
+    steering_of(engine)
+    return why_not(engine, user_id, clip_id)

@@ -1,0 +1,153 @@
+"""Wellbeing endpoints: a user's time limits (the governor) and survey answers and dismissals."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.http.deps import EngineDep, PrincipalDep
+from api.http.routes.feed import engine_parent_links
+from wellbeing.errors import GovernorPermissionError, GovernorSettingsError, SurveyError
+from wellbeing.wiring import wellbeing_of
+
+router = APIRouter(prefix="/v1", tags=["wellbeing"])
+
+UserId = Annotated[int, Path(ge=0, le=2**62)]
+SurveyId = Annotated[str, Path(min_length=1, max_length=64)]
+HHMM = r"^([01]\d|2[0-3]):([0-5]\d)$"
+
+
+class GovernorChangeIn(BaseModel):
+    """Time-limit settings to change; only the fields sent change (``null`` switches a limit
+    off). A teen may only tighten their own limits."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    daily_limit_min: int | None = Field(default=None, ge=1, le=1440)
+    session_limit_min: int | None = Field(default=None, ge=1, le=1440)
+    break_every_min: int | None = Field(default=None, ge=1, le=1440)
+    sleep_start: str | None = Field(default=None, pattern=HHMM)
+    sleep_end: str | None = Field(default=None, pattern=HHMM)
+    max_pages_per_session: int | None = Field(default=None, ge=1, le=10_000)
+    max_generated_per_day: int | None = Field(default=None, ge=0, le=100_000)
+    personalized: bool | None = None
+    taper_start_fraction: float | None = Field(default=None, gt=0.0, le=1.0)
+
+
+class SurveyAnswerIn(BaseModel):
+    """An answer on the question's scale (1-5)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    answer: int = Field(ge=1, le=5)
+
+
+def changes_of(body: BaseModel) -> dict[str, Any]:
+    """The fields the client sent (``null`` included), or 422 when none was."""
+    changes = body.model_dump(exclude_unset=True)
+    if "personalized" in changes and changes["personalized"] is None:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, detail="personalized must be true or false"
+        )
+    if not changes:
+        valid = ", ".join(type(body).model_fields)
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"send at least one of: {valid}"
+        )
+    return changes
+
+
+def governor_json(engine: Any, user_id: int) -> dict[str, Any]:
+    """A user's effective settings, what binds them and today's decision."""
+    gov = wellbeing_of(engine).governor
+    view = gov.view(user_id, datetime.now(UTC).replace(tzinfo=None))
+    prof = gov.profile(user_id)
+    return {
+        "user_id": user_id,
+        "is_teen": prof.is_teen,
+        "timezone": prof.timezone,
+        "settings": view.settings.model_dump(),
+        "ceiling": gov.ceiling_for(user_id).model_dump() if prof.is_teen else None,
+        "governor": view.page_json(),
+    }
+
+
+@router.get("/users/{user_id}/governor")
+def get_governor(user_id: UserId, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
+    """The user's time limits and where they stand today."""
+    principal.require_user_access(user_id, parent_of=engine_parent_links(engine, principal))
+    engine.require_user(user_id)
+    return governor_json(engine, user_id)
+
+
+@router.patch(
+    "/users/{user_id}/governor",
+    responses={403: {"description": "a teen loosening their own limits"}},
+)
+def change_own_governor(
+    user_id: UserId, body: GovernorChangeIn, engine: EngineDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    """Change the user's own time limits. A teen may tighten but never loosen them (403 names
+    what was refused); a parent changes a teen's limits through ``/v1/parental``."""
+    principal.require("user", "service", "admin")
+    principal.require_user_access(user_id)
+    engine.require_user(user_id)
+    changes = changes_of(body)
+    try:
+        wellbeing_of(engine).governor.update_own(user_id, changes)
+    except GovernorPermissionError as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=str(exc)) from exc
+    except GovernorSettingsError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
+    return governor_json(engine, user_id)
+
+
+def _close_survey(
+    engine: Any, principal: Any, survey_id: str, answer: int | None
+) -> dict[str, Any]:
+    svc = wellbeing_of(engine).surveys
+    prompt = svc.repo.prompt(survey_id)
+    if prompt is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"unknown survey_id {survey_id!r}")
+    principal.require("user", "service", "admin")
+    principal.require_user_access(int(prompt["user_id"]))
+    now = datetime.now(UTC)
+    try:
+        if answer is None:
+            row = svc.dismiss(survey_id, now=now)
+        else:
+            row = svc.answer(survey_id, answer, now=now)
+    except SurveyError as exc:
+        code = status.HTTP_409_CONFLICT if "already" in str(exc) else 422
+        raise HTTPException(code, detail=str(exc)) from exc
+    return {
+        "survey_id": survey_id,
+        "status": row["status"],
+        "answer": row["answer"],
+        "question_key": row["question_key"],
+    }
+
+
+@router.post(
+    "/surveys/{survey_id}/answer",
+    responses={404: {"description": "unknown survey"}, 409: {"description": "already closed"}},
+)
+def answer_survey(
+    survey_id: SurveyId, body: SurveyAnswerIn, engine: EngineDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    """Answer a survey card shown on a feed page."""
+    return _close_survey(engine, principal, survey_id, body.answer)
+
+
+@router.post(
+    "/surveys/{survey_id}/dismiss",
+    responses={404: {"description": "unknown survey"}, 409: {"description": "already closed"}},
+)
+def dismiss_survey(
+    survey_id: SurveyId, engine: EngineDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    """Dismiss a survey card (logged as a non-response; cards left alone expire the same way)."""
+    return _close_survey(engine, principal, survey_id, None)

@@ -1,0 +1,447 @@
+"""The engine: opens the stores, holds the serving state and runs the feed products.
+
+The API, the CLI, jobs and evaluations all go through one :class:`Engine`, so a page served in
+a benchmark is made exactly as a page served over HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from features.embedding import EmbeddingSettings, TextEmbedder, shared_embedder
+from pipelines.serving.products.home import RankingDeps, build_home_feed
+from ranking.cursor import Cursor, CursorCodec
+from ranking.explain import reason_text, top_contributions
+from ranking.pipeline import FeedQuery, PipelineResult, RankingPipeline
+from ranking.scorers.hand_weighted import HandWeights
+from ranking.state import FeedState
+from storage.errors import UnknownEntityError
+from storage.event_writer import BackgroundEventWriter
+from storage.index.base import VectorIndex, VectorSpec
+from storage.settings import StorageSettings
+from storage.store import Store
+
+logger = logging.getLogger(__name__)
+
+CAPTION_SPACE = "caption"
+# Packages that wire components into the engine; each module defines ``install(engine)``.
+# Order matters: later installers see what earlier ones added.
+EXTENSIONS = (
+    "ranking.retrieval.wiring",
+    "ranking.learned.wiring",
+    "steering.wiring",
+    "wellbeing.wiring",
+    "pipelines.generation.wiring",
+    "pipelines.experiments.wiring",
+)
+
+
+class FeedSettings(BaseSettings):
+    """Feed behaviour (env prefix ``STEERFEED_FEED_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="STEERFEED_FEED_", extra="forbid")
+
+    default_limit: int = Field(default=20, ge=1, le=100)
+    max_limit: int = Field(default=100, ge=1, le=500)
+    max_per_author: int = Field(default=2, ge=1)
+    session_gap_s: int = Field(default=1800, ge=60)
+    # Threads of the BLAS library (OpenBLAS) in this process; None leaves its default (one per
+    # core). A page's matrix products are small: waking BLAS worker threads for them cost
+    # more than the products (measured: page p50 44-47 vs 23-24 ms on a busy 2-core machine).
+    blas_threads: int | None = Field(default=1, ge=1)
+
+
+@dataclass
+class FeedItem:
+    """One clip on a page, with its explanation."""
+
+    item_id: int
+    author_id: int
+    caption: str
+    topics: list[str]
+    position: int
+    score: float
+    source: str
+    reason: str
+    is_generated: bool
+    explanation: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FeedPage:
+    """A served page."""
+
+    user_id: int
+    request_id: str
+    session_id: str
+    page: int
+    items: list[FeedItem]
+    next_cursor: str | None
+    pipeline: str
+    failed_sources: list[str]
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class Engine:
+    """Stores, serving state and products for one data directory.
+
+    Parameters
+    ----------
+    storage
+        Where the DuckDB file and the vector index live.
+    embedding
+        Which sentence-transformers model embeds captions.
+    load_embedder
+        Load the embedding model now (otherwise on first use).
+    """
+
+    def __init__(
+        self,
+        storage: StorageSettings | None = None,
+        *,
+        embedding: EmbeddingSettings | None = None,
+        feed: FeedSettings | None = None,
+        hand_weights: HandWeights | None = None,
+    ) -> None:
+        self.storage = storage or StorageSettings()
+        self.embedding_settings = embedding or EmbeddingSettings()
+        self.feed_settings = feed or FeedSettings()
+        self.hand_weights = hand_weights or HandWeights()
+        self.data_dir = self.storage.data_dir
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.feed_settings.blas_threads is not None:
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(limits=self.feed_settings.blas_threads, user_api="blas")
+        self.store = Store(
+            self.storage.resolved_db_path(), memory_limit=self.storage.duckdb_memory_limit
+        )
+        self.index: VectorIndex | None = None
+        self.index_error: str | None = None
+        self._open_index()
+        cached = self.store.get_vectors(CAPTION_SPACE)
+        self.store.release_memory()  # the matrix is in hand; its blocks need not stay cached
+        self.state = FeedState.load(self.store, vectors=cached)
+        # Called with every committed event batch after the serving state is updated
+        # (e.g. the wellbeing usage tracker); a listener that raises is logged and skipped.
+        self.event_listeners: list[Any] = []
+        self.writer = BackgroundEventWriter(self.store, on_commit=self._events_committed)
+        self.cursors = CursorCodec(self._secret())
+        self._embedder: TextEmbedder | None = None
+        self._embedder_lock = threading.Lock()
+        self.products: dict[str, RankingPipeline] = {}
+        self.deps = RankingDeps(
+            state=self.state,
+            index=self.index,
+            events=self.writer,
+            hand_weights=self.hand_weights,
+            max_per_author=self.feed_settings.max_per_author,
+        )
+        self.health_checks: dict[str, Any] = {}
+        self.product_hooks: list[Any] = []
+        self._install_extensions()
+        self.rebuild_products()
+        self.store.release_memory()  # what start-up scanned is in the serving state now
+
+    # -- set-up -------------------------------------------------------------------------------
+    def _open_index(self) -> None:
+        from storage.index.factory import open_index
+
+        url = self.storage.resolved_index_url()
+        try:
+            self.index = open_index(url, api_key=self.storage.qdrant_api_key)
+            self.index.ensure(
+                {CAPTION_SPACE: VectorSpec(self.embedding_dim(), "cosine")},
+                keyword_fields=("safety_label", "topics", "hashtags"),
+                integer_fields=("maturity", "author_id"),
+            )
+            self.index_error = None
+        except Exception as exc:  # the feed serves without ANN sources (fail open)
+            self.index = None
+            self.index_error = f"{type(exc).__name__}: {exc}"
+            logger.exception("vector index %s unavailable; serving without ANN sources", url)
+
+    def _install_extensions(self) -> None:
+        """Let other packages add their components (each module has ``install(engine)``)."""
+        from pipelines.plugins import import_optional
+
+        for mod in EXTENSIONS:
+            module = import_optional(mod)
+            if module is None:
+                continue
+            install = getattr(module, "install", None)
+            if install is None:
+                logger.warning("extension %s has no install(engine); skipped", mod)
+                continue
+            install(self)
+
+    def embedding_dim(self) -> int:
+        """Dimension of the caption space (384 for the default model, else from the model)."""
+        from features.embedding import DEFAULT_MODEL
+
+        if self.embedding_settings.model == DEFAULT_MODEL:
+            return 384
+        return self.embedder.dim
+
+    def _secret(self) -> bytes:
+        path = self.data_dir / "cursor.key"
+        if not path.exists():
+            path.write_bytes(secrets.token_bytes(32))
+            os.chmod(path, 0o600)
+        return path.read_bytes()
+
+    @property
+    def embedder(self) -> TextEmbedder:
+        """The caption embedder (loaded on first use)."""
+        with self._embedder_lock:
+            if self._embedder is None:
+                self._embedder = shared_embedder(self.embedding_settings)
+            return self._embedder
+
+    def rebuild_products(self) -> None:
+        """(Re)declare the products from the current dependencies."""
+        self.products["home"] = build_home_feed(self.deps)
+
+    def close(self) -> None:
+        """Flush pending writes and close the stores."""
+        self.writer.close()
+        if self.index is not None:
+            self.index.close()
+        self.store.close()
+
+    # -- writes -------------------------------------------------------------------------------
+    def add_users(self, users: pl.DataFrame) -> int:
+        """Insert users and make them servable."""
+        n = self.store.add_users(users)
+        self.state.add_users(users)
+        return n
+
+    def add_follows(self, follows: pl.DataFrame) -> int:
+        """Insert follow edges."""
+        n = self.store.add_follows(follows)
+        self.state.add_follows(follows)
+        return n
+
+    def add_blocks(self, blocks: pl.DataFrame) -> int:
+        """Insert blocks/mutes."""
+        n = self.store.add_blocks(blocks)
+        self.state.add_blocks(blocks)
+        return n
+
+    def add_clips(self, clips: pl.DataFrame, *, embed: bool = True) -> int:
+        """Insert clips, embed their captions and index them (when ``embed``)."""
+        n = self.store.add_clips(clips)
+        full = self.store.query(
+            "SELECT * FROM clips WHERE item_id IN (SELECT unnest(?::BIGINT[]))",
+            [clips["item_id"].to_list()],
+        )
+        self.state.add_clips(full)
+        if embed:
+            self.index_clips(full)
+        return n
+
+    def index_clips(
+        self, clips: pl.DataFrame, *, show_progress: bool = False, batch: int = 4096
+    ) -> int:
+        """Embed captions (each distinct caption once) and upsert them into the index."""
+        if clips.height == 0:
+            return 0
+        captions = clips["caption"].to_list()
+        uniq = list(dict.fromkeys(captions))
+        emb = self.embedder.embed(uniq, show_progress=show_progress)
+        pos = {c: i for i, c in enumerate(uniq)}
+        caption_row = np.fromiter((pos[c] for c in captions), np.int64, len(captions))
+        ids_all = clips["item_id"].to_numpy().astype(np.int64)
+        # In slices: at a million clips the whole vector matrix, its store frame and the index
+        # batch at once would take several GB.
+        for start in range(0, clips.height, 25 * batch):
+            stop = start + 25 * batch
+            ids, mat = ids_all[start:stop], emb[caption_row[start:stop]]
+            self.store.put_vectors(CAPTION_SPACE, ids, mat)
+            self.state.set_vectors(ids, mat)
+            if self.index is not None:
+                for b in range(0, len(ids), batch):
+                    part = clips.slice(start + b, batch)
+                    self.index.upsert(
+                        ids[b : b + batch], {CAPTION_SPACE: mat[b : b + batch]}, clip_payloads(part)
+                    )
+        return clips.height
+
+    def ingest_events(self, events: pl.DataFrame) -> int:
+        """Commit events (idempotent by ``event_id``), then update serving state.
+
+        Returns the number of new events; only those update the counters.
+        """
+        new_ids = self.store.append_new_events(events)
+        n = len(new_ids)
+        if n < events.height:  # repeats of stored events, or of each other within the batch
+            fresh = events.filter(pl.col("event_id").is_in(new_ids)).unique(
+                subset="event_id", keep="first", maintain_order=True
+            )
+        else:
+            fresh = events
+        self._events_committed(fresh)
+        return n
+
+    def _events_committed(self, events: pl.DataFrame) -> None:
+        """Update serving state, then tell the listeners, about newly committed events."""
+        self.state.apply_events(events)
+        for listener in self.event_listeners:
+            try:
+                listener(events)
+            except Exception:
+                logger.exception("event listener %r failed", listener)
+
+    # -- reads --------------------------------------------------------------------------------
+    def require_user(self, user_id: int) -> None:
+        """Raise :class:`UnknownEntityError` for a user the store does not hold."""
+        if user_id not in self.state.users:
+            msg = f"unknown user {user_id}; create it with POST /v1/users first"
+            raise UnknownEntityError(msg)
+
+    def feed(
+        self,
+        user_id: int,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        product: str = "home",
+        now: datetime | None = None,
+        overrides: dict[str, Any] | None = None,
+    ) -> FeedPage:
+        """Serve one page of a product for a user."""
+        self.require_user(user_id)
+        limit = min(limit or self.feed_settings.default_limit, self.feed_settings.max_limit)
+        now = now or datetime.now(UTC).replace(tzinfo=None)
+        if cursor:
+            cur = self.cursors.decode(cursor, user_id=user_id)
+        else:
+            cur = Cursor(user_id, uuid.uuid4().hex[:16], 0, frozenset())
+        query = FeedQuery(
+            user_id=user_id,
+            limit=limit,
+            now=now,
+            session_id=cur.session_id,
+            page=cur.page,
+            exclude_ids=cur.served,
+            overrides=overrides or {},
+        )
+        pipeline = self.products[self.choose_product(user_id, product)]
+        result = pipeline.run(query)
+        return self._to_page(result, cur, pipeline.name)
+
+    def choose_product(self, user_id: int, requested: str) -> str:
+        """The product to serve (hooks may redirect, e.g. to the non-personalized feed)."""
+        for hook in self.product_hooks:
+            requested = hook(user_id, requested)
+        return requested
+
+    def _to_page(self, result: PipelineResult, cur: Cursor, pipeline_name: str) -> FeedPage:
+        page = result.page
+        st = self.state
+        weights = self.hand_weights.model_dump()
+        items: list[FeedItem] = []
+        for row in page.iter_rows(named=True):
+            r = int(row["row"])
+            logged = row.get("_contributions")
+            contribs: list[tuple[str, float]] = (
+                [(str(c["feature"]), float(c["value"])) for c in logged]
+                if logged
+                else top_contributions(row, weights)
+            )
+            items.append(
+                FeedItem(
+                    item_id=int(row["item_id"]),
+                    author_id=int(row["author_id"]),
+                    caption=st.captions[r],
+                    topics=list(st.topics[r]),
+                    position=int(row["position"]),
+                    score=float(row["score"]),
+                    source=str(row["source"]),
+                    reason=reason_text(str(row["source"]), contribs),
+                    is_generated=bool(st.generated[r]),
+                    explanation={
+                        "source": row["source"],
+                        "top_features": [
+                            {"feature": n, "contribution": round(v, 4)} for n, v in contribs
+                        ],
+                        **(row.get("_explain") or {}),
+                    },
+                )
+            )
+        served = cur.served | frozenset(i.item_id for i in items)
+        next_cursor = (
+            self.cursors.encode(Cursor(cur.user_id, cur.session_id, cur.page + 1, served))
+            if items
+            else None
+        )
+        return FeedPage(
+            user_id=cur.user_id,
+            request_id=result.query.request_id,
+            session_id=cur.session_id,
+            page=cur.page,
+            items=items,
+            next_cursor=next_cursor,
+            pipeline=pipeline_name,
+            failed_sources=result.failed_sources,
+            extras={
+                **result.query.context.get("page_extras", {}),
+                "removed": result.removed,
+                "timings_ms": result.timings_ms,
+                "n_candidates": result.n_candidates,
+                "context": result.query.context,
+            },
+        )
+
+    def health(self) -> dict[str, Any]:
+        """Liveness and what is degraded."""
+        checks = {name: fn() for name, fn in self.health_checks.items()}
+        degraded = self.index is None or any(
+            isinstance(v, dict) and v.get("degraded") for v in checks.values()
+        )
+        return {
+            **checks,
+            "status": "degraded" if degraded else "ok",
+            "clips": len(self.state.item_ids),
+            "users": len(self.state.users),
+            "index": "ok" if self.index is not None else f"unavailable: {self.index_error}",
+            "time": time.time(),
+        }
+
+
+def clip_payloads(clips: pl.DataFrame) -> list[dict[str, Any]]:
+    """Index payloads for clips: the fields ANN searches filter on."""
+    out = []
+    cols = clips.columns
+    for row in clips.iter_rows(named=True):
+        out.append(
+            {
+                "author_id": int(row["author_id"]),
+                "safety_label": (row.get("safety_label") if "safety_label" in cols else None)
+                or "safe",
+                "maturity": int(row.get("maturity") or 0),
+                "topics": list(row.get("topics") or []),
+                "hashtags": list(row.get("hashtags") or []),
+                "is_generated": bool(row.get("is_generated") or False),
+            }
+        )
+    return out
+
+
+def open_engine(data_dir: Path | str, **kwargs: Any) -> Engine:
+    """Open an engine on a data directory."""
+    return Engine(StorageSettings(data_dir=Path(data_dir)), **kwargs)

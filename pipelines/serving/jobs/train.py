@@ -1,0 +1,253 @@
+"""Jobs of the learned ranker: ``train`` (daily) and ``author_stats`` (every 15 minutes).
+
+``steerfeed jobs run train``:
+
+1. examples are the logged impressions of the last ``since_days`` joined to what the same user
+   did with the same clip in the following ``label_window_h`` hours; their features are the
+   JSON the impression side effect wrote when the page was served. Impressions logged without
+   features (an imported log, the demo world) get them from a point-in-time replay of the log
+   (:func:`ranking.learned.replay.replay_features`), never from today's values;
+2. the heads and the lambdarank ranker are trained on the earlier requests; the latest
+   ``holdout_frac`` of requests (a later time window) are held out;
+3. the model is saved in the registry (``<data_dir>/models``) with its metrics and feature list;
+4. the promotion gate compares it with the serving model (or the hand-weighted scorer) on the
+   held-out window; it is promoted only when it wins, and the engine switches to it.
+
+``steerfeed jobs run author_stats`` recomputes the author features (follower growth, engagement
+rate, PageRank credibility) and hands them to the serving state.
+
+Options (``JobContext.options``): ``settings`` (a :class:`TrainSettings`), ``promote`` (bool,
+default True), ``min_gain`` (float, default from :class:`TrainJobSettings`), ``progress``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from features.author_stats import AUTHOR_STAT_COLUMNS, compute_author_stats, follow_edges
+from pipelines.serving.jobs.runner import JobContext, register
+from ranking.learned.heads import LABEL_EVENT_TYPES
+from ranking.learned.registry import HAND_WEIGHTED, ModelRegistry, PromotionRefused, promotion_gate
+from ranking.learned.replay import ReplayTables, replay_features
+from ranking.learned.training import (
+    Examples,
+    TrainingError,
+    TrainSettings,
+    build_examples,
+    load_examples,
+    train_and_evaluate,
+)
+from ranking.learned.wiring import learned_of, models_dir, refresh
+from ranking.state import to_epoch
+
+if TYPE_CHECKING:
+    from pipelines.serving.engine import Engine
+
+logger = logging.getLogger(__name__)
+
+CAPTION_SPACE = "caption"
+
+
+class TrainJobSettings(BaseSettings):
+    """The train job's promotion policy (env prefix ``STEERFEED_TRAINJOB_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="STEERFEED_TRAINJOB_", extra="forbid")
+
+    min_gain: float = Field(default=0.0, ge=0.0, description="NDCG@10 margin to promote")
+    replay_missing: bool = Field(
+        default=True, description="replay features for impressions logged without them"
+    )
+
+
+# -- examples from a store ------------------------------------------------------------------------
+def _window_start(engine: Engine, settings: TrainSettings, now: datetime | None) -> datetime | None:
+    if settings.since_days is None:
+        return None
+    end = now or engine.store.scalar("SELECT max(ts) FROM events") or datetime(1970, 1, 1)
+    return end - timedelta(days=settings.since_days)
+
+
+def replayed_events(engine: Engine, *, since: datetime | None = None) -> pl.DataFrame:
+    """The event log with point-in-time features filled for impressions logged without them.
+
+    The whole log is replayed (counters are cumulative); only impressions at or after ``since``
+    are kept together with every action (labels are joined later).
+    """
+    st = engine.store
+    events = st.query(
+        "SELECT event_id, user_id, item_id, target_user_id, event_type, ts, session_id, "
+        "request_id, position, source, features, watch_frac, watch_s, weight FROM events"
+    )
+    tables = ReplayTables(
+        users=st.query("SELECT * FROM users"),
+        clips=st.query("SELECT * FROM clips"),
+        follows=st.query("SELECT * FROM follows"),
+        blocks=st.query("SELECT * FROM blocks"),
+        events=events,
+        vectors=st.get_vectors(CAPTION_SPACE),
+    )
+    out = replay_features(tables)
+    if since is not None:
+        out = out.filter(pl.col("ts") >= since)
+    return out
+
+
+def examples_from_store(
+    engine: Engine,
+    settings: TrainSettings,
+    *,
+    replay_missing: bool = True,
+    now: datetime | None = None,
+) -> tuple[Examples, int]:
+    """Training examples from the engine's store; also returns how many impressions were replayed.
+
+    Impressions that carry logged features are read as logged. When some lack them and
+    ``replay_missing`` is set, the log is replayed point-in-time to fill them.
+    """
+    since = _window_start(engine, settings, now)
+    where, params = "", []
+    if since is not None:
+        where, params = " AND ts >= ?", [since]
+    missing = int(
+        engine.store.scalar(
+            "SELECT count(*) FROM events WHERE event_type = 'impression' "
+            "AND request_id IS NOT NULL AND features IS NULL" + where,
+            params,
+        )
+        or 0
+    )
+    if missing and replay_missing:
+        events = replayed_events(engine, since=since)
+        types = {"impression", *LABEL_EVENT_TYPES}
+        events = events.filter(pl.col("event_type").is_in(list(types)))
+        return build_examples(events, label_window_h=settings.label_window_h), missing
+    return load_examples(engine.store, settings=settings, now=now), 0
+
+
+# -- jobs ---------------------------------------------------------------------------------------
+def refresh_author_stats(engine: Engine, *, now: datetime | None = None) -> int:
+    """Recompute the author statistics from the store and hand them to the serving state."""
+    st = engine.store
+    now = now or datetime.now(UTC).replace(tzinfo=None)
+    events = st.query(
+        "SELECT user_id, item_id, target_user_id, event_type, ts, watch_frac FROM events "
+        "WHERE event_type IN ('impression', 'view', 'like', 'comment', 'share', 'remix', "
+        "'follow') AND ts <= ?",
+        [now],
+    )
+    edges = follow_edges(st.query("SELECT * FROM follows"), events)
+    stats = compute_author_stats(
+        edges, events, st.query("SELECT item_id, author_id FROM clips"), now=now
+    )
+    engine.state.set_author_stats(
+        stats["author_id"].to_numpy(),
+        {c: stats[c].to_numpy() for c in AUTHOR_STAT_COLUMNS},
+        computed_at=to_epoch(now),
+    )
+    return stats.height
+
+
+@register(
+    "author_stats",
+    every_s=900,
+    description="author follower growth, engagement rate and PageRank credibility",
+)
+def run_author_stats(ctx: JobContext) -> dict[str, Any]:
+    """Recompute the author features of the learned ranker.
+
+    It also re-reads the model registry, so a model promoted from the CLI while the server runs
+    with the hand-weighted scorer starts serving within one period.
+    """
+    n = refresh_author_stats(ctx.engine)
+    refresh(ctx.engine)
+    return {"authors": n, "serving": learned_of(ctx.engine).serving_version() or HAND_WEIGHTED}
+
+
+def train_and_register(
+    engine: Engine,
+    *,
+    settings: TrainSettings | None = None,
+    job: TrainJobSettings | None = None,
+    promote: bool = True,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Train a value model from the engine's log, save it, and promote it if it wins.
+
+    Returns
+    -------
+    dict
+        Counts, timings, the metrics on the held-out window, the gate and the new version.
+    """
+    s = settings or TrainSettings()
+    j = job or TrainJobSettings()
+    t0 = time.perf_counter()
+    examples, replayed = examples_from_store(engine, s, replay_missing=j.replay_missing, now=now)
+    t_examples = time.perf_counter() - t0
+    result = train_and_evaluate(examples, settings=s)
+    registry = ModelRegistry(models_dir(engine.data_dir))
+    metrics = {k: v for k, v in result.metrics.items()}
+    version = registry.save(
+        result.model,
+        metrics=metrics,
+        holdout_start=result.cutoff,
+        n_train=result.n_train,
+        extra={
+            "n_holdout": result.n_holdout,
+            "train_settings": s.model_dump(),
+            "replayed_impressions": replayed,
+        },
+    )
+    models = learned_of(engine)
+    incumbent = models.serving()
+    gate = promotion_gate(result.model, incumbent, result.holdout, min_gain=j.min_gain)
+    promoted = False
+    if promote:
+        try:
+            registry.promote(version, gate)
+            promoted = True
+        except PromotionRefused as exc:
+            logger.info("%s", exc)
+    else:
+        registry.update_meta(version, gate=gate.as_dict())
+    if promoted:
+        if engine.state.author_stats_computed_at() is None:
+            refresh_author_stats(engine)
+        refresh(engine)
+    return {
+        "version": version,
+        "promoted": promoted,
+        "serving": registry.serving_version() or HAND_WEIGHTED,
+        "gate": gate.message(),
+        "n_examples": examples.n,
+        "n_train": result.n_train,
+        "n_holdout": result.n_holdout,
+        "replayed_impressions": replayed,
+        "holdout_start": result.cutoff.isoformat(),
+        "metrics": metrics,
+        "seconds": {
+            "examples": round(t_examples, 2),
+            **{k: round(v, 2) for k, v in result.timings.items()},
+            "total": round(time.perf_counter() - t0, 2),
+        },
+    }
+
+
+@register("train", every_s=86_400, description="train the learned ranker; promote it if it wins")
+def run_train(ctx: JobContext) -> dict[str, Any]:
+    """Train, register and (if it beats the serving model on a later window) promote."""
+    opts = ctx.options
+    settings = opts.get("settings")
+    if settings is not None and not isinstance(settings, TrainSettings):
+        msg = f"option 'settings' must be a TrainSettings, got {type(settings).__name__}"
+        raise TrainingError(msg)
+    job = TrainJobSettings(**({"min_gain": opts["min_gain"]} if "min_gain" in opts else {}))
+    return train_and_register(
+        ctx.engine, settings=settings, job=job, promote=bool(opts.get("promote", True))
+    )
