@@ -3,12 +3,17 @@
 A product (home feed, following feed, teen feed) is one declared :class:`RankingPipeline`::
 
     query hydrators -> candidate sources -> candidate hydrators -> filters -> scorers
-      -> selector -> post-selection filters -> side effects
+      -> selector -> post-selection filters -> post-selection hydrators -> side effects
 
 Candidates are one polars DataFrame keyed by ``item_id``. The runner enforces each stage's
-contract: sources return ``item_id`` (Int64) and ``source_score``; hydrators keep the rows and
-their order; filters split rows into kept and removed; scorers return one finite score per row;
-side effects run after the response is built and never block it.
+contract: sources return ``item_id`` (Int64) and ``source_score``; hydrators (and
+post-selection hydrators) keep the rows and their order; filters split rows into kept and
+removed; scorers return one finite score per row; side effects run after the page is built
+and never block it (an inline one, a cheap in-memory count, runs before the page is returned).
+
+A component that only some requests need says so itself: ``enabled(query) -> bool``. The runner
+skips a disabled component (its timing reads ``skipped``); nothing changes the declared lists.
+``run(query, dry_run=True)`` builds the page without its side effects (what "why not" uses).
 """
 
 from __future__ import annotations
@@ -146,8 +151,28 @@ class Selector(Protocol):
 
 
 @runtime_checkable
+class PostHydrator(Protocol):
+    """Adds columns to the selected page (explanations, labels); must keep every row in order.
+
+    Runs after the post-selection filters, on the ~20 rows of the page, so costly
+    annotations (a TreeSHAP pass) are paid for the page only.
+    """
+
+    name: str
+
+    def hydrate(self, query: FeedQuery, page: pl.DataFrame) -> pl.DataFrame:
+        """Return the page with extra columns."""
+        ...
+
+
+@runtime_checkable
 class SideEffect(Protocol):
-    """Runs after the page is built (impression logging, caches); never blocks the response."""
+    """Runs after the page is built (impression logging, caches); never blocks the response.
+
+    A side effect that only updates memory and must be done before the response leaves (the
+    governor's page count, read by the next page's cap) sets ``runs_inline = True``: the runner
+    then calls it in the request thread. A dry run skips every side effect.
+    """
 
     name: str
 
@@ -168,6 +193,35 @@ class PipelineResult:
     timings_ms: dict[str, float]
     n_candidates: int
     effects: list[Future[None]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def is_enabled(component: object, query: FeedQuery) -> bool:
+    """Whether a component takes part in this request (``enabled(query)``; absent: always)."""
+    enabled = getattr(component, "enabled", None)
+    return enabled is None or bool(enabled(query))
+
+
+@dataclass(frozen=True)
+class StageEntry:
+    """One component of a declared pipeline, as :meth:`RankingPipeline.describe` lists it."""
+
+    stage: str
+    name: str
+    kind: str
+    conditional: bool
+
+    def __str__(self) -> str:
+        flag = " (conditional)" if self.conditional else ""
+        return f"{self.stage}: {self.name} [{self.kind}]{flag}"
+
+
+def _entry(stage: str, component: object) -> StageEntry:
+    name = str(getattr(component, "name", type(component).__name__))
+    inner = getattr(component, "inner", None)
+    if stage == "selector" and inner is not None:  # wrapping selectors: list the chain
+        name = f"{name} > {_entry(stage, inner).name}"
+    return StageEntry(stage, name, type(component).__name__, hasattr(component, "enabled"))
 
 
 def empty_candidates() -> pl.DataFrame:
@@ -187,37 +241,56 @@ class RankingPipeline:
     scorers: Sequence[Scorer]
     selector: Selector
     post_filters: Sequence[Filter] = ()
+    post_hydrators: Sequence[PostHydrator] = ()
     side_effects: Sequence[SideEffect] = ()
 
-    def run(self, query: FeedQuery) -> PipelineResult:
-        """Run every stage and return the page; side effects are started, not awaited."""
+    def describe(self) -> list[StageEntry]:
+        """Every stage and component in run order (name, class, whether it is conditional)."""
+        stages: list[tuple[str, Sequence[object]]] = [
+            ("query_hydrator", self.query_hydrators),
+            ("source", self.sources),
+            ("hydrator", self.hydrators),
+            ("filter", self.filters),
+            ("scorer", self.scorers),
+            ("selector", [self.selector]),
+            ("post_filter", self.post_filters),
+            ("post_hydrator", self.post_hydrators),
+            ("side_effect", self.side_effects),
+        ]
+        return [_entry(stage, c) for stage, comps in stages for c in comps]
+
+    def run(self, query: FeedQuery, *, dry_run: bool = False) -> PipelineResult:
+        """Run every stage and return the page; side effects are started, not awaited.
+
+        With ``dry_run`` no side effect runs (no impression is logged, no page is counted).
+        """
         timings: dict[str, float] = {}
+        skipped: list[str] = []  # components whose enabled(query) said no
         t0 = time.perf_counter()
         for qh in self.query_hydrators:
+            if not is_enabled(qh, query):
+                skipped.append(f"qh.{qh.name}")
+                continue
             t = time.perf_counter()
             qh.hydrate(query)
             timings[f"qh.{qh.name}"] = (time.perf_counter() - t) * 1e3
 
         t = time.perf_counter()
-        cands, counts, failed = self._fetch(query, timings)
+        cands, counts, failed = self._fetch(query, timings, skipped)
         timings["sources"] = (time.perf_counter() - t) * 1e3
         n_candidates = cands.height
 
         for h in self.hydrators:
-            t = time.perf_counter()
-            n = cands.height
-            ids = cands["item_id"]
-            cands = h.hydrate(query, cands)
-            if cands.height != n or not cands["item_id"].equals(ids):
-                msg = f"hydrator {h.name!r} changed the candidate rows ({n} -> {cands.height})"
-                raise ContractViolation(msg)
-            timings[f"h.{h.name}"] = (time.perf_counter() - t) * 1e3
+            cands = _hydrate(query, cands, h, "h", timings, skipped)
 
         removed: dict[int, str] = {}
-        cands = self._filter(query, cands, self.filters, removed, timings)
+        cands = self._filter(query, cands, self.filters, removed, timings, skipped)
 
         if cands.height:
             for s in self.scorers:
+                if not is_enabled(s, query):
+                    skipped.append(f"s.{s.name}")
+                    continue
                 t = time.perf_counter()
                 scores = np.asarray(s.score(query, cands), dtype=np.float64)
                 if scores.shape != (cands.height,):
@@ -240,11 +313,24 @@ class RankingPipeline:
             msg = f"selector {self.selector.name!r} returned {page.height} > limit {query.limit}"
             raise ContractViolation(msg)
         timings["select"] = (time.perf_counter() - t) * 1e3
-        page = self._filter(query, page, self.post_filters, removed, timings)
+        page = self._filter(query, page, self.post_filters, removed, timings, skipped)
+        for ph in self.post_hydrators:
+            page = _hydrate(query, page, ph, "ph", timings, skipped)
         page = page.with_row_index("position").with_columns(pl.col("position").cast(pl.Int32))
-        timings["total"] = (time.perf_counter() - t0) * 1e3
 
-        effects = [_EFFECT_POOL.submit(_run_effect, e, query, page) for e in self.side_effects]
+        effects: list[Future[None]] = []
+        if not dry_run:
+            for e in self.side_effects:
+                if not is_enabled(e, query):
+                    skipped.append(f"se.{e.name}")
+                    continue
+                if getattr(e, "runs_inline", False):
+                    t = time.perf_counter()
+                    _run_effect(e, query, page)
+                    timings[f"se.{e.name}"] = (time.perf_counter() - t) * 1e3
+                else:
+                    effects.append(_EFFECT_POOL.submit(_run_effect, e, query, page))
+        timings["total"] = (time.perf_counter() - t0) * 1e3
         logger.debug(
             "pipeline=%s user=%d candidates=%d page=%d failed=%s total_ms=%.2f",
             self.name,
@@ -254,10 +340,15 @@ class RankingPipeline:
             failed,
             timings["total"],
         )
-        return PipelineResult(query, page, removed, counts, failed, timings, n_candidates, effects)
+        return PipelineResult(
+            query, page, removed, counts, failed, timings, n_candidates, effects, skipped
+        )
 
     def _fetch(
-        self, query: FeedQuery, timings: dict[str, float] | None = None
+        self,
+        query: FeedQuery,
+        timings: dict[str, float] | None = None,
+        skipped: list[str] | None = None,
     ) -> tuple[pl.DataFrame, dict[str, int], list[str]]:
         spent: dict[str, float] = {}
 
@@ -271,10 +362,13 @@ class RankingPipeline:
         # Inline sources first, then the pooled ones: started together, the pool threads and
         # this one take the GIL from each other (measured: the inline sources then took ~5 ms
         # instead of ~1 ms and the page was no faster).
-        pooled = [s for s in self.sources if not getattr(s, "runs_inline", False)]
-        inline = {s.name for s in self.sources} - {s.name for s in pooled}
+        sources = [s for s in self.sources if is_enabled(s, query)]
+        if skipped is not None:
+            skipped.extend(f"src.{s.name}" for s in self.sources if s not in sources)
+        pooled = [s for s in sources if not getattr(s, "runs_inline", False)]
+        inline = {s.name for s in sources} - {s.name for s in pooled}
         outcomes: dict[str, pl.DataFrame | BaseException] = {}
-        for src in self.sources:
+        for src in sources:
             if src.name in inline and src.name not in outcomes:
                 try:
                     outcomes[src.name] = timed(src)
@@ -287,7 +381,7 @@ class RankingPipeline:
         names: list[str] = []
         counts: dict[str, int] = {}
         failed: list[str] = []
-        for src in self.sources:  # declaration order: the first source of an item wins
+        for src in sources:  # declaration order: the first source of an item wins
             name = src.name
             if name in counts or name in failed:
                 continue  # a name declared twice is fetched once
@@ -348,10 +442,14 @@ class RankingPipeline:
         filters: Sequence[Filter],
         removed: dict[int, str],
         timings: dict[str, float],
+        skipped: list[str],
     ) -> pl.DataFrame:
         for f in filters:
             if cands.height == 0:
                 break
+            if not is_enabled(f, query):
+                skipped.append(f"f.{f.name}")
+                continue
             t = time.perf_counter()
             n = cands.height
             res = f.apply(query, cands)
@@ -366,6 +464,29 @@ class RankingPipeline:
             cands = res.kept
             timings[f"f.{f.name}"] = (time.perf_counter() - t) * 1e3
         return cands
+
+
+def _hydrate(
+    query: FeedQuery,
+    frame: pl.DataFrame,
+    h: CandidateHydrator | PostHydrator,
+    prefix: str,
+    timings: dict[str, float],
+    skipped: list[str],
+) -> pl.DataFrame:
+    """Run one (post-selection) hydrator and check that it kept the rows and their order."""
+    if not is_enabled(h, query):
+        skipped.append(f"{prefix}.{h.name}")
+        return frame
+    t = time.perf_counter()
+    n = frame.height
+    ids = frame["item_id"]
+    out = h.hydrate(query, frame)
+    if out.height != n or not out["item_id"].equals(ids):
+        msg = f"hydrator {h.name!r} changed the candidate rows ({n} -> {out.height})"
+        raise ContractViolation(msg)
+    timings[f"{prefix}.{h.name}"] = (time.perf_counter() - t) * 1e3
+    return out
 
 
 def _run_effect(effect: SideEffect, query: FeedQuery, page: pl.DataFrame) -> None:

@@ -129,3 +129,95 @@ def test_hydrator_that_drops_rows_fails_loudly() -> None:
 def test_scorer_with_wrong_length_fails_loudly() -> None:
     with pytest.raises(ContractViolation, match="short"):
         _pipe(scorers=[ShortScorer()]).run(_query())
+
+
+class Only:
+    """A component wrapper whose ``enabled(query)`` reads the query's overrides."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def enabled(self, query: FeedQuery) -> bool:
+        return bool(query.overrides.get(self.key))
+
+
+class GatedSource(ListSource, Only):
+    def __init__(self, name: str, ids: list[int], key: str) -> None:
+        ListSource.__init__(self, name, ids)
+        Only.__init__(self, key)
+
+
+class NegScorer(Only):
+    name = "neg"
+
+    def score(self, query: FeedQuery, c: pl.DataFrame) -> np.ndarray:
+        return -c["item_id"].to_numpy().astype(float)
+
+
+class Label:
+    name = "label"
+
+    def hydrate(self, query: FeedQuery, page: pl.DataFrame) -> pl.DataFrame:
+        return page.with_columns(pl.lit("x").alias("label"))
+
+
+class Record:
+    def __init__(self, name: str, *, inline: bool) -> None:
+        self.name = name
+        self.runs_inline = inline
+        self.pages: list[list[int]] = []
+
+    def run(self, query: FeedQuery, page: pl.DataFrame) -> None:
+        self.pages.append(page["item_id"].to_list())
+
+
+def test_disabled_components_are_skipped_and_reported() -> None:
+    pipe = _pipe(
+        sources=[ListSource("a", [2, 4]), GatedSource("extra", [6, 8], "more")],
+        scorers=[IdScorer(), NegScorer("flip")],
+    )
+    plain = pipe.run(_query())
+    assert plain.page["item_id"].to_list() == [4, 2]
+    assert plain.skipped == ["src.extra", "s.neg"]
+    q = _query()
+    q.overrides.update(more=True, flip=True)
+    both = pipe.run(q)
+    assert both.page["item_id"].to_list() == [2, 4, 6]
+    assert both.skipped == []
+
+
+def test_post_hydrator_annotates_the_page_and_must_keep_its_rows() -> None:
+    res = _pipe(post_hydrators=[Label()]).run(_query())
+    assert res.page["label"].to_list() == ["x", "x", "x"]
+    with pytest.raises(ContractViolation, match="drop_rows"):
+        _pipe(post_hydrators=[DropRows()]).run(_query())
+
+
+def test_dry_run_runs_no_side_effect_and_inline_ones_finish_before_the_page_returns() -> None:
+    inline, pooled = Record("count", inline=True), Record("log", inline=False)
+    pipe = _pipe(side_effects=[inline, pooled])
+    dry = pipe.run(_query(), dry_run=True)
+    assert dry.effects == [] and inline.pages == [] and pooled.pages == []
+    res = pipe.run(_query())
+    assert inline.pages == [[6, 4, 2]]  # already done: it ran in the request thread
+    for f in res.effects:
+        f.result()
+    assert pooled.pages == [[6, 4, 2]]
+
+
+def test_describe_lists_every_stage_in_run_order() -> None:
+    pipe = _pipe(
+        sources=[ListSource("a", [1]), GatedSource("extra", [2], "more")],
+        post_hydrators=[Label()],
+        side_effects=[Record("log", inline=False)],
+    )
+    assert [str(e) for e in pipe.describe()] == [
+        "source: a [ListSource]",
+        "source: extra [GatedSource] (conditional)",
+        "hydrator: author [AddAuthor]",
+        "filter: odd [OddFilter]",
+        "scorer: id [IdScorer]",
+        "selector: topk [TopK]",
+        "post_hydrator: label [Label]",
+        "side_effect: log [Record]",
+    ]
