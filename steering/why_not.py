@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import polars as pl
 
 from ranking.pipeline import FeedQuery, RankingPipeline
+from ranking.state import FeedState
 from storage.errors import UnknownEntityError
-
-if TYPE_CHECKING:
-    from pipelines.serving.engine import Engine
 
 FILTER_WORDS = {
     "unknown_clip": "the clip is not in the catalogue",
@@ -24,9 +22,12 @@ FILTER_WORDS = {
 
 
 def why_not(
-    engine: Engine, user_id: int, clip_id: int, *, product: str = "home", limit: int = 20
+    pipeline: RankingPipeline, state: FeedState, user_id: int, clip_id: int, *, limit: int = 20
 ) -> dict[str, Any]:
-    """Explain why a clip is (or is not) on the user's next page.
+    """Explain why a clip is (or is not) on the user's next page of ``pipeline``.
+
+    The page is built as a dry run: no impression is logged and no page is counted (a lookup
+    does not move the user's page or time caps).
 
     Returns a dict with ``clip_id``, ``status`` (``on_page``, ``filtered``, ``not_retrieved``
     or ``ranked_below``), ``stage``, ``filter``, ``rule`` and ``message``.
@@ -34,19 +35,14 @@ def why_not(
     Raises
     ------
     UnknownEntityError
-        Unknown user or clip.
+        Unknown clip.
     """
-    engine.require_user(user_id)
-    st = engine.state
-    if clip_id not in st.row_of:
+    if clip_id not in state.row_of:
         msg = f"unknown clip {clip_id}"
         raise UnknownEntityError(msg)
-    pipeline: RankingPipeline = engine.products[product]
     now = datetime.now(UTC).replace(tzinfo=None)
     query = FeedQuery(user_id=user_id, limit=limit, now=now, session_id="why-not")
-    result = pipeline.run(query)
-    for e in result.effects:
-        e.cancel()
+    result = pipeline.run(query, dry_run=True)
     out: dict[str, Any] = {"clip_id": clip_id, "user_id": user_id, "rule": None, "filter": None}
     page_ids = result.page["item_id"].to_list()
     if clip_id in page_ids:

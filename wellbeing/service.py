@@ -542,10 +542,10 @@ class WellbeingServices:
 
 
 def build_services(
-    store: Store, state: FeedState, *, settings: WellbeingSettings | None = None
+    store: Store, state: FeedState, settings: WellbeingSettings
 ) -> WellbeingServices:
     """Create the services for one engine (cheap: nothing is loaded until first use)."""
-    s = settings or WellbeingSettings()
+    s = settings
     repo = WellbeingRepository(store)
     return WellbeingServices(
         settings=s,

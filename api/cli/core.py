@@ -132,10 +132,8 @@ def demo(
 ) -> None:
     """Build a demo world into DATA_DIR, index it, print a key and start the API."""
     from pipelines.offline.demo import build_demo
-    from pipelines.serving.jobs.runner import JOBS, load_builtin_jobs
 
-    load_builtin_jobs()
-    jobs = tuple(j for j in ("author_stats", "collab", "train") if train and j in JOBS)
+    jobs = ("author_stats", "collab", "train") if train else ()
 
     db = data_dir / "steerfeed.duckdb"
     if db.exists() and not force:
@@ -174,10 +172,10 @@ def demo(
 @jobs_app.command("list")
 def jobs_list() -> None:
     """List registered jobs."""
-    from pipelines.serving.jobs.runner import JOBS, load_builtin_jobs
+    from pipelines.serving.jobs import job_table
+    from pipelines.serving.settings import SteerfeedSettings
 
-    load_builtin_jobs()
-    for spec in sorted(JOBS.values(), key=lambda s: s.name):
+    for spec in sorted(job_table(SteerfeedSettings()).values(), key=lambda s: s.name):
         every = f"every {spec.every_s}s" if spec.every_s else "on demand"
         typer.echo(f"{spec.name:<16} {every:<14} {spec.description}")
 
@@ -188,7 +186,7 @@ def jobs_run(
     data_dir: DataDir = DEFAULT_DATA,
 ) -> None:
     """Run one job now and print its report as JSON."""
-    from pipelines.serving.jobs.runner import JobContext, JobError, run_job
+    from pipelines.serving.jobs import JobContext, JobError, run_job
 
     eng = _engine(data_dir)
     try:

@@ -32,10 +32,9 @@ def _open(data_dir: Path, model: str | None = None) -> Any:
         os.environ["STEERFEED_GEN_MODEL"] = model
     if not (data_dir / "steerfeed.duckdb").exists():
         _fail(f"no store in {data_dir}; build one with 'steerfeed demo --no-serve'")
-    from pipelines.generation.wiring import generation_of
 
     eng = _engine(data_dir)
-    return eng, generation_of(eng)
+    return eng, eng.generation
 
 
 def _echo(obj: Any) -> None:

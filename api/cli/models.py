@@ -22,7 +22,7 @@ app.add_typer(models_app, name="models")
 
 def _registry(data_dir: Path) -> Any:
     from ranking.learned.registry import ModelRegistry
-    from ranking.learned.wiring import models_dir
+    from ranking.learned.services import models_dir
 
     if not data_dir.exists():
         _fail(f"no such data directory: {data_dir}")
@@ -110,7 +110,6 @@ def models_promote(
     from ranking.learned.registry import PromotionRefused, promotion_gate
     from ranking.learned.training import TrainingError, TrainSettings
     from ranking.learned.value_model import LearnedModelError
-    from ranking.learned.wiring import learned_of
 
     try:
         args = PromoteInput(version=version, min_gain=min_gain)
@@ -136,7 +135,7 @@ def models_promote(
         if holdout.n == 0:
             _fail(f"no logged requests since {start} to compare on")
             return
-        gate = promotion_gate(candidate, learned_of(eng).serving(), holdout, min_gain=args.min_gain)
+        gate = promotion_gate(candidate, eng.learned.serving(), holdout, min_gain=args.min_gain)
         try:
             reg.promote(args.version, gate)
         except PromotionRefused as exc:

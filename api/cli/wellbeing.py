@@ -79,13 +79,12 @@ def link_parent(
     data_dir: DataDir = DEFAULT_DATA,
 ) -> None:
     """Link a parent account to a child (what POST /v1/parental/links does)."""
-    from wellbeing.wiring import wellbeing_of
 
     eng = _engine(data_dir)
     try:
         if child_id not in eng.state.users:
             _fail(f"unknown user {child_id}")
-        new = wellbeing_of(eng).repo.link(parent_id, child_id)
+        new = eng.wellbeing.repo.link(parent_id, child_id)
     finally:
         eng.close()
     typer.echo(json.dumps({"parent_id": parent_id, "child_id": child_id, "created": new}))

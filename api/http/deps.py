@@ -66,10 +66,9 @@ def _authenticate(engine: Engine, authorization: str | None) -> Principal:
 
 
 def _parent_links(engine: Engine, principal: Principal) -> set[int] | None:
-    fn = getattr(engine, "children_of", None)
-    if fn is None or principal.user_id is None or principal.role != ROLE_PARENT:
+    if principal.user_id is None or principal.role != ROLE_PARENT:
         return None
-    return set(fn(principal.user_id))
+    return set(engine.children_of(principal.user_id))
 
 
 def get_principal(

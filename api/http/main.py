@@ -35,9 +35,9 @@ from api.http.routes import (
 )
 from api.http.settings import ApiSettings
 from pipelines.serving.engine import Engine
+from pipelines.serving.settings import SteerfeedSettings
 from ranking.errors import BadCursorError
 from storage.errors import DuplicateEntityError, UnknownEntityError
-from storage.settings import StorageSettings
 
 logger = logging.getLogger(__name__)
 
@@ -69,16 +69,14 @@ def create_app(
 ) -> FastAPI:
     """Build the app; the engine is opened on start-up (from ``STEERFEED_*`` settings)."""
     settings = api_settings or ApiSettings()
-    factory = engine_factory or (lambda: Engine(StorageSettings()))
+    factory = engine_factory or (lambda: Engine(SteerfeedSettings()))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = factory()
         app.state.engine = engine
-        steering = getattr(engine, "steering", None)
-        if steering is not None:
-            # Moods and standing rules need the concept catalogue; build it before they ask.
-            steering.concepts.warm_async()
+        # Moods and standing rules need the concept catalogue; build it before they ask.
+        engine.steering.concepts.warm_async()
         scheduler = None
         if settings.scheduler:
             from pipelines.serving.scheduler import start_scheduler

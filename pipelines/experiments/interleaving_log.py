@@ -1,8 +1,8 @@
 """Read an interleaving experiment from the impression log: which ranker won more pages.
 
-:class:`~pipelines.experiments.selectors.interleaving.InterleavingSelector` logs, on each impression of an
-interleaved page, the page's teams (``_interleaving`` in the ``experiments`` JSON: the item ids
-ranker A and ranker B contributed). A slot is *credited* when the same user long-viewed
+:class:`~pipelines.experiments.selectors.interleaving.InterleavingSelector` logs, on each
+impression of an interleaved page, the page's teams (``_interleaving`` in the ``experiments`` JSON:
+the item ids ranker A and ranker B contributed). A slot is *credited* when the same user long-viewed
 (``watch_frac >= 0.6``) or liked its clip within ``reward_window_s`` after the impression (the
 same reward as :mod:`~pipelines.experiments.ope_log`); the ranker with more credited slots wins
 the page (:func:`~pipelines.experiments.interleaving.interleaving_credit`), and a sign test over

@@ -1,8 +1,8 @@
 """Off-policy estimates read from the impression log of the exploring home feed.
 
-The logging policy is :class:`~pipelines.experiments.selectors.exploring.ExploringSelector`: top-down, each
-slot keeps the ranker's pick with probability ``1 - rate`` or serves a clip drawn uniformly
-from the ``m - 1`` other clips left in the exploration pool. It logs, per served slot, the
+The logging policy is :class:`~pipelines.experiments.selectors.exploring.ExploringSelector`:
+top-down, each slot keeps the ranker's pick with probability ``1 - rate`` or serves a clip drawn
+uniformly from the ``m - 1`` other clips left in the exploration pool. It logs, per served slot, the
 propensity of the served clip given the slots above (``1 - rate``, ``rate / (m - 1)``, or 1
 when no other clip was left) and, per page, the rate and which clips were explored (the
 ``_exploration`` entry of the impression's ``experiments`` JSON).

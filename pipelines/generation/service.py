@@ -10,27 +10,47 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import polars as pl
 
+from features.embedding import TextEmbedder
 from pipelines.generation.errors import RuleViolation, StaleAttemptError
 from pipelines.generation.generator import ClipGenerator
 from pipelines.generation.media import encode_mp4, write_manifest, write_poster
 from pipelines.generation.queue import GenerationJob, GenerationQueue
 from pipelines.generation.rules import CameoConsentRegistry, PromptSafety, RightsOptOutRegistry
 from pipelines.generation.settings import GenerationSettings, RenderParams
-from storage.store import utcnow
+from ranking.state import FeedState
+from storage.store import Store, utcnow
 
 if TYPE_CHECKING:
     from pipelines.generation.worker import GenerationWorker
-    from pipelines.serving.engine import Engine
 
 logger = logging.getLogger(__name__)
 
 MEDIA_ROUTE = "/media"
 CLIP_FOLDER = "clips"
 GENERATED_HASHTAG = "ai_generated"
+
+
+class GenerationHost(Protocol):
+    """What the generator needs of the engine it serves (the serving engine satisfies it):
+    the store, the serving state, the data folder, the caption embedder, and a way to add a
+    finished clip (stored, embedded and indexed)."""
+
+    store: Store
+    state: FeedState
+    data_dir: Path
+
+    @property
+    def embedder(self) -> TextEmbedder:
+        """The caption embedder."""
+        ...
+
+    def add_clips(self, clips: pl.DataFrame, *, embed: bool = True) -> int:
+        """Insert clips and make them servable."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -43,19 +63,19 @@ class ClipFiles:
 
 
 class GenerationService:
-    """The generator attached to one engine (``engine.generation`` after installation).
+    """The generator of one engine (``engine.generation``).
 
     Parameters
     ----------
     engine
         The engine whose store, state, embedder and index the clips go into.
     settings
-        Generation settings (default: from ``STEERFEED_GEN_*``).
+        Generation settings (``STEERFEED_GEN_*``, a section of the root settings).
     """
 
-    def __init__(self, engine: Engine, settings: GenerationSettings | None = None) -> None:
+    def __init__(self, engine: GenerationHost, settings: GenerationSettings) -> None:
         self.engine = engine
-        self.settings = settings or GenerationSettings()
+        self.settings = settings
         self.queue = GenerationQueue(engine.store)
         self.consents = CameoConsentRegistry(engine.store, engine.state)
         self.optouts = RightsOptOutRegistry(engine.store)

@@ -404,7 +404,7 @@ def _now() -> datetime:
 
 
 def _train(engine: Any) -> dict[str, Any]:
-    from pipelines.serving.jobs.runner import JobContext, run_job
+    from pipelines.serving.jobs import JobContext, run_job
 
     t0 = time.perf_counter()
     rep = run_job("train", JobContext(engine))

@@ -110,9 +110,8 @@ def _run_jobs(engine: Any, names: tuple[str, ...]) -> dict[str, Any]:
     serves, with the hand-weighted scorer if ``train`` failed)."""
     if not names:
         return {}
-    from pipelines.serving.jobs.runner import JobContext, load_builtin_jobs, run_job
+    from pipelines.serving.jobs import JobContext, run_job
 
-    load_builtin_jobs()
     out: dict[str, Any] = {}
     for name in names:
         t = time.perf_counter()

@@ -7,9 +7,10 @@ relevance and Recall@20 = hits / min(20, n_test), averaged over users.
 
 ``run_lastfm_eval`` runs the project's own path: the train rows are imported into a scratch
 DuckDB store with the LastFM importer and read back from the event log (as the ``collab`` job
-reads engagement), candidate sources and features come from :mod:`ranking.learned.candidate_features`,
-and the lambdarank ranker of :mod:`ranking.learned.ltr` orders them. In the same run it
-measures popularity and ALS from the ``implicit`` library (the README's reference settings).
+reads engagement), candidate sources and features come from
+:mod:`ranking.learned.candidate_features`, and the lambdarank ranker of :mod:`ranking.learned.ltr`
+orders them. In the same run it measures popularity and ALS from the ``implicit`` library (the
+README's reference settings).
 """
 
 from __future__ import annotations

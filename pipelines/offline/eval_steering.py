@@ -49,6 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pipelines.importers.errors import ImporterError
 from pipelines.importers.generic import check_clip_authors, import_frame
 from pipelines.importers.microlens import ITEMS_FILE, load_microlens_categories, microlens_clips
+from ranking.side_effects.log_impressions import LogImpressionsSideEffect
 
 logger = logging.getLogger(__name__)
 
@@ -374,7 +375,10 @@ def run_pages(
     steering = engine.steering
     home = engine.products["home"]
     # Evaluation pages are not impressions: logging them would mark the clips as seen.
-    engine.products["home"] = replace(home, side_effects=())
+    engine.products["home"] = replace(
+        home,
+        side_effects=[e for e in home.side_effects if not isinstance(e, LogImpressionsSideEffect)],
+    )
     timer = _SteeringStageTimer(engine.products["home"])
     stage_ms: list[float] = []
     recs: dict[str, list[Any]] = {"prompt": [], "user_id": [], "item_id": [], "rank": []}

@@ -53,11 +53,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipelines.experiments.analysis import analyze
 from pipelines.experiments.definitions import Experiment, parse_experiment
 from pipelines.experiments.stats import Estimate, cuped_diff, diff_in_means
-from pipelines.experiments.wiring import experiments_of
 from pipelines.offline.demo import load_world, reset_data_dir
 from pipelines.offline.demo_world import World, WorldConfig, build_world
-from pipelines.plugins import import_optional
+from pipelines.offline.wellbeing_simulate import simulate_surveys
 from pipelines.serving.engine import Engine, FeedPage, open_engine
+from pipelines.serving.jobs import JobContext, run_job
 from storage.store import Store
 
 logger = logging.getLogger(__name__)
@@ -244,7 +244,7 @@ class Simulator:
         self.pages = 0
         self.true_sat: list[list[float]] = [[] for _ in range(n)]
         self.daily: list[dict[str, Any]] = []
-        self._wellbeing_svc = getattr(engine, "wellbeing", None)
+        self._wellbeing_svc = engine.wellbeing
         self.self_limited = self._set_self_limits()
         self._durations = dict(
             zip(world.clips["item_id"].to_list(), world.clips["duration_s"].to_list(), strict=True)
@@ -253,7 +253,7 @@ class Simulator:
     def _set_self_limits(self) -> int:
         """Some adults set themselves a daily limit (through the real governor settings)."""
         svc = self._wellbeing_svc
-        if svc is None or self.cfg.self_limit_share <= 0.0:
+        if self.cfg.self_limit_share <= 0.0:
             return 0
         n = 0
         for k, uid in enumerate(self.users.ids):
@@ -383,8 +383,6 @@ class Simulator:
 
     def _answer(self, k: int, card: dict[str, Any], log: _SessionLog, t: datetime) -> None:
         svc = self._wellbeing_svc
-        if svc is None:
-            return
         w = float(self.users.wellbeing[k])
         if self.rng.random() >= _sigmoid(float(self.users.response_logit[k]) + 3.0 * (w - 0.5)):
             return  # non-response: the card expires
@@ -603,17 +601,12 @@ def build_simulation_world(
 
 
 def _fit_satisfaction(engine: Engine, world: World, seed: int) -> dict[str, Any]:
-    """Simulated pre-period survey answers, then the satisfaction job (wellbeing installed)."""
-    simulate = import_optional("pipelines.offline.wellbeing_simulate")
-    if simulate is None or getattr(engine, "wellbeing", None) is None:
-        return {"satisfaction_model": None, "reason": "wellbeing package not installed"}
-    from pipelines.serving.jobs.runner import JobContext, run_job
-
-    sim = simulate.simulate_surveys(engine.store, world, seed=seed)
+    """Simulated pre-period survey answers, then the satisfaction job."""
+    sim = simulate_surveys(engine.store, world, seed=seed)
     job = run_job("satisfaction", JobContext(engine))
-    model = engine.wellbeing.satisfaction.model  # type: ignore[attr-defined]
+    model = engine.wellbeing.satisfaction.model
     return {
-        "pre_period_answers": getattr(sim, "to_dict", lambda: {})(),
+        "pre_period_answers": sim.to_dict(),
         "satisfaction_job_ok": job.ok,
         "satisfaction_job": job.message or job.counts,
         "satisfaction_model": None if model is None else model.version,
@@ -665,7 +658,7 @@ def run_simulation(
     engine = open_engine(data_dir)
     try:
         setup.update(_fit_satisfaction(engine, world, cfg.seed))
-        repo = experiments_of(engine)
+        repo = engine.experiments
         repo.save(exp)
         sim = Simulator(engine, world, exp, cfg, start)
         sim.run(progress=progress)

@@ -6,7 +6,7 @@ session and request ids, the time), impressions are committed between pages, and
 serves the same products as over HTTP, so two recordings of one world are identical unless the
 ranking changed.
 
-    python -m pipelines.offline.page_record build DIR            # a seeded demo world with a trained model
+    python -m pipelines.offline.page_record build DIR    # a seeded demo world, trained model
     python -m pipelines.offline.page_record record DIR OUT.json  # on a copy of DIR
     python -m pipelines.offline.page_record compare A.json B.json
 """
@@ -72,7 +72,9 @@ def record(data_dir: Path, *, n_users: int = 40, pages: int = 3, limit: int = 20
                     )
                     product = engine.choose_product(int(uid), "home")
                     result = engine.products[product].run(query)
-                    engine.writer.flush()
+                    for effect in result.effects:  # the impressions are submitted ...
+                        effect.result()
+                    engine.writer.flush()  # ... and committed before the next page
                     page = result.page
                     ids = [int(i) for i in page["item_id"].to_list()]
                     scores = [round(float(s), 6) for s in page["score"].to_list()]

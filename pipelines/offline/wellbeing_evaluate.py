@@ -2,9 +2,9 @@
 
 :func:`evaluate_on_demo_world` builds a demo world into a data directory (no caption
 embeddings: the comparison is about the value model, not retrieval), simulates survey answers
-from the world's ground truth (:mod:`pipelines.offline.wellbeing_simulate`), runs the ``satisfaction`` job, then
-serves one page per sampled user with the satisfaction head at each weight and scores the pages
-against the ground truth:
+from the world's ground truth (:mod:`pipelines.offline.wellbeing_simulate`), runs the
+``satisfaction`` job, then serves one page per sampled user with the satisfaction head at each
+weight and scores the pages against the ground truth:
 
 - **engagement**: mean true affinity of the page's clips and the expected watch fraction the
   demo world draws views from;
@@ -12,8 +12,9 @@ against the ground truth:
   page (:func:`pipelines.offline.wellbeing_simulate.true_satisfaction`);
 - the mean intensity of the page.
 
-Pages are served by the real home pipeline with impression logging and survey drawing left
-out, so every arm sees the same state. Differences are paired per user (mean and 95% interval).
+Pages are served by the real home pipeline as dry runs (no impression logged, no page
+counted) with survey drawing left out, so every arm sees the same state.
+Differences are paired per user (mean and 95% interval).
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from pipelines.offline.demo import load_world
 from pipelines.offline.demo_world import World, WorldConfig, build_world
 from pipelines.offline.wellbeing_simulate import simulate_surveys, true_satisfaction
 from pipelines.serving.engine import Engine, open_engine
-from pipelines.serving.products.home import build_home_feed
-from ranking.pipeline import FeedQuery
+from pipelines.serving.products.home import HOME
+from ranking.pipeline import FeedQuery, RankingPipeline
 from storage.store import Store
 from wellbeing.propensity import ipw_mean
 from wellbeing.query_hydrators.survey_card import SurveyCardQueryHydrator
@@ -44,24 +45,15 @@ logger = logging.getLogger(__name__)
 EVAL_FILE = "wellbeing_eval.json"
 
 
-class _DiscardEvents:
-    """Event sink of the evaluation pipeline: arms must not see each other's impressions."""
-
-    def submit(self, events: pl.DataFrame) -> None:
-        """Drop the events."""
-
-
-def _eval_pipeline(engine: Engine) -> Any:
-    deps = dataclasses.replace(
-        engine.deps,
-        events=_DiscardEvents(),
-        extra_query_hydrators=[
-            q
-            for q in engine.deps.extra_query_hydrators
-            if not isinstance(q, SurveyCardQueryHydrator)
+def _eval_pipeline(engine: Engine) -> RankingPipeline:
+    """The declared home feed without its survey card hydrator (drawing a card writes it)."""
+    home = engine.products[HOME]
+    return dataclasses.replace(
+        home,
+        query_hydrators=[
+            q for q in home.query_hydrators if not isinstance(q, SurveyCardQueryHydrator)
         ],
     )
-    return build_home_feed(deps)
 
 
 def _page_metrics(world: World, user_id: int, items: list[int], is_teen: bool) -> dict[str, float]:
@@ -113,7 +105,7 @@ def compare_heads(
                 session_id=f"eval-{uid}",
                 overrides={"satisfaction_weight": w},
             )
-            page = pipeline.run(q).page
+            page = pipeline.run(q, dry_run=True).page
             items = page["item_id"].to_list()
             if not items:
                 continue
@@ -146,7 +138,7 @@ def evaluate_on_demo_world(
 
     Returns the report (also written to ``data_dir / EVAL_FILE``).
     """
-    from pipelines.serving.jobs.runner import JobContext, run_job
+    from pipelines.serving.jobs import JobContext, run_job
 
     t0 = time.perf_counter()
     cfg = config or WorldConfig(n_users=1000, n_clips=8000, n_events=200_000, seed=0)

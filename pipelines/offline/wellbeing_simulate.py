@@ -1,8 +1,8 @@
 """Survey answers on the demo world, drawn from its ground truth (for demos and evaluation).
 
-The demo world (:mod:`pipelines.offline.demo_world`) knows how much each user really likes each clip
-(:meth:`~pipelines.offline.demo_world.World.true_affinity`) and how intense each clip is. This module
-adds a ground-truth *satisfaction* on top, then runs the real sampling policy over the logged
+The demo world (:mod:`pipelines.offline.demo_world`) knows how much each user really likes each
+clip (:meth:`~pipelines.offline.demo_world.World.true_affinity`) and how intense each clip is. This
+module adds a ground-truth *satisfaction* on top, then runs the real sampling policy over the logged
 sessions and a planted response bias over who answers:
 
 - session satisfaction (1-5) rises with the mean true affinity of the clips viewed, falls with

@@ -12,6 +12,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,50 +20,35 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from threadpoolctl import threadpool_limits
 
-from features.embedding import EmbeddingSettings, TextEmbedder, shared_embedder
-from pipelines.serving.products.home import RankingDeps, build_home_feed
+from features.embedding import DEFAULT_MODEL, TextEmbedder, shared_embedder
+from pipelines.experiments.repository import ExperimentRepository
+from pipelines.generation.service import GenerationService
+from pipelines.serving.jobs.train import refresh_author_stats
+from pipelines.serving.products.choice import choose_product
+from pipelines.serving.products.deps import ProductDeps
+from pipelines.serving.products.following_only import FOLLOWING_ONLY, build_following_only_feed
+from pipelines.serving.products.home import HOME, build_home_feed
+from pipelines.serving.settings import SteerfeedSettings
 from ranking.cursor import Cursor, CursorCodec
 from ranking.explain import reason_text, top_contributions
+from ranking.learned.services import build_learned
+from ranking.learned.serving import LearnedModels
 from ranking.pipeline import FeedQuery, PipelineResult, RankingPipeline
-from ranking.scorers.hand_weighted import HandWeights
+from ranking.retrieval.services import CollabServices, build_collab
 from ranking.state import FeedState
+from steering.services import SteeringServices, build_steering
 from storage.errors import UnknownEntityError
 from storage.event_writer import BackgroundEventWriter
 from storage.index.base import VectorIndex, VectorSpec
-from storage.settings import StorageSettings
+from storage.index.factory import open_index
 from storage.store import Store
+from wellbeing.service import WellbeingServices, build_services
 
 logger = logging.getLogger(__name__)
 
 CAPTION_SPACE = "caption"
-# Packages that wire components into the engine; each module defines ``install(engine)``.
-# Order matters: later installers see what earlier ones added.
-EXTENSIONS = (
-    "ranking.retrieval.wiring",
-    "ranking.learned.wiring",
-    "steering.wiring",
-    "wellbeing.wiring",
-    "pipelines.generation.wiring",
-    "pipelines.experiments.wiring",
-)
-
-
-class FeedSettings(BaseSettings):
-    """Feed behaviour (env prefix ``STEERFEED_FEED_``)."""
-
-    model_config = SettingsConfigDict(env_prefix="STEERFEED_FEED_", extra="forbid")
-
-    default_limit: int = Field(default=20, ge=1, le=100)
-    max_limit: int = Field(default=100, ge=1, le=500)
-    max_per_author: int = Field(default=2, ge=1)
-    session_gap_s: int = Field(default=1800, ge=60)
-    # Threads of the BLAS library (OpenBLAS) in this process; None leaves its default (one per
-    # core). A page's matrix products are small: waking BLAS worker threads for them cost
-    # more than the products (measured: page p50 44-47 vs 23-24 ms on a busy 2-core machine).
-    blas_threads: int | None = Field(default=1, ge=1)
 
 
 @dataclass
@@ -97,35 +83,27 @@ class FeedPage:
 
 
 class Engine:
-    """Stores, serving state and products for one data directory.
+    """Stores, serving state, services and products for one data directory.
+
+    Every service is built here, from explicit settings, and held as a typed attribute
+    (``engine.steering``, ``engine.wellbeing``, ``engine.learned``, ``engine.collab``,
+    ``engine.generation``, ``engine.experiments``); the products are declared once from them.
 
     Parameters
     ----------
-    storage
-        Where the DuckDB file and the vector index live.
-    embedding
-        Which sentence-transformers model embeds captions.
-    load_embedder
-        Load the embedding model now (otherwise on first use).
+    settings
+        The root settings (built once by the CLI or the app factory).
     """
 
-    def __init__(
-        self,
-        storage: StorageSettings | None = None,
-        *,
-        embedding: EmbeddingSettings | None = None,
-        feed: FeedSettings | None = None,
-        hand_weights: HandWeights | None = None,
-    ) -> None:
-        self.storage = storage or StorageSettings()
-        self.embedding_settings = embedding or EmbeddingSettings()
-        self.feed_settings = feed or FeedSettings()
-        self.hand_weights = hand_weights or HandWeights()
+    def __init__(self, settings: SteerfeedSettings) -> None:
+        self.settings = settings
+        self.storage = settings.storage
+        self.embedding_settings = settings.embedding
+        self.feed_settings = settings.feed
+        self.hand_weights = settings.hand_weights
         self.data_dir = self.storage.data_dir
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.feed_settings.blas_threads is not None:
-            from threadpoolctl import threadpool_limits
-
             threadpool_limits(limits=self.feed_settings.blas_threads, user_api="blas")
         self.store = Store(
             self.storage.resolved_db_path(), memory_limit=self.storage.duckdb_memory_limit
@@ -136,31 +114,68 @@ class Engine:
         cached = self.store.get_vectors(CAPTION_SPACE)
         self.store.release_memory()  # the matrix is in hand; its blocks need not stay cached
         self.state = FeedState.load(self.store, vectors=cached)
-        # Called with every committed event batch after the serving state is updated
-        # (e.g. the wellbeing usage tracker); a listener that raises is logged and skipped.
-        self.event_listeners: list[Any] = []
         self.writer = BackgroundEventWriter(self.store, on_commit=self._events_committed)
         self.cursors = CursorCodec(self._secret())
         self._embedder: TextEmbedder | None = None
         self._embedder_lock = threading.Lock()
-        self.products: dict[str, RankingPipeline] = {}
-        self.deps = RankingDeps(
+
+        # Services: cheap to build (nothing is loaded or embedded until first use), except the
+        # wellbeing warm-up, which reads every user's usage in a few bulk scans so that no
+        # user's first page queries the store.
+        self.collab: CollabServices = build_collab(self.store, settings.collab)
+        self.learned: LearnedModels = build_learned(
+            self.data_dir, settings.learned, on_first_load=self._warm_author_stats
+        )
+        self.steering: SteeringServices = build_steering(
+            self.store, self.state, lambda: self.embedder
+        )
+        self.wellbeing: WellbeingServices = build_services(
+            self.store, self.state, settings.wellbeing
+        )
+        if settings.wellbeing.warm_on_start:
+            self.wellbeing.warm()
+        self.generation = GenerationService(self, settings.generation)
+        self.experiments = ExperimentRepository(
+            self.store, cache_ttl_s=settings.experiments.cache_ttl_s
+        )
+
+        # Called with every committed event batch after the serving state is updated; a
+        # listener that raises is logged and skipped.
+        self.event_listeners: list[Callable[[pl.DataFrame], None]] = [
+            self.wellbeing.governor.on_events  # keeps the usage tracker current
+        ]
+        self.health_checks: dict[str, Callable[[], dict[str, Any]]] = {
+            "collab": self.collab.health,
+            "learned_ranker": self.learned.health,
+            "steering": self.steering.health,
+            "wellbeing": self._wellbeing_health,
+            "generation": self.generation.health,
+            "experiments": self._experiments_health,
+        }
+        # Services that hold per-user memory an erasure must clear.
+        self.forgetters: dict[str, Callable[[int], None]] = {"collab": self.collab.forget_user}
+        self.product_deps = ProductDeps(
             state=self.state,
             index=self.index,
             events=self.writer,
             hand_weights=self.hand_weights,
             max_per_author=self.feed_settings.max_per_author,
+            learned=self.learned,
+            collab=self.collab,
+            steering=self.steering,
+            wellbeing=self.wellbeing,
+            generation=self.generation,
+            experiments=self.experiments,
+            experiment_settings=settings.experiments,
         )
-        self.health_checks: dict[str, Any] = {}
-        self.product_hooks: list[Any] = []
-        self._install_extensions()
-        self.rebuild_products()
+        self.products: dict[str, RankingPipeline] = {
+            HOME: build_home_feed(self.product_deps),
+            FOLLOWING_ONLY: build_following_only_feed(self.product_deps),
+        }
         self.store.release_memory()  # what start-up scanned is in the serving state now
 
     # -- set-up -------------------------------------------------------------------------------
     def _open_index(self) -> None:
-        from storage.index.factory import open_index
-
         url = self.storage.resolved_index_url()
         try:
             self.index = open_index(url, api_key=self.storage.qdrant_api_key)
@@ -175,24 +190,28 @@ class Engine:
             self.index_error = f"{type(exc).__name__}: {exc}"
             logger.exception("vector index %s unavailable; serving without ANN sources", url)
 
-    def _install_extensions(self) -> None:
-        """Let other packages add their components (each module has ``install(engine)``)."""
-        from pipelines.plugins import import_optional
+    def _warm_author_stats(self) -> None:
+        """Compute the author statistics once if the ``author_stats`` job has not run yet."""
+        if self.state.author_stats_computed_at() is None:
+            n = refresh_author_stats(self)
+            logger.info("author statistics computed for %d authors before first learned page", n)
 
-        for mod in EXTENSIONS:
-            module = import_optional(mod)
-            if module is None:
-                continue
-            install = getattr(module, "install", None)
-            if install is None:
-                logger.warning("extension %s has no install(engine); skipped", mod)
-                continue
-            install(self)
+    def _wellbeing_health(self) -> dict[str, Any]:
+        model = self.wellbeing.satisfaction.model
+        return {"satisfaction_model": model.version if model is not None else None}
+
+    def _experiments_health(self) -> dict[str, Any]:
+        try:
+            return {"running": [e.name for e in self.experiments.running()]}
+        except Exception as exc:  # reported, never raised, by a health check
+            return {"degraded": True, "error": f"{type(exc).__name__}: {exc}"}
+
+    def children_of(self, parent_id: int) -> list[int]:
+        """Teens linked to a parent account (API access checks)."""
+        return self.wellbeing.children_of(parent_id)
 
     def embedding_dim(self) -> int:
         """Dimension of the caption space (384 for the default model, else from the model)."""
-        from features.embedding import DEFAULT_MODEL
-
         if self.embedding_settings.model == DEFAULT_MODEL:
             return 384
         return self.embedder.dim
@@ -211,10 +230,6 @@ class Engine:
             if self._embedder is None:
                 self._embedder = shared_embedder(self.embedding_settings)
             return self._embedder
-
-    def rebuild_products(self) -> None:
-        """(Re)declare the products from the current dependencies."""
-        self.products["home"] = build_home_feed(self.deps)
 
     def close(self) -> None:
         """Flush pending writes and close the stores."""
@@ -345,10 +360,8 @@ class Engine:
         return self._to_page(result, cur, pipeline.name)
 
     def choose_product(self, user_id: int, requested: str) -> str:
-        """The product to serve (hooks may redirect, e.g. to the non-personalized feed)."""
-        for hook in self.product_hooks:
-            requested = hook(user_id, requested)
-        return requested
+        """The product to serve (see :func:`~pipelines.serving.products.choice.choose_product`)."""
+        return choose_product(self.state, self.wellbeing.governor, user_id, requested)
 
     def _to_page(self, result: PipelineResult, cur: Cursor, pipeline_name: str) -> FeedPage:
         page = result.page
@@ -403,6 +416,7 @@ class Engine:
                 "removed": result.removed,
                 "timings_ms": result.timings_ms,
                 "n_candidates": result.n_candidates,
+                "skipped": result.skipped,
                 "context": result.query.context,
             },
         )
@@ -442,6 +456,8 @@ def clip_payloads(clips: pl.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-def open_engine(data_dir: Path | str, **kwargs: Any) -> Engine:
-    """Open an engine on a data directory."""
-    return Engine(StorageSettings(data_dir=Path(data_dir)), **kwargs)
+def open_engine(data_dir: Path | str, settings: SteerfeedSettings | None = None) -> Engine:
+    """Open an engine on a data directory (``settings``: default from the environment)."""
+    root = settings if settings is not None else SteerfeedSettings()
+    storage = root.storage.model_copy(update={"data_dir": Path(data_dir)})
+    return Engine(root.model_copy(update={"storage": storage}))

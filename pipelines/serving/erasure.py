@@ -91,11 +91,9 @@ def erase_user(engine: Engine, user_id: int) -> ErasureReport:
     """Erase ``user_id`` from the store, the index, serving state and services.
 
     The store is erased first in one transaction (the record of truth); then the index points
-    of the user's clips (and of the user, in a user-vector index when one is attached as
-    ``engine.user_index``), then memory.
+    of the user's clips, then memory (the serving state and every service in
+    ``engine.forgetters``). The API drops its cached key lookups itself.
     """
-    from api.http.deps import forget_cached_keys
-
     t0 = time.perf_counter()
     done = erase_user_rows(engine.store, user_id)
     n_points = 0
@@ -103,21 +101,14 @@ def erase_user(engine: Engine, user_id: int) -> ErasureReport:
         ids = np.asarray(done.deleted_item_ids, dtype=np.int64)
         n_points += len(engine.index.get_vectors("caption", ids))
         engine.index.delete(ids)
-    user_index = getattr(engine, "user_index", None)
-    if user_index is not None:
-        user_index.delete(np.asarray([user_id], dtype=np.int64))
-        n_points += 1
     forget_user_in_state(engine.state, user_id, done.deleted_item_ids)
     told: list[str] = []
-    for name, svc in list(vars(engine).items()):
-        forget = getattr(svc, "forget_user", None)
-        if callable(forget) and svc is not engine:
-            try:
-                forget(user_id)
-                told.append(name)
-            except Exception:
-                logger.exception("service %s failed to forget a user", name)
-    forget_cached_keys()
+    for name, forget in engine.forgetters.items():
+        try:
+            forget(user_id)
+            told.append(name)
+        except Exception:
+            logger.exception("service %s failed to forget a user", name)
     report = ErasureReport(
         user_id=user_id,
         deleted_rows=done.deleted_rows,

@@ -1,32 +1,40 @@
-"""APScheduler wiring: runs registered jobs in the server; a crashed job is logged and retried."""
+"""APScheduler wiring: runs the job table's periodic jobs in the server; a crashed job is logged
+and retried."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from pipelines.serving.engine import Engine
-from pipelines.serving.jobs.runner import JOBS, JobContext, load_builtin_jobs, run_job
+from pipelines.serving.jobs import JobContext, JobSpec, job_table, run_job
 
 logger = logging.getLogger(__name__)
 
 RETRY_DELAYS_S = (5, 30, 120)
 
 
-def start_scheduler(engine: Engine, *, jobs: list[str] | None = None) -> BackgroundScheduler:
-    """Start a background scheduler with every periodic job (or the named ones)."""
-    load_builtin_jobs()
+def start_scheduler(
+    engine: Engine,
+    *,
+    jobs: list[str] | None = None,
+    table: Mapping[str, JobSpec] | None = None,
+) -> BackgroundScheduler:
+    """Start a background scheduler with every periodic job of ``table`` (default: the
+    engine's job table), or the named ones."""
+    specs = table if table is not None else job_table(engine.settings)
     sched = BackgroundScheduler(daemon=True)
-    for spec in JOBS.values():
+    for spec in specs.values():
         if spec.every_s is None or (jobs is not None and spec.name not in jobs):
             continue
         sched.add_job(
             _run_with_retry,
             "interval",
             seconds=spec.every_s,
-            args=[engine, spec.name],
+            args=[engine, spec.name, specs],
             id=spec.name,
             max_instances=1,
             coalesce=True,
@@ -36,14 +44,16 @@ def start_scheduler(engine: Engine, *, jobs: list[str] | None = None) -> Backgro
     return sched
 
 
-def _run_with_retry(engine: Engine, name: str, attempt: int = 0) -> None:
-    report = run_job(name, JobContext(engine))
+def _run_with_retry(
+    engine: Engine, name: str, table: Mapping[str, JobSpec], attempt: int = 0
+) -> None:
+    report = run_job(name, JobContext(engine), table=table)
     if report.ok or attempt >= len(RETRY_DELAYS_S):
         if not report.ok:
             logger.error("job %s gave up after %d retries: %s", name, attempt, report.message)
         return
     delay = RETRY_DELAYS_S[attempt]
     logger.warning("job %s failed (%s); retry %d in %d s", name, report.message, attempt + 1, delay)
-    t = threading.Timer(delay, _run_with_retry, args=(engine, name, attempt + 1))
+    t = threading.Timer(delay, _run_with_retry, args=(engine, name, table, attempt + 1))
     t.daemon = True
     t.start()

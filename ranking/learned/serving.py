@@ -50,17 +50,19 @@ class LearnedModels:
     ----------
     registry
         Where the models live.
-    check_every_s
-        How often (at most) the registry pointer is re-read.
+    settings
+        How it serves (``check_every_s``: how often, at most, the registry pointer is re-read;
+        the scorer's ``heavy_top_k`` and the explanations' ``explain_top_k``).
     max_cached
         Loaded versions kept in memory (the serving one plus experiment arms).
     """
 
     def __init__(
-        self, registry: ModelRegistry, *, check_every_s: float = 2.0, max_cached: int = 4
+        self, registry: ModelRegistry, *, settings: LearnedServingSettings, max_cached: int = 4
     ) -> None:
         self.registry = registry
-        self.check_every_s = check_every_s
+        self.settings = settings
+        self.check_every_s = settings.check_every_s
         self.max_cached = max_cached
         self._lock = threading.Lock()
         self._cache: dict[str, LearnedValueModel] = {}
@@ -70,7 +72,6 @@ class LearnedModels:
         self._mtime: float | None = None
         self._checked = -float("inf")
         self._warmed = False
-        self.settings = LearnedServingSettings()
         # Called once, before the first model is used (e.g. to compute the author statistics
         # the model reads, so the first pages are not served on defaults).
         self.on_first_load: Callable[[], None] | None = None

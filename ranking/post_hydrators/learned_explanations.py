@@ -1,4 +1,4 @@
-"""Post-selection stage: "why am I seeing this" from the learned model's feature contributions.
+"""Post-selection hydrator: "why am I seeing this" from the learned model's feature contributions.
 
 It removes nothing. It annotates the rows of the selected page (not the thousand scored
 candidates: explaining costs a TreeSHAP pass per model, so it runs on ~20 rows) with
@@ -28,7 +28,7 @@ from ranking.explain import contribution_phrases
 from ranking.learned.registry import HAND_WEIGHTED
 from ranking.learned.serving import LearnedModels
 from ranking.learned.value_model import LearnedModelError
-from ranking.pipeline import FeedQuery, FilterResult, set_columns
+from ranking.pipeline import FeedQuery, set_columns
 from ranking.scorers.lightgbm_scorer import CONTEXT_KEY, LightGbmScorer
 
 logger = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 CONTRIBUTIONS_DTYPE = pl.List(pl.Struct({"feature": pl.String, "value": pl.Float64}))
 
 
-class LearnedExplanationsPostFilter:
+class LearnedExplanationsPostHydrator:
     """Adds ``_contributions`` and ``_explain`` to the page rows (keeps every row).
 
     Parameters
@@ -53,23 +53,22 @@ class LearnedExplanationsPostFilter:
         self.models = models
         self.top_k = top_k
 
-    def apply(self, query: FeedQuery, candidates: pl.DataFrame) -> FilterResult:
+    def hydrate(self, query: FeedQuery, candidates: pl.DataFrame) -> pl.DataFrame:
         """Return every row, annotated when the learned model scored this request."""
         used = query.context.get(CONTEXT_KEY) or {}
         version = used.get("model")
         score_col = f"score_{LightGbmScorer.name}"
-        none_removed = candidates.clear()
         if (
             not version
             or version == HAND_WEIGHTED
             or candidates.height == 0
             or score_col not in candidates.columns
         ):
-            return FilterResult(kept=candidates, removed=none_removed)
+            return candidates
         try:
             model = self.models.get(str(version))
         except LearnedModelError:
-            return FilterResult(kept=candidates, removed=none_removed)
+            return candidates
         weights = model.weights
         if used.get("weights"):
             weights = model.weights.model_copy(update=used["weights"])
@@ -96,7 +95,7 @@ class LearnedExplanationsPostFilter:
                 ),
             },
         )
-        return FilterResult(kept=annotated, removed=none_removed)
+        return annotated
 
 
 def contributions_series(contribs: list[list[dict[str, float | str]]]) -> pl.Series:

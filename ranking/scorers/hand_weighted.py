@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict
@@ -39,8 +41,18 @@ class HandWeightedScorer:
 
     name = "hand_weighted"
 
-    def __init__(self, weights: HandWeights | None = None) -> None:
+    def __init__(
+        self,
+        weights: HandWeights | None = None,
+        *,
+        unless: Callable[[FeedQuery], bool] | None = None,
+    ) -> None:
         self.weights = weights or HandWeights()
+        self.unless = unless
+
+    def enabled(self, query: FeedQuery) -> bool:
+        """Unless ``unless(query)`` says another scorer serves (the learned one, when promoted)."""
+        return self.unless is None or not self.unless(query)
 
     def score(self, query: FeedQuery, candidates: pl.DataFrame) -> np.ndarray:
         """Return one value per candidate."""

@@ -109,6 +109,12 @@ class LightGbmScorer:
         self.fallback = fallback or HandWeightedScorer()
         self.heavy_top_k = heavy_top_k
 
+    def enabled(self, query: FeedQuery) -> bool:
+        """When a learned model is promoted, or the request's experiment arm names one."""
+        return (
+            bool(query.overrides.get("ranker_model")) or self.models.serving_version() is not None
+        )
+
     def resolve(self, query: FeedQuery) -> tuple[LearnedValueModel | None, ValueWeights | None]:
         """The model and weights for this request (overrides applied; None: fall back)."""
         model: LearnedValueModel | None = None

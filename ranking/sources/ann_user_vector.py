@@ -22,7 +22,7 @@ class AnnUserVectorSource:
 
     def __init__(
         self,
-        index: VectorIndex,
+        index: VectorIndex | None,
         state: FeedState,
         *,
         space: str = "caption",
@@ -35,6 +35,10 @@ class AnnUserVectorSource:
         self.limit = limit
         self.timeout_s = timeout_s
 
+    def enabled(self, query: FeedQuery) -> bool:
+        """Only while the vector index is open (the feed serves without ANN otherwise)."""
+        return self.index is not None
+
     def fetch(self, query: FeedQuery) -> pl.DataFrame:
         """Return the nearest clips to the user vector (none for a user without history)."""
         vec = query.context.get("user_vector")
@@ -44,6 +48,7 @@ class AnnUserVectorSource:
             none_of={"safety_label": ["violative"]},
             max_values={"maturity": int(query.context.get("maturity_max", 1))},
         )
+        assert self.index is not None  # enabled() checked it
         hits = self.index.search(self.space, vec, limit=self.limit, flt=flt)
         return pl.DataFrame(
             {

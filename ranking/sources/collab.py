@@ -55,7 +55,7 @@ class CollabSource:
 
     def __init__(
         self,
-        index: VectorIndex,
+        index: VectorIndex | None,
         users: UserVectors,
         *,
         space: str = "collab",
@@ -68,11 +68,16 @@ class CollabSource:
         self.limit = limit
         self.timeout_s = timeout_s
 
+    def enabled(self, query: FeedQuery) -> bool:
+        """Only while the vector index is open (the feed serves without ANN otherwise)."""
+        return self.index is not None
+
     def fetch(self, query: FeedQuery) -> pl.DataFrame:
         """Return the clips with the highest dot product with the user's collab vector."""
         vec = self.users.get(query.user_id)
         if vec is None:
             return _empty()
+        assert self.index is not None  # enabled() checked it
         spec = self.index.spaces().get(self.space)
         if spec is None or spec.size != len(vec):
             logger.warning(

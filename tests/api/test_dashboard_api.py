@@ -8,7 +8,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pipelines.experiments.wiring import experiments_of
 from ranking.pipeline import FeedQuery
 from tests.conftest import make_key
 
@@ -34,7 +33,7 @@ def seed_dashboard(client: Any, admin: dict[str, str], *, n_users: int = 40) -> 
     r = client.post("/v1/experiments/dash-exp/start", headers=admin)
     assert r.status_code == 200 and r.json()["status"] == "running"
     engine = client.app.state.engine
-    experiments_of(engine).running()  # fresh cache: the start was through the same repository
+    engine.experiments.running()  # fresh cache: the start was through the same repository
     now = datetime.now(UTC).replace(tzinfo=None)
     served = 0
     for uid in sorted(engine.state.users)[:n_users]:

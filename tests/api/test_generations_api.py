@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from pipelines.generation.media import count_frames
-from pipelines.serving.jobs.runner import JobContext, run_job
+from pipelines.serving.jobs import JobContext, run_job
 from tests.conftest import TINY_GEN_ENV, make_key
 
 

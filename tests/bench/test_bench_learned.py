@@ -178,9 +178,9 @@ def test_bench_scoring_1000_candidates(
     tmp_path: Path,
 ) -> None:
     from ranking.learned.registry import ModelRegistry
-    from ranking.learned.serving import LearnedModels
+    from ranking.learned.serving import LearnedModels, LearnedServingSettings
     from ranking.pipeline import FeedQuery
-    from ranking.post_hydrators.learned_explanations import LearnedExplanationsPostFilter
+    from ranking.post_hydrators.learned_explanations import LearnedExplanationsPostHydrator
     from ranking.scorers.hand_weighted import HandWeightedScorer
     from ranking.scorers.lightgbm_scorer import LightGbmScorer
 
@@ -192,11 +192,11 @@ def test_bench_scoring_1000_candidates(
     version = reg.save(
         res.model, metrics=res.metrics, holdout_start=res.cutoff, n_train=res.n_train
     )
-    models = LearnedModels(reg)
+    models = LearnedModels(reg, settings=LearnedServingSettings())
     scorer = LightGbmScorer(models)  # light then heavy (every head on the best 200)
     exact = LightGbmScorer(models, heavy_top_k=None)  # every head on every candidate
     hand = HandWeightedScorer()
-    explain = LearnedExplanationsPostFilter(models)
+    explain = LearnedExplanationsPostHydrator(models)
     cands = res.holdout.frame.head(1000)
     assert cands.height == 1000
 
@@ -232,7 +232,7 @@ def test_bench_scoring_1000_candidates(
         hand_c.append(time.thread_time() - c)
         page = cands.with_columns(pl.Series("score_learned_value", scores)).head(20)
         t, c = time.perf_counter(), time.thread_time()
-        explain.apply(q, page)
+        explain.hydrate(q, page)
         explain_t.append(time.perf_counter() - t)
         explain_c.append(time.thread_time() - c)
     benchmark.pedantic(lambda: scorer.score(query(), cands), rounds=50, iterations=1)  # type: ignore[attr-defined]

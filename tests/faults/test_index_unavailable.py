@@ -12,6 +12,7 @@ import pytest
 
 from pipelines.offline.bench import start_server
 from pipelines.serving.engine import Engine
+from pipelines.serving.settings import SteerfeedSettings
 from storage.settings import StorageSettings
 from storage.store import Store
 
@@ -34,7 +35,7 @@ def test_index_failing_at_runtime_drops_only_ann_sources(engine: Any) -> None:
 
 def test_engine_opens_and_serves_without_a_reachable_index(world_dir: Path) -> None:
     url = f"http://127.0.0.1:{_closed_port()}"
-    eng = Engine(StorageSettings(data_dir=world_dir, index_url=url))
+    eng = Engine(SteerfeedSettings(storage=StorageSettings(data_dir=world_dir, index_url=url)))
     try:
         assert eng.index is None
         health = eng.health()

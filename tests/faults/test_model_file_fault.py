@@ -17,7 +17,7 @@ from tests.conftest import copy_world
 def trained_world(tiny_world_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny world after the train job promoted a model."""
     from pipelines.serving.engine import open_engine
-    from pipelines.serving.jobs.runner import JobContext, run_job
+    from pipelines.serving.jobs import JobContext, run_job
     from ranking.learned.training import TrainSettings
 
     d = tmp_path_factory.mktemp("faults-trained") / "world"

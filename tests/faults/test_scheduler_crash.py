@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,18 +12,17 @@ from typing import Any
 import pytest
 
 from pipelines.serving import scheduler as scheduler_mod
-from pipelines.serving.jobs.runner import JOBS, JobContext, register
+from pipelines.serving.jobs import JobContext, JobSpec
 from tests.conftest import make_key
 
 PROBE = "fault_probe"
 
 
 @pytest.fixture()
-def crashing_job(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+def crashing_job(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """A job that raises on its first two runs, then succeeds; retries after 0.2 s."""
     calls: dict[str, Any] = {"n": 0, "ok": threading.Event()}
 
-    @register(PROBE, every_s=3600, description="fails twice, then works")
     def probe(ctx: JobContext) -> dict[str, Any]:
         calls["n"] += 1
         if calls["n"] <= 2:
@@ -33,9 +31,9 @@ def crashing_job(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         calls["ok"].set()
         return {"runs": calls["n"]}
 
+    calls["spec"] = JobSpec(PROBE, probe, 3600, "fails twice, then works")
     monkeypatch.setattr(scheduler_mod, "RETRY_DELAYS_S", (0.2, 0.2, 0.2))
-    yield calls
-    JOBS.pop(PROBE, None)
+    return calls
 
 
 def test_crashing_job_is_logged_retried_and_serving_goes_on(
@@ -53,7 +51,7 @@ def test_crashing_job_is_logged_retried_and_serving_goes_on(
     )
     with TestClient(app) as client:
         engine = app.state.engine
-        sched = scheduler_mod.start_scheduler(engine, jobs=[PROBE])
+        sched = scheduler_mod.start_scheduler(engine, table={PROBE: crashing_job["spec"]})
         try:
             sched.modify_job(PROBE, next_run_time=datetime.now(UTC))  # run now, not in an hour
             uid = min(engine.state.users)

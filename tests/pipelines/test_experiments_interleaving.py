@@ -20,7 +20,6 @@ from pipelines.experiments.interleaving_log import interleaved_slots, interleavi
 from pipelines.experiments.ope_log import logged_slots
 from pipelines.experiments.repository import ExperimentRepository
 from pipelines.experiments.selectors.interleaving import INTERLEAVING_KEY
-from pipelines.experiments.wiring import experiments_of
 from ranking.pipeline import FeedQuery
 from ranking.side_effects.log_impressions import LogImpressionsSideEffect
 from storage.store import Store
@@ -133,7 +132,7 @@ def test_served_pages_interleave_the_two_arms_and_analysis_reports_the_winner(
     client: Any,
 ) -> None:
     eng = client.app.state.engine
-    repo = experiments_of(eng)
+    repo = eng.experiments
     # Exploration on too: explored slots belong to neither team and are not credited.
     exp = _exp(
         arms=[

@@ -24,7 +24,6 @@ from pipelines.experiments.ope_log import (
     target_probability,
 )
 from pipelines.experiments.selectors.exploring import EXPLORATION_KEY, ExploringSelector
-from pipelines.experiments.wiring import experiments_of
 from ranking.pipeline import FeedQuery
 from ranking.selectors.diverse_top_k import DiverseTopKSelector
 from ranking.side_effects.log_impressions import LogImpressionsSideEffect
@@ -218,7 +217,7 @@ def test_cli_ope_prints_the_estimates(tmp_path: Path) -> None:
 
 
 def test_engine_pages_served_with_exploration_give_estimates(engine: Any) -> None:
-    repo = experiments_of(engine)
+    repo = engine.experiments
     exp = parse_experiment(
         {
             "name": "explore-test",

@@ -18,7 +18,6 @@ from pipelines.experiments.query_hydrators.experiment_arms import (
 )
 from pipelines.experiments.repository import ExperimentRepository, UnknownExperimentError
 from pipelines.experiments.selectors.exploring import ExploringSelector
-from pipelines.experiments.wiring import experiments_of, install
 from ranking.pipeline import FeedQuery
 from ranking.selectors.diverse_top_k import DiverseTopKSelector
 
@@ -132,7 +131,7 @@ def test_experiment_outside_its_window_assigns_nobody() -> None:
 
 
 def test_repository_round_trip_start_stop(engine: Any) -> None:
-    repo: ExperimentRepository = experiments_of(engine)
+    repo: ExperimentRepository = engine.experiments
     repo.save(_exp(status="draft"))
     assert repo.running() == []
     assert repo.set_status("taper-test", "running").status == "running"
@@ -144,19 +143,19 @@ def test_repository_round_trip_start_stop(engine: Any) -> None:
         repo.get("nope")
 
 
-def test_install_is_idempotent(engine: Any) -> None:
-    install(engine)
-    install(engine)
-    hyds = [
-        q for q in engine.deps.extra_query_hydrators if isinstance(q, ExperimentArmsQueryHydrator)
-    ]
-    assert len(hyds) == 1 and engine.deps.extra_query_hydrators[0] is hyds[0]
-    assert isinstance(engine.deps.selector, ExploringSelector)
-    assert not isinstance(engine.deps.selector.inner, ExploringSelector)
+def test_arms_hydrator_runs_before_the_others_and_exploration_wraps_the_selector(
+    engine: Any,
+) -> None:
+    home = engine.products["home"]
+    names = [q.name for q in home.query_hydrators]
+    arms = next(q for q in home.query_hydrators if isinstance(q, ExperimentArmsQueryHydrator))
+    assert names.index(arms.name) == 1  # right after the user context: the others read it
+    assert isinstance(home.selector, ExploringSelector)
+    assert not isinstance(home.selector.inner, ExploringSelector)
 
 
 def test_served_impressions_carry_arm_and_propensity_and_analysis_reads_them(engine: Any) -> None:
-    repo = experiments_of(engine)
+    repo = engine.experiments
     exp = _exp()
     repo.save(exp)
     pipeline = engine.products["home"]

@@ -12,8 +12,7 @@ from PIL import Image
 
 from pipelines.generation.media import count_frames
 from pipelines.generation.settings import GenerationSettings
-from pipelines.generation.wiring import generation_of
-from pipelines.serving.jobs.runner import JobContext, run_job
+from pipelines.serving.jobs import JobContext, run_job
 from tests.conftest import TINY_GEN_ENV
 
 
@@ -48,7 +47,7 @@ def test_generated_clip_is_an_8_frame_mp4_with_provenance_and_reaches_the_feed(
     gen_engine: Any,
 ) -> None:
     eng = gen_engine
-    svc = generation_of(eng)
+    svc = eng.generation
     uid = min(eng.state.users)
     job = svc.submit("a calm mountain lake at dawn with mist", requested_by=uid)
     assert job.status == "queued"
@@ -80,9 +79,8 @@ def test_generated_clip_is_an_8_frame_mp4_with_provenance_and_reaches_the_feed(
     assert eng.state.captions[row] == "a calm mountain lake at dawn with mist"
 
     # A mood close to the prompt: the clip comes in through "made for your mood", labelled.
-    from steering.wiring import steering_of
 
-    steering_of(eng).moods.create(uid, "calm mountain lake at dawn")
+    eng.steering.moods.create(uid, "calm mountain lake at dawn")
     hits = [i for i in _feed_items(eng, uid) if i.item_id == item_id]
     assert hits, "the generated clip never reached the user's feed"
     item = hits[0]
@@ -102,7 +100,7 @@ def test_missing_model_fails_after_retries_and_the_feed_still_serves(
     monkeypatch.setenv("STEERFEED_GEN_RETRY_BACKOFF_S", "0")
     eng = open_engine(world_dir)
     try:
-        svc = generation_of(eng)
+        svc = eng.generation
         uid = min(eng.state.users)
         job = svc.submit("a quiet beach with gentle waves", requested_by=uid)
         svc.worker.tick(wait=True, timeout_s=60)
@@ -128,7 +126,7 @@ def test_an_attempt_past_its_timeout_is_failed_and_its_clip_discarded(
     monkeypatch.setenv("STEERFEED_GEN_TIMEOUT_S", "0.05")
     eng = open_engine(world_dir)
     try:
-        svc = generation_of(eng)
+        svc = eng.generation
         n_clips = len(eng.state.item_ids)
         job = svc.submit("a red kite over green hills", requested_by=min(eng.state.users))
         svc.worker.tick(wait=True, timeout_s=120)

@@ -11,7 +11,6 @@ from pipelines.generation.errors import RuleViolation
 from pipelines.generation.filters.cameo_consent import CameoConsentFilter
 from pipelines.generation.filters.rights_optout import RightsOptOutFilter
 from pipelines.generation.gaps import mood_gaps, queue_gaps
-from pipelines.generation.wiring import generation_of
 from ranking.pipeline import FeedQuery
 from storage.store import utcnow
 
@@ -21,7 +20,7 @@ def _query(uid: int) -> FeedQuery:
 
 
 def test_cameo_audiences_decide_who_may_use_a_likeness(engine: Any) -> None:
-    svc = generation_of(engine)
+    svc = engine.generation
     st = engine.state
     users = sorted(st.users)
     subject = next(u for u in users if st.friends(u))
@@ -53,7 +52,7 @@ def test_cameo_audiences_decide_who_may_use_a_likeness(engine: Any) -> None:
 
 
 def test_revoked_cameo_clips_are_removed_and_open_jobs_cancelled(engine: Any) -> None:
-    svc = generation_of(engine)
+    svc = engine.generation
     st = engine.state
     row = next(r for r, c in enumerate(st.cameos) if c)
     subject, item = st.cameos[row][0], int(st.item_ids[row])
@@ -74,7 +73,7 @@ def test_revoked_cameo_clips_are_removed_and_open_jobs_cancelled(engine: Any) ->
 
 
 def test_opted_out_names_refuse_prompts_and_filter_existing_clips(engine: Any) -> None:
-    svc = generation_of(engine)
+    svc = engine.generation
     st = engine.state
     caption = st.captions[5]
     svc.optouts.register("Acme Studios", ["Captain Zorblax", caption], kind="work")
@@ -103,12 +102,12 @@ def test_opted_out_names_refuse_prompts_and_filter_existing_clips(engine: Any) -
 )
 def test_unsafe_prompts_are_refused(engine: Any, prompt: str) -> None:
     with pytest.raises(RuleViolation) as exc:
-        generation_of(engine).check(prompt, requested_by=None)
+        engine.generation.check(prompt, requested_by=None)
     assert exc.value.reason == "prompt_safety"
 
 
 def test_safe_prompts_pass_the_safety_check(engine: Any) -> None:
-    svc = generation_of(engine)
+    svc = engine.generation
     for prompt in ("a knight fighting a dragon in a castle", "cooking pasta in a small kitchen"):
         svc.check(prompt, requested_by=None)
 
@@ -116,11 +115,10 @@ def test_safe_prompts_pass_the_safety_check(engine: Any) -> None:
 def test_gap_filling_queues_prompts_for_unmet_moods_and_topics(
     engine: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from steering.wiring import steering_of
 
-    svc = generation_of(engine)
+    svc = engine.generation
     uid = min(engine.state.users)
-    steering_of(engine).moods.create(uid, "underwater volcano eruptions")
+    engine.steering.moods.create(uid, "underwater volcano eruptions")
     facets = {g.subject: g for g in mood_gaps(svc)}
     assert any("volcano" in f for f in facets), facets
     assert all(g.supply < svc.settings.gap_mood_threshold for g in facets.values())
@@ -139,7 +137,7 @@ def test_gap_filling_queues_prompts_for_unmet_moods_and_topics(
 
 
 def test_a_remix_carries_the_original_caption_topics_and_cameos(engine: Any) -> None:
-    svc = generation_of(engine)
+    svc = engine.generation
     st = engine.state
     row = next(r for r, c in enumerate(st.cameos) if c and st.topics[r])
     subject = st.cameos[row][0]

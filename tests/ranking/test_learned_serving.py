@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from tests.conftest import copy_world, make_key
 def trained_dir(tiny_world_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny world after one run of the train job (which promoted its model)."""
     from pipelines.serving.engine import open_engine
-    from pipelines.serving.jobs.runner import JobContext, run_job
+    from pipelines.serving.jobs import JobContext, run_job
     from ranking.learned.training import TrainSettings
 
     d = tmp_path_factory.mktemp("trained") / "world"
@@ -148,15 +149,19 @@ def test_value_weights_and_ranker_model_overrides_are_honoured(trained_copy: Pat
 
 
 def test_without_a_promoted_model_the_hand_weighted_scorer_serves(engine: Any) -> None:
+    from ranking.pipeline import FeedQuery, is_enabled
     from ranking.scorers.hand_weighted import HandWeightedScorer
     from ranking.scorers.lightgbm_scorer import LightGbmScorer
 
     scorers = engine.products["home"].scorers
-    assert not any(isinstance(s, LightGbmScorer) for s in scorers)
-    assert isinstance(scorers[0], HandWeightedScorer)
+    learned = next(s for s in scorers if isinstance(s, LightGbmScorer))
+    hand = next(s for s in scorers if isinstance(s, HandWeightedScorer))
+    q = FeedQuery(user_id=0, limit=5, now=datetime(2026, 1, 1), session_id="s")
+    assert not is_enabled(learned, q) and is_enabled(hand, q)
     assert engine.health()["learned_ranker"]["serving"] == "hand_weighted"
     page = engine.feed(next(iter(engine.state.users)), limit=5)
     assert "s.hand_weighted" in page.extras["timings_ms"]
+    assert "s.learned_value" in page.extras["skipped"]
     assert "learned_ranker" not in page.extras["context"]
 
 
@@ -182,7 +187,7 @@ def test_models_cli_lists_rolls_back_and_promotes_through_the_gate(trained_copy:
 
 
 def test_author_stats_job_gives_the_serving_state_credibility(engine: Any) -> None:
-    from pipelines.serving.jobs.runner import JobContext, run_job
+    from pipelines.serving.jobs import JobContext, run_job
 
     assert engine.state.author_stats_computed_at() is None
     rep = run_job("author_stats", JobContext(engine))

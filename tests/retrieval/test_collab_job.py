@@ -8,11 +8,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from pipelines.serving.jobs.runner import JobContext, run_job
+from pipelines.serving.jobs import JobContext, run_job
 from ranking.pipeline import FeedQuery, PipelineResult
 from ranking.retrieval.engagement import engagement_from_events
 from ranking.retrieval.user_vectors import get_user_vectors
-from ranking.retrieval.wiring import collab_of
 from storage.index.edge import EdgeVectorIndex
 
 
@@ -68,7 +67,7 @@ def test_home_feed_gets_collab_candidates_for_a_user_with_history(engine: Any) -
     assert result.source_counts.get("collab", 0) > 0
     assert "collab" not in result.failed_sources
     seen = engine.state.seen.get(uid, set())
-    got = engine.index.search("collab", collab_of(engine).users.get(uid), limit=5)
+    got = engine.index.search("collab", engine.collab.users.get(uid), limit=5)
     assert got
     page_ids = set(result.page["item_id"].to_list())
     assert not page_ids & seen
@@ -94,7 +93,7 @@ def test_user_vectors_survive_a_restart(world_dir: Any) -> None:
         eng.close()
     eng = open_engine(world_dir)
     try:
-        assert collab_of(eng).users.get(uid) is not None
+        assert eng.collab.users.get(uid) is not None
         assert _home(eng, uid).source_counts.get("collab", 0) > 0
     finally:
         eng.close()
@@ -119,7 +118,7 @@ def test_erasing_a_user_drops_their_learned_vector(engine: Any) -> None:
 
     uid = _user_with_history(engine)
     assert run_job("collab", JobContext(engine)).ok
-    assert collab_of(engine).users.get(uid) is not None
+    assert engine.collab.users.get(uid) is not None
     erase_user(engine, uid)
-    assert collab_of(engine).users.get(uid) is None
+    assert engine.collab.users.get(uid) is None
     assert uid not in get_user_vectors(engine.store, "collab")

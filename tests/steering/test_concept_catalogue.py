@@ -8,11 +8,9 @@ from typing import Any
 
 import polars as pl
 
-from steering.wiring import steering_of
-
 
 def test_added_clips_do_not_make_a_page_wait_for_the_rebuild(engine: Any) -> None:
-    concepts = steering_of(engine).concepts
+    concepts = engine.steering.concepts
     assert engine.health()["steering"] == {"concept_catalogue": "building"}
     first = concepts.catalogue()
     n = first.n
@@ -52,7 +50,7 @@ def test_added_clips_do_not_make_a_page_wait_for_the_rebuild(engine: Any) -> Non
 
 
 def test_warm_async_builds_before_the_first_mood(engine: Any) -> None:
-    concepts = steering_of(engine).concepts
+    concepts = engine.steering.concepts
     t = concepts.warm_async()
     assert t is not None
     t.join(timeout=120)

@@ -15,16 +15,12 @@ def _share(items: list[dict[str, Any]], topic: str, k: int = 20) -> int:
     return sum(1 for i in items[:k] if topic in i["topics"])
 
 
-def test_mood_scorer_is_an_extra_scorer_and_install_is_idempotent(client: Any) -> None:
-    from steering.wiring import install
-
+def test_mood_scorer_follows_the_value_scorers_once(client: Any) -> None:
     eng = client.app.state.engine
-    install(eng)
-    install(eng)
-    assert sum(isinstance(s, MoodScorer) for s in eng.deps.extra_scorers) == 1
-    assert not any(isinstance(s, MoodScorer) for s in (eng.deps.scorers or []))
-    names = [s.name for s in eng.products["home"].scorers]
-    assert names.count("mood") == 1
+    scorers = list(eng.products["home"].scorers)
+    assert sum(isinstance(s, MoodScorer) for s in scorers) == 1
+    names = [s.name for s in scorers]
+    assert names.index("mood") > max(names.index("learned_value"), names.index("hand_weighted"))
 
 
 def test_mood_strength_override_dials_the_mood(client: Any) -> None:

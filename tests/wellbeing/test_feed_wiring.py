@@ -19,7 +19,6 @@ from wellbeing.scorers.governor_taper import GovernorTaperScorer
 from wellbeing.scorers.satisfaction_head import SatisfactionHeadScorer
 from wellbeing.service import GovernorView, SatisfactionService
 from wellbeing.surveys import SamplingPolicy
-from wellbeing.wiring import wellbeing_of
 
 _ids = itertools.count()
 
@@ -71,7 +70,7 @@ def test_every_page_carries_the_governor(engine: Any) -> None:
 
 def test_daily_limit_gives_an_empty_page_and_a_stop_card(engine: Any) -> None:
     uid = _user(engine, teen=False)
-    wellbeing_of(engine).governor.update_own(uid, {"daily_limit_min": 30})
+    engine.wellbeing.governor.update_own(uid, {"daily_limit_min": 30})
     now = _now()
     first = engine.feed(uid, limit=5, now=now)
     assert first.items and first.extras["governor"]["minutes_left"] <= 30
@@ -86,7 +85,7 @@ def test_daily_limit_gives_an_empty_page_and_a_stop_card(engine: Any) -> None:
 
 def test_two_devices_watching_at_once_share_one_budget(engine: Any) -> None:
     uid = _user(engine, teen=False)
-    wellbeing_of(engine).governor.update_own(uid, {"session_limit_min": 20})
+    engine.wellbeing.governor.update_own(uid, {"session_limit_min": 20})
     now = _now()
     engine.feed(uid, limit=5, now=now)  # the tracker knows the user from here on
     _views(engine, uid, 12, at=now, session_id="phone")
@@ -99,7 +98,7 @@ def test_two_devices_watching_at_once_share_one_budget(engine: Any) -> None:
 
 def test_break_reminder_keeps_serving_with_a_message(engine: Any) -> None:
     uid = _user(engine, teen=False)
-    wellbeing_of(engine).governor.update_own(uid, {"break_every_min": 10})
+    engine.wellbeing.governor.update_own(uid, {"break_every_min": 10})
     now = _now()
     engine.feed(uid, limit=5, now=now)
     _views(engine, uid, 11, at=now)
@@ -134,7 +133,7 @@ def test_daily_budget_resets_at_local_midnight_on_a_25_hour_day(engine: Any) -> 
         for u, p in sorted(engine.state.profiles.items())
         if p.get("timezone") == ny and not p.get("is_teen")
     )
-    wellbeing_of(engine).governor.update_own(uid, {"daily_limit_min": 30})
+    engine.wellbeing.governor.update_own(uid, {"daily_limit_min": 30})
     tz = ZoneInfo(ny)
 
     def utc(y: int, mo: int, d: int, h: int, mi: int, fold: int = 0) -> datetime:
@@ -156,7 +155,7 @@ def test_daily_budget_resets_at_local_midnight_on_a_25_hour_day(engine: Any) -> 
 
 def test_page_cap_holds_across_cursors_and_fresh_sessions(engine: Any) -> None:
     uid = _user(engine, teen=False)
-    wellbeing_of(engine).governor.update_own(uid, {"max_pages_per_session": 2})
+    engine.wellbeing.governor.update_own(uid, {"max_pages_per_session": 2})
     p1 = engine.feed(uid, limit=4)
     p2 = engine.feed(uid, limit=4, cursor=p1.next_cursor)
     assert p1.items and p2.items
@@ -168,7 +167,7 @@ def test_page_cap_holds_across_cursors_and_fresh_sessions(engine: Any) -> None:
 
 def test_generated_clip_cap_is_counted_per_day(engine: Any) -> None:
     uid = _user(engine, teen=False)
-    wellbeing_of(engine).governor.update_own(uid, {"max_generated_per_day": 2})
+    engine.wellbeing.governor.update_own(uid, {"max_generated_per_day": 2})
     gen = [i.is_generated for p in range(4) for i in engine.feed(uid, limit=10).items]
     assert sum(gen) <= 2
     assert len(gen) > 2
@@ -222,7 +221,7 @@ def _fitted_model(rng: np.random.Generator) -> SatisfactionModel:
 def test_satisfaction_head_adds_weight_times_predicted_satisfaction(engine: Any) -> None:
     model = _fitted_model(np.random.default_rng(0))
     assert model.coefficients()["intensity"] < 0
-    svc = SatisfactionService(wellbeing_of(engine).repo)
+    svc = SatisfactionService(engine.wellbeing.repo)
     svc.set_model(model)
     cands = pl.DataFrame({"item_id": [1, 2], "score": [1.0, 0.9], "intensity": [0.9, 0.1]})
     scorer = SatisfactionHeadScorer(svc, weight=0.0)
@@ -234,13 +233,13 @@ def test_satisfaction_head_adds_weight_times_predicted_satisfaction(engine: Any)
     np.testing.assert_allclose(boosted, [1.0, 0.9] + 2.0 * 0.05 * head)
     assert boosted[1] > boosted[0]
     # Served through the real pipeline the head is one of the home feed's scorers.
-    wellbeing_of(engine).satisfaction.set_model(model)
+    engine.wellbeing.satisfaction.set_model(model)
     page = engine.feed(_user(engine, teen=False), limit=5, overrides={"satisfaction_weight": 1.0})
     assert page.items and "s.satisfaction_head" in page.extras["timings_ms"]
 
 
 def test_survey_card_is_placed_by_the_sampling_policy(engine: Any) -> None:
-    surveys = wellbeing_of(engine).surveys
+    surveys = engine.wellbeing.surveys
     uid = _user(engine, teen=False)
     surveys.policy = SamplingPolicy(rate_per_week=1.0, min_spacing_hours=24.0)
     surveys.pages_per_week_override = 1e9  # a per-page rate of ~0: no card
@@ -258,30 +257,10 @@ def test_survey_card_is_placed_by_the_sampling_policy(engine: Any) -> None:
     )
 
 
-def test_install_is_idempotent_and_reaches_the_following_only_feed(engine: Any) -> None:
-    from wellbeing.wiring import install
-
-    deps = engine.deps
-    before = (
-        len(deps.extra_query_hydrators),
-        len(deps.extra_filters),
-        len(deps.extra_scorers),
-        len(deps.extra_post_filters),
-        len(engine.event_listeners),
-        len(engine.product_hooks),
-    )
-    install(engine)
-    after = (
-        len(deps.extra_query_hydrators),
-        len(deps.extra_filters),
-        len(deps.extra_scorers),
-        len(deps.extra_post_filters),
-        len(engine.event_listeners),
-        len(engine.product_hooks),
-    )
-    assert after == before
+def test_wellbeing_components_reach_the_following_only_feed(engine: Any) -> None:
     following = engine.products["following_only"]
     assert "governor" in [q.name for q in following.query_hydrators]
     assert "governor_stop" in [f.name for f in following.filters]
     assert "governor_page" in [f.name for f in following.post_filters]
+    assert "governor_page_count" in [e.name for e in following.side_effects]
     assert engine.health()["wellbeing"]["satisfaction_model"] is None

@@ -15,7 +15,6 @@ from wellbeing.governor import Usage
 from wellbeing.repository import WellbeingRepository
 from wellbeing.surveys import SurveyDraw
 from wellbeing.usage import UsageTracker, compute_usage, usage_snapshot, usage_snapshots
-from wellbeing.wiring import wellbeing_of
 
 NOW = datetime(2026, 3, 8, 15, 0, tzinfo=UTC)
 ZONES = {1: "UTC", 2: "America/New_York", 3: "Asia/Tokyo", 4: "Europe/Berlin", 5: "UTC"}
@@ -140,7 +139,7 @@ def test_bulk_repository_reads_match_per_user_reads(store: Store) -> None:
 
 
 def test_a_warm_engine_serves_first_pages_without_per_user_queries(engine: Any) -> None:
-    svc = wellbeing_of(engine)
+    svc = engine.wellbeing
     assert svc.governor.tracker.seeded_all_at is not None and svc.surveys.warmed_at is not None
     calls: list[str] = []
 
@@ -170,7 +169,7 @@ def test_a_warm_engine_serves_first_pages_without_per_user_queries(engine: Any) 
 
 
 def test_refresh_reads_what_another_replica_wrote(engine: Any) -> None:
-    svc = wellbeing_of(engine)
+    svc = engine.wellbeing
     svc.settings.usage_max_age_s = 0.0
     u = sorted(engine.state.users)[0]
     now = datetime.now(UTC)
@@ -200,7 +199,7 @@ def test_refresh_reads_what_another_replica_wrote(engine: Any) -> None:
 
 
 def test_refresh_skips_the_re_read_when_only_this_engine_wrote(engine: Any) -> None:
-    svc = wellbeing_of(engine)
+    svc = engine.wellbeing
     svc.settings.usage_max_age_s = 0.0
     u = sorted(engine.state.users)[0]
     now = datetime.now(UTC).replace(tzinfo=None)

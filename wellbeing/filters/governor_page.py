@@ -1,24 +1,20 @@
-"""Post-selection filter: today's AI-generated clip allowance, and the page counted at once."""
+"""Post-selection filter: today's AI-generated clip allowance."""
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
 from ranking.pipeline import FeedQuery, FilterResult, split_by_mask
 from wellbeing.query_hydrators.governor import GOVERNOR_KEY
-
-if TYPE_CHECKING:
-    from wellbeing.service import GovernorService
+from wellbeing.service import GovernorService
 
 
 class GovernorPageFilter:
     """Removes AI-generated clips beyond what ``max_generated_per_day`` still allows (the
-    best-placed ones stay), then counts the page and its generated clips in the usage tracker
-    before the response leaves, so a client paging fast cannot outrun the page or clip caps
-    while impressions are still being written.
+    best-placed ones stay). Counting the page is a side effect
+    (:class:`~wellbeing.side_effects.governor_page_count.GovernorPageCountSideEffect`), so a
+    dry run (a "why not" lookup) does not count toward the caps.
     """
 
     name = "governor_page"
@@ -26,22 +22,23 @@ class GovernorPageFilter:
     def __init__(self, governor: GovernorService) -> None:
         self.governor = governor
 
+    def enabled(self, query: FeedQuery) -> bool:
+        """Only when the governor hydrator ran for this request."""
+        return query.context.get(GOVERNOR_KEY) is not None
+
     def apply(self, query: FeedQuery, candidates: pl.DataFrame) -> FilterResult:
-        """Cap generated clips and record the page."""
+        """Cap generated clips in page order."""
         view = query.context.get(GOVERNOR_KEY)
-        n = candidates.height
-        remove = np.zeros(n, dtype=bool)
-        if view is not None and "item_id" in candidates.columns:
-            st = self.governor.state
-            rows = st.rows(candidates["item_id"].to_numpy())
-            generated = np.where(rows >= 0, st.generated[np.maximum(rows, 0)], False)
-            left = view.generated_left
-            if left is not None:
-                rank = np.cumsum(generated)  # page order: the first ``left`` ones stay
-                remove = generated & (rank > left)
-            kept_generated = int((generated & ~remove).sum())
-            if n - int(remove.sum()) > 0:
-                self.governor.record_page(
-                    query.user_id, query.request_id, query.now, kept_generated
-                )
+        remove = np.zeros(candidates.height, dtype=bool)
+        if view is not None and view.generated_left is not None:
+            generated = generated_mask(self.governor, candidates)
+            rank = np.cumsum(generated)  # page order: the first ``left`` ones stay
+            remove = generated & (rank > view.generated_left)
         return split_by_mask(candidates, remove)
+
+
+def generated_mask(governor: GovernorService, page: pl.DataFrame) -> np.ndarray:
+    """Which rows of a page are AI-generated clips."""
+    st = governor.state
+    rows = st.rows(page["item_id"].to_numpy())
+    return np.where(rows >= 0, st.generated[np.maximum(rows, 0)], False)

@@ -18,6 +18,11 @@ class GovernorStopFilter:
 
     name = "governor_stop"
 
+    def enabled(self, query: FeedQuery) -> bool:
+        """Only at a time limit."""
+        view = query.context.get(GOVERNOR_KEY)
+        return view is not None and view.decision.state == "limit_reached"
+
     def apply(self, query: FeedQuery, candidates: pl.DataFrame) -> FilterResult:
         """Keep all, or remove all at a limit."""
         view = query.context.get(GOVERNOR_KEY)

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from ranking.pipeline import FeedQuery
-
-if TYPE_CHECKING:
-    from wellbeing.service import GovernorService
+from wellbeing.service import BREAK_MESSAGE, GovernorService, stop_card
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +28,6 @@ class GovernorQueryHydrator:
 
     def hydrate(self, query: FeedQuery) -> None:
         """Evaluate the governor for the requesting user at the request's server time."""
-        from wellbeing.service import stop_card
-
         view = self.governor.view(query.user_id, query.now)
         query.context[GOVERNOR_KEY] = view
         extras = query.context.setdefault("page_extras", {})
@@ -40,6 +35,4 @@ class GovernorQueryHydrator:
         if view.decision.state == "limit_reached":
             extras["stop_card"] = stop_card(view)
         elif view.decision.state == "break_suggested":
-            from wellbeing.service import BREAK_MESSAGE
-
             extras[GOVERNOR_KEY]["message"] = BREAK_MESSAGE

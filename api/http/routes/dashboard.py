@@ -26,7 +26,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api.http.auth import Principal
 from api.http.deps import EngineDep, PrincipalDep
-from pipelines.experiments.wiring import experiments_of
 from pipelines.serving.engine import Engine
 
 router = APIRouter(tags=["dashboard"])
@@ -39,7 +38,7 @@ PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 # -- data -------------------------------------------------------------------------------------
 def experiments_data(engine: Engine) -> list[dict[str, Any]]:
     """Every stored experiment with its newest analysis and simulation report."""
-    repo = experiments_of(engine)
+    repo = engine.experiments
     out = []
     for exp in repo.list_all():
         out.append(

@@ -17,7 +17,6 @@ from pipelines.experiments.definitions import Experiment, parse_experiment
 from pipelines.experiments.errors import ExperimentDefinitionError, StatsInputError
 from pipelines.experiments.ope_log import DEFAULT_TARGETS, off_policy_report
 from pipelines.experiments.repository import ExperimentRepository, UnknownExperimentError
-from pipelines.experiments.wiring import experiments_of
 
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
 
@@ -36,7 +35,7 @@ class ExperimentIn(BaseModel):
 
 
 def _repo(engine: Any) -> ExperimentRepository:
-    return experiments_of(engine)
+    return engine.experiments
 
 
 def _get(repo: ExperimentRepository, name: str) -> Experiment:

@@ -7,8 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from api.http.auth import ROLE_PARENT, Principal
 from api.http.deps import EngineDep, PrincipalDep
 from api.http.schemas import FeedOut
+from pipelines.serving.engine import Engine
 
 router = APIRouter(prefix="/v1", tags=["feed"])
 
@@ -41,10 +43,8 @@ def get_feed(
     )
 
 
-def engine_parent_links(engine: object, principal: object) -> set[int] | None:
-    """Teens linked to a parent key (filled in by the wellbeing package when present)."""
-    fn = getattr(engine, "children_of", None)
-    uid = getattr(principal, "user_id", None)
-    if fn is None or uid is None or getattr(principal, "role", "") != "parent":
+def engine_parent_links(engine: Engine, principal: Principal) -> set[int] | None:
+    """Teens linked to a parent key (None for any other key)."""
+    if principal.user_id is None or principal.role != ROLE_PARENT:
         return None
-    return set(fn(uid))
+    return set(engine.children_of(principal.user_id))

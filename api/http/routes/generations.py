@@ -14,7 +14,6 @@ from api.http.routes.feed import engine_parent_links
 from pipelines.generation.errors import RuleViolation, UnknownJobError
 from pipelines.generation.rules import AUDIENCES, OPTOUT_KINDS
 from pipelines.generation.settings import RenderParams
-from pipelines.generation.wiring import generation_of
 
 router = APIRouter(tags=["generations"])
 
@@ -99,7 +98,7 @@ def create_generation(
     ``prompt_safety``, ``remix_source`` 422) when a rule says no. Poll ``status_url``."""
     principal.require_user_access(body.user_id, parent_of=engine_parent_links(engine, principal))
     engine.require_user(body.user_id)
-    svc = generation_of(engine)
+    svc = engine.generation
     try:
         job = svc.submit(
             body.prompt,
@@ -116,7 +115,7 @@ def create_generation(
 @router.get("/v1/generations/{job_id}")
 def get_generation(job_id: JobId, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
     """A job's status; once ``done``: the clip id, video and poster URLs and provenance."""
-    svc = generation_of(engine)
+    svc = engine.generation
     try:
         job = svc.queue.get(job_id)
     except UnknownJobError as exc:
@@ -142,7 +141,7 @@ def list_generations(
 ) -> dict[str, Any]:
     """Newest jobs (service, admin and analyst keys) and counts per status."""
     principal.require(ROLE_SERVICE, ROLE_ADMIN, ROLE_ANALYST)
-    svc = generation_of(engine)
+    svc = engine.generation
     return {
         "counts": svc.queue.counts(),
         "jobs": [j.to_dict() for j in svc.queue.list_jobs(status=status_, limit=limit)],
@@ -154,7 +153,7 @@ def get_consent(user_id: UserId, engine: EngineDep, principal: PrincipalDep) -> 
     """The user's cameo consent (``active: false`` when never given or revoked)."""
     principal.require_user_access(user_id, parent_of=engine_parent_links(engine, principal))
     engine.require_user(user_id)
-    consent = generation_of(engine).consents.get(user_id)
+    consent = engine.generation.consents.get(user_id)
     if consent is None:
         return {"user_id": user_id, "active": False, "audience": None, "audiences": AUDIENCES}
     return consent.to_dict()
@@ -167,7 +166,7 @@ def put_consent(
     """Opt in to cameos: ``everyone``, ``friends`` (mutual follows) or ``only_me``."""
     principal.require_user_access(user_id, parent_of=engine_parent_links(engine, principal))
     engine.require_user(user_id)
-    return generation_of(engine).consents.grant(user_id, body.audience).to_dict()
+    return engine.generation.consents.grant(user_id, body.audience).to_dict()
 
 
 @router.delete("/v1/users/{user_id}/cameo-consent")
@@ -176,7 +175,7 @@ def revoke_consent(user_id: UserId, engine: EngineDep, principal: PrincipalDep) 
     leave every feed from the next page."""
     principal.require_user_access(user_id, parent_of=engine_parent_links(engine, principal))
     engine.require_user(user_id)
-    return generation_of(engine).revoke_consent(user_id)
+    return engine.generation.revoke_consent(user_id)
 
 
 @router.post("/v1/admin/rights-optouts", status_code=status.HTTP_201_CREATED)
@@ -185,7 +184,7 @@ def register_optout(body: OptOutIn, engine: EngineDep, principal: PrincipalDep) 
     filtered from feeds from the next page."""
     principal.require(ROLE_ADMIN)
     try:
-        items = generation_of(engine).optouts.register(body.holder, body.names, kind=body.kind)
+        items = engine.generation.optouts.register(body.holder, body.names, kind=body.kind)
     except ValueError as exc:
         raise HTTPException(422, detail=str(exc)) from exc
     return {"registered": [o.to_dict() for o in items], "kinds": OPTOUT_KINDS}
@@ -195,7 +194,7 @@ def register_optout(body: OptOutIn, engine: EngineDep, principal: PrincipalDep) 
 def list_optouts(engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
     """Registered names (admin and analyst keys)."""
     principal.require(ROLE_ADMIN, ROLE_ANALYST)
-    return {"optouts": [o.to_dict() for o in generation_of(engine).optouts.active()]}
+    return {"optouts": [o.to_dict() for o in engine.generation.optouts.active()]}
 
 
 @router.delete("/v1/admin/rights-optouts/{optout_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -204,5 +203,5 @@ def remove_optout(
 ) -> None:
     """Withdraw one registered name (admin)."""
     principal.require(ROLE_ADMIN)
-    if not generation_of(engine).optouts.remove(optout_id):
+    if not engine.generation.optouts.remove(optout_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no opt-out {optout_id!r}")

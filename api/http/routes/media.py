@@ -15,7 +15,6 @@ from fastapi.responses import FileResponse
 
 from api.http.auth import PUBLIC_TAG
 from api.http.deps import EngineDep
-from pipelines.generation.wiring import generation_of
 
 router = APIRouter(prefix="/media", tags=["media", PUBLIC_TAG])
 
@@ -31,7 +30,7 @@ def get_clip_media(name: Annotated[str, Path(max_length=40)], engine: EngineDep)
         msg = "media name must be <clip id>.mp4, .png or .json"
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=msg)
     item_id, ext = int(m.group(1)), m.group(2)
-    svc = generation_of(engine)
+    svc = engine.generation
     files = svc.files(item_id)
     path = {"mp4": files.video, "png": files.poster, "json": files.manifest}[ext]
     if not path.exists():

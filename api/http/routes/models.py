@@ -13,7 +13,6 @@ from fastapi import APIRouter, HTTPException, status
 from api.http.deps import EngineDep, PrincipalDep
 from ranking.learned.registry import HAND_WEIGHTED
 from ranking.learned.value_model import LearnedModelError
-from ranking.learned.wiring import learned_of, refresh
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -22,7 +21,7 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 def list_models(engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
     """Stored versions with their held-out metrics and gate, and which one serves."""
     principal.require("analyst", "admin")
-    models = learned_of(engine)
+    models = engine.learned
     reg = models.registry
     try:
         records = reg.records()
@@ -53,11 +52,11 @@ def list_models(engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
 def rollback(engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
     """Serve the previously promoted model again (the hand-weighted scorer if none)."""
     principal.require("admin")
-    reg = learned_of(engine).registry
+    reg = engine.learned.registry
     try:
         current = reg.serving_version()
         previous = reg.rollback()
     except LearnedModelError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
-    refresh(engine)
+    engine.learned.invalidate()
     return {"rolled_back": current, "serving": previous or HAND_WEIGHTED}

@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.http.deps import EngineDep, PrincipalDep
 from api.http.routes.wellbeing import HHMM, changes_of, governor_json
 from wellbeing.errors import GovernorSettingsError
-from wellbeing.wiring import wellbeing_of
 
 router = APIRouter(prefix="/v1/parental", tags=["parental"])
 
@@ -60,7 +59,7 @@ def _require_linked_parent(engine: Any, principal: Any, child_id: int) -> int:
     engine.require_user(child_id)
     if principal.role == "parent":
         parent_id = int(principal.user_id)
-        if child_id not in wellbeing_of(engine).children_of(parent_id):
+        if child_id not in engine.wellbeing.children_of(parent_id):
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,
                 detail=f"user {child_id} is not linked to parent {parent_id}; "
@@ -77,7 +76,7 @@ def link(body: LinkIn, engine: EngineDep, principal: PrincipalDep) -> dict[str, 
     engine.require_user(body.child_id)
     if body.parent_id == body.child_id:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="cannot parent oneself")
-    new = wellbeing_of(engine).repo.link(body.parent_id, body.child_id)
+    new = engine.wellbeing.repo.link(body.parent_id, body.child_id)
     return {"parent_id": body.parent_id, "child_id": body.child_id, "created": new}
 
 
@@ -85,7 +84,7 @@ def link(body: LinkIn, engine: EngineDep, principal: PrincipalDep) -> dict[str, 
 def children(engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
     """The parent's linked children with their limits and today's usage."""
     principal.require("parent")
-    kids = wellbeing_of(engine).children_of(int(principal.user_id or 0))
+    kids = engine.wellbeing.children_of(int(principal.user_id or 0))
     return {"children": [governor_json(engine, c) for c in kids if c in engine.state.users]}
 
 
@@ -103,7 +102,7 @@ def change_controls(
     """Change a linked child's controls; they apply from the child's next page."""
     parent_id = _require_linked_parent(engine, principal, child_id)
     changes = changes_of(body)
-    svc = wellbeing_of(engine)
+    svc = engine.wellbeing
     try:
         svc.governor.update_by_parent(child_id, changes, parent_id=parent_id)
     except GovernorSettingsError as exc:

@@ -9,11 +9,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.http.deps import EngineDep, PrincipalDep
 from api.http.routes.feed import engine_parent_links
+from pipelines.serving.products.home import HOME
 from steering.controls import ControlsError
 from steering.errors import MoodParseError, MoodTooLongError, SteeringError
 from steering.interests import InterestService
 from steering.why_not import why_not
-from steering.wiring import steering_of
 
 router = APIRouter(prefix="/v1/users", tags=["steering"])
 
@@ -57,7 +57,7 @@ def create_mood(
     """Set a mood; the next page follows it. The response shows how the prompt was understood
     (facets, exclusions, energy, expiry, warnings) so it can be corrected."""
     _access(engine, principal, user_id)
-    svc = steering_of(engine)
+    svc = engine.steering
     try:
         mood = svc.moods.create(user_id, body.text, scope=body.scope, strength=body.strength)
     except MoodTooLongError as exc:
@@ -71,7 +71,7 @@ def create_mood(
 def list_moods(user_id: UserId, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
     """The user's active moods."""
     _access(engine, principal, user_id)
-    return {"moods": [m.to_dict() for m in steering_of(engine).moods.list(user_id)]}
+    return {"moods": [m.to_dict() for m in engine.steering.moods.list(user_id)]}
 
 
 @router.delete("/{user_id}/mood/{mood_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -83,14 +83,14 @@ def delete_mood(
 ) -> None:
     """Stop a mood (404 when the user has no such active mood)."""
     _access(engine, principal, user_id)
-    steering_of(engine).moods.delete(user_id, mood_id)
+    engine.steering.moods.delete(user_id, mood_id)
 
 
 @router.get("/{user_id}/controls")
 def get_controls(user_id: UserId, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
     """The user's standing controls."""
     _access(engine, principal, user_id)
-    return steering_of(engine).controls.get(user_id).model_dump()
+    return engine.steering.controls.get(user_id).model_dump()
 
 
 @router.put("/{user_id}/controls")
@@ -99,7 +99,7 @@ def put_controls(
 ) -> dict[str, Any]:
     """Change standing controls (fields left out keep their value); applies to the next page."""
     _access(engine, principal, user_id)
-    svc = steering_of(engine)
+    svc = engine.steering
     try:
         ctrl = svc.controls.update(user_id, body.model_dump(exclude_unset=True))
     except ControlsError as exc:
@@ -115,7 +115,7 @@ def get_interests(
 ) -> dict[str, Any]:
     """What the engine thinks the user likes, strongest first, with the user's rules."""
     _access(engine, principal, user_id)
-    svc = steering_of(engine)
+    svc = engine.steering
     interests = InterestService(engine.state, svc.controls, lambda: engine.embedder)
     return {"interests": [i.to_dict() for i in interests.list(user_id, k=max(1, min(k, 100)))]}
 
@@ -130,7 +130,7 @@ def mark_interest(
 ) -> dict[str, Any]:
     """More, less or never of an interest (a standing control); applies to the next page."""
     _access(engine, principal, user_id)
-    svc = steering_of(engine)
+    svc = engine.steering
     interests = InterestService(engine.state, svc.controls, lambda: engine.embedder)
     try:
         ctrl = interests.mark(user_id, topic, action)
@@ -149,5 +149,5 @@ def get_why_not(
 ) -> dict[str, Any]:
     """Why a clip is not on the user's next page: the filter and rule, or the stage."""
     _access(engine, principal, user_id)
-    steering_of(engine)
-    return why_not(engine, user_id, clip_id)
+    engine.require_user(user_id)
+    return why_not(engine.products[HOME], engine.state, user_id, clip_id)

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.http import audit
 from api.http.auth import ROLE_ADMIN, ROLE_USER, Principal
-from api.http.deps import EngineDep, PrincipalDep
+from api.http.deps import EngineDep, PrincipalDep, forget_cached_keys
 from storage.erasure import pseudonym
 
 router = APIRouter(prefix="/v1", tags=["users"])
@@ -34,6 +34,7 @@ async def delete_user(
 
     engine.writer.flush()
     report = await run_in_threadpool(erase_user, engine, user_id)
+    forget_cached_keys()  # the user's keys are gone from the store
     out = report.as_dict()
     await run_in_threadpool(
         audit.record,

@@ -11,7 +11,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.http.deps import EngineDep, PrincipalDep
 from api.http.routes.feed import engine_parent_links
 from wellbeing.errors import GovernorPermissionError, GovernorSettingsError, SurveyError
-from wellbeing.wiring import wellbeing_of
 
 router = APIRouter(prefix="/v1", tags=["wellbeing"])
 
@@ -62,7 +61,7 @@ def changes_of(body: BaseModel) -> dict[str, Any]:
 
 def governor_json(engine: Any, user_id: int) -> dict[str, Any]:
     """A user's effective settings, what binds them and today's decision."""
-    gov = wellbeing_of(engine).governor
+    gov = engine.wellbeing.governor
     view = gov.view(user_id, datetime.now(UTC).replace(tzinfo=None))
     prof = gov.profile(user_id)
     return {
@@ -97,7 +96,7 @@ def change_own_governor(
     engine.require_user(user_id)
     changes = changes_of(body)
     try:
-        wellbeing_of(engine).governor.update_own(user_id, changes)
+        engine.wellbeing.governor.update_own(user_id, changes)
     except GovernorPermissionError as exc:
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail=str(exc)) from exc
     except GovernorSettingsError as exc:
@@ -108,7 +107,7 @@ def change_own_governor(
 def _close_survey(
     engine: Any, principal: Any, survey_id: str, answer: int | None
 ) -> dict[str, Any]:
-    svc = wellbeing_of(engine).surveys
+    svc = engine.wellbeing.surveys
     prompt = svc.repo.prompt(survey_id)
     if prompt is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"unknown survey_id {survey_id!r}")

@@ -14,7 +14,7 @@ import polars as pl
 from pipelines.experiments.definitions import Experiment
 from pipelines.experiments.interleaving import team_draft_interleave
 from pipelines.experiments.query_hydrators.experiment_arms import EXPOSURE_KEY, HOLDBACK_ARM
-from ranking.pipeline import FeedQuery, Scorer, Selector
+from ranking.pipeline import FeedQuery, Scorer, Selector, is_enabled
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +43,7 @@ class InterleavingSelector:
     running : Callable[[], list[Experiment]]
         The running experiments (the repository's cached list).
     scorers : Callable[[], Sequence[Scorer]]
-        The home pipeline's scorers, read per request (products are rebuilt when extensions
-        add scorers).
+        The product's scorers (declared after the selector, so read when a page is built).
     """
 
     name = "interleaving"
@@ -92,6 +91,8 @@ class InterleavingSelector:
         q = replace(query, overrides=overrides, context=dict(query.context))
         scored = candidates
         for s in self.scorers():
+            if not is_enabled(s, q):  # e.g. the learned scorer when the arm names no model
+                continue
             scores = np.asarray(s.score(q, scored), dtype=np.float64)
             scored = scored.with_columns(
                 pl.Series("score", scores), pl.Series(f"score_{s.name}", scores)

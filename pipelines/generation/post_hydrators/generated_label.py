@@ -1,4 +1,4 @@
-"""Post-selection filter (keeps every row): labels AI-generated clips in the explanation.
+"""Post-selection hydrator (keeps every row): labels AI-generated clips in the explanation.
 
 Adds to each item's ``explanation``: ``generated`` (AI-generated), ``made_for_your_mood``
 (brought by the "made for your mood" source) and ``media_url`` (the mp4 served under
@@ -13,11 +13,11 @@ import numpy as np
 import polars as pl
 
 from pipelines.generation.sources.generated import GENERATED_SOURCE
-from ranking.pipeline import FeedQuery, FilterResult, set_columns
+from ranking.pipeline import FeedQuery, set_columns
 from ranking.state import FeedState
 
 
-class GeneratedLabelPostFilter:
+class GeneratedLabelPostHydrator:
     """Adds the generated labels to ``_explain`` (merged with what is already there)."""
 
     name = "generated_label"
@@ -26,11 +26,10 @@ class GeneratedLabelPostFilter:
         self.state = state
         self.media_url = media_url
 
-    def apply(self, query: FeedQuery, candidates: pl.DataFrame) -> FilterResult:
+    def hydrate(self, query: FeedQuery, candidates: pl.DataFrame) -> pl.DataFrame:
         """Return every row with the labels."""
-        none_removed = candidates.clear()
         if candidates.height == 0:
-            return FilterResult(kept=candidates, removed=none_removed)
+            return candidates
         st = self.state
         ids = candidates["item_id"].to_numpy()
         rows = st.rows(ids)
@@ -64,5 +63,4 @@ class GeneratedLabelPostFilter:
             if clash:  # ``drop`` plans a lazy query: only when there is something to drop
                 prev = prev.drop(clash)
             new = pl.concat([prev, new], how="horizontal")
-        out = set_columns(candidates, {"_explain": new.to_struct("_explain")})
-        return FilterResult(kept=out, removed=none_removed)
+        return set_columns(candidates, {"_explain": new.to_struct("_explain")})

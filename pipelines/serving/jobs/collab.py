@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from pipelines.serving.jobs.runner import JobContext, register
+from pipelines.serving.jobs.runner import JobContext
 from ranking.retrieval.collab import fit_collab
 from ranking.retrieval.engagement import engagement_from_events
 from ranking.retrieval.settings import COLLAB_SPACE, CollabSettings
@@ -53,9 +53,8 @@ def fit_and_publish(engine: Engine, settings: CollabSettings | None = None) -> d
         Counts for the job report: ``pairs, users, clips, indexed, dim, model_version``
         (``fitted: False`` and a ``reason`` when there is no engagement to learn from).
     """
-    from ranking.retrieval.wiring import collab_of
 
-    svc = collab_of(engine)
+    svc = engine.collab
     cfg = settings or svc.settings
     started = time.perf_counter()
     pairs = engagement_from_events(engine.store)
@@ -112,11 +111,6 @@ def fit_and_publish(engine: Engine, settings: CollabSettings | None = None) -> d
     return counts
 
 
-@register(
-    "collab",
-    every_s=CollabSettings().every_s,
-    description="learn user/clip vectors from engagement; index clip vectors as 'collab'",
-)
 def run(ctx: JobContext) -> dict[str, Any]:
     """Fit the collab model and publish clip and user vectors (see :func:`fit_and_publish`)."""
     return fit_and_publish(ctx.engine)

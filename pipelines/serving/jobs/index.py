@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipelines.serving.jobs.runner import JobContext, register
+from pipelines.serving.jobs.runner import JobContext
 
 
-@register("index", every_s=300, description="embed and index clips that have no caption vector")
 def run(ctx: JobContext) -> dict[str, Any]:
     """Embed and index every clip without a stored caption vector."""
     eng = ctx.engine

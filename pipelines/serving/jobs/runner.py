@@ -1,7 +1,8 @@
-"""Jobs: plain functions ``run(ctx) -> JobReport`` registered by name.
+"""How a job runs: its context, its spec and its report.
 
-Runnable from the CLI (``steerfeed jobs run NAME``) and scheduled by APScheduler in the server
-(the scheduler only wires).
+A job is a plain function ``fn(ctx) -> counts``; :func:`run_spec` runs one and reports (a
+failure is logged and reported, not raised). The table of jobs (name -> schedule -> function)
+is declared in one place, :func:`pipelines.serving.jobs.job_table`.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipelines.serving.engine import Engine
+if TYPE_CHECKING:
+    from pipelines.serving.engine import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -53,28 +55,9 @@ class JobSpec:
     description: str
 
 
-JOBS: dict[str, JobSpec] = {}
-
-
-def register(
-    name: str, *, every_s: int | None = None, description: str = ""
-) -> Callable[[JobFn], JobFn]:
-    """Decorator: register ``fn`` as job ``name``."""
-
-    def deco(fn: JobFn) -> JobFn:
-        JOBS[name] = JobSpec(name, fn, every_s, description or (fn.__doc__ or "").strip())
-        return fn
-
-    return deco
-
-
-def run_job(name: str, ctx: JobContext) -> JobReport:
-    """Run one job by name and report; failures are logged and reported, not raised."""
-    load_builtin_jobs()
-    spec = JOBS.get(name)
-    if spec is None:
-        msg = f"unknown job {name!r}; valid: {', '.join(sorted(JOBS))}"
-        raise JobError(msg)
+def run_spec(spec: JobSpec, ctx: JobContext) -> JobReport:
+    """Run one job and report; failures are logged and reported, not raised."""
+    name = spec.name
     t0 = time.perf_counter()
     try:
         counts = spec.fn(ctx)
@@ -89,23 +72,7 @@ def run_job(name: str, ctx: JobContext) -> JobReport:
 
 def _release_store_memory(ctx: JobContext) -> None:
     """Drop what a job's scans left in DuckDB's cache (the serving process keeps running)."""
-    store = getattr(ctx.engine, "store", None)
-    if store is not None:
-        try:
-            store.release_memory()
-        except Exception:  # a cache that stays is no failure of the job
-            logger.warning("could not release the store's cached blocks", exc_info=True)
-
-
-def load_builtin_jobs() -> None:
-    """Import the modules that register jobs (each optional)."""
-    from pipelines.plugins import import_optional
-
-    for mod in (
-        "pipelines.serving.jobs.index",
-        "pipelines.serving.jobs.train",
-        "pipelines.serving.jobs.collab",
-        "pipelines.serving.jobs.wellbeing",
-        "pipelines.serving.jobs.generation",
-    ):
-        import_optional(mod)
+    try:
+        ctx.engine.store.release_memory()
+    except Exception:  # a cache that stays is no failure of the job
+        logger.warning("could not release the store's cached blocks", exc_info=True)

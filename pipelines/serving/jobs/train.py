@@ -28,14 +28,14 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from features.author_stats import AUTHOR_STAT_COLUMNS, compute_author_stats, follow_edges
-from pipelines.serving.jobs.runner import JobContext, register
+from pipelines.serving.jobs.runner import JobContext
+from pipelines.serving.settings import TrainJobSettings
 from ranking.learned.heads import LABEL_EVENT_TYPES
 from ranking.learned.registry import HAND_WEIGHTED, ModelRegistry, PromotionRefused, promotion_gate
 from ranking.learned.replay import ReplayTables, replay_features
+from ranking.learned.services import models_dir
 from ranking.learned.training import (
     Examples,
     TrainingError,
@@ -44,7 +44,6 @@ from ranking.learned.training import (
     load_examples,
     train_and_evaluate,
 )
-from ranking.learned.wiring import learned_of, models_dir, refresh
 from ranking.state import to_epoch
 
 if TYPE_CHECKING:
@@ -53,17 +52,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CAPTION_SPACE = "caption"
-
-
-class TrainJobSettings(BaseSettings):
-    """The train job's promotion policy (env prefix ``STEERFEED_TRAINJOB_``)."""
-
-    model_config = SettingsConfigDict(env_prefix="STEERFEED_TRAINJOB_", extra="forbid")
-
-    min_gain: float = Field(default=0.0, ge=0.0, description="NDCG@10 margin to promote")
-    replay_missing: bool = Field(
-        default=True, description="replay features for impressions logged without them"
-    )
 
 
 # -- examples from a store ------------------------------------------------------------------------
@@ -154,11 +142,6 @@ def refresh_author_stats(engine: Engine, *, now: datetime | None = None) -> int:
     return stats.height
 
 
-@register(
-    "author_stats",
-    every_s=900,
-    description="author follower growth, engagement rate and PageRank credibility",
-)
 def run_author_stats(ctx: JobContext) -> dict[str, Any]:
     """Recompute the author features of the learned ranker.
 
@@ -166,8 +149,8 @@ def run_author_stats(ctx: JobContext) -> dict[str, Any]:
     with the hand-weighted scorer starts serving within one period.
     """
     n = refresh_author_stats(ctx.engine)
-    refresh(ctx.engine)
-    return {"authors": n, "serving": learned_of(ctx.engine).serving_version() or HAND_WEIGHTED}
+    ctx.engine.learned.invalidate()
+    return {"authors": n, "serving": ctx.engine.learned.serving_version() or HAND_WEIGHTED}
 
 
 def train_and_register(
@@ -185,8 +168,8 @@ def train_and_register(
     dict
         Counts, timings, the metrics on the held-out window, the gate and the new version.
     """
-    s = settings or TrainSettings()
-    j = job or TrainJobSettings()
+    s = settings if settings is not None else engine.settings.train
+    j = job if job is not None else engine.settings.train_job
     t0 = time.perf_counter()
     examples, replayed = examples_from_store(engine, s, replay_missing=j.replay_missing, now=now)
     t_examples = time.perf_counter() - t0
@@ -204,7 +187,7 @@ def train_and_register(
             "replayed_impressions": replayed,
         },
     )
-    models = learned_of(engine)
+    models = engine.learned
     incumbent = models.serving()
     gate = promotion_gate(result.model, incumbent, result.holdout, min_gain=j.min_gain)
     promoted = False
@@ -219,7 +202,7 @@ def train_and_register(
     if promoted:
         if engine.state.author_stats_computed_at() is None:
             refresh_author_stats(engine)
-        refresh(engine)
+        engine.learned.invalidate()
     return {
         "version": version,
         "promoted": promoted,
@@ -239,7 +222,6 @@ def train_and_register(
     }
 
 
-@register("train", every_s=86_400, description="train the learned ranker; promote it if it wins")
 def run_train(ctx: JobContext) -> dict[str, Any]:
     """Train, register and (if it beats the serving model on a later window) promote."""
     opts = ctx.options
@@ -247,7 +229,9 @@ def run_train(ctx: JobContext) -> dict[str, Any]:
     if settings is not None and not isinstance(settings, TrainSettings):
         msg = f"option 'settings' must be a TrainSettings, got {type(settings).__name__}"
         raise TrainingError(msg)
-    job = TrainJobSettings(**({"min_gain": opts["min_gain"]} if "min_gain" in opts else {}))
+    job = ctx.engine.settings.train_job
+    if "min_gain" in opts:
+        job = TrainJobSettings.model_validate({**job.model_dump(), "min_gain": opts["min_gain"]})
     return train_and_register(
         ctx.engine, settings=settings, job=job, promote=bool(opts.get("promote", True))
     )

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from pipelines.serving.jobs.runner import JobContext, register
+from pipelines.serving.jobs.runner import JobContext
 from wellbeing.errors import PropensityModelError
 from wellbeing.propensity import ResponsePropensityModel, describe
 from wellbeing.satisfaction import (
@@ -34,7 +34,6 @@ from wellbeing.satisfaction import (
     load_sessions,
     session_features,
 )
-from wellbeing.wiring import wellbeing_of
 
 if TYPE_CHECKING:
     from pipelines.serving.engine import Engine
@@ -109,7 +108,7 @@ def _holdout(users: pl.Series) -> np.ndarray:
 
 def train_satisfaction(engine: Engine, *, l2: float = 1.0) -> dict[str, Any]:
     """Fit the satisfaction model, report calibration, impute every session, serve it."""
-    svc = wellbeing_of(engine)
+    svc = engine.wellbeing
     t0 = time.perf_counter()
     sessions = load_sessions(engine.store, gap_s=1800)
     if sessions.height == 0:
@@ -172,16 +171,10 @@ def train_satisfaction(engine: Engine, *, l2: float = 1.0) -> dict[str, Any]:
     return counts
 
 
-@register(
-    "satisfaction",
-    every_s=6 * 3600,
-    description="log survey non-responses, fit response propensity and the satisfaction model, "
-    "impute every session",
-)
 def run(ctx: JobContext) -> dict[str, Any]:
     """The satisfaction job (see the module docstring)."""
     engine = ctx.engine
-    svc = wellbeing_of(engine)
+    svc = engine.wellbeing
     expired = svc.surveys.expire(datetime.now(UTC))
     out: dict[str, Any] = {"expired_prompts": expired}
     out["response"] = fit_response_propensity(engine)
@@ -189,13 +182,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
     return out
 
 
-@register(
-    "wellbeing_refresh",
-    every_s=60,
-    description="re-read every user's governor usage (and, every half hour, weekly activity) "
-    "in bulk",
-)
 def refresh(ctx: JobContext) -> dict[str, Any]:
     """Bulk re-read of what the request path holds per user (see ``WellbeingServices.refresh``):
     with several API replicas, viewing served by another replica counts within a minute."""
-    return wellbeing_of(ctx.engine).refresh(datetime.now(UTC))
+    return ctx.engine.wellbeing.refresh(datetime.now(UTC))

@@ -1,1 +1,1 @@
-"""products package."""
+"""The declared products: one file per product lists every stage and component in order."""

@@ -1,105 +1,144 @@
-"""The home feed: the engine's main product, declared as one pipeline."""
+"""The home feed: every stage and every component of a home page, in order.
+
+Reading this function tells the whole request. Components that only some requests need say
+so themselves (``enabled(query)``): the learned scorer while a model is promoted (the
+hand-weighted one otherwise), the ANN sources while the vector index is open, the governor's
+stop filter at a time limit. Nothing else adds, removes or reorders components.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 from features.registry import feature_names
+from pipelines.experiments.query_hydrators.experiment_arms import ExperimentArmsQueryHydrator
+from pipelines.experiments.selectors.exploring import ExploringSelector
+from pipelines.experiments.selectors.interleaving import InterleavingSelector
+from pipelines.generation.filters.cameo_consent import CameoConsentFilter
+from pipelines.generation.filters.rights_optout import RightsOptOutFilter
+from pipelines.generation.post_hydrators.generated_label import GeneratedLabelPostHydrator
+from pipelines.generation.sources.generated import GeneratedForMoodSource
+from pipelines.serving.products.deps import ProductDeps
 from ranking.filters.already_seen import AlreadySeenFilter
 from ranking.filters.blocked_authors import BlockedAuthorsFilter
 from ranking.filters.safety import SafetyFilter
 from ranking.filters.unknown_clip import UnknownClipFilter
 from ranking.hydrators.clip_features import ClipFeaturesHydrator
 from ranking.hydrators.learned_features import LearnedFeaturesHydrator
-from ranking.pipeline import (
-    CandidateHydrator,
-    CandidateSource,
-    Filter,
-    QueryHydrator,
-    RankingPipeline,
-    Scorer,
-    Selector,
-    SideEffect,
-)
+from ranking.pipeline import RankingPipeline, Scorer
+from ranking.post_hydrators.learned_explanations import LearnedExplanationsPostHydrator
 from ranking.query_hydrators.user_context import UserContextQueryHydrator
-from ranking.scorers.hand_weighted import HandWeightedScorer, HandWeights
+from ranking.retrieval.settings import COLLAB_SPACE
+from ranking.scorers.hand_weighted import HandWeightedScorer
+from ranking.scorers.lightgbm_scorer import LightGbmScorer
 from ranking.selectors.diverse_top_k import DiverseTopKSelector
-from ranking.side_effects.log_impressions import EventSink, LogImpressionsSideEffect
+from ranking.side_effects.log_impressions import LogImpressionsSideEffect
 from ranking.sources.ann_user_vector import AnnUserVectorSource
+from ranking.sources.collab import CollabSource
 from ranking.sources.following import FollowingSource
 from ranking.sources.fresh import FreshSource
 from ranking.sources.friends_of_friends import FriendsOfFriendsSource
 from ranking.sources.trending import TrendingSource
-from ranking.state import FeedState
-from storage.index.base import VectorIndex
+from steering.filters.mood_exclusions import MoodExclusionsFilter
+from steering.query_hydrators.active_mood import ActiveMoodQueryHydrator
+from steering.scorers.mood import MoodScorer
+from steering.sources.mood import MoodSource
+from wellbeing.filters.governor_page import GovernorPageFilter
+from wellbeing.filters.governor_stop import GovernorStopFilter
+from wellbeing.hydrators.intensity import IntensityHydrator
+from wellbeing.query_hydrators.governor import GovernorQueryHydrator
+from wellbeing.query_hydrators.survey_card import SurveyCardQueryHydrator
+from wellbeing.scorers.governor_taper import GovernorTaperScorer
+from wellbeing.scorers.satisfaction_head import SatisfactionHeadScorer
+from wellbeing.side_effects.governor_page_count import GovernorPageCountSideEffect
+
+HOME = "home"
 
 
-@dataclass
-class RankingDeps:
-    """What the products are built from (passed in, never imported as globals).
-
-    ``extra_*`` lists let other packages (steering, wellbeing, generation) add their
-    components without this module importing them.
-    """
-
-    state: FeedState
-    index: VectorIndex | None
-    events: EventSink
-    hand_weights: HandWeights = field(default_factory=HandWeights)
-    max_per_author: int = 2
-    extra_query_hydrators: list[QueryHydrator] = field(default_factory=list)
-    extra_sources: list[CandidateSource] = field(default_factory=list)
-    extra_filters: list[Filter] = field(default_factory=list)
-    extra_hydrators: list[CandidateHydrator] = field(default_factory=list)
-    scorers: list[Scorer] | None = None
-    extra_scorers: list[Scorer] = field(default_factory=list)
-    selector: Selector | None = None
-    extra_post_filters: list[Filter] = field(default_factory=list)
-    extra_side_effects: list[SideEffect] = field(default_factory=list)
-    impression_features: tuple[str, ...] = ClipFeaturesHydrator.FEATURES
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-def build_home_feed(deps: RankingDeps) -> RankingPipeline:
-    """Declare the home feed pipeline.
-
-    Other packages add their components through ``deps`` (see each package's ``wiring``):
-    extra query hydrators, sources (first, so their labels win), hydrators, filters (after
-    the core ones), scorers (after the base value model), a selector, post-selection filters
-    and side effects.
-    """
-    sources: list[CandidateSource] = [
-        FollowingSource(deps.state),
-        FriendsOfFriendsSource(deps.state),
-        TrendingSource(deps.state),
-        FreshSource(deps.state),
+def build_home_feed(deps: ProductDeps) -> RankingPipeline:
+    """Declare the home feed pipeline."""
+    steer, wb, gen = deps.steering, deps.wellbeing, deps.generation
+    learned = LightGbmScorer(
+        deps.learned,
+        fallback=HandWeightedScorer(deps.hand_weights),
+        heavy_top_k=deps.learned.settings.heavy_top_k,
+    )
+    scorers: list[Scorer] = [
+        learned,  # enabled while a model is promoted (or an experiment arm names one)
+        HandWeightedScorer(deps.hand_weights, unless=learned.enabled),
+        MoodScorer(),  # blends the value with the mood; the wellbeing scorers see the result
+        GovernorTaperScorer(strength=wb.settings.governor_taper),
+        SatisfactionHeadScorer(wb.satisfaction, weight=wb.settings.satisfaction_weight),
     ]
-    if deps.index is not None:
-        sources.insert(1, AnnUserVectorSource(deps.index, deps.state))
-    scorers = deps.scorers if deps.scorers is not None else [HandWeightedScorer(deps.hand_weights)]
+    exp = deps.experiment_settings
     return RankingPipeline(
-        name="home",
-        query_hydrators=[UserContextQueryHydrator(deps.state), *deps.extra_query_hydrators],
-        sources=[*deps.extra_sources, *sources],
+        name=HOME,
+        query_hydrators=[
+            UserContextQueryHydrator(deps.state),
+            # Before the others: the mood, governor and survey hydrators read the arm's overrides.
+            ExperimentArmsQueryHydrator(deps.experiments.running),
+            ActiveMoodQueryHydrator(steer.moods, steer.controls, steer.concepts),
+            GovernorQueryHydrator(wb.governor),
+            SurveyCardQueryHydrator(wb.surveys),
+        ],
+        # Declaration order decides an item's source label when several find it.
+        sources=[
+            GeneratedForMoodSource(
+                deps.state,
+                limit=gen.settings.source_limit,
+                min_similarity=gen.settings.source_min_similarity,
+            ),
+            CollabSource(
+                deps.index,
+                deps.collab.users,
+                space=COLLAB_SPACE,
+                limit=deps.collab.settings.limit,
+                timeout_s=deps.collab.settings.timeout_s,
+            ),
+            MoodSource(deps.index, deps.state),
+            FollowingSource(deps.state),
+            AnnUserVectorSource(deps.index, deps.state),
+            FriendsOfFriendsSource(deps.state),
+            TrendingSource(deps.state),
+            FreshSource(deps.state),
+        ],
         hydrators=[
             ClipFeaturesHydrator(deps.state),
             LearnedFeaturesHydrator(deps.state),
-            *deps.extra_hydrators,
+            IntensityHydrator(wb.intensity),
         ],
-        # Cheapest first: id lookups, then set membership, then column predicates.
+        # Cheapest first: id lookups, then set membership, then column predicates; the stop
+        # filter does no per-row work; the mood exclusions compare concept scores; the
+        # generation filters are set lookups and precomputed flags.
         filters=[
             UnknownClipFilter(),
             AlreadySeenFilter(),
             BlockedAuthorsFilter(),
             SafetyFilter(),
-            *deps.extra_filters,
+            GovernorStopFilter(),
+            MoodExclusionsFilter(deps.state, concepts=steer.concepts),
+            CameoConsentFilter(deps.state, gen.consents),
+            RightsOptOutFilter(deps.state, gen.optouts),
         ],
-        scorers=[*scorers, *deps.extra_scorers],
-        selector=deps.selector or DiverseTopKSelector(max_per_author=deps.max_per_author),
-        post_filters=list(deps.extra_post_filters),
+        scorers=scorers,
+        # Exploration (logged propensities) over team-draft interleaving (for users in an
+        # interleaving experiment; it re-runs these scorers per arm) over the diverse top-k.
+        selector=ExploringSelector(
+            InterleavingSelector(
+                DiverseTopKSelector(max_per_author=deps.max_per_author),
+                running=deps.experiments.running,
+                scorers=lambda: scorers,
+            ),
+            rate=exp.exploration_rate,
+            pool_size=exp.exploration_pool,
+        ),
+        post_filters=[GovernorPageFilter(wb.governor)],
+        post_hydrators=[
+            LearnedExplanationsPostHydrator(
+                deps.learned, top_k=deps.learned.settings.explain_top_k
+            ),
+            GeneratedLabelPostHydrator(deps.state, gen.media_url),
+        ],
         side_effects=[
-            LogImpressionsSideEffect(deps.events, pipeline="home", features=feature_names()),
-            *deps.extra_side_effects,
+            GovernorPageCountSideEffect(wb.governor),  # inline: before the response leaves
+            LogImpressionsSideEffect(deps.events, pipeline=HOME, features=feature_names()),
         ],
     )
