@@ -1,6 +1,6 @@
 """Schemathesis against the OpenAPI schema of ``create_app()``: no 5xx, responses conform to
 the schema. Both runs are marked slow (schemathesis also runs its coverage phase on each of the
-~50 operations, minutes on this machine): ``pytest -m slow tests/api/test_fuzz_schema.py``.
+~50 operations, minutes on this machine): ``pytest -m slow tests/api/http/test_fuzz_schema.py``.
 The fast suite covers hostile input in ``test_bad_input.py``.
 
 The schema is read from an app built at import time (``create_app`` opens no store until its

@@ -21,7 +21,7 @@ from pipelines.experiments.verification import verification_report
 pytestmark = pytest.mark.slow
 
 logger = logging.getLogger(__name__)
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from api.cli import app
 from pipelines.offline.experiments_simulator import wellbeing_step
 
 EXAMPLE = (
-    Path(__file__).resolve().parents[2]
+    Path(__file__).resolve().parents[3]
     / "pipelines"
     / "experiments"
     / "examples"

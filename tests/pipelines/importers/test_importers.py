@@ -24,7 +24,7 @@ from pipelines.importers import (
 )
 from storage.store import Store
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 LASTFM_DIR = SHARED_DATA / "lastfm_hetrec2k"
 MICROLENS_DIR = SHARED_DATA / "microlens"
 

@@ -69,7 +69,7 @@ def test_dashboard_loads_in_chromium_with_the_seeded_numbers(
     playwright_api = pytest.importorskip("playwright.sync_api")
     from fastapi.testclient import TestClient
 
-    from tests.api.test_dashboard_api import ANSWERS, seed_dashboard
+    from tests.api.http.test_dashboard_api import ANSWERS, seed_dashboard
 
     base, app = live_server
     engine = app.state.engine
