@@ -32,6 +32,8 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
+from ranking.hydrators.clip_features import ClipFeaturesHydrator
+from ranking.pipeline import FeedQuery
 from wellbeing.errors import WellbeingError
 
 if TYPE_CHECKING:
@@ -161,8 +163,6 @@ def session_features(
     Clip features come from the serving hydrator (``ClipFeaturesHydrator``) over the current
     serving state, so they are the columns the ranking sees; ``follows_author`` is per user.
     """
-    from ranking.hydrators.clip_features import ClipFeaturesHydrator
-    from ranking.pipeline import FeedQuery
 
     if sessions.height == 0:
         return sessions.with_columns(

@@ -35,6 +35,7 @@ from api.http.routes import (
 )
 from api.http.settings import ApiSettings
 from pipelines.serving.engine import Engine
+from pipelines.serving.scheduler import start_scheduler
 from pipelines.serving.settings import SteerfeedSettings
 from ranking.errors import BadCursorError
 from storage.errors import DuplicateEntityError, UnknownEntityError
@@ -79,8 +80,6 @@ def create_app(
         engine.steering.concepts.warm_async()
         scheduler = None
         if settings.scheduler:
-            from pipelines.serving.scheduler import start_scheduler
-
             scheduler = start_scheduler(engine)
         try:
             yield

@@ -30,7 +30,13 @@ from typing import Any
 
 import lightgbm as lgb
 
-from ranking.learned.training import NDCG_K, Examples, evaluate_scores, hand_weighted_scores
+from ranking.learned.training import (
+    NDCG_K,
+    Examples,
+    evaluate_scores,
+    hand_weighted_scores,
+    ndcg_at_k,
+)
 from ranking.learned.value_model import (
     EXPLAINER_FILE,
     LearnedModelError,
@@ -124,7 +130,6 @@ def promotion_gate(
     GateResult
         ``passed`` only when both NDCGs are defined and the candidate wins by ``min_gain``.
     """
-    from ranking.learned.training import ndcg_at_k
 
     f = holdout.frame
     x = candidate.matrix(f)

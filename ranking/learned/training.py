@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -34,6 +34,8 @@ from scipy.stats import rankdata
 from features.registry import decode_logged, feature_names, validate_names
 from ranking.learned.heads import HEAD_NAMES, LABEL_EVENT_TYPES, event_flag_exprs, relevance_expr
 from ranking.learned.value_model import LearnedValueModel, ValueWeights, fit_explainer
+from ranking.pipeline import FeedQuery
+from ranking.scorers.hand_weighted import HandWeightedScorer
 
 logger = logging.getLogger(__name__)
 
@@ -338,10 +340,6 @@ def evaluate_scores(scores: np.ndarray, holdout: Examples) -> float | None:
 
 def hand_weighted_scores(frame: pl.DataFrame) -> np.ndarray:
     """Scores of the hand-weighted scorer from logged feature columns."""
-    from datetime import UTC
-
-    from ranking.pipeline import FeedQuery
-    from ranking.scorers.hand_weighted import HandWeightedScorer
 
     q = FeedQuery(user_id=0, limit=10, now=datetime.now(UTC), session_id="eval")
     return np.asarray(HandWeightedScorer().score(q, frame), dtype=np.float64)

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from api.http import audit
 from api.http.auth import ROLE_ADMIN, ROLE_USER, Principal
 from api.http.deps import EngineDep, PrincipalDep, forget_cached_keys
+from pipelines.serving.erasure import erase_user
 from storage.erasure import pseudonym
 
 router = APIRouter(prefix="/v1", tags=["users"])
@@ -30,8 +31,6 @@ async def delete_user(
     principal.require(ROLE_ADMIN, ROLE_USER)
     principal.require_user_access(user_id)
     engine.require_user(user_id)
-    from pipelines.serving.erasure import erase_user
-
     engine.writer.flush()
     report = await run_in_threadpool(erase_user, engine, user_id)
     forget_cached_keys()  # the user's keys are gone from the store
