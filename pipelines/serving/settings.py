@@ -80,4 +80,12 @@ class SteerfeedSettings(BaseModel):
                 valid = ", ".join(cls.model_fields)
                 msg = f"unknown settings section(s) {unknown}; valid: {valid}"
                 raise SettingsError(msg)
+            for name, section in data.items():
+                model = cls.model_fields[name].annotation
+                if isinstance(section, dict) and isinstance(model, type):
+                    fields = getattr(model, "model_fields", {})
+                    bad = sorted(set(section) - set(fields))
+                    if bad:
+                        msg = f"unknown option(s) {bad} in {name}; valid: {', '.join(fields)}"
+                        raise SettingsError(msg)
         return data

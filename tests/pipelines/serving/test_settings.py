@@ -13,7 +13,9 @@ def test_unknown_section_is_an_error_that_lists_the_valid_ones() -> None:
         SteerfeedSettings.model_validate({"storage": {}, "fed": {}})
 
 
-def test_unknown_option_in_a_section_is_an_error() -> None:
+def test_unknown_option_in_a_section_is_an_error_that_lists_the_valid_ones() -> None:
+    with pytest.raises(ValidationError, match=r"max_per_autor.* in feed; valid: default_limit"):
+        SteerfeedSettings.model_validate({"feed": {"max_per_autor": 3}})
     with pytest.raises(ValidationError, match="max_per_autor"):
         SteerfeedSettings(feed=FeedSettings.model_validate({"max_per_autor": 3}))
 
