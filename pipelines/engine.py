@@ -139,7 +139,12 @@ class Engine:
         # Called with every committed event batch after the serving state is updated
         # (e.g. the wellbeing usage tracker); a listener that raises is logged and skipped.
         self.event_listeners: list[Any] = []
-        self.writer = BackgroundEventWriter(self.store, on_commit=self._events_committed)
+        self.writer = BackgroundEventWriter(
+            self.store,
+            on_commit=self._events_committed,
+            max_wait_s=self.storage.event_writer_max_wait_s,
+            max_batch_rows=self.storage.event_writer_max_batch_rows,
+        )
         self.cursors = CursorCodec(self._secret())
         self._embedder: TextEmbedder | None = None
         self._embedder_lock = threading.Lock()
