@@ -287,15 +287,18 @@ class Engine:
         return clips.height
 
     def ingest_events(self, events: pl.DataFrame) -> int:
-        """Commit events (idempotent by ``event_id``), then update serving state.
+        """Commit events (idempotent by ``(user_id, event_id)``), then update serving state.
 
         Returns the number of new events; only those update the counters.
         """
-        new_ids = self.store.append_new_events(events)
-        n = len(new_ids)
+        new_keys = self.store.append_new_events(events)
+        n = len(new_keys)
         if n < events.height:  # repeats of stored events, or of each other within the batch
-            fresh = events.filter(pl.col("event_id").is_in(new_ids)).unique(
-                subset="event_id", keep="first", maintain_order=True
+            new = set(new_keys)
+            keys = zip(events["user_id"].to_list(), events["event_id"].to_list(), strict=True)
+            mask = pl.Series([k in new for k in keys], dtype=pl.Boolean)
+            fresh = events.filter(mask).unique(
+                subset=["user_id", "event_id"], keep="first", maintain_order=True
             )
         else:
             fresh = events
