@@ -296,7 +296,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         (
             # The key was event_id alone: user 5's "e1" was dropped as a repeat of user 1's.
             # DuckDB cannot change a primary key, so the table is rebuilt with the same columns
-            # and the key (user_id, event_id); views over it are re-bound on their next use.
+            # and the key (event_id, user_id); views over it are re-bound on their next use.
+            # event_id leads: loading 2.5M events took 12 s as with event_id alone, 33 s with
+            # user_id first (random user ids scatter the key index's inserts).
             """CREATE TABLE events_by_user (
                 event_id VARCHAR NOT NULL,
                 user_id BIGINT NOT NULL,
@@ -316,7 +318,7 @@ MIGRATIONS: tuple[Migration, ...] = (
                 watch_s DOUBLE,
                 watch_frac DOUBLE,
                 weight DOUBLE,
-                PRIMARY KEY (user_id, event_id)
+                PRIMARY KEY (event_id, user_id)
             )""",
             "INSERT INTO events_by_user BY NAME SELECT * FROM events",
             "DROP TABLE events",
