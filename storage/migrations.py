@@ -290,6 +290,41 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        9,
+        "events: event ids are unique per user (idempotency scoped to the sender)",
+        (
+            # The key was event_id alone: user 5's "e1" was dropped as a repeat of user 1's.
+            # DuckDB cannot change a primary key, so the table is rebuilt with the same columns
+            # and the key (event_id, user_id); views over it are re-bound on their next use.
+            # event_id leads: loading 2.5M events took 12 s as with event_id alone, 33 s with
+            # user_id first (random user ids scatter the key index's inserts).
+            """CREATE TABLE events_by_user (
+                event_id VARCHAR NOT NULL,
+                user_id BIGINT NOT NULL,
+                item_id BIGINT,
+                target_user_id BIGINT,
+                event_type VARCHAR NOT NULL,
+                ts TIMESTAMP NOT NULL,
+                received_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+                session_id VARCHAR,
+                request_id VARCHAR,
+                position INTEGER,
+                pipeline VARCHAR,
+                source VARCHAR,
+                features VARCHAR,
+                propensity DOUBLE,
+                experiments VARCHAR,
+                watch_s DOUBLE,
+                watch_frac DOUBLE,
+                weight DOUBLE,
+                PRIMARY KEY (event_id, user_id)
+            )""",
+            "INSERT INTO events_by_user BY NAME SELECT * FROM events",
+            "DROP TABLE events",
+            "ALTER TABLE events_by_user RENAME TO events",
+        ),
+    ),
 )
 
 

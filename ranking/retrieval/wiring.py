@@ -23,6 +23,7 @@ from pipelines.plugins import installed
 from ranking.retrieval.settings import COLLAB_SPACE, CollabSettings
 from ranking.retrieval.user_vectors import UserVectorCache
 from ranking.sources.collab import CollabSource
+from storage.index.base import VectorSpec
 
 if TYPE_CHECKING:
     from pipelines.engine import Engine
@@ -62,6 +63,8 @@ def install(engine: Engine) -> None:
         settings = CollabSettings()
         svc = CollabServices(settings=settings, users=UserVectorCache(engine.store, COLLAB_SPACE))
         engine.collab = svc  # type: ignore[attr-defined]
+    # The collab job fills this space; a lost index is rebuilt with it from the store.
+    engine.index_spaces.setdefault(COLLAB_SPACE, VectorSpec(svc.settings.dim, "dot"))
     deps = engine.deps
     if deps.index is not None and not any(isinstance(s, CollabSource) for s in deps.extra_sources):
         deps.extra_sources.append(
