@@ -342,7 +342,7 @@ def zero_false_positive_threshold(
     neg = scores[~labels]
     top = float(neg.max()) if neg.size else floor
     t = (np.floor(top / step) + 1) * step
-    return round(max(t, floor), 6)
+    return round(float(max(t, floor)), 6)
 
 
 def calibrate(pairs: Sequence[LabelledPair], embedder: TextEmbedder) -> dict[str, float]:

@@ -233,8 +233,7 @@ class FrameReviewer:
 
     def review(self, frames: np.ndarray) -> FrameVerdict:
         """Hold the clip when a frame is close to a taken-down frame or to a concept."""
-        sampled = sample_frames(frames, self.sample)
-        hashes = [dhash(f) for f in sampled]
+        hashes = self.hash_frames(frames)
         verdict = FrameVerdict(held=False, hashes=hashes)
         best: tuple[int, int] | None = None
         for item, hb in self.blocked_hashes():
@@ -263,9 +262,12 @@ class FrameReviewer:
                 )
         return verdict
 
-    def block_frames(self, item_id: int, frames: np.ndarray) -> int:
+    def hash_frames(self, frames: np.ndarray) -> list[int]:
+        """dHashes of the sampled frames."""
+        return [dhash(f) for f in sample_frames(frames, self.sample)]
+
+    def block_hashes(self, item_id: int, hashes: list[int]) -> int:
         """Remember a taken-down clip's frame hashes; return how many."""
-        hashes = [dhash(f) for f in sample_frames(frames, self.sample)]
         with self.store.write() as cur:
             for i, h in enumerate(hashes):
                 cur.execute(

@@ -312,16 +312,21 @@ class GenerationService:
             else:
                 self.reviews.set_reports(int(item_id), n)
 
-    def _decoded_frames(self, item_id: int) -> Any:
+    def _frame_hashes(self, item_id: int) -> list[int]:
+        """Hashes of a clip's frames: those taken at render time, else of the decoded mp4."""
+        prov = self.engine.store.scalar("SELECT provenance FROM clips WHERE item_id = ?", [item_id])
+        stored = json.loads(prov).get("frame_hashes") if prov else None
+        if stored:
+            return [int(h) for h in stored]
+        path = self.files(item_id).video
+        if not path.exists():
+            return []
         import av
         import numpy as np
 
-        path = self.files(item_id).video
-        if not path.exists():
-            return None
         with av.open(str(path)) as container:
             frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-        return np.stack(frames) if frames else None
+        return self.frames.hash_frames(np.stack(frames)) if frames else []
 
     def take_down(
         self,
@@ -345,9 +350,9 @@ class GenerationService:
             holder_id=holder_id,
             decided_by=decided_by or source,
         )
-        frames = self._decoded_frames(item_id)
-        if frames is not None:
-            self.frames.block_frames(item_id, frames)
+        hashes = self._frame_hashes(item_id)
+        if hashes:
+            self.frames.block_hashes(item_id, hashes)
         if holder_id:
             self.optouts.notify(holder_id, "takedown", item_id=item_id, detail=reason[:500])
         logger.info("clip %d taken down source=%s", item_id, source)
@@ -497,6 +502,9 @@ class GenerationService:
                 "watermark": s.watermark,
                 "c2pa": {"assertion": ASSERTION, "video_sha256": embedded["video_sha256"]},
                 "frame_review": verdict.to_dict(),
+                # dHashes of the sampled frames as rendered (before the label and the codec),
+                # remembered if the clip is ever taken down.
+                "frame_hashes": [str(h) for h in verdict.hashes],
             }
             if verdict.held:
                 # Queued before the clip exists in the state, so no feed ever sees it.
