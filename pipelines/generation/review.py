@@ -430,6 +430,15 @@ class ClipReviews:
         assert got is not None
         return got
 
+    def forget(self, item_id: int) -> None:
+        """Drop a clip's entry (a fresh clip id that a crashed render had used)."""
+        with self.store.write() as cur:
+            n = cur.execute(
+                "DELETE FROM clip_reviews WHERE item_id = ? RETURNING item_id", [item_id]
+            ).fetchall()
+        if n:
+            self._invalidate()
+
     def set_reports(self, item_id: int, reports: int) -> None:
         """Update the report count only."""
         with self.store.write() as cur:

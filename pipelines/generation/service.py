@@ -289,9 +289,11 @@ class GenerationService:
                 )
             )
             entry = self.reviews.get(int(item_id))
-            since = n - (entry.reports_at_decision if entry and entry.status == "restored" else 0)
-            visible = entry is None or entry.status in ("pending", "restored")
-            if visible and since >= n_hide:
+            # Reporters counted at an admin's last decision do not count again.
+            since = n - (entry.reports_at_decision if entry else 0)
+            if entry is not None and entry.hidden:
+                self.reviews.set_reports(int(item_id), n)
+            elif since >= n_hide:
                 self.reviews.put(
                     int(item_id),
                     status="held",
@@ -301,7 +303,7 @@ class GenerationService:
                     details={"threshold": n_hide},
                 )
                 logger.info("clip %d hidden after %d reports", item_id, since)
-            elif entry is None or entry.status == "restored":
+            elif entry is None or (entry.status == "restored" and since > 0):
                 self.reviews.put(
                     int(item_id),
                     status="pending",
@@ -515,6 +517,8 @@ class GenerationService:
                     reason=verdict.reason,
                     details=verdict.to_dict(),
                 )
+            else:  # a row left by a render that crashed before its clip was added
+                self.reviews.forget(item_id)
             n = frames.shape[0]
             clip = pl.DataFrame(
                 {

@@ -31,7 +31,10 @@ class GenerationSettings(BaseSettings):
     model the queue still accepts requests; jobs fail with a clear error until one is set.
     """
 
-    model_config = SettingsConfigDict(env_prefix="STEERFEED_GEN_", extra="forbid")
+    # ``none`` in an environment variable sets an optional setting to None.
+    model_config = SettingsConfigDict(
+        env_prefix="STEERFEED_GEN_", extra="forbid", env_parse_none_str="none"
+    )
 
     model: str | None = None
     media_dir: Path | None = Field(default=None, description="default: DATA_DIR/media")

@@ -92,13 +92,27 @@ def test_catalogue_clips_spelled_differently_are_filtered(engine: Any) -> None:
 def test_holder_names_wait_for_an_admin_and_the_log_shows_refusals(engine: Any) -> None:
     svc = generation_of(engine)
     uid = min(engine.state.users)
+    clip = pl.DataFrame(
+        {
+            "item_id": [10_000_003],
+            "author_id": [uid],
+            "caption": ["my c4pt41n z0rbl4x cosplay"],
+            "topics": [["comedy"]],
+            "hashtags": [[]],
+            "duration_s": [10.0],
+            "created_at": [utcnow()],
+        }
+    )
+    engine.add_clips(clip, embed=False)
     holder, names = svc.holders.apply(
         user_id=uid, name="Acme Studios", names=["Captain Zorblax"], kind="character"
     )
     assert holder.status == "pending" and [o.status for o in names] == ["pending"]
     svc.check("captain zorblax on a skateboard", requested_by=None)  # not active yet
     out = svc.verify_holder(holder.holder_id, verified=True, note="checked the trademark")
-    assert out["holder"]["status"] == "verified"
+    assert out["holder"]["status"] == "verified" and out["clips_filtered"] == 1
+    [filtered] = svc.optouts.notifications(holder.holder_id, kind="clip_filtered")
+    assert filtered["item_id"] == 10_000_003 and filtered["matched"] == "captain zorblax"
     with pytest.raises(RuleViolation) as refused:
         svc.submit("capt4in zorbl4x on a skateboard", requested_by=uid)
     assert refused.value.reason == "rights_opt_out"
@@ -174,7 +188,14 @@ def test_reports_queue_a_generated_clip_and_hide_it_after_n_reporters(engine: An
     svc.restore(item, decided_by="test", note="reviewed: fine")
     assert not svc.is_hidden(item)
     _report(engine, item, reporters[:n_hide])  # old reporters again: nothing new
-    assert not svc.is_hidden(item)
+    entry = svc.reviews.get(item)
+    assert entry is not None and entry.status == "restored" and not svc.is_hidden(item)
+    fresh = sorted(st.users)[-n_hide:]
+    _report(engine, item, fresh[:1])
+    entry = svc.reviews.get(item)
+    assert entry is not None and entry.status == "pending" and not svc.is_hidden(item)
+    _report(engine, item, fresh)
+    assert svc.is_hidden(item)
 
 
 def test_reports_of_an_uploaded_clip_are_left_to_the_ranker_by_default(engine: Any) -> None:
