@@ -317,7 +317,10 @@ class GenerationService:
     def _frame_hashes(self, item_id: int) -> list[int]:
         """Hashes of a clip's frames: those taken at render time, else of the decoded mp4."""
         prov = self.engine.store.scalar("SELECT provenance FROM clips WHERE item_id = ?", [item_id])
-        stored = json.loads(prov).get("frame_hashes") if prov else None
+        try:  # an imported clip's provenance may be any text
+            stored = json.loads(prov).get("frame_hashes") if prov else None
+        except (ValueError, AttributeError):
+            stored = None
         if stored:
             return [int(h) for h in stored]
         path = self.files(item_id).video

@@ -80,6 +80,7 @@ def test_one_changed_byte_in_the_video_or_the_manifest_fails_verification(
     anchors = [svc.signer.trust_anchor]
     with av.open(str(video)) as c:
         packet = next(p for p in c.demux(c.streams.video[0]) if p.size > 8)
+        assert packet.pos is not None
         pos = int(packet.pos) + packet.size // 2
     in_video = tmp_path / "video.mp4"
     in_video.write_bytes(video.read_bytes())
@@ -90,7 +91,7 @@ def test_one_changed_byte_in_the_video_or_the_manifest_fails_verification(
     in_manifest = tmp_path / "manifest.mp4"
     data = video.read_bytes()
     in_manifest.write_bytes(data)
-    at = data.find(svc.settings.model.encode()[-12:])  # inside our assertion (CBOR)
+    at = data.find(str(svc.settings.model).encode()[-12:])  # inside our assertion (CBOR)
     assert at > 0
     _flip(in_manifest, at)
     bad = verify_file(in_manifest, trust_anchors=anchors)
@@ -119,6 +120,7 @@ def test_steerfeed_verify_exits_zero_on_a_clip_and_one_on_a_tampered_copy(
     copy.write_bytes(video.read_bytes())
     with av.open(str(copy)) as c:
         packet = next(p for p in c.demux(c.streams.video[0]) if p.size > 8)
+        assert packet.pos is not None
         pos = int(packet.pos) + 3
     _flip(copy, pos)
     bad = runner.invoke(app, ["verify", str(copy), "--data-dir", str(world_dir)])
