@@ -52,7 +52,7 @@ def watermark(frames: np.ndarray, text: str) -> np.ndarray:
     """Draw ``text`` on a dark band along the bottom of every frame (a copy is returned).
 
     The band is an eighth of the height (at least 6 pixels); the text is scaled to fit it and
-    shortened to "AI" when the frame is too narrow for the whole label.
+    shortened to "AI" when the frame is too small for the whole label to be read.
     """
     _, h, w, _ = frames.shape
     band = max(6, h // 8)
@@ -63,7 +63,8 @@ def watermark(frames: np.ndarray, text: str) -> np.ndarray:
         font = ImageFont.load_default()
     label = text
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    if probe.textlength(label, font=font) > w - 2:
+    # Small type is unreadable: below 10 px, or when it does not fit, the label is "AI".
+    if size < 10 or probe.textlength(label, font=font) > w - 2:
         label = "AI"
     out = frames.copy()
     # The band darkens what is under it by half, so the label reads on any picture.
