@@ -1,5 +1,6 @@
 """Generation endpoints: ask for clips and remixes, poll their status, manage cameo consent and
-(admins) the rights-holder opt-out registry."""
+(admins) the rights-holder opt-out registry; rights holders, protected people and the review
+queue come from :mod:`api.routes.generation_trust`."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from api.auth import ROLE_ADMIN, ROLE_ANALYST, ROLE_SERVICE
 from api.deps import EngineDep, PrincipalDep
 from api.routes.feed import engine_parent_links
+from api.routes.generation_trust import router as trust_router
 from pipelines.generation.errors import RuleViolation, UnknownJobError
-from pipelines.generation.rules import AUDIENCES, OPTOUT_KINDS
+from pipelines.generation.rights import OPTOUT_KINDS
+from pipelines.generation.rules import AUDIENCES
 from pipelines.generation.settings import RenderParams
 from pipelines.generation.wiring import generation_of
 
@@ -81,12 +84,14 @@ REFUSAL_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: {"model": RefusalOrInvalid, "description": "refused: cameo consent missing"},
     422: {
         "model": RefusalOrInvalid,
-        "description": "refused by a rule (opt-out, safety, remix source) or invalid input",
+        "description": "refused by a rule (public figure, opt-out, safety, remix source) or "
+        "invalid input",
     },
 }
 
 
 def _refuse(exc: RuleViolation) -> HTTPException:
+    # A missing consent is the caller's permission problem (403); the rest ask for a new prompt.
     code = status.HTTP_403_FORBIDDEN if exc.reason == "cameo_consent" else 422
     return HTTPException(code, detail={"reason": exc.reason, "message": exc.message})
 
@@ -95,8 +100,9 @@ def _refuse(exc: RuleViolation) -> HTTPException:
 def create_generation(
     body: GenerationIn, engine: EngineDep, principal: PrincipalDep
 ) -> dict[str, Any]:
-    """Queue a clip. Refused with a reason (``cameo_consent`` 403; ``rights_opt_out``,
-    ``prompt_safety``, ``remix_source`` 422) when a rule says no. Poll ``status_url``."""
+    """Queue a clip. Refused with a reason (``cameo_consent`` 403; ``public_figure``,
+    ``rights_opt_out``, ``prompt_safety``, ``remix_source`` 422) when a rule says no. Poll
+    ``status_url``."""
     principal.require_user_access(body.user_id, parent_of=engine_parent_links(engine, principal))
     engine.require_user(body.user_id)
     svc = generation_of(engine)
@@ -206,3 +212,7 @@ def remove_optout(
     principal.require(ROLE_ADMIN)
     if not generation_of(engine).optouts.remove(optout_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no opt-out {optout_id!r}")
+
+
+# Rights holders, protected people and the review queue live in their own module.
+router.include_router(trust_router)

@@ -4,13 +4,14 @@ Adds to ``engine.deps``:
 
 - candidate source :class:`GeneratedForMoodSource` ("made for your mood"), first of the extra
   sources so generated clips keep its label;
-- filters :class:`CameoConsentFilter` (a set lookup) and :class:`RightsOptOutFilter`
-  (precomputed flags), cheap, after the core filters;
+- filters :class:`ClipReviewFilter` and :class:`CameoConsentFilter` (set lookups) and
+  :class:`RightsOptOutFilter` (precomputed flags), cheap, after the core filters;
 - post-selection filter :class:`GeneratedLabelPostFilter` (``generated``,
   ``made_for_your_mood`` and ``media_url`` in each item's explanation);
 
-and registers ``engine.generation`` (:class:`GenerationService`) and a ``generation`` health
-check. Idempotent and cheap: no model, embedder or table is touched until first use.
+and registers ``engine.generation`` (:class:`GenerationService`), a ``generation`` health
+check and an event listener (user reports queue generated clips for review). Idempotent and
+cheap: no model, embedder or table is touched until first use.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pipelines.generation.service import GenerationService
 from pipelines.generation.settings import GenerationSettings
 from pipelines.plugins import installed
 from ranking.filters.cameo_consent import CameoConsentFilter
+from ranking.filters.clip_review import ClipReviewFilter
 from ranking.filters.generated_label import GeneratedLabelPostFilter
 from ranking.filters.rights_optout import RightsOptOutFilter
 from ranking.sources.generated import GeneratedForMoodSource
@@ -53,6 +55,10 @@ def install(engine: Engine, settings: GenerationSettings | None = None) -> None:
                 deps.state, limit=s.source_limit, min_similarity=s.source_min_similarity
             ),
         )
+    if not any(isinstance(f, ClipReviewFilter) for f in deps.extra_filters):
+        deps.extra_filters.append(ClipReviewFilter(svc.reviews))
+    if svc.on_events not in engine.event_listeners:
+        engine.event_listeners.append(svc.on_events)
     if not any(isinstance(f, CameoConsentFilter) for f in deps.extra_filters):
         deps.extra_filters.append(CameoConsentFilter(deps.state, svc.consents))
     if not any(isinstance(f, RightsOptOutFilter) for f in deps.extra_filters):
