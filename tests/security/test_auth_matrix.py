@@ -58,6 +58,22 @@ ACCESS: dict[str, set[str]] = {
     "POST /v1/admin/rights-optouts": ADMIN,
     "GET /v1/admin/rights-optouts": READ,
     "DELETE /v1/admin/rights-optouts/{optout_id}": ADMIN,
+    # A rights holder acts through its user account (a user key for someone else's is refused).
+    "POST /v1/rights-holders": SVC,
+    "GET /v1/rights-holders/{holder_id}": SVC,
+    "POST /v1/rights-holders/{holder_id}/names": SVC,
+    "GET /v1/rights-holders/{holder_id}/notifications": SVC,
+    "POST /v1/rights-holders/{holder_id}/takedowns": SVC,
+    "GET /v1/admin/rights-holders": READ,
+    "POST /v1/admin/rights-holders/{holder_id}/verify": ADMIN,
+    "POST /v1/admin/rights-holders/{holder_id}/reject": ADMIN,
+    "POST /v1/admin/protected-people": ADMIN,
+    "GET /v1/admin/protected-people": READ,
+    "DELETE /v1/admin/protected-people/{person_id}": ADMIN,
+    "GET /v1/admin/clip-reviews": READ,
+    "GET /v1/admin/clip-reviews/{item_id}": READ,
+    "POST /v1/admin/clip-reviews/{item_id}/restore": ADMIN,
+    "POST /v1/admin/clip-reviews/{item_id}/take-down": ADMIN,
     "GET /v1/analytics/reports": READ,
     "GET /v1/analytics/reports/{name}": READ,
     "GET /v1/analytics/satisfaction-model": READ,
@@ -119,6 +135,10 @@ def _world(client: Any) -> dict[str, Any]:
     gen = generation_of(engine)
     job = gen.queue.enqueue("a calm lake", requested_by=other)
     optout = gen.optouts.register("Holder", ["Zorblax"], kind="work")[0]
+    holder, _ = gen.holders.apply(
+        user_id=other, name="Matrix Studio", names=["Quuxle"], kind="work", contact="", evidence=""
+    )
+    person = gen.people.add("Matrix Person", aliases=[], user_id=None, note="")
     survey_id = uuid.uuid4().hex
     with store.write() as cur:
         cur.execute(
@@ -149,6 +169,8 @@ def _world(client: Any) -> dict[str, Any]:
         "item": int(engine.state.item_ids[0]),
         "job": job.job_id,
         "optout": optout.optout_id,
+        "holder": holder.holder_id,
+        "person": person.person_id,
         "survey": survey_id,
         "keys": keys,
     }
@@ -168,6 +190,9 @@ def _call(client: Any, w: dict[str, Any], op: str, role: str, k: int) -> Any:
         .replace("{survey_id}", w["survey"])
         .replace("{job_id}", w["job"])
         .replace("{optout_id}", w["optout"])
+        .replace("{holder_id}", w["holder"])
+        .replace("{person_id}", w["person"])
+        .replace("{item_id}", str(item))
         .replace("{name}", next(iter(REPORTS)) if "analytics" in template else "mx")
     )
     if template == "/media/clips/{name}":
@@ -198,6 +223,14 @@ def _call(client: Any, w: dict[str, Any], op: str, role: str, k: int) -> Any:
         "POST /v1/generations": {"user_id": other, "prompt": f"a calm lake, take {k}"},
         "PUT /v1/users/{user_id}/cameo-consent": {"audience": "everyone"},
         "POST /v1/admin/rights-optouts": {"holder": "H", "names": [f"Name{k}"]},
+        "POST /v1/rights-holders": {"user_id": other, "name": "Studio", "names": [f"Qx{k}"]},
+        "POST /v1/rights-holders/{holder_id}/names": {"names": [f"Qy{k}"]},
+        "POST /v1/rights-holders/{holder_id}/takedowns": {"item_id": item, "reason": "mine"},
+        "POST /v1/admin/rights-holders/{holder_id}/verify": {"note": "ok"},
+        "POST /v1/admin/rights-holders/{holder_id}/reject": {"note": "no"},
+        "POST /v1/admin/protected-people": {"name": f"Person {k}"},
+        "POST /v1/admin/clip-reviews/{item_id}/restore": {"note": "fine"},
+        "POST /v1/admin/clip-reviews/{item_id}/take-down": {"reason": "matrix"},
         "POST /v1/parental/links": {"parent_id": PARENT_ID + 1, "child_id": w["spare"]},
         "PATCH /v1/parental/children/{child_id}/controls": {"daily_limit_min": 30},
         "POST /v1/experiments": {
