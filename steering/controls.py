@@ -9,6 +9,7 @@ memory with :meth:`FeedState.set_user_settings`, so a change applies to the next
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -21,26 +22,38 @@ logger = logging.getLogger(__name__)
 
 MAX_RULES = 100
 MAX_RULE_CHARS = 80
+#: Muted creators per user (a request sends at most this many; ids are bounded too).
+MAX_MUTED_AUTHORS = 1000
 
 
 class ControlsError(SteeringError):
     """Invalid standing controls (the message lists what is wrong and the valid fields)."""
 
 
-def _clean_words(values: list[str]) -> list[str]:
+def _clean_words(values: Iterable[str]) -> list[str]:
+    """Normalise (lower case, single spaces), drop blanks and repeats, keep the order.
+
+    Linear in the input, and it stops at the first entry past :data:`MAX_RULES` distinct ones
+    (de-duplicating by list scan was quadratic and ran over the whole input before the cap).
+    """
     out: list[str] = []
+    seen: set[str] = set()
     for v in values:
-        w = " ".join(str(v).lower().split())
-        if not w:
+        s = str(v)
+        if len(s) > 4 * MAX_RULE_CHARS:  # a normalised rule is short; do not split a huge one
+            msg = f"rule {s[:20]!r}... is over {MAX_RULE_CHARS} characters"
+            raise ValueError(msg)
+        w = " ".join(s.lower().split())
+        if not w or w in seen:
             continue
         if len(w) > MAX_RULE_CHARS:
             msg = f"rule {w[:20]!r}... is over {MAX_RULE_CHARS} characters"
             raise ValueError(msg)
-        if w not in out:
-            out.append(w)
-    if len(out) > MAX_RULES:
-        msg = f"at most {MAX_RULES} entries per list, got {len(out)}"
-        raise ValueError(msg)
+        if len(out) == MAX_RULES:
+            msg = f"at most {MAX_RULES} entries per list"
+            raise ValueError(msg)
+        seen.add(w)
+        out.append(w)
     return out
 
 
@@ -98,8 +111,10 @@ def controls_from_settings(settings: dict[str, Any] | None) -> Controls:
     raw = {k: v for k, v in (settings or {}).items() if k in CONTROL_KEYS}
     try:
         return Controls.model_validate(raw)
-    except ValidationError:
-        logger.warning("invalid stored controls %s; using defaults", raw)
+    except ValidationError as exc:
+        # Field names only: the values are the user's personal settings.
+        bad = sorted({str(e["loc"][0]) for e in exc.errors() if e.get("loc")})
+        logger.warning("invalid stored controls (fields %s); using defaults", bad)
         return Controls()
 
 
@@ -168,4 +183,11 @@ class ControlsService:
             stored.pop("maturity_max", None)
         self.store.update_user_settings(user_id, stored)
         self.state.set_user_settings(user_id, stored)
-        logger.info("controls updated user=%d %s", user_id, dumped)
+        # Counts, not values: the logs carry no personal settings.
+        logger.info(
+            "controls updated user=%d rules=%d muted_words=%d muted_authors=%d",
+            user_id,
+            len(controls.never_show) + len(controls.more_of) + len(controls.less_of),
+            len(controls.muted_words),
+            len(controls.muted_authors),
+        )

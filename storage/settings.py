@@ -17,6 +17,11 @@ class StorageSettings(BaseSettings):
     ``qdrant-local:///path`` (qdrant-client's embedded local mode). ``duckdb_memory_limit``
     bounds DuckDB's buffer pool and operators (``STEERFEED_DUCKDB_MEMORY_LIMIT``; ``None``:
     DuckDB's default of 80% of RAM).
+
+    ``event_writer_max_wait_s`` and ``event_writer_max_batch_rows`` bound the background
+    writer of the engine's own events (impressions): a batch is committed when its oldest row
+    has waited that long or it has that many rows, whichever comes first. A crash loses at most
+    the rows of that window (``STEERFEED_EVENT_WRITER_MAX_WAIT_S``).
     """
 
     model_config = SettingsConfigDict(env_prefix="STEERFEED_", extra="forbid")
@@ -28,6 +33,8 @@ class StorageSettings(BaseSettings):
     duckdb_memory_limit: str | None = Field(
         default="3GB", pattern=r"^\d+(\.\d+)?\s*([KMGT]i?B|B|%)$", max_length=16
     )
+    event_writer_max_wait_s: float = Field(default=0.2, gt=0, le=5)
+    event_writer_max_batch_rows: int = Field(default=20_000, ge=1, le=1_000_000)
 
     def resolved_db_path(self) -> Path:
         """Return the DuckDB file path from ``db_url`` or ``data_dir``."""

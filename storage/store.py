@@ -268,33 +268,36 @@ class Store:
         return self._insert_frame("blocks", df, or_ignore=True)
 
     def append_events(self, df: pl.DataFrame) -> int:
-        """Append events idempotently by ``event_id``; return how many were new.
+        """Append events idempotently by ``(user_id, event_id)``; return how many were new.
 
         The insert is committed before this returns, so an acknowledgement sent after it is
         durable.
         """
         return len(self.append_new_events(df))
 
-    def append_new_events(self, df: pl.DataFrame) -> list[str]:
-        """Append events idempotently by ``event_id``; return the ids that were new.
+    def append_new_events(self, df: pl.DataFrame) -> list[tuple[int, str]]:
+        """Append events idempotently; return the ``(user_id, event_id)`` keys that were new.
 
-        The primary key decides what is new, so no lookup of the existing ids precedes the
-        insert. A batch without repeats is tried as a plain ``INSERT`` first: it is ~5x cheaper
-        than ``INSERT OR IGNORE`` on a table of millions (2 vs 10 ms for 500 events at 2.5M),
-        and a retry that repeats stored events makes it fail whole (rolled back), after which
+        An event id is unique per user (migration 9): a retry by the same sender is a repeat,
+        another user's event with the same id is a different event. The primary key decides
+        what is new, so no lookup of the existing ids precedes the insert. A batch without
+        repeats is tried as a plain ``INSERT`` first: it is ~5x cheaper than
+        ``INSERT OR IGNORE`` on a table of millions (2 vs 10 ms for 500 events at 2.5M), and a
+        retry that repeats stored events makes it fail whole (rolled back), after which
         ``INSERT OR IGNORE ... RETURNING`` keeps the new ones. Committed before this returns.
         """
         if df.height == 0:
             return []
-        ids = df["event_id"].to_list()
-        if len(set(ids)) == len(ids):  # (a polars n_unique costs ms here: its thread pool)
+        # (a polars n_unique costs ms here: its thread pool)
+        keys = list(zip(df["user_id"].to_list(), df["event_id"].to_list(), strict=True))
+        if len(set(keys)) == len(keys):
             try:
                 self._insert_rows("events", df)
-                return ids
+                return keys
             except DuplicateEntityError:
                 logger.debug("event batch repeats stored events; inserting the new ones only")
-        rows = self._insert_rows("events", df, or_ignore=True, returning="event_id")
-        return [r[0] for r in rows]
+        rows = self._insert_rows("events", df, or_ignore=True, returning="user_id, event_id")
+        return [(int(r[0]), str(r[1])) for r in rows]
 
     # -- lookups --------------------------------------------------------------------------------
     def user_exists(self, user_id: int) -> bool:
@@ -334,31 +337,37 @@ class Store:
             "clip_vectors", _vector_frame(item_ids, space, matrix), replace=True
         )
 
-    def get_vectors(self, space: str) -> tuple[Any, Any] | None:
-        """All vectors of a space as ``(item_ids, float32 matrix)``, or ``None`` when empty.
+    def get_vectors(self, space: str, ids: Any = None) -> tuple[Any, Any] | None:
+        """Vectors of a space as ``(item_ids, float32 matrix)`` sorted by id, or ``None`` when
+        there are none; all of them, or those of ``ids`` that have one.
 
         Read in Arrow batches straight into one preallocated matrix: going through Python
         lists made 384 float objects per clip (~12 GB at a million clips) for a 1.5 GB matrix.
         """
         import numpy as np
 
+        where = "space = $1"
+        params: list[Any] = [space]
+        if ids is not None:
+            where += " AND item_id IN (SELECT unnest($2::BIGINT[]))"
+            params.append(np.asarray(ids, dtype=np.int64).tolist())
         cur = self.cursor()
         try:
             n, lo, hi = cur.execute(
-                "SELECT count(*), min(len(vector)), max(len(vector)) FROM clip_vectors "
-                "WHERE space = ?",
-                [space],
+                f"SELECT count(*), min(len(vector)), max(len(vector)) FROM clip_vectors "
+                f"WHERE {where}",
+                params,
             ).fetchall()[0]
             if not n:
                 return None
             if lo != hi:
                 msg = f"vectors of space {space!r} differ in length ({lo} to {hi})"
                 raise ValueError(msg)
-            ids = np.empty(n, dtype=np.int64)
+            out_ids = np.empty(n, dtype=np.int64)
             mat = np.empty((n, int(hi)), dtype=np.float32)
             reader = cur.sql(
-                "SELECT item_id, vector FROM clip_vectors WHERE space = $1 ORDER BY item_id",
-                params=[space],
+                f"SELECT item_id, vector FROM clip_vectors WHERE {where} ORDER BY item_id",
+                params=params,
             ).to_arrow_reader(100_000)
             pos = 0
             for batch in reader:
@@ -367,11 +376,26 @@ class Store:
                 flat = vec.values.to_numpy(zero_copy_only=False)[offsets[0] : offsets[-1]]
                 k = batch.num_rows
                 mat[pos : pos + k] = flat.reshape(k, int(hi))
-                ids[pos : pos + k] = batch.column(0).to_numpy()
+                out_ids[pos : pos + k] = batch.column(0).to_numpy()
                 pos += k
         finally:
             cur.close()
-        return ids[:pos], mat[:pos]
+        return out_ids[:pos], mat[:pos]
+
+    def vector_ids(self, space: str) -> Any:
+        """Sorted ids of the catalogue's clips that have a ``space`` vector (int64 array)."""
+        import numpy as np
+
+        cur = self.cursor()
+        try:
+            table = cur.sql(
+                "SELECT v.item_id FROM clip_vectors v SEMI JOIN clips c ON c.item_id = v.item_id "
+                "WHERE v.space = $1 ORDER BY 1",
+                params=[space],
+            ).to_arrow_table()
+        finally:
+            cur.close()
+        return np.asarray(table.column(0).to_numpy(), dtype=np.int64)
 
     # -- API keys -------------------------------------------------------------------------------
     def create_api_key(self, role: str, *, user_id: int | None = None) -> str:

@@ -27,6 +27,7 @@ from wellbeing.governor import (
     GovernorSettings,
     Usage,
     apply_overrides,
+    check_self_change,
     defaults_for,
     effective_settings,
     evaluate,
@@ -221,17 +222,28 @@ class GovernorService:
             A teen loosening a limit (the message lists what and says a parent can change it).
         """
         ov = self.overrides(user_id)
-        merged = {**(ov.get("user") or {}), **changes}
+        stored = ov.get("user") or {}
+        merged = {**stored, **changes}
+        defaults, parent = self.defaults(user_id), ov.get("parent")
+        if self.profile(user_id).is_teen:
+            # Only what this request changes is checked against the parent's ceiling: an
+            # earlier choice of the teen's that a parent has since made stricter (stored 45,
+            # parent 30) is ignored when serving and must not block tightening anything else.
+            ceiling = apply_overrides(defaults, parent, source="parent overrides")
+            asked = dict(changes)
+            for half, other in (("sleep_start", "sleep_end"), ("sleep_end", "sleep_start")):
+                if half in changes and other not in changes:  # a window is checked whole
+                    asked[other] = stored.get(other, getattr(ceiling, other))
+            check_self_change(
+                ceiling, apply_overrides(ceiling, asked, source="user overrides"), is_teen=True
+            )
         result = effective_settings(
-            self.defaults(user_id),
-            merged,
-            ov.get("parent"),
-            is_teen=self.profile(user_id).is_teen,
-            on_looser="raise",
+            defaults, merged, parent, is_teen=self.profile(user_id).is_teen, on_looser="ignore"
         )
         self.repo.save_overrides(user_id, "user", merged, updated_by=user_id)
         self._forget(user_id)
-        logger.info("governor settings user=%d set_by=user changes=%s", user_id, changes)
+        # Field names only: the values are the user's personal settings.
+        logger.info("governor settings user=%d set_by=user fields=%s", user_id, sorted(changes))
         return result
 
     def update_by_parent(
@@ -250,7 +262,10 @@ class GovernorService:
         self.repo.save_overrides(child_id, "parent", merged, updated_by=parent_id)
         self._forget(child_id)
         logger.info(
-            "governor settings user=%d set_by=parent:%d changes=%s", child_id, parent_id, changes
+            "governor settings user=%d set_by=parent:%d fields=%s",
+            child_id,
+            parent_id,
+            sorted(changes),
         )
         return self.settings_for(child_id)
 

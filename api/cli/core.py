@@ -112,9 +112,11 @@ def serve(
 @app.command()
 def demo(
     data_dir: DataDir = DEFAULT_DATA,
-    users: Annotated[int, typer.Option(min=10, help="number of users")] = 2000,
-    clips: Annotated[int, typer.Option(min=50, help="number of clips")] = 20000,
-    events: Annotated[int, typer.Option(min=100, help="number of events")] = 500_000,
+    users: Annotated[int, typer.Option(min=20, max=10_000_000, help="number of users")] = 2000,
+    clips: Annotated[int, typer.Option(min=50, max=100_000_000, help="number of clips")] = 20000,
+    events: Annotated[
+        int, typer.Option(min=100, max=2_000_000_000, help="number of events")
+    ] = 500_000,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     serve_api: Annotated[
         bool, typer.Option("--serve/--no-serve", help="start the API after")
@@ -130,24 +132,42 @@ def demo(
         ),
     ] = True,
 ) -> None:
-    """Build a demo world into DATA_DIR, index it, print a key and start the API."""
-    from pipelines.offline.demo import build_demo
+    """Build a demo world into DATA_DIR, index it, print a key and start the API.
 
+    ``--force`` rebuilds an existing store, but never one a running process holds open.
+    """
+    from pipelines.offline.demo import DemoError, build_demo, store_holders
+    from pipelines.offline.demo_world import WorldConfig, WorldConfigError
+
+    try:  # arguments first: nothing is touched for a world that cannot be built
+        WorldConfig(n_users=users, n_clips=clips, n_events=events, seed=seed).validate()
+    except WorldConfigError as exc:
+        _fail(str(exc))
+    holders = store_holders(data_dir)
+    if holders:
+        _fail(
+            f"the store in {data_dir} is in use; stop the server (or other process) first: "
+            + "; ".join(holders)
+        )
     jobs = ("author_stats", "collab", "train") if train else ()
 
     db = data_dir / "steerfeed.duckdb"
     if db.exists() and not force:
         typer.echo(f"{db} exists; reusing it (pass --force to rebuild)")
     else:
-        report = build_demo(
-            data_dir,
-            n_users=users,
-            n_clips=clips,
-            n_events=events,
-            seed=seed,
-            progress=True,
-            jobs=jobs,
-        )
+        try:
+            report = build_demo(
+                data_dir,
+                n_users=users,
+                n_clips=clips,
+                n_events=events,
+                seed=seed,
+                progress=True,
+                jobs=jobs,
+            )
+        except DemoError as exc:
+            _fail(str(exc))
+            return
         typer.echo(json.dumps(report, indent=2))
     from storage.store import Store
 

@@ -1,5 +1,7 @@
-"""Generation commands: ``steerfeed generate`` and ``steerfeed generation ...`` (the tiny test
-model, cameo consent, rights-holder opt-outs, the queue and gap filling)."""
+"""Generation commands: ``steerfeed generate``, ``steerfeed verify FILE`` (a clip's signed
+provenance) and ``steerfeed generation ...`` (the tiny test model and encoder, cameo consent,
+rights-holder opt-outs and holders, protected people, the review queue, the queue and gap
+filling, name-matching calibration)."""
 
 from __future__ import annotations
 
@@ -212,19 +214,203 @@ def gaps(
         eng.close()
 
 
+@app.command()
+def verify(
+    file: Annotated[Path, typer.Argument(help="an mp4 written by the generator")],
+    trust_anchor: Annotated[
+        list[Path] | None,
+        typer.Option(help="PEM certificate to trust (default: this data folder's anchor)"),
+    ] = None,
+    require_trusted: Annotated[
+        bool, typer.Option(help="fail unless the signer chains to a trusted anchor")
+    ] = False,
+    data_dir: DataDir = DEFAULT_DATA,
+) -> None:
+    """Check a clip's C2PA provenance: signature, file hash and video-stream hash. Prints the
+    report; exits 0 when it holds, 1 when it does not."""
+    from pipelines.generation.provenance import ANCHOR_FILE, verify_file
+    from pipelines.generation.settings import GenerationSettings
+
+    anchors = list(trust_anchor or [])
+    if not anchors:
+        local = GenerationSettings().resolved_provenance_dir(data_dir) / ANCHOR_FILE
+        anchors = [local] if local.is_file() else []
+    report = verify_file(file, trust_anchors=anchors, require_trusted=require_trusted)
+    _echo(report)
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
+@generation_app.command("tiny-encoder")
+def tiny_encoder(
+    out: Annotated[Path, typer.Option("--out", help="folder to write the encoder into")],
+) -> None:
+    """Build a tiny untrained CLIP encoder (real transformers classes) for frame-review demos."""
+    from pipelines.generation.tiny_model import build_tiny_clip
+
+    path = build_tiny_clip(out)
+    typer.echo(f"wrote {path}; use STEERFEED_GEN_REVIEW_ENCODER={path}")
+
+
+@generation_app.command("protect")
+def protect(
+    name: Annotated[list[str] | None, typer.Option(help="a person's name (repeat)")] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(help="a text file: one person a line, aliases after '|' (Name|Alias)"),
+    ] = None,
+    data_dir: DataDir = DEFAULT_DATA,
+) -> None:
+    """Add real people to the protected list (prompts naming them are refused)."""
+    lines = list(name or [])
+    if file is not None:
+        lines += [ln for ln in file.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    lines = [ln for ln in lines if not ln.lstrip().startswith("#")]
+    if not lines:
+        _fail("give --name or --file")
+    eng, svc = _open(data_dir)
+    try:
+        out = []
+        for ln in lines:
+            first, *aliases = [p.strip() for p in ln.split("|")]
+            out.append(svc.people.add(first, aliases=aliases).to_dict())
+        _echo(out)
+    except ValueError as exc:
+        _fail(str(exc))
+    finally:
+        eng.close()
+
+
+@generation_app.command("protected")
+def protected(data_dir: DataDir = DEFAULT_DATA) -> None:
+    """List the protected people (operator entries and the starter list)."""
+    eng, svc = _open(data_dir)
+    try:
+        _echo([p.to_dict() for p in svc.people.people()])
+    finally:
+        eng.close()
+
+
+@generation_app.command("holders")
+def holders(
+    status: Annotated[str | None, typer.Option(help="pending | verified | rejected")] = None,
+    data_dir: DataDir = DEFAULT_DATA,
+) -> None:
+    """List rights holders and their names."""
+    eng, svc = _open(data_dir)
+    try:
+        _echo(
+            [
+                {**h.to_dict(), "names": [o.name for o in svc.optouts.of_holder(h.holder_id)]}
+                for h in svc.holders.list_holders(status=status)
+            ]
+        )
+    finally:
+        eng.close()
+
+
+@generation_app.command("holder-verify")
+def holder_verify(
+    holder_id: Annotated[str, typer.Option(help="id from 'generation holders'")],
+    reject: Annotated[bool, typer.Option(help="reject instead of verifying")] = False,
+    note: Annotated[str, typer.Option(help="a note for the holder")] = "",
+    data_dir: DataDir = DEFAULT_DATA,
+) -> None:
+    """Verify (or reject) a rights holder: verified names take effect at once."""
+    from pipelines.generation.rights import UnknownHolderError
+
+    eng, svc = _open(data_dir)
+    try:
+        _echo(svc.verify_holder(holder_id, verified=not reject, note=note))
+    except UnknownHolderError as exc:
+        _fail(str(exc))
+    finally:
+        eng.close()
+
+
+@generation_app.command("reviews")
+def reviews(
+    status: Annotated[str | None, typer.Option(help="pending|held|taken_down|restored")] = None,
+    data_dir: DataDir = DEFAULT_DATA,
+) -> None:
+    """Show the clip review queue."""
+    eng, svc = _open(data_dir)
+    try:
+        _echo(
+            {
+                "counts": svc.reviews.counts(),
+                "reviews": [r.to_dict() for r in svc.reviews.list_reviews(status=status)],
+            }
+        )
+    finally:
+        eng.close()
+
+
+@generation_app.command("take-down")
+def take_down(
+    item_id: Annotated[int, typer.Option(min=0, help="the clip")],
+    reason: Annotated[str, typer.Option(help="why")],
+    data_dir: DataDir = DEFAULT_DATA,
+) -> None:
+    """Take a clip down: hidden everywhere, media 410, its frames held if rendered again."""
+    from pipelines.generation.review import UnknownReviewError
+
+    eng, svc = _open(data_dir)
+    try:
+        _echo(svc.take_down(item_id, source="admin", reason=reason, decided_by="cli").to_dict())
+    except UnknownReviewError as exc:
+        _fail(str(exc))
+    finally:
+        eng.close()
+
+
+@generation_app.command("restore")
+def restore(
+    item_id: Annotated[int, typer.Option(min=0, help="the clip")],
+    note: Annotated[str, typer.Option(help="why")] = "",
+    data_dir: DataDir = DEFAULT_DATA,
+) -> None:
+    """Show a held or taken-down clip again."""
+    from pipelines.generation.review import UnknownReviewError
+
+    eng, svc = _open(data_dir)
+    try:
+        _echo(svc.restore(item_id, decided_by="cli", note=note).to_dict())
+    except UnknownReviewError as exc:
+        _fail(str(exc))
+    finally:
+        eng.close()
+
+
+@generation_app.command("calibrate-names")
+def calibrate_names(
+    labels: Annotated[Path, typer.Option(help="CSV of text,name,label,split")],
+) -> None:
+    """Measure the name-matching thresholds on the tuning split of a labelled list (no false
+    positive there) and report precision and recall per split at those thresholds."""
+    from features.embedding import shared_embedder
+    from pipelines.generation.names import calibrate, evaluate, read_labels
+
+    pairs = read_labels(str(labels))
+    emb = shared_embedder()
+    th = calibrate(pairs, emb)
+    _echo({"thresholds": th, "figures": evaluate(pairs, emb, **th)})
+
+
 @generation_app.command("check-prompt")
 def check_prompt(
     prompt: Annotated[str, typer.Option(help="the prompt to assess")],
     data_dir: DataDir = DEFAULT_DATA,
 ) -> None:
-    """Run the prompt safety and opt-out checks without queueing anything."""
+    """Run the protected-people, opt-out and prompt-safety checks without queueing anything."""
     from pipelines.generation.errors import RuleViolation
 
     eng, svc = _open(data_dir)
     try:
         verdict: dict[str, Any] = {"prompt": prompt, **svc.safety.assess(prompt)}
         try:
-            svc.optouts.check(prompt)
+            svc.people.check(prompt)
+            svc.optouts.check(prompt, notify=False)
             svc.safety.check(prompt)
             verdict["allowed"] = True
         except RuleViolation as exc:

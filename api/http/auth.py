@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from fastapi import HTTPException, status
@@ -41,6 +43,73 @@ class Principal:
             return
         msg = f"this key may not act for user {user_id}"
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail=msg)
+
+
+#: Longest ``Authorization`` key looked up; real keys are 48 characters (``sf_<id>_<secret>``).
+MAX_KEY_CHARS = 256
+
+
+class KeyCache:
+    """Key lookups by key hash, kept ``ttl_s`` seconds, in two bounded LRU maps.
+
+    Valid keys and unknown ones are kept apart, so a flood of wrong keys evicts only other
+    wrong keys: ``max_unknown`` bounds what a caller without a key can make the server hold,
+    and a valid key stays cached while it is used.
+    """
+
+    def __init__(
+        self, *, ttl_s: float = 30.0, max_known: int = 50_000, max_unknown: int = 10_000
+    ) -> None:
+        self.ttl_s = ttl_s
+        self.max_known = max_known
+        self.max_unknown = max_unknown
+        self._known: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
+        self._unknown: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, digest: str, now: float) -> tuple[bool, Principal | None]:
+        """``(True, principal)`` for a fresh valid entry, ``(True, None)`` for a fresh unknown
+        one, ``(False, None)`` when the key must be looked up."""
+        with self._lock:
+            hit = self._known.get(digest)
+            if hit is not None:
+                if now - hit[0] <= self.ttl_s:
+                    self._known.move_to_end(digest)
+                    return True, hit[1]
+                del self._known[digest]
+            seen = self._unknown.get(digest)
+            if seen is not None:
+                if now - seen <= self.ttl_s:
+                    return True, None
+                del self._unknown[digest]
+        return False, None
+
+    def put(self, digest: str, principal: Principal | None, now: float) -> None:
+        """Remember a lookup's result, evicting the least recently used entry when full."""
+        with self._lock:
+            if principal is not None:
+                self._unknown.pop(digest, None)
+                self._known[digest] = (now, principal)
+                self._known.move_to_end(digest)
+                while len(self._known) > self.max_known:
+                    self._known.popitem(last=False)
+            else:
+                self._known.pop(digest, None)
+                self._unknown[digest] = now
+                self._unknown.move_to_end(digest)
+                while len(self._unknown) > self.max_unknown:
+                    self._unknown.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget every entry (after a key is revoked or its user erased)."""
+        with self._lock:
+            self._known.clear()
+            self._unknown.clear()
+
+    def sizes(self) -> tuple[int, int]:
+        """``(valid, unknown)`` entries held."""
+        with self._lock:
+            return len(self._known), len(self._unknown)
 
 
 # -- route policy (applied to every authenticated request, before the route's own checks) -----

@@ -8,21 +8,31 @@ an app-wide dependency; routes then ask for :data:`PrincipalDep` and add their o
 
 from __future__ import annotations
 
-import threading
 import time
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 from fastapi import Depends, Header, HTTPException, Request, status
+from starlette.types import Scope
 
-from api.http.auth import PUBLIC_PATHS, PUBLIC_TAG, ROLE_PARENT, Principal, check_route_policy
-from api.http.ratelimit import RateLimiter
+from api.http.auth import (
+    MAX_KEY_CHARS,
+    PUBLIC_PATHS,
+    PUBLIC_TAG,
+    ROLE_PARENT,
+    KeyCache,
+    Principal,
+    check_route_policy,
+)
+from api.http.ratelimit import FailedAuthThrottle, RateLimiter
 from pipelines.serving.engine import Engine
 from storage.store import hash_key
 
 _KEY_CACHE_TTL_S = 30.0
-# Keyed by the key's hash, so raw keys are never held after the request.
-_key_cache: dict[str, tuple[float, Principal | None]] = {}
-_key_lock = threading.Lock()
+# Keyed by the key's hash, so raw keys are never held after the request; bounded, so wrong
+# keys cannot grow it (api.auth.KeyCache).
+_key_cache = KeyCache(ttl_s=_KEY_CACHE_TTL_S)
+#: Where :class:`api.gate.AuthGateMiddleware` leaves the authenticated, rate-limited caller.
+AUTHENTICATED_STATE = "authenticated"
 
 
 def get_engine(request: Request) -> Engine:
@@ -36,33 +46,94 @@ def get_engine(request: Request) -> Engine:
 EngineDep = Annotated[Engine, Depends(get_engine)]
 
 
-def _authenticate(engine: Engine, authorization: str | None) -> Principal:
+def client_address(scope: Scope) -> str:
+    """The client's address as the server saw it (the proxy's, behind a proxy)."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+def bearer_key(authorization: str | None) -> str:
+    """The key of an ``Authorization: Bearer <key>`` header (401 when there is none)."""
     if not authorization or not authorization.lower().startswith("bearer "):
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            detail="missing API key: send 'Authorization: Bearer <key>' "
-            "(create one with 'steerfeed keys create --role ROLE')",
-            headers={"WWW-Authenticate": "Bearer"},
+        raise _unauthorized(
+            "missing API key: send 'Authorization: Bearer <key>' "
+            "(create one with 'steerfeed keys create --role ROLE')"
         )
-    key = authorization[7:].strip()
-    digest = hash_key(key)
-    now = time.monotonic()
-    with _key_lock:
-        hit = _key_cache.get(digest)
-    if hit is None or now - hit[0] > _KEY_CACHE_TTL_S:
-        found = engine.store.lookup_api_key(key)
-        principal = Principal(*found) if found else None
-        with _key_lock:
-            _key_cache[digest] = (now, principal)
-    else:
-        principal = hit[1]
-    if principal is None:
+    return authorization[7:].strip()
+
+
+def check_throttle(throttle: FailedAuthThrottle | None, address: str) -> None:
+    """429 while ``address`` is over its failed-authentication budget (no key is looked up)."""
+    wait = throttle.wait(address) if throttle is not None else 0.0
+    if wait > 0:
+        retry = max(1, int(wait + 0.999))
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            detail="unknown or revoked API key",
-            headers={"WWW-Authenticate": "Bearer"},
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail=f"too many failed authentications from this address; retry in {retry} s",
+            headers={"Retry-After": str(retry)},
         )
+
+
+def cached_key(key: str) -> tuple[bool, Principal | None]:
+    """``(True, principal or None)`` when the key's lookup is cached (an over-long key is
+    known to be wrong), else ``(False, None)``."""
+    if not key or len(key) > MAX_KEY_CHARS:
+        return True, None
+    return _key_cache.get(hash_key(key), time.monotonic())
+
+
+def lookup_key(engine: Engine, key: str) -> Principal | None:
+    """Look ``key`` up in the store and cache the answer (a blocking database read)."""
+    found = engine.store.lookup_api_key(key)
+    principal = Principal(*found) if found else None
+    _key_cache.put(hash_key(key), principal, time.monotonic())
     return principal
+
+
+def reject_key(throttle: FailedAuthThrottle | None, address: str) -> NoReturn:
+    """Count a failed authentication of ``address`` and answer 401."""
+    if throttle is not None:
+        throttle.failed(address)
+    raise _unauthorized("unknown or revoked API key")
+
+
+def authenticate(
+    engine: Engine,
+    authorization: str | None,
+    *,
+    address: str,
+    throttle: FailedAuthThrottle | None,
+) -> Principal:
+    """The caller of ``Authorization: Bearer <key>``: 401 without a key or with an unknown
+    one (counted against ``address``), 429 while ``address`` is throttled."""
+    key = bearer_key(authorization)
+    check_throttle(throttle, address)
+    hit, principal = cached_key(key)
+    if not hit:
+        principal = lookup_key(engine, key)
+    if principal is None:
+        reject_key(throttle, address)
+    return principal
+
+
+def rate_limit(limiter: RateLimiter | None, principal: Principal) -> None:
+    """429 with ``Retry-After`` when the key is over its rate limit."""
+    if limiter is None:
+        return
+    wait = limiter.acquire(principal.key_id, principal.role)
+    if wait > 0:
+        retry = max(1, int(wait + 0.999))
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail=f"rate limit for this key exceeded; retry in {retry} s",
+            headers={"Retry-After": str(retry)},
+        )
 
 
 def _parent_links(engine: Engine, principal: Principal) -> set[int] | None:
@@ -74,24 +145,24 @@ def _parent_links(engine: Engine, principal: Principal) -> set[int] | None:
 def get_principal(
     request: Request,
     engine: EngineDep,
-    authorization: Annotated[str | None, Header()] = None,
+    authorization: Annotated[str | None, Header(max_length=4096)] = None,
 ) -> Principal:
     """Authenticate ``Authorization: Bearer <key>``, rate-limit the key and apply the route
-    policy; done once per request (the result is kept on ``request.state``)."""
+    policy; done once per request (the result is kept on ``request.state``). The first two
+    steps are usually done already, before the body was read, by
+    :class:`api.gate.AuthGateMiddleware`."""
     done: Principal | None = getattr(request.state, "principal", None)
     if done is not None:
         return done
-    principal = _authenticate(engine, authorization)
-    limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
-    if limiter is not None:
-        wait = limiter.acquire(principal.key_id, principal.role)
-        if wait > 0:
-            retry = max(1, int(wait + 0.999))
-            raise HTTPException(
-                status.HTTP_429_TOO_MANY_REQUESTS,
-                detail=f"rate limit for this key exceeded; retry in {retry} s",
-                headers={"Retry-After": str(retry)},
-            )
+    principal: Principal | None = getattr(request.state, AUTHENTICATED_STATE, None)
+    if principal is None:  # a request the gate did not see (it authenticates documented routes)
+        principal = authenticate(
+            engine,
+            authorization,
+            address=client_address(request.scope),
+            throttle=getattr(request.app.state, "auth_throttle", None),
+        )
+        rate_limit(getattr(request.app.state, "rate_limiter", None), principal)
     check_route_policy(
         principal,
         method=request.method,
@@ -116,7 +187,8 @@ def is_public_route(request: Request) -> bool:
 def enforce_auth(
     request: Request,
     authorization: Annotated[
-        str | None, Header(description="'Bearer <API key>'; not needed for /healthz")
+        str | None,
+        Header(max_length=4096, description="'Bearer <API key>'; not needed for /healthz"),
     ] = None,
 ) -> None:
     """App-wide dependency: every route that is not public needs a valid key within its rate
@@ -128,5 +200,4 @@ def enforce_auth(
 
 def forget_cached_keys() -> None:
     """Drop cached key lookups (after a key is revoked or its user erased)."""
-    with _key_lock:
-        _key_cache.clear()
+    _key_cache.clear()

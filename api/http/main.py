@@ -11,12 +11,11 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.http import audit
 from api.http.deps import enforce_auth
-from api.http.ratelimit import RateLimiter
+from api.http.gate import AuthGateMiddleware, BodyLimitMiddleware
+from api.http.ratelimit import FailedAuthThrottle, RateLimiter
 from api.http.routes import (
     analytics,
     catalog,
@@ -33,6 +32,7 @@ from api.http.routes import (
     users,
     wellbeing,
 )
+from api.http.schemas import TOO_LARGE_LISTS
 from api.http.settings import ApiSettings
 from pipelines.serving.engine import Engine
 from pipelines.serving.scheduler import start_scheduler
@@ -94,10 +94,14 @@ def create_app(
         version="0.1.0",
         description="Feed ranking and steering for short AI-generated clips.",
         lifespan=lifespan,
-        # Every route needs a key within its rate limit, except public ones (api/http/auth.py).
+        # Every route needs a key within its rate limit, except public ones (api/http/auth.py);
+        # the gate (api/http/gate.py) checks both before a body is read, this dependency backs
+        # it up.
         dependencies=[Depends(enforce_auth)],
     )
     app.state.rate_limiter = RateLimiter(settings)
+    app.state.auth_throttle = FailedAuthThrottle(settings)
+    app.state.api_settings = settings
     for r in ROUTERS:
         app.include_router(r)
     _install_error_handlers(app, settings)
@@ -128,34 +132,11 @@ def _document_error_bodies(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-class BodyLimitMiddleware:
-    """Answers 413 to a request whose ``Content-Length`` is over the limit (400 when it is not
-    a number), before the body is read. Pure ASGI: no per-request task group."""
-
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
-        self.app = app
-        self.max_body_bytes = max_body_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            length = Headers(scope=scope).get("content-length")
-            if length is not None:
-                try:
-                    too_big = int(length) > self.max_body_bytes
-                except ValueError:
-                    await JSONResponse({"detail": "invalid Content-Length"}, status_code=400)(
-                        scope, receive, send
-                    )
-                    return
-                if too_big:
-                    detail = f"body over {self.max_body_bytes} bytes; send smaller batches"
-                    await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
-
-
 def _install_error_handlers(app: FastAPI, settings: ApiSettings) -> None:
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    # Added after (so outside) the body limit: a request is authenticated before anything
+    # reads its body (api/gate.py).
+    app.add_middleware(AuthGateMiddleware, fastapi_app=app)
 
     @app.exception_handler(UnknownEntityError)
     async def _unknown(_: Request, exc: UnknownEntityError) -> JSONResponse:
@@ -171,6 +152,12 @@ def _install_error_handlers(app: FastAPI, settings: ApiSettings) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        for e in exc.errors():
+            limit = TOO_LARGE_LISTS.get(tuple(str(p) for p in e.get("loc", ())))
+            if limit is not None and e.get("type") == "too_long":
+                field = str(e["loc"][-1])
+                detail = f"too many {field}: send at most {limit} per request"
+                return JSONResponse({"detail": detail}, status_code=413)
         errors: list[dict[str, Any]] = []
         for e in exc.errors():
             loc = ".".join(str(p) for p in e.get("loc", ()) if p != "body")

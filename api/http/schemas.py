@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -25,6 +26,11 @@ AgeBand = Literal["13-15", "16-17", "18-24", "25-34", "35-44", "45-54", "55+"]
 TEEN_BANDS = {"13-15", "16-17"}
 MAX_EVENT_BATCH = 1000
 MAX_ID = 2**62
+#: A user's free-form settings: at most this many top-level keys and this many bytes of JSON.
+MAX_SETTINGS_KEYS = 64
+MAX_SETTINGS_BYTES = 16 * 1024
+#: Lists whose overflow is answered 413 (too large) rather than 422: ``(location, limit)``.
+TOO_LARGE_LISTS: dict[tuple[str, ...], int] = {("body", "events"): MAX_EVENT_BATCH}
 
 
 def to_naive_utc(ts: datetime) -> datetime:
@@ -74,7 +80,7 @@ class EventIn(Strict):
 class EventBatchIn(Strict):
     """A batch of events (at most 1,000; larger batches get 413)."""
 
-    events: list[EventIn]
+    events: list[EventIn] = Field(max_length=MAX_EVENT_BATCH)
 
 
 class EventBatchOut(BaseModel):
@@ -90,15 +96,19 @@ class ClipIn(Strict):
     item_id: int = Field(ge=0, le=MAX_ID)
     author_id: int = Field(ge=0, le=MAX_ID)
     caption: str = Field(min_length=1, max_length=2000)
-    topics: list[str] = Field(default_factory=list, max_length=20)
-    hashtags: list[str] = Field(default_factory=list, max_length=50)
+    topics: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=20)
+    hashtags: list[Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=list, max_length=50
+    )
     duration_s: float = Field(default=15.0, gt=0, le=3600)
     created_at: datetime | None = None
     safety_label: Literal["safe", "borderline", "violative"] = "safe"
     maturity: int = Field(default=0, ge=0, le=2)
     is_generated: bool = False
     remix_of: int | None = Field(default=None, ge=0, le=MAX_ID)
-    cameo_user_ids: list[int] = Field(default_factory=list, max_length=20)
+    cameo_user_ids: list[Annotated[int, Field(ge=0, le=MAX_ID)]] = Field(
+        default_factory=list, max_length=20
+    )
 
     @field_validator("topics", "hashtags")
     @classmethod
@@ -122,7 +132,20 @@ class UserIn(Strict):
     user_id: int = Field(ge=0, le=MAX_ID)
     age_band: AgeBand = "25-34"
     timezone: str = Field(default="UTC", max_length=64)
-    settings: dict[str, Any] = Field(default_factory=dict)
+    settings: dict[Annotated[str, Field(max_length=64)], Any] = Field(
+        default_factory=dict,
+        max_length=MAX_SETTINGS_KEYS,
+        description=f"free-form settings, at most {MAX_SETTINGS_BYTES} bytes as JSON",
+    )
+
+    @field_validator("settings")
+    @classmethod
+    def _small_settings(cls, v: dict[str, Any]) -> dict[str, Any]:
+        size = len(json.dumps(v, separators=(",", ":")))
+        if size > MAX_SETTINGS_BYTES:
+            msg = f"settings are {size} bytes as JSON; at most {MAX_SETTINGS_BYTES}"
+            raise ValueError(msg)
+        return v
 
     @field_validator("timezone")
     @classmethod

@@ -115,6 +115,31 @@ def _naive(moment: datetime | None) -> datetime | None:
     return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
+#: Columns of :func:`user_metrics`, also those of its empty frame (no one exposed yet).
+USER_METRICS_SCHEMA: dict[str, pl.DataType] = {
+    "user_id": pl.Int64(),
+    "arm": pl.String(),
+    "first_ts": pl.Datetime("us"),
+    **{
+        c: pl.Float64()
+        for c in (
+            "impressions",
+            "views",
+            "minutes",
+            "likes",
+            "reports",
+            "sessions",
+            "pre_views",
+            "pre_minutes",
+            "pre_sessions",
+            "answer_sum",
+            "answers",
+        )
+    },
+    "is_teen": pl.Boolean(),
+}
+
+
 def user_metrics(
     store: Store,
     experiment: Experiment,
@@ -152,13 +177,14 @@ def user_metrics(
         params,
     )
     facts: dict[str, Any] = {"switched_users": 0, "start": None, "stop": _iso(stop)}
-    empty = pl.DataFrame(schema={"user_id": pl.Int64, "arm": pl.String})
-    if exposures.height == 0:
-        return empty, facts
+    if exposures.height == 0:  # a new or just-started experiment: no one exposed yet
+        return pl.DataFrame(schema=USER_METRICS_SCHEMA), facts
     n_arms = exposures.group_by("user_id").agg(pl.col("arm").n_unique().alias("n"))
     switched = n_arms.filter(pl.col("n") > 1)["user_id"]
     facts["switched_users"] = int(switched.len())
     exposures = exposures.filter(~pl.col("user_id").is_in(switched.implode()))
+    if exposures.height == 0:  # everyone exposed was in two arms
+        return pl.DataFrame(schema=USER_METRICS_SCHEMA), facts
     start = _naive(experiment.start) or exposures["first_ts"].min()
     facts["start"] = _iso(start)
     pre_from = start - timedelta(days=pre_days)  # type: ignore[operator]
@@ -227,7 +253,7 @@ def user_metrics(
     )
     numeric = [c for c in out.columns if c not in ("user_id", "arm", "first_ts", "is_teen")]
     out = out.with_columns([pl.col(c).cast(pl.Float64).fill_null(0.0) for c in numeric])
-    return out.sort("first_ts"), facts
+    return out.sort("first_ts").select(list(USER_METRICS_SCHEMA)), facts
 
 
 def _estimate_json(est: Estimate) -> dict[str, Any]:

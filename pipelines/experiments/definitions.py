@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -168,6 +169,11 @@ def _check_override(arm: str, key: str, value: Any) -> Any:
     return value
 
 
+def _repeated(values: list[str]) -> list[str]:
+    """Values listed more than once, sorted (linear: a long list cannot stall validation)."""
+    return sorted(v for v, n in Counter(values).items() if n > 1)
+
+
 class Arm(BaseModel):
     """One arm of an experiment.
 
@@ -247,7 +253,7 @@ class Experiment(BaseModel):
         if any(not name for name in value):
             msg = "guardrail metric names must be non-empty"
             raise ExperimentDefinitionError(msg)
-        dupes = sorted({g for g in value if value.count(g) > 1})
+        dupes = _repeated(value)
         if dupes:
             msg = f"guardrail metrics listed twice: {dupes}"
             raise ExperimentDefinitionError(msg)
@@ -256,7 +262,7 @@ class Experiment(BaseModel):
     @model_validator(mode="after")
     def _arms_unique_and_window_ordered(self) -> Experiment:
         names = [arm.name for arm in self.arms]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = _repeated(names)
         if dupes:
             msg = f"experiment {self.name!r}: arm names must be unique, repeated: {dupes}"
             raise ExperimentDefinitionError(msg)

@@ -1,5 +1,6 @@
 """Encoding clips: an H.264 mp4 (PyAV, libx264; mpeg4 when libx264 is missing), a PNG poster
-frame and a JSON sidecar manifest, all under the media folder."""
+frame and a JSON sidecar manifest, all under the media folder; and the visible label drawn on
+generated frames."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 import av
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 logger = logging.getLogger(__name__)
 
@@ -47,10 +48,42 @@ def to_uint8_frames(frames: Any) -> np.ndarray:
     return np.ascontiguousarray(arr[..., :3])
 
 
-def encode_mp4(frames: np.ndarray, path: Path, *, fps: int) -> str:
+def watermark(frames: np.ndarray, text: str) -> np.ndarray:
+    """Draw ``text`` on a dark band along the bottom of every frame (a copy is returned).
+
+    The band is an eighth of the height (at least 6 pixels); the text is scaled to fit it and
+    shortened to "AI" when the frame is too small for the whole label to be read.
+    """
+    _, h, w, _ = frames.shape
+    band = max(6, h // 8)
+    size = max(6, band - 2)
+    try:
+        font: Any = ImageFont.load_default(size=size)
+    except TypeError:  # Pillow built without FreeType: the fixed bitmap font
+        font = ImageFont.load_default()
+    label = text
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    # Small type is unreadable: below 10 px, or when it does not fit, the label is "AI".
+    if size < 10 or probe.textlength(label, font=font) > w - 2:
+        label = "AI"
+    out = frames.copy()
+    # The band darkens what is under it by half, so the label reads on any picture.
+    out[:, h - band :, :, :] = out[:, h - band :, :, :] // 2
+    stamp = Image.new("L", (w, band), 0)
+    ImageDraw.Draw(stamp).text((1, (band - size) // 2 - 1), label, fill=255, font=font)
+    mask = np.asarray(stamp) > 96
+    region = out[:, h - band :, :, :]
+    region[:, mask] = 255
+    return out
+
+
+def encode_mp4(
+    frames: np.ndarray, path: Path, *, fps: int, metadata: dict[str, str] | None = None
+) -> str:
     """Write frames to an mp4 file; return the codec used.
 
-    Odd widths or heights are padded by one pixel (yuv420p needs even sizes).
+    Odd widths or heights are padded by one pixel (yuv420p needs even sizes). ``metadata``
+    becomes container tags (``comment``, ``title``...), which players and ffprobe show.
     """
     _, h, w, _ = frames.shape
     ph, pw = h + (h % 2), w + (w % 2)
@@ -59,6 +92,8 @@ def encode_mp4(frames: np.ndarray, path: Path, *, fps: int) -> str:
     codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), mode="w") as container:
+        if metadata:
+            container.metadata.update(metadata)
         stream: Any = container.add_stream(codec, rate=Fraction(fps, 1))
         stream.width = pw
         stream.height = ph

@@ -154,6 +154,15 @@ class GenerationQueue:
         df = self.store.query("SELECT status, count(*) AS n FROM generation_jobs GROUP BY 1")
         return {str(r["status"]): int(r["n"]) for r in df.iter_rows(named=True)}
 
+    def pending_for(self, user_id: int) -> int:
+        """Jobs of ``user_id`` still queued or running (what a per-user cap counts)."""
+        n = self.store.scalar(
+            "SELECT count(*) FROM generation_jobs "
+            "WHERE requested_by = ? AND status IN ('queued', 'running')",
+            [user_id],
+        )
+        return int(n or 0)
+
     def claim(self, n: int, *, now: datetime | None = None) -> list[GenerationJob]:
         """Mark up to ``n`` runnable jobs ``running`` (user requests before gap fills, oldest
         first) and return them."""

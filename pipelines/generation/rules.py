@@ -3,9 +3,11 @@
 - **Cameo consent**: a person's likeness is used only when they opted in, with an audience
   (``everyone``, ``friends`` = mutual follows, ``only_me``). Revoking cancels open jobs with
   their cameo and removes their cameo clips from every feed (:class:`CameoConsentFilter`).
-- **Rights-holder opt-out**: a holder registers names of characters, brands or works once (a
-  blanket opt-out); prompts naming one are refused and existing clips whose caption or hashtags
-  name one are filtered from feeds (:class:`RightsOptOutFilter`).
+- **Rights-holder opt-out** (:mod:`pipelines.generation.rights`): a holder registers names of
+  characters, brands or works once (a blanket opt-out); prompts naming one are refused and
+  existing clips whose caption or hashtags name one are filtered from feeds.
+- **Protected people** (:mod:`pipelines.generation.people`): prompts naming a real person on
+  the operator's list are refused unless that person is a user who consented to the cameo.
 - **Prompt safety**: a block list, then embedding similarity to short descriptions of
   disallowed concepts, with the project's sentence-transformers embedder.
 """
@@ -15,7 +17,6 @@ from __future__ import annotations
 import logging
 import re
 import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 AUDIENCES = ("everyone", "friends", "only_me")
-OPTOUT_KINDS = ("character", "brand", "work")
 
 # Terms refused outright (whole words, case-insensitive).
 BLOCKED_TERMS: tuple[str, ...] = (
@@ -211,123 +211,6 @@ class CameoConsentRegistry:
             raise RuleViolation("cameo_consent", msg)
         msg = f"user {subject} allows cameos only in their own clips"
         raise RuleViolation("cameo_consent", msg)
-
-
-# -- rights-holder opt-outs ----------------------------------------------------------------------
-@dataclass(frozen=True)
-class OptOut:
-    """One registered name."""
-
-    optout_id: str
-    holder: str
-    name: str
-    kind: str
-    created_at: datetime
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields."""
-        return {
-            "optout_id": self.optout_id,
-            "holder": self.holder,
-            "name": self.name,
-            "kind": self.kind,
-            "created_at": self.created_at.isoformat(),
-        }
-
-
-class RightsOptOutRegistry:
-    """Blanket opt-outs by rights holders (``rights_optouts``), matched as whole phrases.
-
-    ``version`` changes with every registration or removal so filters know to re-match.
-    """
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self._lock = threading.Lock()
-        self._cache: tuple[list[OptOut], re.Pattern[str] | None] | None = None
-        self.version = 0
-
-    def register(self, holder: str, names: list[str], *, kind: str) -> list[OptOut]:
-        """Register names for a holder (names already registered are kept as they are)."""
-        if kind not in OPTOUT_KINDS:
-            msg = f"unknown opt-out kind {kind!r}; valid: {', '.join(OPTOUT_KINDS)}"
-            raise ValueError(msg)
-        clean = [n.strip() for n in names if normalise(n)]
-        if not clean or not holder.strip():
-            msg = "give a holder and at least one name with letters or digits"
-            raise ValueError(msg)
-        have = {normalise(o.name) for o in self.active()}
-        with self.store.write() as cur:
-            for name in dict.fromkeys(clean):
-                if normalise(name) in have:
-                    continue
-                cur.execute(
-                    "INSERT INTO rights_optouts (optout_id, holder, name, kind, created_at) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    [uuid.uuid4().hex[:12], holder.strip(), name, kind, utcnow()],
-                )
-        self._invalidate()
-        logger.info("rights opt-out registered holder=%r names=%d", holder, len(clean))
-        wanted = {normalise(n) for n in clean}
-        return [o for o in self.active() if normalise(o.name) in wanted]
-
-    def remove(self, optout_id: str) -> bool:
-        """Withdraw one registered name; True when it existed."""
-        with self.store.write() as cur:
-            rows = cur.execute(
-                "UPDATE rights_optouts SET removed_at = ? WHERE optout_id = ? "
-                "AND removed_at IS NULL RETURNING optout_id",
-                [utcnow(), optout_id],
-            ).fetchall()
-        self._invalidate()
-        return bool(rows)
-
-    def _invalidate(self) -> None:
-        with self._lock:
-            self._cache = None
-            self.version += 1
-
-    def _compiled(self) -> tuple[list[OptOut], re.Pattern[str] | None]:
-        with self._lock:
-            if self._cache is None:
-                df = self.store.query(
-                    "SELECT optout_id, holder, name, kind, created_at FROM rights_optouts "
-                    "WHERE removed_at IS NULL ORDER BY created_at"
-                )
-                items = [
-                    OptOut(r["optout_id"], r["holder"], r["name"], r["kind"], r["created_at"])
-                    for r in df.iter_rows(named=True)
-                ]
-                self._cache = (items, _phrase_pattern([o.name for o in items]))
-            return self._cache
-
-    def is_empty(self) -> bool:
-        """Whether no name is registered."""
-        return self._compiled()[1] is None
-
-    def active(self) -> list[OptOut]:
-        """Active registered names."""
-        return list(self._compiled()[0])
-
-    def matches(self, text: str) -> list[OptOut]:
-        """Registered names that ``text`` names (whole phrases, case and punctuation aside)."""
-        items, pattern = self._compiled()
-        if pattern is None:
-            return []
-        found = {m.group(1) for m in pattern.finditer(normalise(text))}
-        return [o for o in items if normalise(o.name) in found]
-
-    def check(self, text: str) -> None:
-        """Raise :class:`RuleViolation` when ``text`` names an opted-out character, brand or
-        work."""
-        hit = self.matches(text)
-        if hit:
-            o = hit[0]
-            msg = (
-                f"{o.holder} has opted out of generated clips using the {o.kind} "
-                f"{o.name!r}; remove it from the prompt"
-            )
-            raise RuleViolation("rights_opt_out", msg)
 
 
 # -- prompt safety -------------------------------------------------------------------------------

@@ -31,7 +31,10 @@ class GenerationSettings(BaseSettings):
     model the queue still accepts requests; jobs fail with a clear error until one is set.
     """
 
-    model_config = SettingsConfigDict(env_prefix="STEERFEED_GEN_", extra="forbid")
+    # ``none`` in an environment variable sets an optional setting to None.
+    model_config = SettingsConfigDict(
+        env_prefix="STEERFEED_GEN_", extra="forbid", env_parse_none_str="none"
+    )
 
     model: str | None = None
     media_dir: Path | None = Field(default=None, description="default: DATA_DIR/media")
@@ -65,9 +68,42 @@ class GenerationSettings(BaseSettings):
     # Prompt safety.
     safety_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     extra_blocked_terms: list[str] = Field(default_factory=list)
+    # Name matching (rights-holder opt-outs, protected people). Both thresholds are the lowest
+    # with no false positive on the tuning part of tests/pipelines/data/name_match_labels.csv.
+    name_fuzzy_threshold: float = Field(default=81.0, ge=50.0, le=100.0)
+    name_embedding_threshold: float | None = Field(
+        default=0.84, ge=0.0, le=1.0, description="None turns the embedding way off"
+    )
+    protected_starter: bool = Field(
+        default=True, description="include the packaged starter list of protected people"
+    )
+    # Provenance: a C2PA manifest signed into every mp4, and a visible label on the frames.
+    watermark: bool = True
+    watermark_text: str = Field(default="AI-generated", min_length=1, max_length=40)
+    provenance_dir: Path | None = Field(
+        default=None, description="signing key and certificates; default: DATA_DIR/provenance"
+    )
+    # Review of rendered frames before a clip enters any feed.
+    review_encoder: str | None = Field(
+        default=None, description="CLIP model folder or cached id; None: no concept check"
+    )
+    review_threshold: float = Field(
+        default=0.28, ge=-1.0, le=1.0, description="frame-to-concept cosine that holds a clip"
+    )
+    review_sample_frames: int = Field(default=4, ge=1, le=64)
+    review_hash_distance: int = Field(
+        default=6, ge=0, le=32, description="Hamming distance to a taken-down frame that holds"
+    )
+    # User reports: the first queues a clip for review, this many distinct reporters hide it.
+    report_hide_threshold: int = Field(default=3, ge=1, le=1000)
+    report_scope: Literal["generated", "all"] = "generated"
     # The "made for your mood" source.
     source_limit: int = Field(default=30, ge=1, le=500)
     source_min_similarity: float = Field(default=0.3, ge=-1.0, le=1.0)
+
+    def resolved_provenance_dir(self, data_dir: Path) -> Path:
+        """Where the provenance signing key and certificates live."""
+        return self.provenance_dir if self.provenance_dir is not None else data_dir / "provenance"
 
     def resolved_media_dir(self, data_dir: Path) -> Path:
         """Where mp4s, posters and manifests are written."""

@@ -1,8 +1,10 @@
-"""A tiny text-to-video pipeline built from real diffusers classes with tiny configs.
+"""A tiny text-to-video pipeline and a tiny CLIP image-text encoder, built from real diffusers
+and transformers classes with tiny configs.
 
-Used by the tests and ``steerfeed generation tiny-model`` to exercise the same loading and
-rendering code a real model goes through, on a CPU, in seconds. Its clips are noise-like: it
-is untrained. The tokenizer is a byte-level CLIP BPE vocabulary written to disk (no merges).
+Used by the tests and ``steerfeed generation tiny-model`` / ``tiny-encoder`` to exercise the
+same loading, rendering and frame-review code a real model goes through, on a CPU, in seconds.
+Both are untrained: the clips are noise-like and the encoder recognises nothing. The tokenizer
+is a byte-level CLIP BPE vocabulary written to disk (no merges).
 """
 
 from __future__ import annotations
@@ -27,6 +29,73 @@ def _byte_chars() -> list[str]:
     return [chr(c) for c in cs]
 
 
+def _tiny_tokenizer(out_dir: Path) -> tuple[object, dict[str, int]]:
+    from transformers import CLIPTokenizer
+
+    chars = _byte_chars()
+    vocab: dict[str, int] = {}
+    for c in chars:
+        vocab[c] = len(vocab)
+    for c in chars:
+        vocab[c + "</w>"] = len(vocab)
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    tok_src = out_dir / "_tokenizer_src"
+    tok_src.mkdir(parents=True, exist_ok=True)
+    (tok_src / "vocab.json").write_text(json.dumps(vocab))
+    (tok_src / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(
+        str(tok_src / "vocab.json"), str(tok_src / "merges.txt"), model_max_length=32
+    )
+    return tokenizer, vocab
+
+
+def build_tiny_clip(out_dir: Path, *, seed: int = 0, image_size: int = 32) -> Path:
+    """Build a tiny ``CLIPModel`` with its processor and ``save_pretrained`` both into
+    ``out_dir/clip``; return the folder (loadable by ``ClipFrameEncoder``)."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer, vocab = _tiny_tokenizer(out_dir)
+    torch.manual_seed(seed)
+    config = CLIPConfig(
+        text_config={
+            "vocab_size": len(vocab),
+            "hidden_size": 16,
+            "intermediate_size": 32,
+            "num_attention_heads": 2,
+            "num_hidden_layers": 2,
+            "max_position_embeddings": 32,
+            "bos_token_id": vocab["<|startoftext|>"],
+            "eos_token_id": vocab["<|endoftext|>"],
+            "pad_token_id": vocab["<|endoftext|>"],
+        },
+        vision_config={
+            "hidden_size": 16,
+            "intermediate_size": 32,
+            "num_attention_heads": 2,
+            "num_hidden_layers": 2,
+            "image_size": image_size,
+            "patch_size": 8,
+        },
+        projection_dim=16,
+    )
+    model = CLIPModel(config)
+    processor = CLIPProcessor(
+        image_processor=CLIPImageProcessor(
+            size={"shortest_edge": image_size},
+            crop_size={"height": image_size, "width": image_size},
+        ),
+        tokenizer=tokenizer,
+    )
+    folder = out_dir / "clip"
+    model.save_pretrained(str(folder))
+    processor.save_pretrained(str(folder))
+    return folder
+
+
 def build_tiny_text_to_video(out_dir: Path, *, seed: int = 0) -> Path:
     """Build a tiny ``TextToVideoSDPipeline`` (UNet3D, VAE, CLIP text encoder, DDIM) and
     ``save_pretrained`` it to ``out_dir``; return the folder."""
@@ -37,25 +106,11 @@ def build_tiny_text_to_video(out_dir: Path, *, seed: int = 0) -> Path:
         TextToVideoSDPipeline,
         UNet3DConditionModel,
     )
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    chars = _byte_chars()
-    vocab: dict[str, int] = {}
-    for c in chars:
-        vocab[c] = len(vocab)
-    for c in chars:
-        vocab[c + "</w>"] = len(vocab)
-    vocab["<|startoftext|>"] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)
-    tok_src = out_dir / "_tokenizer_src"
-    tok_src.mkdir(exist_ok=True)
-    (tok_src / "vocab.json").write_text(json.dumps(vocab))
-    (tok_src / "merges.txt").write_text("#version: 0.2\n")
-    tokenizer = CLIPTokenizer(
-        str(tok_src / "vocab.json"), str(tok_src / "merges.txt"), model_max_length=32
-    )
+    tokenizer, vocab = _tiny_tokenizer(out_dir)
     torch.manual_seed(seed)
     unet = UNet3DConditionModel(
         block_out_channels=(8, 8),

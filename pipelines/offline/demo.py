@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipelines.offline.demo_world import World, WorldConfig, build_world
+import duckdb
+
+from pipelines.offline.demo_world import World, WorldConfig, WorldConfigError, build_world
 from pipelines.serving.engine import open_engine
 from storage.store import Store
 
@@ -32,9 +36,103 @@ def load_world(store: Store, world: World) -> dict[str, int]:
     }
 
 
+#: What a rebuild replaces in a data directory (other files stay).
+STORE_FILES = ("steerfeed.duckdb", "steerfeed.duckdb.wal", "vectors")
+
+
+class DemoError(Exception):
+    """The demo world cannot be built as asked (bad sizes, a store in use)."""
+
+
+def store_holders(data_dir: Path) -> list[str]:
+    """Who holds the store or the vector index of ``data_dir`` open: one line per holder.
+
+    Three checks, so that nothing a live process uses is deleted: the processes with a file
+    of the store open (Linux ``/proc``, this process included), DuckDB's lock on the database
+    file (any platform; its message names the process) and Qdrant Edge's lock on each shard's
+    write-ahead log.
+    """
+    data_dir = Path(data_dir)
+    found = _open_by_processes(data_dir)
+    db = data_dir / "steerfeed.duckdb"
+    if db.exists() and not found:
+        try:
+            duckdb.connect(str(db)).close()
+        except duckdb.Error as exc:
+            text = str(exc).lower()
+            if "lock" in text or "same database file" in text:  # another process; this one
+                found.append(f"{db}: {exc}")
+            else:  # a broken file is what a rebuild is for
+                logger.warning("cannot open %s (%s); it will be replaced", db, exc)
+    vectors = data_dir / "vectors"
+    if vectors.is_dir():
+        for wal in sorted(vectors.glob("*/wal")):
+            if _flock_held(wal):
+                found.append(f"{wal}: locked by an open Qdrant Edge shard")
+    return found
+
+
+def _open_by_processes(data_dir: Path) -> list[str]:
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return []
+    targets = [(data_dir / name).resolve() for name in STORE_FILES]
+    found: list[str] = []
+    for pid_dir in proc.iterdir():
+        if not pid_dir.name.isdigit():
+            continue
+        try:
+            fds = list((pid_dir / "fd").iterdir())
+        except OSError:  # gone meanwhile, or another user's process
+            continue
+        links = []
+        for fd in fds:
+            try:
+                links.append(os.readlink(fd))
+            except OSError:  # closed meanwhile (the listing's own descriptor, for one)
+                continue
+        hits = sorted(
+            {
+                link
+                for link in links
+                for t in targets
+                if link == str(t) or link.startswith(str(t) + os.sep)
+            }
+        )
+        if hits:
+            me = " (this process)" if int(pid_dir.name) == os.getpid() else ""
+            found.append(f"process {pid_dir.name}{me} has {hits[0]} open")
+    return found
+
+
+def _flock_held(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # (also releases the probe's own lock)
+    return False
+
+
 def reset_data_dir(data_dir: Path) -> None:
-    """Remove a previous store and vector index from ``data_dir`` (other files stay)."""
-    for stale in ("steerfeed.duckdb", "steerfeed.duckdb.wal", "vectors"):
+    """Remove a previous store and vector index from ``data_dir`` (other files stay).
+
+    Raises :class:`DemoError`, deleting nothing, while any process holds them open: a running
+    server would go on acknowledging writes into a deleted file.
+    """
+    holders = store_holders(data_dir)
+    if holders:
+        msg = (
+            f"the store in {data_dir} is in use; stop the server (or other process) first. "
+            + "; ".join(holders)
+        )
+        raise DemoError(msg)
+    for stale in STORE_FILES:
         p = data_dir / stale
         if p.is_dir():
             shutil.rmtree(p)
@@ -59,7 +157,6 @@ def build_demo(
     return counts and timings."""
     t0 = time.perf_counter()
     data_dir = Path(data_dir)
-    reset_data_dir(data_dir)
     cfg = WorldConfig(
         n_users=n_users,
         n_clips=n_clips,
@@ -67,6 +164,11 @@ def build_demo(
         seed=seed,
         now=now or datetime.now(UTC).replace(tzinfo=None, minute=0, second=0, microsecond=0),
     )
+    try:
+        cfg.validate()  # before anything is deleted
+    except WorldConfigError as exc:
+        raise DemoError(str(exc)) from exc
+    reset_data_dir(data_dir)
     world = build_world(cfg, progress=progress)
     t_world = time.perf_counter() - t0
     store = Store(data_dir / "steerfeed.duckdb")

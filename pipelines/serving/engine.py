@@ -25,6 +25,7 @@ from threadpoolctl import threadpool_limits
 from features.embedding import DEFAULT_MODEL, TextEmbedder, shared_embedder
 from pipelines.experiments.repository import ExperimentRepository
 from pipelines.generation.service import GenerationService
+from pipelines.serving.index_reconciler import IndexReconciler
 from pipelines.serving.jobs.train import refresh_author_stats
 from pipelines.serving.products.choice import choose_product
 from pipelines.serving.products.deps import ProductDeps
@@ -37,9 +38,10 @@ from ranking.learned.services import build_learned
 from ranking.learned.serving import LearnedModels
 from ranking.pipeline import FeedQuery, PipelineResult, RankingPipeline
 from ranking.retrieval.services import CollabServices, build_collab
+from ranking.retrieval.settings import COLLAB_SPACE
 from ranking.state import FeedState
 from steering.services import SteeringServices, build_steering
-from storage.errors import UnknownEntityError
+from storage.errors import IndexUnavailableError, UnknownEntityError
 from storage.event_writer import BackgroundEventWriter
 from storage.index.base import VectorIndex, VectorSpec
 from storage.index.factory import open_index
@@ -110,11 +112,29 @@ class Engine:
         )
         self.index: VectorIndex | None = None
         self.index_error: str | None = None
+        # The spaces the index holds: what a lost index is rebuilt with.
+        self.index_spaces: dict[str, VectorSpec] = {
+            CAPTION_SPACE: VectorSpec(self.embedding_dim(), "cosine"),
+            # The collab job fills this space; a lost index is rebuilt with it from the store.
+            COLLAB_SPACE: VectorSpec(settings.collab.dim, "dot"),
+        }
         self._open_index()
+        self.index_reconciler = IndexReconciler(
+            self.store,
+            self.index,
+            self.index_spaces,
+            payloads=clip_payloads,
+            ensure=self._ensure_index,
+        )
         cached = self.store.get_vectors(CAPTION_SPACE)
         self.store.release_memory()  # the matrix is in hand; its blocks need not stay cached
         self.state = FeedState.load(self.store, vectors=cached)
-        self.writer = BackgroundEventWriter(self.store, on_commit=self._events_committed)
+        self.writer = BackgroundEventWriter(
+            self.store,
+            on_commit=self._events_committed,
+            max_wait_s=self.storage.event_writer_max_wait_s,
+            max_batch_rows=self.storage.event_writer_max_batch_rows,
+        )
         self.cursors = CursorCodec(self._secret())
         self._embedder: TextEmbedder | None = None
         self._embedder_lock = threading.Lock()
@@ -142,7 +162,8 @@ class Engine:
         # Called with every committed event batch after the serving state is updated; a
         # listener that raises is logged and skipped.
         self.event_listeners: list[Callable[[pl.DataFrame], None]] = [
-            self.wellbeing.governor.on_events  # keeps the usage tracker current
+            self.wellbeing.governor.on_events,  # keeps the usage tracker current
+            self.generation.on_events,  # user reports queue generated clips for review
         ]
         self.health_checks: dict[str, Callable[[], dict[str, Any]]] = {
             "collab": self.collab.health,
@@ -172,6 +193,7 @@ class Engine:
             HOME: build_home_feed(self.product_deps),
             FOLLOWING_ONLY: build_following_only_feed(self.product_deps),
         }
+        self.index_reconciler.start()  # compares the index with the store on a thread
         self.store.release_memory()  # what start-up scanned is in the serving state now
 
     # -- set-up -------------------------------------------------------------------------------
@@ -179,16 +201,21 @@ class Engine:
         url = self.storage.resolved_index_url()
         try:
             self.index = open_index(url, api_key=self.storage.qdrant_api_key)
-            self.index.ensure(
-                {CAPTION_SPACE: VectorSpec(self.embedding_dim(), "cosine")},
-                keyword_fields=("safety_label", "topics", "hashtags"),
-                integer_fields=("maturity", "author_id"),
-            )
+            self._ensure_index(self.index)
             self.index_error = None
         except Exception as exc:  # the feed serves without ANN sources (fail open)
             self.index = None
             self.index_error = f"{type(exc).__name__}: {exc}"
             logger.exception("vector index %s unavailable; serving without ANN sources", url)
+
+    def _ensure_index(self, index: VectorIndex) -> None:
+        """Create the caption space and the payload indexes where missing (other spaces are
+        created by whoever fills them: the collab job, a repair)."""
+        index.ensure(
+            {CAPTION_SPACE: self.index_spaces[CAPTION_SPACE]},
+            keyword_fields=("safety_label", "topics", "hashtags"),
+            integer_fields=("maturity", "author_id"),
+        )
 
     def _warm_author_stats(self) -> None:
         """Compute the author statistics once if the ``author_stats`` job has not run yet."""
@@ -233,6 +260,7 @@ class Engine:
 
     def close(self) -> None:
         """Flush pending writes and close the stores."""
+        self.index_reconciler.close()
         self.writer.close()
         if self.index is not None:
             self.index.close()
@@ -289,23 +317,35 @@ class Engine:
             self.store.put_vectors(CAPTION_SPACE, ids, mat)
             self.state.set_vectors(ids, mat)
             if self.index is not None:
-                for b in range(0, len(ids), batch):
-                    part = clips.slice(start + b, batch)
-                    self.index.upsert(
-                        ids[b : b + batch], {CAPTION_SPACE: mat[b : b + batch]}, clip_payloads(part)
-                    )
+                try:
+                    for b in range(0, len(ids), batch):
+                        part = clips.slice(start + b, batch)
+                        self.index.upsert(
+                            ids[b : b + batch],
+                            {CAPTION_SPACE: mat[b : b + batch]},
+                            clip_payloads(part),
+                        )
+                except IndexUnavailableError as exc:
+                    # The clips and their vectors are committed (the store is the source of
+                    # truth); the index job adds what the index missed.
+                    logger.exception("vector index upsert failed; %d clips not indexed", len(ids))
+                    self.index_reconciler.note_write_failure(clips.height - start, exc)
+                    break
         return clips.height
 
     def ingest_events(self, events: pl.DataFrame) -> int:
-        """Commit events (idempotent by ``event_id``), then update serving state.
+        """Commit events (idempotent by ``(user_id, event_id)``), then update serving state.
 
         Returns the number of new events; only those update the counters.
         """
-        new_ids = self.store.append_new_events(events)
-        n = len(new_ids)
+        new_keys = self.store.append_new_events(events)
+        n = len(new_keys)
         if n < events.height:  # repeats of stored events, or of each other within the batch
-            fresh = events.filter(pl.col("event_id").is_in(new_ids)).unique(
-                subset="event_id", keep="first", maintain_order=True
+            new = set(new_keys)
+            keys = zip(events["user_id"].to_list(), events["event_id"].to_list(), strict=True)
+            mask = pl.Series([k in new for k in keys], dtype=pl.Boolean)
+            fresh = events.filter(mask).unique(
+                subset=["user_id", "event_id"], keep="first", maintain_order=True
             )
         else:
             fresh = events
@@ -357,7 +397,15 @@ class Engine:
         )
         pipeline = self.products[self.choose_product(user_id, product)]
         result = pipeline.run(query)
-        return self._to_page(result, cur, pipeline.name)
+        page = self._to_page(result, cur, pipeline.name)
+        if self.index is not None and self.index_reconciler.degraded() is not None:
+            # The index-backed sources answered from an index that lacks clips: say so.
+            page.failed_sources = page.failed_sources + [
+                s.name
+                for s in pipeline.sources
+                if getattr(s, "index", None) is self.index and s.name not in page.failed_sources
+            ]
+        return page
 
     def choose_product(self, user_id: int, requested: str) -> str:
         """The product to serve (see :func:`~pipelines.serving.products.choice.choose_product`)."""
@@ -424,15 +472,25 @@ class Engine:
     def health(self) -> dict[str, Any]:
         """Liveness and what is degraded."""
         checks = {name: fn() for name, fn in self.health_checks.items()}
-        degraded = self.index is None or any(
-            isinstance(v, dict) and v.get("degraded") for v in checks.values()
+        if self.index is None:
+            index = f"unavailable: {self.index_error}"
+        else:
+            problem = self.index_reconciler.degraded()
+            index = "ok" if problem is None else f"degraded: {problem}"
+        writer = self.writer.stats()
+        degraded = (
+            index != "ok"
+            or writer["last_error"] is not None
+            or any(isinstance(v, dict) and v.get("degraded") for v in checks.values())
         )
         return {
             **checks,
             "status": "degraded" if degraded else "ok",
             "clips": len(self.state.item_ids),
             "users": len(self.state.users),
-            "index": "ok" if self.index is not None else f"unavailable: {self.index_error}",
+            "index": index,
+            "index_reconcile": self.index_reconciler.state(),
+            "event_writer": writer,
             "time": time.time(),
         }
 

@@ -88,6 +88,7 @@ def replay_features(
             pl.col("item_id"),
             pl.col("source"),
             pl.col("event_id"),
+            pl.col("user_id").alias("row_user_ids"),
         )
         .sort("req_ts", "request_id")
         .with_columns(
@@ -107,6 +108,7 @@ def replay_features(
     applied, edges_applied = 0, 0
     stats_at = -np.inf
     out_ids: list[list[str]] = []
+    out_users: list[int] = []
     out_feats: list[pl.DataFrame] = []
     for row in reqs.iter_rows(named=True):
         now: datetime = row["req_ts"]
@@ -149,13 +151,18 @@ def replay_features(
         for h in hydrators:
             cands = h.hydrate(query, cands)
         out_ids.append(row["event_id"])
+        out_users.extend(row["row_user_ids"])
         out_feats.append(cands.select(pl.col(n).cast(pl.Float64) for n in names))
     feats = pl.concat(out_feats)
+    # event ids are unique per user (not across users): join on both
     filled = pl.DataFrame(
-        {"event_id": pl.Series([e for ids in out_ids for e in ids], dtype=pl.String)}
+        {
+            "user_id": pl.Series(out_users, dtype=tables.events.schema["user_id"]),
+            "event_id": pl.Series([e for ids in out_ids for e in ids], dtype=pl.String),
+        }
     ).with_columns(feats.select(pl.struct(names).struct.json_encode().alias("_replayed")))
     result = (
-        tables.events.join(filled, on="event_id", how="left", maintain_order="left")
+        tables.events.join(filled, on=["user_id", "event_id"], how="left", maintain_order="left")
         .with_columns(pl.coalesce("features", "_replayed").alias("features"))
         .drop("_replayed")
     )

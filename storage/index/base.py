@@ -97,6 +97,15 @@ class VectorIndex(Protocol):
         """Number of points."""
         ...
 
+    def point_ids(self, space: str | None = None) -> np.ndarray:
+        """Sorted ids of all points, or of those with a vector in ``space`` (empty for a space
+        the index lacks); what reconciling the index with the store compares."""
+        ...
+
+    def problem(self) -> str | None:
+        """A cheap check of the index's storage: what is wrong, or ``None``."""
+        ...
+
     def optimize(self) -> None:
         """Build or refresh the ANN structures (may block)."""
         ...

@@ -21,6 +21,9 @@ logger = logging.getLogger(__name__)
 # rewrites it): the single source of truth for the shard's named vectors.
 _EDGE_CONFIG_FILE = "edge_config.json"
 
+# Points listed per scroll call (ids only).
+_SCROLL_PAGE = 50_000
+
 _TO_EDGE_DISTANCE: dict[Distance, qe.Distance] = {
     "cosine": qe.Distance.Cosine,
     "dot": qe.Distance.Dot,
@@ -200,12 +203,36 @@ class EdgeVectorIndex:
         return shard
 
     def close(self) -> None:
-        """Flush and close the shard (a later :meth:`ensure` reopens it)."""
+        """Flush and close the shard (a later :meth:`ensure` reopens it, or creates it again
+        when its folder is gone).
+
+        A shard whose folder was removed cannot flush; it is closed anyway (what it held is
+        rebuilt from the store, the source of truth).
+        """
         with self._write_lock:
             shard, self._shard = self._shard, None
-            if shard is not None:
+            if shard is None:
+                return
+            try:
                 shard.flush()
+            except Exception:
+                logger.warning("vector index %s: flush at close failed", self.url, exc_info=True)
+            try:
                 shard.close()
+            except Exception:
+                logger.warning("vector index %s: close failed", self.url, exc_info=True)
+
+    def problem(self) -> str | None:
+        """What is wrong with the shard's storage, or ``None`` (a cheap check for ``/healthz``).
+
+        A shard keeps answering from memory after its folder is removed and silently takes
+        writes into deleted files; only the folder tells.
+        """
+        if self._shard is None:
+            return f"vector index {self.url} is not open"
+        if not (self.path / _EDGE_CONFIG_FILE).exists():
+            return f"the shard folder {self.path} is gone (the index serves what it had in memory)"
+        return None
 
     # -- reads ----------------------------------------------------------------------------------
     def spaces(self) -> dict[str, VectorSpec]:
@@ -291,6 +318,28 @@ class EdgeVectorIndex:
     def count(self) -> int:
         """Number of points."""
         return int(self._require().count(qe.CountRequest(exact=True)))
+
+    def point_ids(self, space: str | None = None) -> np.ndarray:
+        """Sorted ids of all points, or of those with a vector in ``space`` (int64 array)."""
+        shard = self._require()
+        if space is not None and space not in self._spaces:
+            return np.empty(0, dtype=np.int64)
+        flt = qe.Filter(must=[qe.HasVectorCondition(space)]) if space is not None else None
+        out: list[int] = []
+        offset: Any = None
+        while True:
+            request = qe.ScrollRequest(
+                offset=offset, limit=_SCROLL_PAGE, filter=flt, with_payload=False, with_vector=False
+            )
+            try:
+                records, offset = shard.scroll(request)
+            except Exception as exc:
+                msg = f"vector index {self.url}: listing points failed: {exc}"
+                raise IndexUnavailableError(msg) from exc
+            out.extend(int(r.id) for r in records)
+            if offset is None or not records:
+                break
+        return np.unique(np.asarray(out, dtype=np.int64))
 
     # -- writes ---------------------------------------------------------------------------------
     def _retrieve(

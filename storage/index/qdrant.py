@@ -17,6 +17,9 @@ from storage.index.base import Distance, SearchFilter, VectorSpec
 
 logger = logging.getLogger(__name__)
 
+# Points listed per scroll call (ids only).
+_SCROLL_PAGE = 10_000
+
 _TO_QDRANT_DISTANCE: dict[Distance, qm.Distance] = {
     "cosine": qm.Distance.COSINE,
     "dot": qm.Distance.DOT,
@@ -347,6 +350,41 @@ class QdrantClientIndex:
                 return int(self._client.count(self.collection, exact=True).count)
         except Exception as exc:
             raise self._fail("count", exc) from exc
+
+    def point_ids(self, space: str | None = None) -> np.ndarray:
+        """Sorted ids of all points, or of those with a vector in ``space`` (int64 array)."""
+        self._check_open()
+        spaces = self._known_spaces()
+        if not spaces or (space is not None and space not in spaces):
+            return np.empty(0, dtype=np.int64)
+        flt = (
+            qm.Filter(must=[qm.HasVectorCondition(has_vector=space)]) if space is not None else None
+        )
+        out: list[int] = []
+        offset: Any = None
+        try:
+            while True:
+                with self._read_guard:
+                    records, offset = self._client.scroll(
+                        self.collection,
+                        scroll_filter=flt,
+                        limit=_SCROLL_PAGE,
+                        offset=offset,
+                        with_payload=False,
+                        with_vectors=False,
+                    )
+                out.extend(int(r.id) for r in records)
+                if offset is None or not records:
+                    break
+        except Exception as exc:
+            raise self._fail("listing points", exc) from exc
+        return np.unique(np.asarray(out, dtype=np.int64))
+
+    def problem(self) -> str | None:
+        """What is wrong with the index, or ``None``: only whether it was closed (a server's
+        reachability shows in the searches that fail, and a check here would be a network
+        call on every ``/healthz``)."""
+        return f"vector index {self.url} is closed" if self._closed else None
 
     # -- writes ---------------------------------------------------------------------------------
     def upsert(

@@ -107,6 +107,10 @@ def test_acknowledged_events_survive_kill_9(world_dir: Path, tmp_path: Path) -> 
     finally:
         store.close()
     missing = sorted(set(acked) - have)
+    print(
+        f"\nevents: {len(attempted)} sent, {len(acked)} acknowledged before kill -9, "
+        f"{len(set(acked) & have)} of them stored, {total - before - 1} new rows in all"
+    )
     assert not missing, f"{len(missing)} acknowledged events lost, e.g. {missing[:3]}"
     # nothing appeared from nowhere either: every new event was attempted (or the probe)
     assert before + len(acked) + 1 <= total <= before + len(attempted) + 1

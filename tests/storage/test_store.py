@@ -40,6 +40,46 @@ def test_events_are_idempotent_by_event_id(tmp_path: Path) -> None:
     assert s.count("events") == 3
 
 
+def test_event_ids_are_unique_per_user_not_across_users(tmp_path: Path) -> None:
+    s = Store(tmp_path / "a.duckdb")
+    assert s.append_new_events(_events(["e1", "e2"])) == [(1, "e1"), (1, "e2")]
+    other = _events(["e1", "e3"]).with_columns(pl.lit(5, dtype=pl.Int64).alias("user_id"))
+    assert s.append_new_events(other) == [(5, "e1"), (5, "e3")]  # user 1's "e1" is not theirs
+    assert s.append_events(other) == 0  # user 5's retry is a repeat
+    assert s.count("events") == 4
+    s.close()
+
+
+def test_migration_9_keeps_the_events_and_scopes_their_ids(tmp_path: Path) -> None:
+    import duckdb
+
+    from storage.migrations import migrate
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    migrate(con, tuple(m for m in MIGRATIONS if m.version < 9))  # a store before the change
+    con.execute(
+        "INSERT INTO events (event_id, user_id, item_id, event_type, ts, received_at) VALUES "
+        "('e1', 1, 10, 'like', '2026-01-01', '2026-01-01 00:00:01'), "
+        "('e2', 1, 11, 'view', '2026-01-02', '2026-01-02 00:00:01')"
+    )
+    con.execute("CREATE VIEW likes AS SELECT * FROM events WHERE event_type = 'like'")
+    con.close()
+    s = Store(path)  # applies migration 9
+    try:
+        rows = s.query("SELECT event_id, user_id, item_id, received_at FROM events ORDER BY 1")
+        assert rows["event_id"].to_list() == ["e1", "e2"]
+        assert rows["received_at"].to_list() == [
+            datetime(2026, 1, 1, 0, 0, 1),
+            datetime(2026, 1, 2, 0, 0, 1),
+        ]
+        other = _events(["e1"]).with_columns(pl.lit(5, dtype=pl.Int64).alias("user_id"))
+        assert s.append_events(other) == 1 and s.append_events(_events(["e1"])) == 0
+        assert s.scalar("SELECT count(*) FROM likes") == 2  # a view over events still works
+    finally:
+        s.close()
+
+
 def test_committed_events_survive_reopen(tmp_path: Path) -> None:
     s = Store(tmp_path / "a.duckdb")
     s.append_events(_events(["a"]))
@@ -51,7 +91,8 @@ def test_api_keys_are_stored_hashed(tmp_path: Path) -> None:
     s = Store(tmp_path / "a.duckdb")
     key = s.create_api_key("analyst")
     stored = s.query("SELECT key_hash FROM api_keys")["key_hash"].to_list()
-    assert key not in stored and key.split("_")[-1] not in "".join(stored)
+    # the secret is everything after "sf_<key id>_" (it may itself contain "_")
+    assert key not in stored and key.split("_", 2)[2] not in "".join(stored)
     found = s.lookup_api_key(key)
     assert found is not None and found[1] == "analyst"
     assert s.lookup_api_key(key + "x") is None

@@ -258,6 +258,18 @@ class TestVectorIndexContract:
         assert got[102].dtype == np.float32
         assert index.get_vectors("collab", np.array([], dtype=np.int64)) == {}
 
+    def test_point_ids_list_all_points_or_those_with_a_space(self, index: VectorIndex) -> None:
+        assert index.point_ids().tolist() == []
+        _fill(index, 3)
+        rng = np.random.default_rng(5)
+        index.upsert(np.array([7, 3]), {"caption": _unit(rng, 2, CAPTION)})  # no collab vector
+        assert index.point_ids().tolist() == [3, 7, 100, 101, 102]
+        assert index.point_ids("caption").tolist() == [3, 7, 100, 101, 102]
+        assert index.point_ids("collab").tolist() == [100, 101, 102]
+        assert index.point_ids("mood").tolist() == []  # a space the index lacks
+        assert index.point_ids().dtype == np.int64
+        assert index.problem() is None
+
     def test_delete_removes_points_and_ignores_missing_ids(self, index: VectorIndex) -> None:
         data = _fill(index)
         index.delete(np.array([100, 101, 4242]))
@@ -368,3 +380,23 @@ def test_qdrant_local_folder_is_held_by_one_client(tmp_path: Path) -> None:
     with pytest.raises(IndexUnavailableError, match="already accessed"):
         open_index(f"qdrant-local://{tmp_path.as_posix()}/q")
     first.close()
+
+
+def test_edge_problem_reports_a_removed_folder_and_ensure_creates_it_again(
+    tmp_path: Path,
+) -> None:
+    import shutil
+
+    index = open_index(f"qdrant-edge://{tmp_path.as_posix()}/v")
+    index.ensure({"caption": VectorSpec(4)})
+    index.upsert(np.array([1, 2]), {"caption": np.eye(2, 4, dtype=np.float32)})
+    assert index.problem() is None
+    shutil.rmtree(tmp_path / "v")
+    # the shard still answers from memory: only the folder tells
+    assert index.count() == 2
+    assert "gone" in (index.problem() or "")
+    index.close()  # cannot flush into a removed folder; closes anyway
+    index.ensure({"caption": VectorSpec(4)})
+    assert index.problem() is None and index.count() == 0
+    index.close()
+    assert "not open" in (index.problem() or "")

@@ -23,9 +23,10 @@ from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Cookie, Header, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from api.http.auth import Principal
-from api.http.deps import EngineDep, PrincipalDep
+from api.http.deps import EngineDep, PrincipalDep, authenticate, client_address
 from pipelines.serving.engine import Engine
 
 router = APIRouter(tags=["dashboard"])
@@ -115,50 +116,71 @@ def dashboard_governor(engine: EngineDep, principal: PrincipalDep) -> dict[str, 
 
 
 # -- HTML -------------------------------------------------------------------------------------
-def _page_principal(engine: Engine, authorization: str | None, cookie: str | None) -> Principal:
-    """Authenticate the page's caller from the header or the cookie (analyst or admin)."""
-    key = None
-    if authorization and authorization.lower().startswith("bearer "):
-        key = authorization[7:].strip()
-    elif cookie:
-        key = cookie.strip()
-    found = engine.store.lookup_api_key(key) if key else None
-    if found is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="unknown or revoked API key")
-    principal = Principal(*found)
+#: The login form holds one key field; a longer body is not a login.
+MAX_LOGIN_BODY_BYTES = 2048
+
+
+def _page_principal(
+    request: Request, engine: Engine, authorization: str | None, cookie: str | None
+) -> Principal:
+    """Authenticate the page's caller from the header or the cookie (analyst or admin), with
+    the same key cache and failed-authentication throttle as the API (401, or 429 while the
+    caller's address is throttled)."""
+    if not (authorization and authorization.lower().startswith("bearer ")) and cookie:
+        authorization = f"Bearer {cookie.strip()}"
+    principal = authenticate(
+        engine,
+        authorization or "Bearer ",
+        address=client_address(request.scope),
+        throttle=getattr(request.app.state, "auth_throttle", None),
+    )
     principal.require(*ROLES)
     return principal
+
+
+def _login_error(exc: HTTPException) -> HTMLResponse:
+    headers = {k: v for k, v in (exc.headers or {}).items() if k == "Retry-After"}
+    return HTMLResponse(
+        _login_page(str(exc.detail)), status_code=exc.status_code, headers=headers or None
+    )
 
 
 # Tagged public: the app-wide key check is skipped; the page authenticates itself (header or
 # cookie) and shows the sign-in form otherwise.
 @router.get("/dashboard", response_class=HTMLResponse, tags=["public"])
 def dashboard_page(
+    request: Request,
     engine: EngineDep,
-    authorization: Annotated[str | None, Header()] = None,
-    steerfeed_key: Annotated[str | None, Cookie()] = None,
+    authorization: Annotated[str | None, Header(max_length=4096)] = None,
+    steerfeed_key: Annotated[str | None, Cookie(max_length=256)] = None,
 ) -> HTMLResponse:
     """The dashboard page (or the login form when no valid key comes with the request)."""
     if not authorization and not steerfeed_key:
         return HTMLResponse(_login_page(None))  # a page to sign in on, not an error
     try:
-        _page_principal(engine, authorization, steerfeed_key)
+        _page_principal(request, engine, authorization, steerfeed_key)
     except HTTPException as exc:
-        return HTMLResponse(_login_page(str(exc.detail)), status_code=exc.status_code)
+        return _login_error(exc)
     return HTMLResponse(render_dashboard(engine))
 
 
 @router.post("/dashboard/login", tags=["public"])
 async def dashboard_login(request: Request, engine: EngineDep) -> Response:
-    """Check an API key sent from the login form; set it as an HttpOnly cookie."""
-    body = (await request.body()).decode("utf-8", errors="replace")
-    key = (parse_qs(body).get("key") or [""])[0].strip()
+    """Check an API key sent from the login form; set it as an HttpOnly cookie. Failed
+    attempts count against the caller's address (429 with ``Retry-After`` when over)."""
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_LOGIN_BODY_BYTES:
+            msg = f"a login form is at most {MAX_LOGIN_BODY_BYTES} bytes"
+            return HTMLResponse(_login_page(msg), status_code=413)
+    key = (parse_qs(raw.decode("utf-8", errors="replace")).get("key") or [""])[0].strip()
     if not key or len(key) > 256:
         return HTMLResponse(_login_page("enter an API key (1-256 characters)"), status_code=422)
     try:
-        _page_principal(engine, f"Bearer {key}", None)
+        await run_in_threadpool(_page_principal, request, engine, f"Bearer {key}", None)
     except HTTPException as exc:
-        return HTMLResponse(_login_page(str(exc.detail)), status_code=exc.status_code)
+        return _login_error(exc)
     resp = RedirectResponse("/dashboard", status_code=status.HTTP_303_SEE_OTHER)
     resp.set_cookie(COOKIE, key, httponly=True, samesite="strict", max_age=8 * 3600)
     return resp

@@ -19,7 +19,11 @@ router = APIRouter(prefix="/v1", tags=["events"])
     responses={413: {"description": "batch too large"}, 404: {"description": "unknown user"}},
 )
 def post_events(batch: EventBatchIn, engine: EngineDep, principal: PrincipalDep) -> EventBatchOut:
-    """Commit a batch idempotently (by ``event_id``); the response comes after the commit."""
+    """Commit a batch idempotently; the response comes after the commit.
+
+    An ``event_id`` is unique per user: a repeat of one of this user's stored ids (a retry) is
+    counted in ``duplicates``; another user's event with the same id is a different event.
+    """
     principal.require("service", "user", "admin")
     n = len(batch.events)
     if n > MAX_EVENT_BATCH:

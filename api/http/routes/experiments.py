@@ -5,11 +5,12 @@ Writes need the ``admin`` role; reads and analyses are open to ``analyst`` too.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.http.deps import EngineDep, PrincipalDep
 from pipelines.experiments.analysis import UnknownMetricError, analyze
@@ -23,15 +24,45 @@ router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
 NameParam = Annotated[str, Path(min_length=1, max_length=128)]
 
 
-class ExperimentIn(BaseModel):
-    """An experiment definition (the YAML file's fields); validated by
-    :func:`~pipelines.experiments.definitions.parse_experiment`."""
+MAX_OVERRIDES_BYTES = 4096
+ShortText = Annotated[str, Field(min_length=1, max_length=64)]
 
-    model_config = ConfigDict(extra="allow")
+
+class ArmIn(BaseModel):
+    """One arm as sent: a name, a weight and at most 50 overrides (4 KiB of JSON)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: ShortText
+    weight: float | None = Field(default=None, gt=0.0, le=1e6)
+    overrides: dict[ShortText, Any] = Field(default_factory=dict, max_length=50)
+
+    @field_validator("overrides")
+    @classmethod
+    def _small(cls, v: dict[str, Any]) -> dict[str, Any]:
+        size = len(json.dumps(v, separators=(",", ":"), default=str))
+        if size > MAX_OVERRIDES_BYTES:
+            msg = f"overrides are {size} bytes as JSON; at most {MAX_OVERRIDES_BYTES}"
+            raise ValueError(msg)
+        return v
+
+
+class ExperimentIn(BaseModel):
+    """An experiment definition (the YAML file's fields), every list and string bounded here;
+    the rest is validated by :func:`~pipelines.experiments.definitions.parse_experiment`."""
+
+    model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=128)
     salt: str = Field(min_length=1, max_length=128)
-    arms: list[dict[str, Any]] = Field(min_length=1, max_length=20)
+    arms: list[ArmIn] = Field(min_length=1, max_length=20)
+    allocation: float | None = Field(default=None, gt=0.0, le=1.0)
+    holdback: float | None = Field(default=None, ge=0.0, lt=1.0)
+    status: Literal["draft", "running", "stopped"] | None = None
+    guardrails: list[ShortText] | None = Field(default=None, max_length=20)
+    start: datetime | None = None
+    stop: datetime | None = None
+    interleave: list[ShortText] | None = Field(default=None, max_length=2)
 
 
 def _repo(engine: Any) -> ExperimentRepository:
@@ -62,7 +93,7 @@ def create_experiment(
     """Store a new experiment (status ``draft`` unless the body says otherwise)."""
     principal.require("admin")
     try:
-        exp = parse_experiment(body.model_dump(), source="request body")
+        exp = parse_experiment(body.model_dump(exclude_unset=True), source="request body")
     except ExperimentDefinitionError as exc:
         raise HTTPException(422, detail=str(exc)) from exc
     repo = _repo(engine)
@@ -81,7 +112,8 @@ def off_policy(
     until: Annotated[datetime | None, Query(description="impressions before (ISO, UTC)")] = None,
     window_s: Annotated[float, Query(ge=1.0, le=86400.0, description="reward window")] = 1800.0,
     target_rate: Annotated[
-        list[float] | None, Query(description="extra target exploration rates in [0, 1]")
+        list[Annotated[float, Field(ge=0.0, le=1.0)]] | None,
+        Query(max_length=10, description="extra target exploration rates in [0, 1] (at most 10)"),
     ] = None,
     alpha: Annotated[float, Query(gt=0.0, lt=0.5)] = 0.05,
 ) -> dict[str, Any]:

@@ -1,18 +1,22 @@
 """Generation endpoints: ask for clips and remixes, poll their status, manage cameo consent and
-(admins) the rights-holder opt-out registry."""
+(admins) the rights-holder opt-out registry; rights holders, protected people and the review
+queue come from :mod:`api.routes.generation_trust`."""
 
 from __future__ import annotations
 
+import threading
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.http.auth import ROLE_ADMIN, ROLE_ANALYST, ROLE_SERVICE
 from api.http.deps import EngineDep, PrincipalDep
 from api.http.routes.feed import engine_parent_links
+from api.http.routes.generation_trust import router as trust_router
 from pipelines.generation.errors import RuleViolation, UnknownJobError
-from pipelines.generation.rules import AUDIENCES, OPTOUT_KINDS
+from pipelines.generation.rights import OPTOUT_KINDS
+from pipelines.generation.rules import AUDIENCES
 from pipelines.generation.settings import RenderParams
 
 router = APIRouter(tags=["generations"])
@@ -30,7 +34,7 @@ class GenerationIn(BaseModel):
     user_id: int = Field(ge=0, le=2**62, description="who asks (the clip's author)")
     prompt: str = Field(min_length=3, max_length=500)
     remix_of: int | None = Field(default=None, ge=0, le=2**62)
-    cameos: list[int] = Field(default_factory=list, max_length=8)
+    cameos: list[Annotated[int, Field(ge=0, le=2**62)]] = Field(default_factory=list, max_length=8)
     params: RenderParams | None = None
 
     @field_validator("prompt")
@@ -80,35 +84,63 @@ REFUSAL_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: {"model": RefusalOrInvalid, "description": "refused: cameo consent missing"},
     422: {
         "model": RefusalOrInvalid,
-        "description": "refused by a rule (opt-out, safety, remix source) or invalid input",
+        "description": "refused by a rule (public figure, opt-out, safety, remix source) or "
+        "invalid input",
     },
 }
 
 
+# The per-user cap's count and the insert happen under one lock, so parallel requests of one
+# user cannot all pass the count (the server is one process: the store has one writer).
+_submit_lock = threading.Lock()
+
+
 def _refuse(exc: RuleViolation) -> HTTPException:
+    # A missing consent is the caller's permission problem (403); the rest ask for a new prompt.
     code = status.HTTP_403_FORBIDDEN if exc.reason == "cameo_consent" else 422
     return HTTPException(code, detail={"reason": exc.reason, "message": exc.message})
 
 
-@router.post("/v1/generations", status_code=status.HTTP_202_ACCEPTED, responses=REFUSAL_RESPONSES)
+@router.post(
+    "/v1/generations",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        **REFUSAL_RESPONSES,
+        429: {"description": "the user has the most pending jobs allowed; see Retry-After"},
+    },
+)
 def create_generation(
-    body: GenerationIn, engine: EngineDep, principal: PrincipalDep
+    body: GenerationIn, request: Request, engine: EngineDep, principal: PrincipalDep
 ) -> dict[str, Any]:
-    """Queue a clip. Refused with a reason (``cameo_consent`` 403; ``rights_opt_out``,
-    ``prompt_safety``, ``remix_source`` 422) when a rule says no. Poll ``status_url``."""
+    """Queue a clip. Refused with a reason (``cameo_consent`` 403; ``public_figure``,
+    ``rights_opt_out``, ``prompt_safety``, ``remix_source`` 422) when a rule says no, and 429
+    (``Retry-After``) while the user already has the most queued or running jobs allowed
+    (``STEERFEED_API_GENERATION_MAX_PENDING_PER_USER``). Poll ``status_url``."""
     principal.require_user_access(body.user_id, parent_of=engine_parent_links(engine, principal))
     engine.require_user(body.user_id)
     svc = engine.generation
-    try:
-        job = svc.submit(
-            body.prompt,
-            requested_by=body.user_id,
-            remix_of=body.remix_of,
-            cameos=body.cameos,
-            params=body.params,
-        )
-    except RuleViolation as exc:
-        raise _refuse(exc) from exc
+    settings = request.app.state.api_settings
+    cap = int(settings.generation_max_pending_per_user)
+    with _submit_lock:
+        pending = svc.queue.pending_for(body.user_id) if cap else 0
+        if cap and pending >= cap:
+            retry = int(settings.generation_retry_after_s)
+            raise HTTPException(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                detail=f"user {body.user_id} has {pending} generation jobs queued or running "
+                f"(at most {cap}); retry when one finishes",
+                headers={"Retry-After": str(retry)},
+            )
+        try:
+            job = svc.submit(
+                body.prompt,
+                requested_by=body.user_id,
+                remix_of=body.remix_of,
+                cameos=body.cameos,
+                params=body.params,
+            )
+        except RuleViolation as exc:
+            raise _refuse(exc) from exc
     return {**job.to_dict(), "status_url": f"/v1/generations/{job.job_id}"}
 
 
@@ -205,3 +237,7 @@ def remove_optout(
     principal.require(ROLE_ADMIN)
     if not engine.generation.optouts.remove(optout_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no opt-out {optout_id!r}")
+
+
+# Rights holders, protected people and the review queue live in their own module.
+router.include_router(trust_router)

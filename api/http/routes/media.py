@@ -1,8 +1,8 @@
 """Media: generated clips' mp4s, posters and manifests under ``/media/clips/<id>.<ext>``.
 
 Public (a ``<video>`` tag sends no API key); names are checked against a strict pattern so no
-path outside the media folder can be reached, and clips kept out of feeds by a rule (revoked
-cameo consent, rights-holder opt-out) answer 410.
+path outside the media folder can be reached, and clips kept out of feeds (held for review,
+taken down, revoked cameo consent, rights-holder opt-out) answer 410 with the reason.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def get_clip_media(name: Annotated[str, Path(max_length=40)], engine: EngineDep)
     path = {"mp4": files.video, "png": files.poster, "json": files.manifest}[ext]
     if not path.exists():
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no media {name}")
-    if svc.is_hidden(item_id):
-        msg = f"clip {item_id} was withdrawn (cameo consent revoked or rights-holder opt-out)"
-        raise HTTPException(status.HTTP_410_GONE, detail=msg)
+    why = svc.hidden_reason(item_id)
+    if why is not None:
+        raise HTTPException(status.HTTP_410_GONE, detail=f"clip {item_id} was withdrawn: {why}")
     return FileResponse(path, media_type=_TYPES[ext])

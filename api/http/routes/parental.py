@@ -44,8 +44,8 @@ class ParentalControlsIn(BaseModel):
     daily_limit_min: int | None = Field(default=None, ge=1, le=1440)
     session_limit_min: int | None = Field(default=None, ge=1, le=1440)
     break_every_min: int | None = Field(default=None, ge=1, le=1440)
-    sleep_start: str | None = Field(default=None, pattern=HHMM)
-    sleep_end: str | None = Field(default=None, pattern=HHMM)
+    sleep_start: str | None = Field(default=None, max_length=5, pattern=HHMM)
+    sleep_end: str | None = Field(default=None, max_length=5, pattern=HHMM)
 
 
 def _require_linked_parent(engine: Any, principal: Any, child_id: int) -> int:

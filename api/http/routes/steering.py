@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, status
+from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.http.deps import EngineDep, PrincipalDep
 from api.http.routes.feed import engine_parent_links
 from pipelines.serving.products.home import HOME
-from steering.controls import ControlsError
+from steering.controls import MAX_MUTED_AUTHORS, MAX_RULE_CHARS, MAX_RULES, ControlsError
 from steering.errors import MoodParseError, MoodTooLongError, SteeringError
 from steering.interests import InterestService
 from steering.why_not import why_not
@@ -30,16 +30,25 @@ class MoodIn(BaseModel):
     strength: float | None = Field(default=None, ge=0.0, le=1.0)
 
 
+# One rule as sent: at most MAX_RULE_CHARS once spaces are collapsed, so allow some slack.
+RuleText = Annotated[str, Field(max_length=2 * MAX_RULE_CHARS)]
+RuleList = Annotated[list[RuleText], Field(max_length=MAX_RULES)]
+
+
 class ControlsIn(BaseModel):
-    """Fields of the standing controls to change (others stay as they are)."""
+    """Fields of the standing controls to change (others stay as they are). Each list holds
+    at most 100 entries of at most 80 characters; ``muted_authors`` at most 1,000 ids."""
 
     model_config = ConfigDict(extra="forbid")
 
-    never_show: list[str] | None = None
-    more_of: list[str] | None = None
-    less_of: list[str] | None = None
-    muted_words: list[str] | None = None
-    muted_authors: list[int] | None = None
+    never_show: RuleList | None = None
+    more_of: RuleList | None = None
+    less_of: RuleList | None = None
+    muted_words: RuleList | None = None
+    muted_authors: (
+        Annotated[list[Annotated[int, Field(ge=0, le=2**62)]], Field(max_length=MAX_MUTED_AUTHORS)]
+        | None
+    ) = None
     maturity_max: int | None = Field(default=None, ge=0, le=3)
     connected_vs_global: float | None = Field(default=None, ge=0.0, le=1.0)
     personalized: bool | None = None
@@ -61,9 +70,9 @@ def create_mood(
     try:
         mood = svc.moods.create(user_id, body.text, scope=body.scope, strength=body.strength)
     except MoodTooLongError as exc:
-        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, detail=str(exc)) from exc
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail=str(exc)) from exc
     except MoodParseError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from exc
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
     return mood.to_dict()
 
 
@@ -103,7 +112,7 @@ def put_controls(
     try:
         ctrl = svc.controls.update(user_id, body.model_dump(exclude_unset=True))
     except ControlsError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from exc
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
     for t in (*ctrl.never_show, *ctrl.more_of, *ctrl.less_of):
         svc.concepts.scores(t)  # warm the cache so the next page pays nothing
     return ctrl.model_dump()
@@ -111,13 +120,16 @@ def put_controls(
 
 @router.get("/{user_id}/interests")
 def get_interests(
-    user_id: UserId, engine: EngineDep, principal: PrincipalDep, k: int = 20
+    user_id: UserId,
+    engine: EngineDep,
+    principal: PrincipalDep,
+    k: Annotated[int, Query(ge=1, le=100, description="how many interests")] = 20,
 ) -> dict[str, Any]:
     """What the engine thinks the user likes, strongest first, with the user's rules."""
     _access(engine, principal, user_id)
     svc = engine.steering
     interests = InterestService(engine.state, svc.controls, lambda: engine.embedder)
-    return {"interests": [i.to_dict() for i in interests.list(user_id, k=max(1, min(k, 100)))]}
+    return {"interests": [i.to_dict() for i in interests.list(user_id, k=k)]}
 
 
 @router.post("/{user_id}/interests/{topic}")
@@ -135,7 +147,7 @@ def mark_interest(
     try:
         ctrl = interests.mark(user_id, topic, action)
     except SteeringError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from exc
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
     svc.concepts.scores(topic.lower())
     return {"topic": topic.lower(), "action": action, "controls": ctrl.model_dump()}
 

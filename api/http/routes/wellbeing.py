@@ -28,8 +28,8 @@ class GovernorChangeIn(BaseModel):
     daily_limit_min: int | None = Field(default=None, ge=1, le=1440)
     session_limit_min: int | None = Field(default=None, ge=1, le=1440)
     break_every_min: int | None = Field(default=None, ge=1, le=1440)
-    sleep_start: str | None = Field(default=None, pattern=HHMM)
-    sleep_end: str | None = Field(default=None, pattern=HHMM)
+    sleep_start: str | None = Field(default=None, max_length=5, pattern=HHMM)
+    sleep_end: str | None = Field(default=None, max_length=5, pattern=HHMM)
     max_pages_per_session: int | None = Field(default=None, ge=1, le=10_000)
     max_generated_per_day: int | None = Field(default=None, ge=0, le=100_000)
     personalized: bool | None = None

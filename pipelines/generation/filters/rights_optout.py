@@ -1,4 +1,8 @@
-"""Filter: clips naming a character, brand or work whose rights holder opted out never appear."""
+"""Filter: clips naming a character, brand or work whose rights holder opted out never appear.
+
+Names are matched the lexical ways (exact after canonicalisation, and fuzzy word windows; see
+``pipelines.generation.names``), not by embedding: hiding someone's upload on an embedding's
+say-so is too costly."""
 
 from __future__ import annotations
 
@@ -55,9 +59,14 @@ class RightsOptOutFilter:
                 new = np.zeros(n - self._scanned, dtype=bool)
                 # No names registered (the usual case): nothing to match.
                 todo = range(0) if self.optouts.is_empty() else range(self._scanned, n)
+                # Fuzzy matching costs ~0.3 ms a text: match each distinct text once.
+                seen: dict[str, bool] = {}
                 for i in todo:
                     text = f"{st.captions[i]} {' '.join(st.hashtags[i] or [])}"
-                    new[i - self._scanned] = bool(self.optouts.matches(text))
+                    hit = seen.get(text)
+                    if hit is None:
+                        hit = seen[text] = bool(self.optouts.matches(text))
+                    new[i - self._scanned] = hit
                 self._blocked = np.concatenate([self._blocked, new])
                 self._scanned = n
             return self._blocked

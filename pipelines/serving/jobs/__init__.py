@@ -20,7 +20,12 @@ __all__ = ["JobContext", "JobError", "JobReport", "JobSpec", "job_table", "run_j
 def job_table(settings: SteerfeedSettings) -> dict[str, JobSpec]:
     """Every job, in the order ``steerfeed jobs list`` shows them (schedules from settings)."""
     specs = (
-        JobSpec("index", index.run, 300, "embed and index clips that have no caption vector"),
+        JobSpec(
+            "index",
+            index.run,
+            300,
+            "embed clips without a caption vector; restore what the index lacks from the store",
+        ),
         JobSpec(
             "author_stats",
             train.run_author_stats,

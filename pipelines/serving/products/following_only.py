@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pipelines.experiments.query_hydrators.experiment_arms import ExperimentArmsQueryHydrator
 from pipelines.generation.filters.cameo_consent import CameoConsentFilter
+from pipelines.generation.filters.clip_review import ClipReviewFilter
 from pipelines.generation.filters.rights_optout import RightsOptOutFilter
 from pipelines.generation.post_hydrators.generated_label import GeneratedLabelPostHydrator
 from pipelines.serving.products.deps import ProductDeps
@@ -58,6 +59,7 @@ def build_following_only_feed(deps: ProductDeps) -> RankingPipeline:
             SafetyFilter(),
             GovernorStopFilter(),
             MoodExclusionsFilter(deps.state, concepts=steer.concepts),
+            ClipReviewFilter(gen.reviews),
             CameoConsentFilter(deps.state, gen.consents),
             RightsOptOutFilter(deps.state, gen.optouts),
         ],

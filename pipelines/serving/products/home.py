@@ -13,6 +13,7 @@ from pipelines.experiments.query_hydrators.experiment_arms import ExperimentArms
 from pipelines.experiments.selectors.exploring import ExploringSelector
 from pipelines.experiments.selectors.interleaving import InterleavingSelector
 from pipelines.generation.filters.cameo_consent import CameoConsentFilter
+from pipelines.generation.filters.clip_review import ClipReviewFilter
 from pipelines.generation.filters.rights_optout import RightsOptOutFilter
 from pipelines.generation.post_hydrators.generated_label import GeneratedLabelPostHydrator
 from pipelines.generation.sources.generated import GeneratedForMoodSource
@@ -115,6 +116,7 @@ def build_home_feed(deps: ProductDeps) -> RankingPipeline:
             SafetyFilter(),
             GovernorStopFilter(),
             MoodExclusionsFilter(deps.state, concepts=steer.concepts),
+            ClipReviewFilter(gen.reviews),
             CameoConsentFilter(deps.state, gen.consents),
             RightsOptOutFilter(deps.state, gen.optouts),
         ],

@@ -11,6 +11,8 @@ an admin key in it) before the first call, shared by both tests here.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,9 @@ def _open_engine() -> Any:
 
 APP = create_app(
     engine_factory=_open_engine,
-    api_settings=ApiSettings(scheduler=False, rate_limit_per_s=0, rate_limit_roles={}),
+    api_settings=ApiSettings(
+        scheduler=False, rate_limit_per_s=0, rate_limit_roles={}, auth_fail_per_s=0
+    ),
 )
 schema = schemathesis.openapi.from_dict(APP.openapi())
 schema.app = APP  # calls go to the app in process (ASGI), started on first use
@@ -42,6 +46,24 @@ CHECKS = [not_a_server_error, response_schema_conformance]
 
 
 _KEY: dict[str, str] = {}
+#: Cases sent and cases failing a check, printed at the end with STEERFEED_PROBE_PRINT=1.
+_TALLY = {"cases": 0, "failed": 0}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _print_tally() -> Iterator[None]:
+    yield
+    if os.environ.get("STEERFEED_PROBE_PRINT"):
+        print(f"schemathesis: {_TALLY['cases']} cases, {_TALLY['failed']} failing a check")
+
+
+def _call(case: Any, headers: dict[str, str]) -> None:
+    _TALLY["cases"] += 1
+    try:
+        case.call_and_validate(headers=headers, checks=CHECKS)
+    except BaseException:
+        _TALLY["failed"] += 1
+        raise
 
 
 @pytest.fixture()
@@ -67,11 +89,11 @@ def admin_headers(tiny_world_dir: Path, tmp_path_factory: pytest.TempPathFactory
 def test_no_server_errors_and_conforming_responses(
     case: Any, admin_headers: dict[str, str]
 ) -> None:
-    case.call_and_validate(headers=admin_headers, checks=CHECKS)
+    _call(case, admin_headers)
 
 
 @pytest.mark.slow
 @schema.parametrize()
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_server_errors_long_run(case: Any, admin_headers: dict[str, str]) -> None:
-    case.call_and_validate(headers=admin_headers, checks=CHECKS)
+    _call(case, admin_headers)
