@@ -29,9 +29,12 @@ from ranking.pipeline import FeedQuery, PipelineResult, RankingPipeline
 from ranking.products.home import RankingDeps, build_home_feed
 from ranking.scorers.hand_weighted import HandWeights
 from ranking.state import FeedState
+from storage.erasure import pseudonym
 from storage.errors import UnknownEntityError
 from storage.event_writer import BackgroundEventWriter
+from storage.fence import UserErasedError, UserFence
 from storage.index.base import VectorIndex, VectorSpec
+from storage.keys import derive
 from storage.settings import StorageSettings
 from storage.store import Store
 
@@ -130,6 +133,9 @@ class Engine:
         self.store = Store(
             self.storage.resolved_db_path(), memory_limit=self.storage.duckdb_memory_limit
         )
+        # In-flight work per user; an erasure closes it first (storage/fence.py).
+        self.fence = UserFence()
+        self.pseudonym_key = self.storage.resolved_pseudonym_key()
         self.index: VectorIndex | None = None
         self.index_error: str | None = None
         self._open_index()
@@ -141,6 +147,8 @@ class Engine:
         self.event_listeners: list[Any] = []
         self.writer = BackgroundEventWriter(self.store, on_commit=self._events_committed)
         self.cursors = CursorCodec(self._secret())
+        # Signs media links to clips showing people whose consent limits who may see them.
+        self.media_key = self.secret_for("media")
         self._embedder: TextEmbedder | None = None
         self._embedder_lock = threading.Lock()
         self.products: dict[str, RankingPipeline] = {}
@@ -204,6 +212,15 @@ class Engine:
             os.chmod(path, 0o600)
         return path.read_bytes()
 
+    def secret_for(self, purpose: str) -> bytes:
+        """A key for one purpose (media links, erasure confirmations), derived from the data
+        folder's secret, which is not in the store."""
+        return derive(self._secret(), purpose)
+
+    def pseudonym(self, user_id: int) -> str:
+        """The keyed stand-in for a user in records that outlive them (the audit log)."""
+        return pseudonym(user_id, self.pseudonym_key)
+
     @property
     def embedder(self) -> TextEmbedder:
         """The caption embedder (loaded on first use)."""
@@ -230,20 +247,38 @@ class Engine:
         self.state.add_users(users)
         return n
 
+    def _refuse_erased(self, frame: pl.DataFrame, columns: tuple[str, ...]) -> None:
+        """Raise :class:`UserErasedError` when ``frame`` names a user being erased."""
+        closed = self.fence.closed
+        if not closed:
+            return
+        named = {int(u) for c in columns if c in frame.columns for u in frame[c].drop_nulls()}
+        if not closed.isdisjoint(named):
+            msg = "unknown user: it was erased"
+            raise UserErasedError(msg)
+
     def add_follows(self, follows: pl.DataFrame) -> int:
         """Insert follow edges."""
+        self._refuse_erased(follows, ("follower_id", "followee_id"))
         n = self.store.add_follows(follows)
         self.state.add_follows(follows)
         return n
 
     def add_blocks(self, blocks: pl.DataFrame) -> int:
         """Insert blocks/mutes."""
+        self._refuse_erased(blocks, ("user_id", "target_id"))
         n = self.store.add_blocks(blocks)
         self.state.add_blocks(blocks)
         return n
 
     def add_clips(self, clips: pl.DataFrame, *, embed: bool = True) -> int:
-        """Insert clips, embed their captions and index them (when ``embed``)."""
+        """Insert clips, embed their captions and index them (when ``embed``).
+
+        Clips by or showing a user being erased are refused (:class:`UserErasedError`).
+        """
+        self._refuse_erased(clips, ("author_id",))
+        if self.fence.closed and "cameo_user_ids" in clips.columns:
+            self._refuse_erased(clips.explode("cameo_user_ids"), ("cameo_user_ids",))
         n = self.store.add_clips(clips)
         full = self.store.query(
             "SELECT * FROM clips WHERE item_id IN (SELECT unnest(?::BIGINT[]))",
@@ -286,6 +321,7 @@ class Engine:
 
         Returns the number of new events; only those update the counters.
         """
+        events = self._without_erased(events)
         new_ids = self.store.append_new_events(events)
         n = len(new_ids)
         if n < events.height:  # repeats of stored events, or of each other within the batch
@@ -297,8 +333,20 @@ class Engine:
         self._events_committed(fresh)
         return n
 
+    def _without_erased(self, events: pl.DataFrame) -> pl.DataFrame:
+        """Events minus those by or about users being erased (fenced: storage/fence.py)."""
+        closed = self.fence.closed
+        if not closed or events.height == 0:
+            return events
+        gone = pl.Series(sorted(closed), dtype=pl.Int64)
+        keep = ~pl.col("user_id").is_in(gone)
+        if "target_user_id" in events.columns:
+            keep &= ~pl.col("target_user_id").is_in(gone).fill_null(False)
+        return events.filter(keep)
+
     def _events_committed(self, events: pl.DataFrame) -> None:
         """Update serving state, then tell the listeners, about newly committed events."""
+        events = self._without_erased(events)
         self.state.apply_events(events)
         for listener in self.event_listeners:
             try:
@@ -323,8 +371,48 @@ class Engine:
         now: datetime | None = None,
         overrides: dict[str, Any] | None = None,
     ) -> FeedPage:
-        """Serve one page of a product for a user."""
-        self.require_user(user_id)
+        """Serve one page of a product for a user.
+
+        The page and its side effects (impressions, a survey prompt) run inside the user's
+        fence, so an erasure waits for them and none of them writes after it.
+        """
+        held = self.fence.enter([user_id])
+        try:
+            self.require_user(user_id)
+            page, effects = self._feed(user_id, limit, cursor, product, now, overrides)
+        except BaseException:
+            self.fence.leave(held)
+            raise
+        self._leave_when_done(held, effects)
+        return page
+
+    def _leave_when_done(self, held: tuple[int, ...], effects: list[Any]) -> None:
+        pending = [f for f in effects if not f.done()]
+        if not pending:
+            self.fence.leave(held)
+            return
+        left = [len(pending)]
+        lock = threading.Lock()
+
+        def one_done(_: Any) -> None:
+            with lock:
+                left[0] -= 1
+                last = left[0] == 0
+            if last:
+                self.fence.leave(held)
+
+        for f in pending:
+            f.add_done_callback(one_done)
+
+    def _feed(
+        self,
+        user_id: int,
+        limit: int | None,
+        cursor: str | None,
+        product: str,
+        now: datetime | None,
+        overrides: dict[str, Any] | None,
+    ) -> tuple[FeedPage, list[Any]]:
         limit = min(limit or self.feed_settings.default_limit, self.feed_settings.max_limit)
         now = now or datetime.now(UTC).replace(tzinfo=None)
         if cursor:
@@ -342,7 +430,7 @@ class Engine:
         )
         pipeline = self.products[self.choose_product(user_id, product)]
         result = pipeline.run(query)
-        return self._to_page(result, cur, pipeline.name)
+        return self._to_page(result, cur, pipeline.name), list(result.effects)
 
     def choose_product(self, user_id: int, requested: str) -> str:
         """The product to serve (hooks may redirect, e.g. to the non-personalized feed)."""

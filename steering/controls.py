@@ -168,4 +168,5 @@ class ControlsService:
             stored.pop("maturity_max", None)
         self.store.update_user_settings(user_id, stored)
         self.state.set_user_settings(user_id, stored)
-        logger.info("controls updated user=%d %s", user_id, dumped)
+        # Names of fields only: the values (muted words, topics) are personal.
+        logger.info("standing controls saved fields=%d", len(dumped))

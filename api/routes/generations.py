@@ -8,11 +8,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api.auth import ROLE_ADMIN, ROLE_ANALYST, ROLE_SERVICE
+from api.auth import ROLE_ADMIN, ROLE_ANALYST, ROLE_PARENT, ROLE_SERVICE, ROLE_USER, Principal
 from api.deps import EngineDep, PrincipalDep
 from api.routes.feed import engine_parent_links
+from pipelines.generation.consent import ConsentError, no_consent
 from pipelines.generation.errors import RuleViolation, UnknownJobError
-from pipelines.generation.rules import AUDIENCES, OPTOUT_KINDS
+from pipelines.generation.rules import OPTOUT_KINDS
 from pipelines.generation.settings import RenderParams
 from pipelines.generation.wiring import generation_of
 
@@ -44,11 +45,13 @@ class GenerationIn(BaseModel):
 
 
 class ConsentIn(BaseModel):
-    """Opt in to cameos, and who may use your likeness."""
+    """Who may see and use your likeness: ``none`` (nobody but you; ``only_me`` is its old
+    name), ``friends`` (mutual follows) or ``everyone``. A teen may choose at most
+    ``friends``, and a linked parent approves it."""
 
     model_config = ConfigDict(extra="forbid")
 
-    audience: Literal["everyone", "friends", "only_me"]
+    audience: Literal["none", "friends", "everyone", "only_me"]
 
 
 class OptOutIn(BaseModel):
@@ -101,13 +104,15 @@ def create_generation(
     engine.require_user(body.user_id)
     svc = generation_of(engine)
     try:
-        job = svc.submit(
-            body.prompt,
-            requested_by=body.user_id,
-            remix_of=body.remix_of,
-            cameos=body.cameos,
-            params=body.params,
-        )
+        # In-flight work of everyone it names (an erasure waits for the job to be queued).
+        with engine.fence.hold([body.user_id, *body.cameos]):
+            job = svc.submit(
+                body.prompt,
+                requested_by=body.user_id,
+                remix_of=body.remix_of,
+                cameos=body.cameos,
+                params=body.params,
+            )
     except RuleViolation as exc:
         raise _refuse(exc) from exc
     return {**job.to_dict(), "status_url": f"/v1/generations/{job.job_id}"}
@@ -151,30 +156,58 @@ def list_generations(
 
 @router.get("/v1/users/{user_id}/cameo-consent")
 def get_consent(user_id: UserId, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
-    """The user's cameo consent (``active: false`` when never given or revoked)."""
+    """The user's cameo consent: the audience chosen, the one in effect now (``none`` when
+    never given, revoked, or a teen's consent awaiting a parent's approval)."""
     principal.require_user_access(user_id, parent_of=engine_parent_links(engine, principal))
     engine.require_user(user_id)
     consent = generation_of(engine).consents.get(user_id)
-    if consent is None:
-        return {"user_id": user_id, "active": False, "audience": None, "audiences": AUDIENCES}
-    return consent.to_dict()
+    return consent.to_dict() if consent is not None else no_consent(user_id)
 
 
-@router.put("/v1/users/{user_id}/cameo-consent")
+def _require_own_choice(principal: Principal, user_id: int) -> None:
+    """Consent is the person's own: their key, or the app's service key relaying it."""
+    if principal.role == ROLE_SERVICE:
+        return
+    if principal.role in (ROLE_USER, ROLE_PARENT) and principal.user_id == user_id:
+        return
+    if principal.role == ROLE_PARENT:
+        msg = (
+            "only the teen can give cameo consent; a linked parent approves it with "
+            f"POST /v1/parental/children/{user_id}/cameo-consent/approval, or revokes it"
+        )
+    else:
+        msg = "cameo consent is given by the person themself (their key or the app's service key)"
+    raise HTTPException(status.HTTP_403_FORBIDDEN, detail=msg)
+
+
+@router.put(
+    "/v1/users/{user_id}/cameo-consent",
+    responses={
+        403: {"description": "not the person's own key (nor the service key)"},
+        422: {"description": "not allowed by the policy (e.g. 'everyone' for a teen)"},
+    },
+)
 def put_consent(
     user_id: UserId, body: ConsentIn, engine: EngineDep, principal: PrincipalDep
 ) -> dict[str, Any]:
-    """Opt in to cameos: ``everyone``, ``friends`` (mutual follows) or ``only_me``."""
-    principal.require_user_access(user_id, parent_of=engine_parent_links(engine, principal))
+    """Choose who may see and use your likeness: ``none``, ``friends`` (mutual follows) or
+    ``everyone``. A teen may choose at most ``friends``; it takes effect once a linked parent
+    approves it. Clips showing you reach only that audience, on pages and at ``/media``."""
+    _require_own_choice(principal, user_id)
     engine.require_user(user_id)
-    return generation_of(engine).consents.grant(user_id, body.audience).to_dict()
+    try:
+        return generation_of(engine).consents.grant(user_id, body.audience).to_dict()
+    except ConsentError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
 
 
 @router.delete("/v1/users/{user_id}/cameo-consent")
 def revoke_consent(user_id: UserId, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
-    """Revoke cameo consent: open jobs with the cameo are cancelled and clips showing the user
-    leave every feed from the next page."""
-    principal.require_user_access(user_id, parent_of=engine_parent_links(engine, principal))
+    """Revoke cameo consent (the person, the service key, an admin or a linked parent): open
+    jobs with the cameo are cancelled and clips showing the user leave every other feed from
+    the next page."""
+    if principal.role != ROLE_ADMIN:
+        principal.require_user_access(user_id, parent_of=engine_parent_links(engine, principal))
     engine.require_user(user_id)
     return generation_of(engine).revoke_consent(user_id)
 

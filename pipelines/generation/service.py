@@ -153,10 +153,9 @@ class GenerationService:
             max_attempts=self.settings.max_attempts,
         )
         logger.info(
-            "generation queued job=%s kind=%s user=%s cameos=%d",
+            "generation queued job=%s kind=%s cameos=%d",
             job.job_id,
             job.kind,
-            requested_by,
             len(cameo_ids),
         )
         return job

@@ -4,13 +4,15 @@ Adds to ``engine.deps``:
 
 - candidate source :class:`GeneratedForMoodSource` ("made for your mood"), first of the extra
   sources so generated clips keep its label;
-- filters :class:`CameoConsentFilter` (a set lookup) and :class:`RightsOptOutFilter`
+- filters :class:`CameoConsentFilter` (dict lookups) and :class:`RightsOptOutFilter`
   (precomputed flags), cheap, after the core filters;
 - post-selection filter :class:`GeneratedLabelPostFilter` (``generated``,
-  ``made_for_your_mood`` and ``media_url`` in each item's explanation);
+  ``made_for_your_mood`` and ``media_url`` in each item's explanation; signed for clips whose
+  people limit who may see them, see :mod:`pipelines.generation.media_access`);
 
-and registers ``engine.generation`` (:class:`GenerationService`) and a ``generation`` health
-check. Idempotent and cheap: no model, embedder or table is touched until first use.
+and registers ``engine.generation`` (:class:`GenerationService`), ``engine.media_access``
+(:class:`MediaAccess`) and a ``generation`` health check. Idempotent and cheap: no model,
+embedder or table is touched until first use.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from pipelines.generation.media_access import MediaAccess
 from pipelines.generation.service import GenerationService
 from pipelines.generation.settings import GenerationSettings
 from pipelines.plugins import installed
@@ -38,12 +41,22 @@ def generation_of(engine: Engine) -> GenerationService:
     return svc
 
 
+def media_access_of(engine: Engine) -> MediaAccess:
+    """Who may fetch generated media (installing the generation service on first use)."""
+    access: MediaAccess = installed(engine, "media_access", install)
+    return access
+
+
 def install(engine: Engine, settings: GenerationSettings | None = None) -> None:
     """Engine extension hook (``pipelines.engine.EXTENSIONS``)."""
     svc: GenerationService | None = getattr(engine, "generation", None)
     if svc is None:
         svc = GenerationService(engine, settings)
         engine.generation = svc  # type: ignore[attr-defined]
+    access: MediaAccess | None = getattr(engine, "media_access", None)
+    if access is None:
+        access = MediaAccess(engine.media_key, engine.state, svc.consents, svc.media_url)
+        engine.media_access = access  # type: ignore[attr-defined]
     s = svc.settings
     deps = engine.deps
     if not any(isinstance(x, GeneratedForMoodSource) for x in deps.extra_sources):
@@ -58,7 +71,7 @@ def install(engine: Engine, settings: GenerationSettings | None = None) -> None:
     if not any(isinstance(f, RightsOptOutFilter) for f in deps.extra_filters):
         deps.extra_filters.append(RightsOptOutFilter(deps.state, svc.optouts))
     if not any(isinstance(f, GeneratedLabelPostFilter) for f in deps.extra_post_filters):
-        deps.extra_post_filters.append(GeneratedLabelPostFilter(deps.state, svc.media_url))
+        deps.extra_post_filters.append(GeneratedLabelPostFilter(deps.state, access.url))
     engine.health_checks["generation"] = svc.health
     engine.rebuild_products()
     if "following_only" in engine.products:
