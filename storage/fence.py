@@ -101,9 +101,3 @@ class UserFence:
                     )
                     raise FenceBusyError(msg)
                 self._cond.wait(left)
-
-    def reopen(self, user_id: int) -> None:
-        """Accept work for the user again (only when an erasure was abandoned before it
-        deleted anything)."""
-        with self._cond:
-            self._closed.discard(user_id)
