@@ -133,8 +133,10 @@ class Engine:
         self.store = Store(
             self.storage.resolved_db_path(), memory_limit=self.storage.duckdb_memory_limit
         )
-        # In-flight work per user; an erasure closes it first (storage/fence.py).
+        # In-flight work per user; an erasure closes it first (storage/fence.py). Events of a
+        # user being erased are dropped at the store, whatever queue they wait in.
         self.fence = UserFence()
+        self.store.event_filter = self._without_erased
         self.pseudonym_key = self.storage.resolved_pseudonym_key()
         self.index: VectorIndex | None = None
         self.index_error: str | None = None
@@ -321,7 +323,6 @@ class Engine:
 
         Returns the number of new events; only those update the counters.
         """
-        events = self._without_erased(events)
         new_ids = self.store.append_new_events(events)
         n = len(new_ids)
         if n < events.height:  # repeats of stored events, or of each other within the batch
@@ -338,7 +339,7 @@ class Engine:
         closed = self.fence.closed
         if not closed or events.height == 0:
             return events
-        gone = pl.Series(sorted(closed), dtype=pl.Int64)
+        gone = sorted(closed)
         keep = ~pl.col("user_id").is_in(gone)
         if "target_user_id" in events.columns:
             keep &= ~pl.col("target_user_id").is_in(gone).fill_null(False)

@@ -8,7 +8,8 @@ The order, and why:
    their side effects, requests naming them, clip renders) — so nothing started before the
    erasure writes after it; bounded by ``fence_timeout_s`` (then :class:`FenceBusyError`,
    retry);
-2. flush the event writer (impressions those pages queued);
+2. (events of the user still queued in the event writer are dropped when written: the store's
+   ``event_filter`` skips fenced users, so the erasure need not wait for the queue);
 3. delete the rows in one transaction (:func:`storage.erasure.erase_user_rows`);
 4. delete the index points and vacuum the segments that held them
    (:meth:`storage.index.base.VectorIndex.purge`), drop serving state, delete media files;
@@ -135,7 +136,6 @@ def erase_user(engine: Engine, user_id: int, *, fence_timeout_s: float = 30.0) -
     """
     t0 = time.perf_counter()
     engine.fence.close(user_id, timeout_s=fence_timeout_s)
-    engine.writer.flush()
     done = erase_user_rows(engine.store, user_id, key=engine.pseudonym_key)
     n_points = 0
     purged = False

@@ -180,6 +180,9 @@ class Store:
             raise ValueError(msg) from exc
         self._write_lock = threading.RLock()
         self.read_only = read_only
+        # Applied to every event batch before it is appended (the engine drops events of users
+        # being erased here, whichever path or queue they come through).
+        self.event_filter: Callable[[pl.DataFrame], pl.DataFrame] | None = None
         # What release_memory restores (as given: DuckDB's formatted value would round).
         self._memory_limit = memory_limit or str(
             self._con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
@@ -450,6 +453,8 @@ class Store:
         and a retry that repeats stored events makes it fail whole (rolled back), after which
         ``INSERT OR IGNORE ... RETURNING`` keeps the new ones. Committed before this returns.
         """
+        if self.event_filter is not None:
+            df = self.event_filter(df)
         if df.height == 0:
             return []
         ids = df["event_id"].to_list()

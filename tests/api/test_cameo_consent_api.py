@@ -258,10 +258,11 @@ def test_the_demo_shows_consented_cameos_only(client: Any) -> None:
     served = cameo_served = 0
     for uid in sorted(st.users)[:30]:
         page = eng.feed(uid, limit=50)
+        friends = st.friends(uid)
         for it in page.items:
             served += 1
             people = st.cameos[st.row_of[it.item_id]]
             if people:
                 cameo_served += 1
-                assert may_see(uid, people, audiences, lambda u=uid: st.friends(u)), (uid, people)
+                assert may_see(uid, people, audiences, lambda: friends), (uid, people)
     assert served > 0 and cameo_served > 0, (served, cameo_served)
