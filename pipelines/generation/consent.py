@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -77,14 +77,8 @@ class CameoConsent:
     @property
     def effective_audience(self) -> str:
         """Who may see clips of the person now."""
-        if not self.active or self.needs_approval:
-            return NONE
         audience = AUDIENCE_ALIASES.get(self.audience, self.audience)
-        if audience not in _WIDTH:
-            return NONE
-        if self.is_teen and _WIDTH[audience] > _WIDTH[TEEN_MAX_AUDIENCE]:
-            return TEEN_MAX_AUDIENCE
-        return audience
+        return _effective(audience, self.active, self.approved_at is not None, self.is_teen)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
@@ -101,6 +95,37 @@ class CameoConsent:
             "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
             "approved_at": self.approved_at.isoformat() if self.approved_at else None,
         }
+
+
+def _effective(audience: str, active: bool, approved: bool, is_teen: bool) -> str:
+    if not active or audience not in _WIDTH:
+        return NONE
+    if is_teen:
+        if not approved:
+            return NONE
+        if _WIDTH[audience] > _WIDTH[TEEN_MAX_AUDIENCE]:
+            return TEEN_MAX_AUDIENCE
+    return audience
+
+
+class _Audiences(Mapping[int, str]):
+    """Read-only view: person -> effective audience, computed per lookup from the records."""
+
+    def __init__(
+        self, records: dict[int, tuple[str, bool, bool]], is_teen: Callable[[int], bool]
+    ) -> None:
+        self._records = records
+        self._is_teen = is_teen
+
+    def __getitem__(self, user_id: int) -> str:
+        audience, active, approved = self._records[user_id]
+        return _effective(audience, active, approved, self._is_teen(user_id))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._records)
+
+    def __len__(self) -> int:
+        return len(self._records)
 
 
 def no_consent(user_id: int) -> dict[str, Any]:
@@ -236,19 +261,9 @@ class CameoConsentRegistry:
             return self._records
 
     def audiences(self) -> Mapping[int, str]:
-        """Effective audience of each person whose consent reaches beyond themselves (teen
-        status is read now, so a profile change applies at once)."""
-        out: dict[int, str] = {}
-        for uid, (audience, active, approved) in self._load().items():
-            if not active or audience not in _WIDTH or audience == NONE:
-                continue
-            if self._is_teen(uid):
-                if not approved:
-                    continue
-                if _WIDTH[audience] > _WIDTH[TEEN_MAX_AUDIENCE]:
-                    audience = TEEN_MAX_AUDIENCE
-            out[uid] = audience
-        return out
+        """Effective audience of each person with a consent on record (a lookup per person:
+        teen status is read at lookup time, so a profile change applies at once)."""
+        return _Audiences(self._load(), self._is_teen)
 
     def effective(self, user_id: int) -> str:
         """Who may see clips of the person now."""
