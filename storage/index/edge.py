@@ -6,10 +6,14 @@ WAL keeps each upserted point (payload and vectors) in its 32 MB segment files u
 and segments keep deleted points until the vacuum optimizer rewrites them. :meth:`purge` runs
 that vacuum (configured here to run for any deleted point). A shard made with a WAL by an
 earlier version is rebuilt without one when it is opened.
+
+Without a WAL, Qdrant Edge no longer refuses a second opener of the folder (the WAL's lock did
+that), so the index holds an exclusive ``flock`` on ``<folder>.lock`` while it is open.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -119,12 +123,41 @@ class EdgeVectorIndex:
         self._write_lock = threading.Lock()
         self._shard: qe.EdgeShard | None = None
         self._spaces: dict[str, VectorSpec] = {}
+        self._lock_fd: int | None = None
+        self._take_lock()
         self._recover_rebuild()
         if (self.path / _EDGE_CONFIG_FILE).exists():
             self._shard = self._load()
             self._spaces = self._read_spaces()
 
     # -- lifecycle ------------------------------------------------------------------------------
+    def _take_lock(self) -> None:
+        """Hold ``<folder>.lock`` exclusively: one process and one instance per shard."""
+        if self._lock_fd is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            msg = (
+                f"cannot load Qdrant Edge shard at {self.path}: another process or instance "
+                "holds it open"
+            )
+            raise IndexUnavailableError(msg) from exc
+        self._lock_fd = fd
+
+    def _release_lock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def __del__(self) -> None:  # an index dropped without close() must not keep the folder
+        if getattr(self, "_lock_fd", None) is not None:
+            self._release_lock()
+
     @property
     def _rebuild_path(self) -> Path:
         return self.path.with_name(self.path.name + ".rebuild")
@@ -247,6 +280,7 @@ class EdgeVectorIndex:
                 raise ValueError(msg)
         with self._write_lock:
             if self._shard is None:
+                self._take_lock()
                 if (self.path / _EDGE_CONFIG_FILE).exists():
                     self._shard = self._load()
                 else:
@@ -308,9 +342,12 @@ class EdgeVectorIndex:
         """Flush and close the shard (a later :meth:`ensure` reopens it)."""
         with self._write_lock:
             shard, self._shard = self._shard, None
-            if shard is not None:
-                shard.flush()
-                shard.close()
+            try:
+                if shard is not None:
+                    shard.flush()
+                    shard.close()
+            finally:
+                self._release_lock()
 
     # -- reads ----------------------------------------------------------------------------------
     def spaces(self) -> dict[str, VectorSpec]:

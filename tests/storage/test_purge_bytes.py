@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 import qdrant_edge as qe
 
+from storage.errors import IndexUnavailableError
 from storage.index.base import VectorSpec
 from storage.index.edge import EdgeVectorIndex
 from storage.store import Store, StoreBusyError
@@ -184,6 +185,18 @@ def test_a_shard_made_with_a_write_ahead_log_is_rebuilt_without_one(tmp_path: Pa
     hits = idx.search("caption", rng.standard_normal(8).astype(np.float32), limit=5)
     assert len(hits) == 5
     assert not (folder / "wal").exists() and _hits(tmp_path, ID_BYTES) == {}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["clips"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clips", "clips.lock"]
     idx.close()
     assert EdgeVectorIndex(folder).count() == 499  # and it reopens as it is
+
+
+def test_one_instance_holds_a_shard_without_a_write_ahead_log(tmp_path: Path) -> None:
+    # Qdrant Edge's WAL used to refuse a second opener; without one the index locks the folder.
+    first = EdgeVectorIndex(tmp_path / "clips")
+    first.ensure({"caption": VectorSpec(8, "cosine")})
+    with pytest.raises(IndexUnavailableError, match="holds it open"):
+        EdgeVectorIndex(tmp_path / "clips")
+    first.close()
+    second = EdgeVectorIndex(tmp_path / "clips")
+    assert second.spaces() == {"caption": VectorSpec(8, "cosine")}
+    second.close()
