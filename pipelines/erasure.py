@@ -113,15 +113,16 @@ def forget_user_in_state(state: FeedState, user_id: int, item_ids: list[int]) ->
 
 
 def delete_media(engine: Engine, item_ids: list[int]) -> int:
-    """Delete generated clips' files (video, poster, manifest); return how many existed."""
+    """Delete generated clips' files (video, poster, manifest and any other ``<id>.*`` file
+    beside them, such as a half-written one); return how many there were."""
     if not item_ids:
         return 0
     svc = generation_of(engine)
     n = 0
     for item in item_ids:
-        f = svc.files(item)
-        for path in (f.video, f.poster, f.manifest, f.manifest.with_suffix(".json.tmp")):
-            if path.exists():
+        folder = svc.files(item).video.parent
+        for path in folder.glob(f"{item}.*"):
+            if path.is_file():
                 path.unlink()
                 n += 1
     return n
