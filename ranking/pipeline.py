@@ -332,9 +332,9 @@ class RankingPipeline:
                     effects.append(_EFFECT_POOL.submit(_run_effect, e, query, page))
         timings["total"] = (time.perf_counter() - t0) * 1e3
         logger.debug(
-            "pipeline=%s user=%d candidates=%d page=%d failed=%s total_ms=%.2f",
+            "pipeline=%s request=%s candidates=%d page=%d failed=%s total_ms=%.2f",
             self.name,
-            query.user_id,
+            query.request_id,
             n_candidates,
             page.height,
             failed,

@@ -340,7 +340,8 @@ class ConceptIndex:
             self._cache[key] = out
             while len(self._cache) > self.settings.cache_size:
                 self._cache.popitem(last=False)
-        logger.debug("concept %r scored in %.1f ms", key, (time.perf_counter() - t0) * 1e3)
+        # Not the concept's text: it comes from a user's mood.
+        logger.debug("concept scored in %.1f ms", (time.perf_counter() - t0) * 1e3)
         return out
 
     def _compute(self, text: str, cat: _Catalogue) -> ConceptScores:

@@ -183,11 +183,5 @@ class ControlsService:
             stored.pop("maturity_max", None)
         self.store.update_user_settings(user_id, stored)
         self.state.set_user_settings(user_id, stored)
-        # Counts, not values: the logs carry no personal settings.
-        logger.info(
-            "controls updated user=%d rules=%d muted_words=%d muted_authors=%d",
-            user_id,
-            len(controls.never_show) + len(controls.more_of) + len(controls.less_of),
-            len(controls.muted_words),
-            len(controls.muted_authors),
-        )
+        # Names of fields only: the values (muted words, topics) are personal.
+        logger.info("standing controls saved fields=%d", len(dumped))

@@ -230,9 +230,7 @@ class MoodService:
             # Already out of memory, so not through delete() (which would not find them).
             self._mark_deleted(user_id, [m.mood_id for m in dropped])
         logger.info(
-            "mood created user=%d mood=%s scope=%s facets=%d exclusions=%d evicted=%d "
-            "compile_ms=%.1f",
-            user_id,
+            "mood created mood=%s scope=%s facets=%d exclusions=%d evicted=%d compile_ms=%.1f",
             mood.mood_id,
             scope,
             len(parsed.facets),

@@ -7,15 +7,20 @@ The tables are not listed here: every base table is inspected through
 integer lists such as ``cameo_user_ids``). So tables added by later migrations are covered
 without changes here.
 
-Rows that name the user are deleted; clips the user authored or appears in (a cameo) are
-deleted with every row that points at them (``item_id``/``clip_id`` columns, e.g. their
-vectors). The audit log is the one exception: it is a legal record, so its rows stay and the
-user's id in them is replaced by :func:`pseudonym`.
+Rows that name the user are deleted; clips the user authored or appears in (a cameo), and
+clips remixing those (a remix's prompt quotes the original's caption), are deleted with every
+row that points at them (``item_id``/``clip_id`` columns, e.g. their vectors). The audit log is
+the one exception: it is a legal record, so its rows stay and the user's id in them is
+replaced by :func:`pseudonym`, a keyed hash whose secret is not in the store.
+
+Deleting rows does not remove their bytes from the DuckDB file; :func:`pipelines.erasure.erase_user`
+ends with :meth:`storage.store.Store.rewrite_file` for that.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import re
 from dataclasses import dataclass, field
@@ -53,10 +58,20 @@ _INT_TYPES = ("BIGINT", "INTEGER", "HUGEINT", "UBIGINT", "UINTEGER", "SMALLINT")
 AUDIT_TABLE = "audit_log"
 
 
-def pseudonym(user_id: int) -> str:
-    """The stable stand-in for an erased user in the audit log (not reversible by lookup of
-    the tables, which no longer hold the id)."""
-    return "erased:" + hashlib.sha256(f"steerfeed-user:{user_id}".encode()).hexdigest()[:16]
+# Clips derived from another clip: deleted with it.
+_DERIVED_FROM = "remix_of"
+
+
+def pseudonym(user_id: int, key: bytes) -> str:
+    """The stable stand-in for an erased user in the audit log: HMAC-SHA256 of the id under
+    ``key`` (see :meth:`storage.settings.StorageSettings.resolved_pseudonym_key`), 96 bits.
+
+    Without the key, trying every id does not find the user (an unkeyed hash of an id is
+    reversed by enumeration in under a second); with it, the same user always maps to the same
+    pseudonym, so audit entries about one erased person stay linked.
+    """
+    mac = hmac.new(key, f"steerfeed-user:{user_id}".encode(), hashlib.sha256).hexdigest()
+    return "erased:" + mac[:24]
 
 
 def is_user_column(name: str) -> bool:
@@ -125,9 +140,10 @@ class StoreErasure:
     audit_rows_scrubbed: int = 0
 
 
-def erase_user_rows(store: Store, user_id: int) -> StoreErasure:
-    """Delete every row that names ``user_id`` (and the clips it authored or appears in) in one
-    transaction; return the counts per table."""
+def erase_user_rows(store: Store, user_id: int, *, key: bytes) -> StoreErasure:
+    """Delete every row that names ``user_id`` (and the clips it authored or appears in, and
+    their remixes) in one transaction; return the counts per table. ``key`` makes the audit
+    log's pseudonym."""
     cols = columns(store)
     ucols = [c for c in cols if is_user_column(c.name) and (c.is_int or c.is_int_list)]
     out = StoreErasure(user_id)
@@ -139,6 +155,16 @@ def erase_user_rows(store: Store, user_id: int) -> StoreErasure:
                     f"SELECT item_id FROM clips WHERE {_match(c)}", [user_id]
                 ).fetchall()
                 items.update(int(r[0]) for r in rows)
+        if items and any(c.table == "clips" and c.name == _DERIVED_FROM for c in cols):
+            frontier = set(items)
+            while frontier:  # remixes of remixes, to the end of the chain
+                rows = cur.execute(
+                    f"SELECT item_id FROM clips WHERE {_DERIVED_FROM} IN "
+                    "(SELECT unnest(?::BIGINT[]))",
+                    [sorted(frontier)],
+                ).fetchall()
+                frontier = {int(r[0]) for r in rows} - items
+                items |= frontier
         out.deleted_item_ids = sorted(items)
         by_table: dict[str, list[Column]] = {}
         for c in ucols:
@@ -165,7 +191,7 @@ def erase_user_rows(store: Store, user_id: int) -> StoreErasure:
                     ).fetchall()
                     k = int(n[0][0] if n else 0)
                     out.deleted_rows[c.table] = out.deleted_rows.get(c.table, 0) + k
-        out.audit_rows_scrubbed = _scrub_audit(cur, cols, user_id)
+        out.audit_rows_scrubbed = _scrub_audit(cur, cols, user_id, pseudonym(user_id, key))
     logger.info(
         "erased user from store: %d rows in %d tables, %d clips, %d audit rows scrubbed",
         sum(out.deleted_rows.values()),
@@ -176,7 +202,7 @@ def erase_user_rows(store: Store, user_id: int) -> StoreErasure:
     return out
 
 
-def _scrub_audit(cur: object, cols: list[Column], user_id: int) -> int:
+def _scrub_audit(cur: object, cols: list[Column], user_id: int, alias: str) -> int:
     acols = [c for c in cols if c.table == AUDIT_TABLE]
     if not acols:
         return 0
@@ -191,7 +217,7 @@ def _scrub_audit(cur: object, cols: list[Column], user_id: int) -> int:
         elif c.is_text:
             r = cur.execute(  # type: ignore[attr-defined]
                 f"UPDATE {AUDIT_TABLE} SET {_q(c.name)} = regexp_replace({_q(c.name)}, ?, "
-                f"'\\1{pseudonym(user_id)}\\2', 'g') WHERE regexp_matches({_q(c.name)}, ?)",
+                f"'\\1{alias}\\2', 'g') WHERE regexp_matches({_q(c.name)}, ?)",
                 [pattern, pattern],
             ).fetchall()
             n += int(r[0][0] if r else 0)

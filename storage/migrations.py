@@ -393,6 +393,26 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        11,
+        "privacy: cameo audience 'none', a linked parent's approval of a teen's cameo consent, "
+        "unlinked legacy pseudonyms",
+        (
+            # A teen's consent counts only once a linked parent approved it (api/routes/
+            # parental.py); the parent is named here so that erasing the parent withdraws it.
+            "ALTER TABLE cameo_consents ADD COLUMN approved_by_user_id BIGINT",
+            "ALTER TABLE cameo_consents ADD COLUMN approved_at TIMESTAMP",
+            "UPDATE cameo_consents SET audience = 'none' WHERE audience = 'only_me'",
+            # Pseudonyms written before were unkeyed hashes of the id (reversed by trying every
+            # id); they cannot be re-keyed without the id, so they become 'erased:unlinked'.
+            r"""UPDATE audit_log SET
+                target = regexp_replace(target, 'erased:[0-9a-f]{16}([^0-9a-f]|$)',
+                                        'erased:unlinked\1', 'g'),
+                details = regexp_replace(details, 'erased:[0-9a-f]{16}([^0-9a-f]|$)',
+                                         'erased:unlinked\1', 'g')
+            WHERE regexp_matches(target || ' ' || details, 'erased:[0-9a-f]{16}([^0-9a-f]|$)')""",
+        ),
+    ),
 )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -16,7 +16,10 @@ class StorageSettings(BaseSettings):
     ``index_url`` may also be ``http(s)://host:6333`` (a Qdrant server or cluster) or
     ``qdrant-local:///path`` (qdrant-client's embedded local mode). ``duckdb_memory_limit``
     bounds DuckDB's buffer pool and operators (``STEERFEED_DUCKDB_MEMORY_LIMIT``; ``None``:
-    DuckDB's default of 80% of RAM).
+    DuckDB's default of 80% of RAM). ``pseudonym_key`` (``STEERFEED_PSEUDONYM_KEY``) is the
+    secret behind erased users' pseudonyms; unset, a random key is kept in
+    ``<data_dir>/pseudonym.key`` (outside the database). Set it from a secret manager in
+    production so that a copy of the data folder does not carry it.
 
     ``event_writer_max_wait_s`` and ``event_writer_max_batch_rows`` bound the background
     writer of the engine's own events (impressions): a batch is committed when its oldest row
@@ -30,6 +33,7 @@ class StorageSettings(BaseSettings):
     db_url: str | None = None
     index_url: str | None = None
     qdrant_api_key: str | None = None
+    pseudonym_key: SecretStr | None = Field(default=None, min_length=16)
     duckdb_memory_limit: str | None = Field(
         default="3GB", pattern=r"^\d+(\.\d+)?\s*([KMGT]i?B|B|%)$", max_length=16
     )
@@ -45,6 +49,14 @@ class StorageSettings(BaseSettings):
                 raise ValueError(msg)
             return Path(self.db_url[len(prefix) :])
         return self.data_dir / "steerfeed.duckdb"
+
+    def resolved_pseudonym_key(self) -> bytes:
+        """The pseudonym secret: from the environment, else the key file under ``data_dir``."""
+        from storage.keys import key_from_file
+
+        if self.pseudonym_key is not None:
+            return self.pseudonym_key.get_secret_value().encode()
+        return key_from_file(self.data_dir / "pseudonym.key")
 
     def resolved_index_url(self) -> str:
         """Return the vector index URL (default: a Qdrant Edge shard under ``data_dir``)."""

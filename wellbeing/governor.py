@@ -573,13 +573,8 @@ def evaluate(
         allow_generated=allow_generated,
         resumes_at=resumes_at,
     )
+    # Not the minutes, limits or local time: they are the user's settings and usage.
     logger.debug(
-        "governor state=%s reason=%s used_min=%.1f left_min=%s taper=%.2f local=%s",
-        decision.state,
-        decision.reason,
-        decision.minutes_used,
-        None if minutes_left is None else round(minutes_left, 1),
-        decision.taper,
-        local.isoformat(),
+        "governor state=%s reason=%s taper=%.2f", decision.state, decision.reason, decision.taper
     )
     return decision

@@ -194,7 +194,7 @@ class GovernorService:
                 on_looser="ignore",
             )
         except GovernorSettingsError:
-            logger.exception("stored governor settings of user %s are invalid; defaults", user_id)
+            logger.exception("stored governor settings of a user are invalid; defaults used")
             return self.defaults(user_id)
 
     def ceiling_for(self, user_id: int) -> GovernorSettings:
@@ -242,8 +242,8 @@ class GovernorService:
         )
         self.repo.save_overrides(user_id, "user", merged, updated_by=user_id)
         self._forget(user_id)
-        # Field names only: the values are the user's personal settings.
-        logger.info("governor settings user=%d set_by=user fields=%s", user_id, sorted(changes))
+        # Field names only: limits are personal settings.
+        logger.info("governor settings changed set_by=user fields=%s", sorted(changes))
         return result
 
     def update_by_parent(
@@ -261,12 +261,7 @@ class GovernorService:
         apply_overrides(self.defaults(child_id), merged, source="parent overrides")
         self.repo.save_overrides(child_id, "parent", merged, updated_by=parent_id)
         self._forget(child_id)
-        logger.info(
-            "governor settings user=%d set_by=parent:%d fields=%s",
-            child_id,
-            parent_id,
-            sorted(changes),
-        )
+        logger.info("governor settings changed set_by=parent fields=%s", sorted(changes))
         return self.settings_for(child_id)
 
     def _forget(self, user_id: int) -> None:

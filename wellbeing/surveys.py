@@ -366,8 +366,7 @@ def should_survey(
         drawn_at=now,
     )
     logger.info(
-        "survey drawn user=%s question=%s stratum=%s p_page=%.5f p_incl=%.5f",
-        user_id,
+        "survey drawn question=%s stratum=%s p_page=%.5f p_incl=%.5f",
         key,
         draw.stratum,
         p_page,

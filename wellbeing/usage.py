@@ -460,9 +460,7 @@ class UsageTracker:
         state = self._users.get(user_id)
         if state is None:
             if self.store is not None and (not self._complete or user_id in self._reseed):
-                logger.debug(
-                    "usage event for unseeded user %s ignored (seeded from store)", user_id
-                )
+                logger.debug("usage event for an unseeded user ignored (seeded from store)")
                 return None
             tz_name = self.default_timezone
             if self._complete and self.timezone_of is not None:

@@ -111,10 +111,11 @@ def tiny_model(
 @generation_app.command("consent")
 def consent(
     user_id: Annotated[int, typer.Option(min=0, help="the user opting in")],
-    audience: Annotated[str, typer.Option(help="everyone | friends | only_me")],
+    audience: Annotated[str, typer.Option(help="none | friends | everyone (teens: friends)")],
     data_dir: DataDir = DEFAULT_DATA,
 ) -> None:
-    """Record a user's cameo opt-in."""
+    """Record a user's own choice of cameo audience (a teen's waits for a linked parent's
+    approval through the API)."""
     eng, svc = _open(data_dir)
     try:
         eng.require_user(user_id)

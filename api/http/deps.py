@@ -9,7 +9,8 @@ an app-wide dependency; routes then ask for :data:`PrincipalDep` and add their o
 from __future__ import annotations
 
 import time
-from typing import Annotated, NoReturn
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any, NoReturn
 
 from fastapi import Depends, Header, HTTPException, Request, status
 from starlette.types import Scope
@@ -184,18 +185,52 @@ def is_public_route(request: Request) -> bool:
     return path in PUBLIC_PATHS or PUBLIC_TAG in (getattr(route, "tags", None) or [])
 
 
+# Path or query parameters naming a user whose in-flight work the request is.
+_FENCED_PARAMS = ("user_id", "child_id")
+_FENCE_EXEMPT: set[Callable[..., Any]] = set()
+
+
+def fence_exempt(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a route that must not count as in-flight work for the user it names (the erasure
+    itself, which waits for that work)."""
+    _FENCE_EXEMPT.add(endpoint)
+    return endpoint
+
+
+def _fenced_users(request: Request, principal: Principal) -> list[int]:
+    """Users a request acts for: its key's own user and any user named in its path or query."""
+    route = request.scope.get("route")
+    if getattr(route, "endpoint", None) in _FENCE_EXEMPT:
+        return []
+    ids = [principal.user_id] if principal.user_id is not None else []
+    params = {**request.query_params, **request.path_params}
+    for name in _FENCED_PARAMS:
+        raw = params.get(name)
+        if raw is not None and str(raw).isdigit():
+            ids.append(int(raw))
+    return ids
+
+
 def enforce_auth(
     request: Request,
     authorization: Annotated[
         str | None,
         Header(max_length=4096, description="'Bearer <API key>'; not needed for /healthz"),
     ] = None,
-) -> None:
+) -> Iterator[None]:
     """App-wide dependency: every route that is not public needs a valid key within its rate
-    limit and the route policy, whether or not the route asks for the caller."""
+    limit and the route policy, whether or not the route asks for the caller.
+
+    The request then runs as in-flight work of the users it acts for (``storage.fence``): an
+    erasure of one of them waits for it, and a request for a user being erased answers 404.
+    """
     if is_public_route(request):
+        yield
         return
-    get_principal(request, get_engine(request), authorization)
+    engine = get_engine(request)
+    principal = get_principal(request, engine, authorization)
+    with engine.fence.hold(_fenced_users(request, principal)):
+        yield
 
 
 def forget_cached_keys() -> None:

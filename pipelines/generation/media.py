@@ -14,6 +14,8 @@ import av
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from storage.erasure import is_user_column
+
 logger = logging.getLogger(__name__)
 
 
@@ -121,9 +123,20 @@ def write_poster(frames: np.ndarray, path: Path) -> None:
     Image.fromarray(frames[len(frames) // 2]).save(path, format="PNG")
 
 
+def public_manifest(manifest: Any) -> Any:
+    """The manifest without user ids (``requested_by``, ``cameo_user_ids``, any user-named key
+    at any depth): it is served publicly, and who asked for or appears in a clip is not public.
+    The store keeps them in ``clips.provenance`` for the API."""
+    if isinstance(manifest, dict):
+        return {k: public_manifest(v) for k, v in manifest.items() if not is_user_column(str(k))}
+    if isinstance(manifest, list):
+        return [public_manifest(v) for v in manifest]
+    return manifest
+
+
 def write_manifest(manifest: dict[str, Any], path: Path) -> None:
-    """Write the sidecar manifest (provenance and files) as JSON."""
+    """Write the public sidecar manifest (provenance and files, no user ids) as JSON."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+    tmp.write_text(json.dumps(public_manifest(manifest), indent=2, sort_keys=True, default=str))
     tmp.replace(path)

@@ -1,8 +1,9 @@
 """The rules every generated clip obeys.
 
-- **Cameo consent**: a person's likeness is used only when they opted in, with an audience
-  (``everyone``, ``friends`` = mutual follows, ``only_me``). Revoking cancels open jobs with
-  their cameo and removes their cameo clips from every feed (:class:`CameoConsentFilter`).
+- **Cameo consent** (:mod:`pipelines.generation.consent`): a person's likeness is used and
+  shown only to the audience they chose (``none`` by default, ``friends``, ``everyone``;
+  teens at most ``friends``, with a linked parent's approval). Revoking cancels open jobs with
+  their cameo and removes their cameo clips from every other feed (:class:`CameoConsentFilter`).
 - **Rights-holder opt-out** (:mod:`pipelines.generation.rights`): a holder registers names of
   characters, brands or works once (a blanket opt-out); prompts naming one are refused and
   existing clips whose caption or hashtags name one are filtered from feeds.
@@ -18,22 +19,21 @@ import logging
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+# Moved to .consent; importable from here as before.
+from pipelines.generation.consent import AUDIENCES as AUDIENCES
+from pipelines.generation.consent import CameoConsent as CameoConsent
+from pipelines.generation.consent import CameoConsentRegistry as CameoConsentRegistry
 from pipelines.generation.errors import RuleViolation
-from storage.store import Store, utcnow
 
 if TYPE_CHECKING:
     from features.embedding import TextEmbedder
-    from ranking.state import FeedState
 
 logger = logging.getLogger(__name__)
 
-AUDIENCES = ("everyone", "friends", "only_me")
 
 # Terms refused outright (whole words, case-insensitive).
 BLOCKED_TERMS: tuple[str, ...] = (
@@ -92,125 +92,6 @@ def _phrase_pattern(phrases: list[str]) -> re.Pattern[str] | None:
     if not norm:
         return None
     return re.compile(r"(?<!\w)(" + "|".join(re.escape(p) for p in norm) + r")(?!\w)")
-
-
-# -- cameo consent --------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class CameoConsent:
-    """A person's opt-in to appear in generated clips."""
-
-    user_id: int
-    audience: str
-    granted_at: datetime
-    revoked_at: datetime | None
-
-    @property
-    def active(self) -> bool:
-        """Whether the opt-in stands."""
-        return self.revoked_at is None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields."""
-        return {
-            "user_id": self.user_id,
-            "audience": self.audience,
-            "active": self.active,
-            "granted_at": self.granted_at.isoformat(),
-            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
-        }
-
-
-class CameoConsentRegistry:
-    """Cameo opt-ins in ``cameo_consents``, with the revoked users held in memory for filters.
-
-    Parameters
-    ----------
-    store
-        The DuckDB store.
-    state
-        The serving state (mutual follows decide ``friends``).
-    """
-
-    def __init__(self, store: Store, state: FeedState) -> None:
-        self.store = store
-        self.state = state
-        self._lock = threading.Lock()
-        self._revoked: frozenset[int] | None = None
-
-    def get(self, user_id: int) -> CameoConsent | None:
-        """The user's consent record (active or revoked), or None."""
-        df = self.store.query(
-            "SELECT user_id, audience, granted_at, revoked_at FROM cameo_consents "
-            "WHERE user_id = ?",
-            [user_id],
-        )
-        if df.height == 0:
-            return None
-        r = df.row(0, named=True)
-        return CameoConsent(int(r["user_id"]), r["audience"], r["granted_at"], r["revoked_at"])
-
-    def grant(self, user_id: int, audience: str) -> CameoConsent:
-        """Opt in (or change the audience); a revoked user may opt in again."""
-        if audience not in AUDIENCES:
-            msg = f"unknown cameo audience {audience!r}; valid: {', '.join(AUDIENCES)}"
-            raise ValueError(msg)
-        with self.store.write() as cur:
-            cur.execute(
-                "INSERT OR REPLACE INTO cameo_consents (user_id, audience, granted_at, revoked_at)"
-                " VALUES (?, ?, ?, NULL)",
-                [user_id, audience, utcnow()],
-            )
-        self._invalidate()
-        got = self.get(user_id)
-        assert got is not None
-        logger.info("cameo consent granted user=%d audience=%s", user_id, audience)
-        return got
-
-    def revoke(self, user_id: int) -> CameoConsent | None:
-        """Withdraw consent; their cameo clips leave every feed at the next page."""
-        with self.store.write() as cur:
-            cur.execute(
-                "INSERT INTO cameo_consents (user_id, audience, granted_at, revoked_at) "
-                "VALUES (?, 'only_me', ?, ?) ON CONFLICT (user_id) DO UPDATE SET "
-                "revoked_at = excluded.revoked_at",
-                [user_id, utcnow(), utcnow()],
-            )
-        self._invalidate()
-        logger.info("cameo consent revoked user=%d", user_id)
-        return self.get(user_id)
-
-    def _invalidate(self) -> None:
-        with self._lock:
-            self._revoked = None
-
-    def revoked_users(self) -> frozenset[int]:
-        """Users who revoked their consent (cached until the next grant or revoke)."""
-        with self._lock:
-            if self._revoked is None:
-                df = self.store.query(
-                    "SELECT user_id FROM cameo_consents WHERE revoked_at IS NOT NULL"
-                )
-                self._revoked = frozenset(int(x) for x in df["user_id"].to_list())
-            return self._revoked
-
-    def check(self, subject: int, requester: int | None) -> None:
-        """Raise :class:`RuleViolation` unless ``requester`` may use ``subject``'s likeness."""
-        consent = self.get(subject)
-        if consent is None or not consent.active:
-            msg = (
-                f"user {subject} has not opted in to cameos; they can opt in with "
-                f"PUT /v1/users/{subject}/cameo-consent"
-            )
-            raise RuleViolation("cameo_consent", msg)
-        if requester == subject or consent.audience == "everyone":
-            return
-        if consent.audience == "friends" and requester is not None:
-            if requester in self.state.friends(subject):
-                return
-            msg = f"user {subject} allows cameos only by friends (mutual follows)"
-            raise RuleViolation("cameo_consent", msg)
-        msg = f"user {subject} allows cameos only in their own clips"
-        raise RuleViolation("cameo_consent", msg)
 
 
 # -- prompt safety -------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from pipelines.generation.rights import RightsHolderRegistry, RightsOptOutRegist
 from pipelines.generation.rules import CameoConsentRegistry, PromptSafety
 from pipelines.generation.settings import GenerationSettings, RenderParams
 from ranking.state import FeedState
+from storage.fence import UserFence
 from storage.store import Store, utcnow
 
 if TYPE_CHECKING:
@@ -48,12 +49,14 @@ GENERATED_HASHTAG = "ai_generated"
 
 class GenerationHost(Protocol):
     """What the generator needs of the engine it serves (the serving engine satisfies it):
-    the store, the serving state, the data folder, the caption embedder, and a way to add a
-    finished clip (stored, embedded and indexed)."""
+    the store, the serving state, the data folder, the users' in-flight fence (a render is
+    work of everyone it names), the caption embedder, and a way to add a finished clip
+    (stored, embedded and indexed)."""
 
     store: Store
     state: FeedState
     data_dir: Path
+    fence: UserFence
 
     @property
     def embedder(self) -> TextEmbedder:
@@ -224,10 +227,9 @@ class GenerationService:
             max_attempts=self.settings.max_attempts,
         )
         logger.info(
-            "generation queued job=%s kind=%s user=%s cameos=%d",
+            "generation queued job=%s kind=%s cameos=%d",
             job.job_id,
             job.kind,
-            requested_by,
             len(cameo_ids),
         )
         return job

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipelines.generation.errors import ModelUnavailableError, RuleViolation, StaleAttemptError
+from storage.fence import UserErasedError
 
 if TYPE_CHECKING:
     from pipelines.generation.queue import GenerationJob
@@ -67,8 +68,16 @@ class GenerationWorker:
             # before the reaper next looks.
             return time.monotonic() - started <= self.settings.timeout_s and still_ours()
 
+        # The render is in-flight work of the people it names: an erasure of one of them waits
+        # for it (storage/fence.py), and a job naming an erased user does not start.
+        fence = self.service.engine.fence
         try:
-            item_id = self.service.render_job(job, is_current=is_current)
+            with fence.hold([job.requested_by, *job.cameo_user_ids]):
+                item_id = self.service.render_job(job, is_current=is_current)
+        except UserErasedError:
+            q.cancel([job.job_id], "a user it names was erased")
+            logger.info("generation job %s cancelled: a user it names was erased", job.job_id)
+            return
         except StaleAttemptError as exc:
             if still_ours():  # overran, and the reaper has not failed it yet
                 self._fail_timed_out(job.job_id)

@@ -13,7 +13,13 @@ from typing import Any
 
 import duckdb
 
-from pipelines.offline.demo_world import World, WorldConfig, WorldConfigError, build_world
+from pipelines.offline.demo_world import (
+    World,
+    WorldConfig,
+    WorldConfigError,
+    build_world,
+    cameo_consents,
+)
 from pipelines.serving.engine import open_engine
 from storage.store import Store
 
@@ -27,13 +33,21 @@ def load_world(store: Store, world: World) -> dict[str, int]:
         store.append_events(world.events.slice(start, 1_000_000))
         for start in range(0, world.events.height, 1_000_000)
     )
-    return {
+    counts = {
         "users": store.add_users(world.users),
         "clips": store.add_clips(world.clips),
         "follows": store.add_follows(world.follows),
         "blocks": store.add_blocks(world.blocks),
         "events": events,
     }
+    # Featured adults' cameo consents: without them a clip showing someone reaches nobody else.
+    consents = cameo_consents(world)
+    with store.write() as cur:
+        cur.register("_consents", consents.to_arrow())
+        cur.execute("INSERT INTO cameo_consents BY NAME SELECT * FROM _consents")
+        cur.unregister("_consents")
+    counts["cameo_consents"] = consents.height
+    return counts
 
 
 #: What a rebuild replaces in a data directory (other files stay).

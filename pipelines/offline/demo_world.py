@@ -1691,3 +1691,36 @@ def _events_frame(cfg: WorldConfig, users: _Users, ev: dict[str, Any]) -> pl.Dat
     return df.with_columns(
         pl.when(pl.col("target_user_id") > 0).then(pl.col("target_user_id")).alias("target_user_id")
     )
+
+
+# Audiences the demo's featured adults choose (teens get no consent: theirs needs a linked
+# parent's approval, and the demo world links no parents, so their cameo clips stay hidden).
+CAMEO_AUDIENCE_SHARES: dict[str, float] = {"everyone": 0.7, "friends": 0.3}
+
+
+def cameo_consents(world: World) -> pl.DataFrame:
+    """Consent records (``cameo_consents`` rows) for the adults the world's clips feature.
+
+    Clips feature friends of their author; without consent on record a clip showing someone
+    reaches no one but that person, so the demo records consents for the featured adults
+    (70% ``everyone``, 30% ``friends``), drawn from the world's seed.
+    """
+    featured = world.clips.select(pl.col("cameo_user_ids").explode().drop_nulls().unique())
+    adults = world.users.filter(~pl.col("is_teen")).select("user_id")
+    ids = np.sort(
+        featured.join(adults, left_on="cameo_user_ids", right_on="user_id")[
+            "cameo_user_ids"
+        ].to_numpy()
+    )
+    rng = np.random.default_rng([world.config.seed, 0xCA3E0])
+    names = list(CAMEO_AUDIENCE_SHARES)
+    audience = rng.choice(np.array(names), size=len(ids), p=list(CAMEO_AUDIENCE_SHARES.values()))
+    granted = world.config.end - timedelta(days=world.config.days)
+    return pl.DataFrame(
+        {
+            "user_id": ids.astype(np.int64),
+            "audience": audience.astype(str),
+            "granted_at": [granted] * len(ids),
+        },
+        schema={"user_id": pl.Int64, "audience": pl.String, "granted_at": pl.Datetime("us")},
+    )

@@ -24,6 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from features.embedding import DEFAULT_MODEL, TextEmbedder, shared_embedder
 from pipelines.experiments.repository import ExperimentRepository
+from pipelines.generation.media_access import MediaAccess
 from pipelines.generation.service import GenerationService
 from pipelines.serving.index_reconciler import IndexReconciler
 from pipelines.serving.jobs.train import refresh_author_stats
@@ -41,10 +42,13 @@ from ranking.retrieval.services import CollabServices, build_collab
 from ranking.retrieval.settings import COLLAB_SPACE
 from ranking.state import FeedState
 from steering.services import SteeringServices, build_steering
+from storage.erasure import pseudonym
 from storage.errors import IndexUnavailableError, UnknownEntityError
 from storage.event_writer import BackgroundEventWriter
+from storage.fence import UserErasedError, UserFence
 from storage.index.base import VectorIndex, VectorSpec
 from storage.index.factory import open_index
+from storage.keys import derive
 from storage.store import Store
 from wellbeing.service import WellbeingServices, build_services
 
@@ -110,6 +114,11 @@ class Engine:
         self.store = Store(
             self.storage.resolved_db_path(), memory_limit=self.storage.duckdb_memory_limit
         )
+        # In-flight work per user; an erasure closes it first (storage/fence.py). Events of a
+        # user being erased are dropped at the store, whatever queue they wait in.
+        self.fence = UserFence()
+        self.store.event_filter = self._without_erased
+        self.pseudonym_key = self.storage.resolved_pseudonym_key()
         self.index: VectorIndex | None = None
         self.index_error: str | None = None
         # The spaces the index holds: what a lost index is rebuilt with.
@@ -136,6 +145,8 @@ class Engine:
             max_batch_rows=self.storage.event_writer_max_batch_rows,
         )
         self.cursors = CursorCodec(self._secret())
+        # Signs media links to clips showing people whose consent limits who may see them.
+        self.media_key = self.secret_for("media")
         self._embedder: TextEmbedder | None = None
         self._embedder_lock = threading.Lock()
 
@@ -155,6 +166,9 @@ class Engine:
         if settings.wellbeing.warm_on_start:
             self.wellbeing.warm()
         self.generation = GenerationService(self, settings.generation)
+        self.media_access = MediaAccess(
+            self.media_key, self.state, self.generation.consents, self.generation.media_url
+        )
         self.experiments = ExperimentRepository(
             self.store, cache_ttl_s=settings.experiments.cache_ttl_s
         )
@@ -186,6 +200,7 @@ class Engine:
             steering=self.steering,
             wellbeing=self.wellbeing,
             generation=self.generation,
+            media_access=self.media_access,
             experiments=self.experiments,
             experiment_settings=settings.experiments,
         )
@@ -250,6 +265,15 @@ class Engine:
             os.chmod(path, 0o600)
         return path.read_bytes()
 
+    def secret_for(self, purpose: str) -> bytes:
+        """A key for one purpose (media links, erasure confirmations), derived from the data
+        folder's secret, which is not in the store."""
+        return derive(self._secret(), purpose)
+
+    def pseudonym(self, user_id: int) -> str:
+        """The keyed stand-in for a user in records that outlive them (the audit log)."""
+        return pseudonym(user_id, self.pseudonym_key)
+
     @property
     def embedder(self) -> TextEmbedder:
         """The caption embedder (loaded on first use)."""
@@ -273,20 +297,38 @@ class Engine:
         self.state.add_users(users)
         return n
 
+    def _refuse_erased(self, frame: pl.DataFrame, columns: tuple[str, ...]) -> None:
+        """Raise :class:`UserErasedError` when ``frame`` names a user being erased."""
+        closed = self.fence.closed
+        if not closed:
+            return
+        named = {int(u) for c in columns if c in frame.columns for u in frame[c].drop_nulls()}
+        if not closed.isdisjoint(named):
+            msg = "unknown user: it was erased"
+            raise UserErasedError(msg)
+
     def add_follows(self, follows: pl.DataFrame) -> int:
         """Insert follow edges."""
+        self._refuse_erased(follows, ("follower_id", "followee_id"))
         n = self.store.add_follows(follows)
         self.state.add_follows(follows)
         return n
 
     def add_blocks(self, blocks: pl.DataFrame) -> int:
         """Insert blocks/mutes."""
+        self._refuse_erased(blocks, ("user_id", "target_id"))
         n = self.store.add_blocks(blocks)
         self.state.add_blocks(blocks)
         return n
 
     def add_clips(self, clips: pl.DataFrame, *, embed: bool = True) -> int:
-        """Insert clips, embed their captions and index them (when ``embed``)."""
+        """Insert clips, embed their captions and index them (when ``embed``).
+
+        Clips by or showing a user being erased are refused (:class:`UserErasedError`).
+        """
+        self._refuse_erased(clips, ("author_id",))
+        if self.fence.closed and "cameo_user_ids" in clips.columns:
+            self._refuse_erased(clips.explode("cameo_user_ids"), ("cameo_user_ids",))
         n = self.store.add_clips(clips)
         full = self.store.query(
             "SELECT * FROM clips WHERE item_id IN (SELECT unnest(?::BIGINT[]))",
@@ -352,8 +394,20 @@ class Engine:
         self._events_committed(fresh)
         return n
 
+    def _without_erased(self, events: pl.DataFrame) -> pl.DataFrame:
+        """Events minus those by or about users being erased (fenced: storage/fence.py)."""
+        closed = self.fence.closed
+        if not closed or events.height == 0:
+            return events
+        gone = sorted(closed)
+        keep = ~pl.col("user_id").is_in(gone)
+        if "target_user_id" in events.columns:
+            keep &= ~pl.col("target_user_id").is_in(gone).fill_null(False)
+        return events.filter(keep)
+
     def _events_committed(self, events: pl.DataFrame) -> None:
         """Update serving state, then tell the listeners, about newly committed events."""
+        events = self._without_erased(events)
         self.state.apply_events(events)
         for listener in self.event_listeners:
             try:
@@ -378,8 +432,48 @@ class Engine:
         now: datetime | None = None,
         overrides: dict[str, Any] | None = None,
     ) -> FeedPage:
-        """Serve one page of a product for a user."""
-        self.require_user(user_id)
+        """Serve one page of a product for a user.
+
+        The page and its side effects (impressions, a survey prompt) run inside the user's
+        fence, so an erasure waits for them and none of them writes after it.
+        """
+        held = self.fence.enter([user_id])
+        try:
+            self.require_user(user_id)
+            page, effects = self._feed(user_id, limit, cursor, product, now, overrides)
+        except BaseException:
+            self.fence.leave(held)
+            raise
+        self._leave_when_done(held, effects)
+        return page
+
+    def _leave_when_done(self, held: tuple[int, ...], effects: list[Any]) -> None:
+        pending = [f for f in effects if not f.done()]
+        if not pending:
+            self.fence.leave(held)
+            return
+        left = [len(pending)]
+        lock = threading.Lock()
+
+        def one_done(_: Any) -> None:
+            with lock:
+                left[0] -= 1
+                last = left[0] == 0
+            if last:
+                self.fence.leave(held)
+
+        for f in pending:
+            f.add_done_callback(one_done)
+
+    def _feed(
+        self,
+        user_id: int,
+        limit: int | None,
+        cursor: str | None,
+        product: str,
+        now: datetime | None,
+        overrides: dict[str, Any] | None,
+    ) -> tuple[FeedPage, list[Any]]:
         limit = min(limit or self.feed_settings.default_limit, self.feed_settings.max_limit)
         now = now or datetime.now(UTC).replace(tzinfo=None)
         if cursor:
@@ -405,7 +499,7 @@ class Engine:
                 for s in pipeline.sources
                 if getattr(s, "index", None) is self.index and s.name not in page.failed_sources
             ]
-        return page
+        return page, list(result.effects)
 
     def choose_product(self, user_id: int, requested: str) -> str:
         """The product to serve (see :func:`~pipelines.serving.products.choice.choose_product`)."""

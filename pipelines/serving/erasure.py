@@ -1,6 +1,21 @@
 """Erase a user everywhere the engine keeps them: the store (generically, see
-:mod:`storage.erasure`), the vector index, the in-memory serving state, the key cache and any
-service on the engine that offers ``forget_user(user_id)``."""
+:mod:`storage.erasure`), the vector index, the in-memory serving state, generated media and any
+service on the engine that offers ``forget_user(user_id)`` — and then the bytes.
+
+The order, and why:
+
+1. close the user's fence (:mod:`storage.fence`) and wait for their in-flight work (pages and
+   their side effects, requests naming them, clip renders) — so nothing started before the
+   erasure writes after it; bounded by ``fence_timeout_s`` (then :class:`FenceBusyError`,
+   retry);
+2. (events of the user still queued in the event writer are dropped when written: the store's
+   ``event_filter`` skips fenced users, so the erasure need not wait for the queue);
+3. delete the rows in one transaction (:func:`storage.erasure.erase_user_rows`);
+4. delete the index points and vacuum the segments that held them
+   (:meth:`storage.index.base.VectorIndex.purge`), drop serving state, delete media files;
+5. rewrite the DuckDB file (:meth:`storage.store.Store.rewrite_file`), since deleted rows
+   keep their bytes in it otherwise.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +29,7 @@ import numpy as np
 from pipelines.serving.engine import Engine
 from ranking.state import COUNTERS, SAFETY_CODES, FeedState
 from storage.erasure import erase_user_rows
+from storage.store import StoreBusyError
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +48,9 @@ class ErasureReport:
     index_points_deleted: int
     audit_rows_scrubbed: int
     services_told: list[str] = field(default_factory=list)
+    media_files_deleted: int = 0
+    index_purged: bool = False
+    store_file_rewritten: bool = False
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -42,6 +61,11 @@ class ErasureReport:
             "index_points_deleted": self.index_points_deleted,
             "audit_rows_scrubbed": self.audit_rows_scrubbed,
             "services_told": self.services_told,
+            "media_files_deleted": self.media_files_deleted,
+            "bytes_purged": {
+                "index_vacuumed": self.index_purged,
+                "store_file_rewritten": self.store_file_rewritten,
+            },
             "seconds": round(self.seconds, 3),
         }
 
@@ -87,20 +111,42 @@ def forget_user_in_state(state: FeedState, user_id: int, item_ids: list[int]) ->
         state._user_vec.clear()
 
 
-def erase_user(engine: Engine, user_id: int) -> ErasureReport:
-    """Erase ``user_id`` from the store, the index, serving state and services.
+def delete_media(engine: Engine, item_ids: list[int]) -> int:
+    """Delete generated clips' files (video, poster, manifest and any other ``<id>.*`` file
+    beside them, such as a half-written one); return how many there were."""
+    if not item_ids:
+        return 0
+    svc = engine.generation
+    n = 0
+    for item in item_ids:
+        folder = svc.files(item).video.parent
+        for path in folder.glob(f"{item}.*"):
+            if path.is_file():
+                path.unlink()
+                n += 1
+    return n
 
-    The store is erased first in one transaction (the record of truth); then the index points
-    of the user's clips, then memory (the serving state and every service in
-    ``engine.forgetters``). The API drops its cached key lookups itself.
+
+def erase_user(engine: Engine, user_id: int, *, fence_timeout_s: float = 30.0) -> ErasureReport:
+    """Erase ``user_id`` from the store, the index, serving state, media and services, then
+    purge the bytes (see the module docstring for the order). The API drops its cached key
+    lookups itself.
+
+    Raises :class:`storage.fence.FenceBusyError` when the user's in-flight work does not end
+    within ``fence_timeout_s`` (nothing is deleted then; the user stays fenced; retry).
     """
     t0 = time.perf_counter()
-    done = erase_user_rows(engine.store, user_id)
+    engine.fence.close(user_id, timeout_s=fence_timeout_s)
+    done = erase_user_rows(engine.store, user_id, key=engine.pseudonym_key)
     n_points = 0
+    purged = False
     if engine.index is not None and done.deleted_item_ids:
         ids = np.asarray(done.deleted_item_ids, dtype=np.int64)
         n_points += len(engine.index.get_vectors("caption", ids))
         engine.index.delete(ids)
+    if engine.index is not None:
+        engine.index.purge()
+        purged = True
     forget_user_in_state(engine.state, user_id, done.deleted_item_ids)
     told: list[str] = []
     for name, forget in engine.forgetters.items():
@@ -109,6 +155,14 @@ def erase_user(engine: Engine, user_id: int) -> ErasureReport:
             told.append(name)
         except Exception:
             logger.exception("service %s failed to forget a user", name)
+    engine.generation.consents.invalidate()
+    n_files = delete_media(engine, done.deleted_item_ids)
+    try:
+        engine.store.rewrite_file()
+        rewritten = True
+    except StoreBusyError:
+        logger.warning("database file not rewritten now (reads open); it stays pending")
+        rewritten = False
     report = ErasureReport(
         user_id=user_id,
         deleted_rows=done.deleted_rows,
@@ -116,14 +170,18 @@ def erase_user(engine: Engine, user_id: int) -> ErasureReport:
         index_points_deleted=n_points,
         audit_rows_scrubbed=done.audit_rows_scrubbed,
         services_told=told,
+        media_files_deleted=n_files,
+        index_purged=purged,
+        store_file_rewritten=rewritten,
         seconds=time.perf_counter() - t0,
     )
     logger.info(
-        "user erased: rows=%d clips=%d index_points=%d services=%s ms=%.0f",
+        "user erased: rows=%d clips=%d index_points=%d media_files=%d rewritten=%s ms=%.0f",
         sum(done.deleted_rows.values()),
         len(done.deleted_item_ids),
         n_points,
-        told,
+        n_files,
+        rewritten,
         report.seconds * 1000,
     )
     return report

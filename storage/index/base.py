@@ -110,6 +110,10 @@ class VectorIndex(Protocol):
         """Build or refresh the ANN structures (may block)."""
         ...
 
+    def purge(self) -> None:
+        """Make deleted points leave the index's files (may block; see docs/privacy.md)."""
+        ...
+
     def close(self) -> None:
         """Flush and release the index."""
         ...

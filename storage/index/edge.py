@@ -1,9 +1,23 @@
-"""Qdrant Edge backend: an in-process Qdrant shard on disk (the embedded default index)."""
+"""Qdrant Edge backend: an in-process Qdrant shard on disk (the embedded default index).
+
+Shards are made without a write-ahead log and flushed after every write, so a write is on disk
+when the call returns, as it was with the log; and deleted points really leave the folder: a
+WAL keeps each upserted point (payload and vectors) in its 32 MB segment files until they fill,
+and segments keep deleted points until the vacuum optimizer rewrites them. :meth:`purge` runs
+that vacuum (configured here to run for any deleted point). A shard made with a WAL by an
+earlier version is rebuilt without one when it is opened.
+
+Without a WAL, Qdrant Edge no longer refuses a second opener of the folder (the WAL's lock did
+that), so the index holds an exclusive ``flock`` on ``<folder>.lock`` while it is open.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -29,6 +43,19 @@ _TO_EDGE_DISTANCE: dict[Distance, qe.Distance] = {
     "dot": qe.Distance.Dot,
 }
 _FROM_EDGE_CONFIG_DISTANCE: dict[str, Distance] = {"Cosine": "cosine", "Dot": "dot"}
+# Vacuum a segment as soon as it holds one deleted point (Qdrant's default waits for 20% of a
+# segment of at least 1000 vectors), so that an erased clip's payload and vectors leave the
+# segment files at the next optimize. Cost: one segment rewrite per optimize after deletes.
+_OPTIMIZERS = qe.EdgeOptimizersConfig(deleted_threshold=1e-9, vacuum_min_vector_number=1)
+_SCROLL_BATCH = 2048
+
+
+def _has_wal(path: Path) -> bool:
+    """Whether the shard in ``path`` was made with a write-ahead log (the old default)."""
+    try:
+        return bool(json.loads((path / _EDGE_CONFIG_FILE).read_text()).get("wal_enabled", True))
+    except (OSError, ValueError):
+        return False
 
 
 def _point_ids(ids: np.ndarray) -> list[int]:
@@ -99,18 +126,116 @@ class EdgeVectorIndex:
         self._write_lock = threading.Lock()
         self._shard: qe.EdgeShard | None = None
         self._spaces: dict[str, VectorSpec] = {}
+        self._lock_fd: int | None = None
+        self._take_lock()
+        self._recover_rebuild()
         if (self.path / _EDGE_CONFIG_FILE).exists():
             self._shard = self._load()
             self._spaces = self._read_spaces()
 
     # -- lifecycle ------------------------------------------------------------------------------
+    def _take_lock(self) -> None:
+        """Hold ``<folder>.lock`` exclusively: one process and one instance per shard."""
+        if self._lock_fd is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            msg = (
+                f"cannot load Qdrant Edge shard at {self.path}: another process or instance "
+                "holds it open"
+            )
+            raise IndexUnavailableError(msg) from exc
+        self._lock_fd = fd
+
+    def _release_lock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def __del__(self) -> None:  # an index dropped without close() must not keep the folder
+        if getattr(self, "_lock_fd", None) is not None:
+            self._release_lock()
+
+    @property
+    def _rebuild_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".rebuild")
+
+    @property
+    def _replaced_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".replaced")
+
+    def _recover_rebuild(self) -> None:
+        """Finish or drop a rebuild a crash interrupted (see :meth:`_rebuild_without_wal`)."""
+        rebuilt, replaced = self._rebuild_path, self._replaced_path
+        if not self.path.exists() and rebuilt.exists():  # stopped between the two renames
+            os.replace(rebuilt, self.path)
+        for stale in (rebuilt, replaced):
+            if stale.exists():
+                shutil.rmtree(stale)
+
     def _load(self) -> qe.EdgeShard:
         try:
-            return qe.EdgeShard.load(str(self.path))
+            if _has_wal(self.path):
+                return self._rebuild_without_wal()
+            # Passing the optimizers rewrites them into the shard's config (older shards).
+            config = qe.EdgeConfig(vectors=self._edge_vectors(), optimizers=_OPTIMIZERS)
+            return qe.EdgeShard.load(str(self.path), config)
+        except IndexUnavailableError:
+            raise
         except Exception as exc:  # qdrant_edge raises bare Exception
             # "WouldBlock" on the WAL means another process or instance holds the shard open.
             msg = f"cannot load Qdrant Edge shard at {self.path}: {exc}"
             raise IndexUnavailableError(msg) from exc
+
+    def _rebuild_without_wal(self) -> qe.EdgeShard:
+        """Copy every point of a shard made with a WAL into a new shard without one, then
+        replace the folder (once per shard; at open, before anything reads it)."""
+        started = time.perf_counter()
+        old = qe.EdgeShard.load(str(self.path))
+        rebuilt = self._rebuild_path
+        if rebuilt.exists():
+            shutil.rmtree(rebuilt)
+        try:
+            new = self._new_shard(rebuilt, self._read_spaces())
+            for field_name, info in old.info().payload_schema.items():
+                new.update(qe.UpdateOperation.create_field_index(field_name, info.data_type))
+            offset: Any = None
+            n = 0
+            while True:
+                records, offset = old.scroll(
+                    qe.ScrollRequest(
+                        offset=offset, limit=_SCROLL_BATCH, with_payload=True, with_vector=True
+                    )
+                )
+                if records:
+                    points = [
+                        qe.Point(id=r.id, vector=r.vector, payload=r.payload)  # type: ignore[arg-type]
+                        for r in records
+                    ]
+                    new.update(qe.UpdateOperation.upsert_points(points))
+                    n += len(records)
+                if offset is None:
+                    break
+            new.optimize()
+            new.flush()
+            new.close()
+        finally:
+            old.close()
+        os.replace(self.path, self._replaced_path)
+        os.replace(rebuilt, self.path)
+        shutil.rmtree(self._replaced_path)
+        logger.info(
+            "vector index %s rebuilt without a write-ahead log: points=%d ms=%.0f",
+            self.url,
+            n,
+            (time.perf_counter() - started) * 1000,
+        )
+        return qe.EdgeShard.load(str(self.path))
 
     def _read_spaces(self) -> dict[str, VectorSpec]:
         config_path = self.path / _EDGE_CONFIG_FILE
@@ -158,6 +283,7 @@ class EdgeVectorIndex:
                 raise ValueError(msg)
         with self._write_lock:
             if self._shard is None:
+                self._take_lock()
                 if (self.path / _EDGE_CONFIG_FILE).exists():
                     self._shard = self._load()
                 else:
@@ -187,15 +313,28 @@ class EdgeVectorIndex:
                     self._apply(shard, op, "create_field_index")
             self._spaces = self._read_spaces()
 
-    def _create(self, spaces: dict[str, VectorSpec]) -> qe.EdgeShard:
+    @staticmethod
+    def _vector_params(spaces: dict[str, VectorSpec]) -> dict[str, qe.EdgeVectorParams]:
+        return {
+            name: qe.EdgeVectorParams(size=spec.size, distance=_TO_EDGE_DISTANCE[spec.distance])
+            for name, spec in spaces.items()
+        }
+
+    def _edge_vectors(self) -> dict[str, qe.EdgeVectorParams]:
+        return self._vector_params(self._read_spaces())
+
+    @classmethod
+    def _new_shard(cls, path: Path, spaces: dict[str, VectorSpec]) -> qe.EdgeShard:
         config = qe.EdgeConfig(
-            vectors={
-                name: qe.EdgeVectorParams(size=spec.size, distance=_TO_EDGE_DISTANCE[spec.distance])
-                for name, spec in spaces.items()
-            }
+            vectors=cls._vector_params(spaces),
+            optimizers=_OPTIMIZERS,
+            wal_enabled=False,
         )
+        return qe.EdgeShard.create(str(path), config)
+
+    def _create(self, spaces: dict[str, VectorSpec]) -> qe.EdgeShard:
         try:
-            shard = qe.EdgeShard.create(str(self.path), config)
+            shard = self._new_shard(self.path, spaces)
         except Exception as exc:
             msg = f"cannot create Qdrant Edge shard at {self.path}: {exc}"
             raise IndexUnavailableError(msg) from exc
@@ -211,16 +350,21 @@ class EdgeVectorIndex:
         """
         with self._write_lock:
             shard, self._shard = self._shard, None
-            if shard is None:
-                return
             try:
-                shard.flush()
-            except Exception:
-                logger.warning("vector index %s: flush at close failed", self.url, exc_info=True)
-            try:
-                shard.close()
-            except Exception:
-                logger.warning("vector index %s: close failed", self.url, exc_info=True)
+                if shard is None:
+                    return
+                try:
+                    shard.flush()
+                except Exception:
+                    logger.warning(
+                        "vector index %s: flush at close failed", self.url, exc_info=True
+                    )
+                try:
+                    shard.close()
+                except Exception:
+                    logger.warning("vector index %s: close failed", self.url, exc_info=True)
+            finally:
+                self._release_lock()
 
     def problem(self) -> str | None:
         """What is wrong with the shard's storage, or ``None`` (a cheap check for ``/healthz``).
@@ -358,6 +502,7 @@ class EdgeVectorIndex:
     def _apply(self, shard: qe.EdgeShard, op: qe.UpdateOperation, what: str) -> None:
         try:
             shard.update(op)
+            shard.flush()  # no WAL: the write is durable once flushed
         except Exception as exc:
             msg = f"vector index {self.url}: {what} failed: {exc}"
             raise IndexUnavailableError(msg) from exc
@@ -446,8 +591,16 @@ class EdgeVectorIndex:
                 op = qe.UpdateOperation.set_payload(_ids(present), payload)
                 self._apply(shard, op, "set_payload")
 
+    def purge(self) -> None:
+        """Make deleted points leave the files: vacuum the segments holding any (and flush).
+
+        Blocks for one rewrite of each such segment; searches keep working meanwhile.
+        """
+        self.optimize()
+
     def optimize(self) -> None:
-        """Run the segment optimizers (builds HNSW once segments pass the indexing threshold).
+        """Run the segment optimizers (builds HNSW once segments pass the indexing threshold,
+        and vacuums segments holding deleted points), then flush.
 
         Blocks; searches keep working meanwhile. Small shards stay on exact search.
         """
@@ -455,6 +608,7 @@ class EdgeVectorIndex:
         started = time.perf_counter()
         try:
             changed = shard.optimize()
+            shard.flush()
         except Exception as exc:
             msg = f"vector index {self.url}: optimize failed: {exc}"
             raise IndexUnavailableError(msg) from exc

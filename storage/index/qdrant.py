@@ -490,6 +490,24 @@ class QdrantClientIndex:
             except Exception as exc:
                 raise self._fail("set_payload", exc) from exc
 
+    def purge(self) -> None:
+        """Ask a server to vacuum segments holding deleted points (its smallest thresholds),
+        then wait for its optimizers. Local mode keeps points in SQLite and is not purged: it
+        is for tests and small data (docs/privacy.md)."""
+        self._check_open()
+        if self._local_mode:
+            return
+        try:
+            self._client.update_collection(
+                self.collection,
+                optimizers_config=qm.OptimizersConfigDiff(
+                    deleted_threshold=0.0, vacuum_min_vector_number=100
+                ),
+            )
+        except Exception as exc:
+            raise self._fail("purge", exc) from exc
+        self.optimize()
+
     def optimize(self) -> None:
         """Wait for the server's optimizers to finish (local mode has no ANN index: no-op).
 

@@ -53,7 +53,9 @@ ACCESS: dict[str, set[str]] = {
     "GET /v1/generations": SVC | {"analyst"},
     "GET /v1/generations/{job_id}": SVC,
     "GET /v1/users/{user_id}/cameo-consent": SVC,
-    "PUT /v1/users/{user_id}/cameo-consent": SVC,
+    # Only the person (or the service acting for them) gives consent: admin and parent keys
+    # may revoke, never give or widen it.
+    "PUT /v1/users/{user_id}/cameo-consent": {"service"},
     "DELETE /v1/users/{user_id}/cameo-consent": SVC,
     "POST /v1/admin/rights-optouts": ADMIN,
     "GET /v1/admin/rights-optouts": READ,
@@ -86,6 +88,8 @@ ACCESS: dict[str, set[str]] = {
     "GET /v1/parental/children": {"parent"},
     "GET /v1/parental/children/{child_id}": ADMIN,
     "PATCH /v1/parental/children/{child_id}/controls": ADMIN,
+    # Only a parent linked to the teen approves (the matrix's parent is not linked).
+    "POST /v1/parental/children/{child_id}/cameo-consent/approval": set(),
     "DELETE /v1/users/{user_id}": ADMIN,
     "GET /v1/admin/audit-log": READ,
     "GET /v1/experiments": READ,

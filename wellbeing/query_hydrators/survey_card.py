@@ -36,7 +36,9 @@ class SurveyCardQueryHydrator:
                 session_id=query.session_id,
             )
         except Exception:
-            logger.exception("survey draw failed for user %s; page served without", query.user_id)
+            logger.exception(
+                "survey draw failed (request %s); page served without", query.request_id
+            )
             return
         if card is not None:
             query.context.setdefault("page_extras", {})["survey"] = card

@@ -10,13 +10,20 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api.http.auth import ROLE_ADMIN, ROLE_ANALYST, ROLE_SERVICE
+from api.http.auth import (
+    ROLE_ADMIN,
+    ROLE_ANALYST,
+    ROLE_PARENT,
+    ROLE_SERVICE,
+    ROLE_USER,
+    Principal,
+)
 from api.http.deps import EngineDep, PrincipalDep
 from api.http.routes.feed import engine_parent_links
 from api.http.routes.generation_trust import router as trust_router
+from pipelines.generation.consent import ConsentError, no_consent
 from pipelines.generation.errors import RuleViolation, UnknownJobError
 from pipelines.generation.rights import OPTOUT_KINDS
-from pipelines.generation.rules import AUDIENCES
 from pipelines.generation.settings import RenderParams
 
 router = APIRouter(tags=["generations"])
@@ -47,11 +54,13 @@ class GenerationIn(BaseModel):
 
 
 class ConsentIn(BaseModel):
-    """Opt in to cameos, and who may use your likeness."""
+    """Who may see and use your likeness: ``none`` (nobody but you; ``only_me`` is its old
+    name), ``friends`` (mutual follows) or ``everyone``. A teen may choose at most
+    ``friends``, and a linked parent approves it."""
 
     model_config = ConfigDict(extra="forbid")
 
-    audience: Literal["everyone", "friends", "only_me"]
+    audience: Literal["none", "friends", "everyone", "only_me"]
 
 
 class OptOutIn(BaseModel):
@@ -121,7 +130,8 @@ def create_generation(
     svc = engine.generation
     settings = request.app.state.api_settings
     cap = int(settings.generation_max_pending_per_user)
-    with _submit_lock:
+    # In-flight work of everyone it names (an erasure waits for the job to be queued).
+    with _submit_lock, engine.fence.hold([body.user_id, *body.cameos]):
         pending = svc.queue.pending_for(body.user_id) if cap else 0
         if cap and pending >= cap:
             retry = int(settings.generation_retry_after_s)
@@ -182,30 +192,58 @@ def list_generations(
 
 @router.get("/v1/users/{user_id}/cameo-consent")
 def get_consent(user_id: UserId, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
-    """The user's cameo consent (``active: false`` when never given or revoked)."""
+    """The user's cameo consent: the audience chosen, the one in effect now (``none`` when
+    never given, revoked, or a teen's consent awaiting a parent's approval)."""
     principal.require_user_access(user_id, parent_of=engine_parent_links(engine, principal))
     engine.require_user(user_id)
     consent = engine.generation.consents.get(user_id)
-    if consent is None:
-        return {"user_id": user_id, "active": False, "audience": None, "audiences": AUDIENCES}
-    return consent.to_dict()
+    return consent.to_dict() if consent is not None else no_consent(user_id)
 
 
-@router.put("/v1/users/{user_id}/cameo-consent")
+def _require_own_choice(principal: Principal, user_id: int) -> None:
+    """Consent is the person's own: their key, or the app's service key relaying it."""
+    if principal.role == ROLE_SERVICE:
+        return
+    if principal.role in (ROLE_USER, ROLE_PARENT) and principal.user_id == user_id:
+        return
+    if principal.role == ROLE_PARENT:
+        msg = (
+            "only the teen can give cameo consent; a linked parent approves it with "
+            f"POST /v1/parental/children/{user_id}/cameo-consent/approval, or revokes it"
+        )
+    else:
+        msg = "cameo consent is given by the person themself (their key or the app's service key)"
+    raise HTTPException(status.HTTP_403_FORBIDDEN, detail=msg)
+
+
+@router.put(
+    "/v1/users/{user_id}/cameo-consent",
+    responses={
+        403: {"description": "not the person's own key (nor the service key)"},
+        422: {"description": "not allowed by the policy (e.g. 'everyone' for a teen)"},
+    },
+)
 def put_consent(
     user_id: UserId, body: ConsentIn, engine: EngineDep, principal: PrincipalDep
 ) -> dict[str, Any]:
-    """Opt in to cameos: ``everyone``, ``friends`` (mutual follows) or ``only_me``."""
-    principal.require_user_access(user_id, parent_of=engine_parent_links(engine, principal))
+    """Choose who may see and use your likeness: ``none``, ``friends`` (mutual follows) or
+    ``everyone``. A teen may choose at most ``friends``; it takes effect once a linked parent
+    approves it. Clips showing you reach only that audience, on pages and at ``/media``."""
+    _require_own_choice(principal, user_id)
     engine.require_user(user_id)
-    return engine.generation.consents.grant(user_id, body.audience).to_dict()
+    try:
+        return engine.generation.consents.grant(user_id, body.audience).to_dict()
+    except ConsentError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
 
 
 @router.delete("/v1/users/{user_id}/cameo-consent")
 def revoke_consent(user_id: UserId, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
-    """Revoke cameo consent: open jobs with the cameo are cancelled and clips showing the user
-    leave every feed from the next page."""
-    principal.require_user_access(user_id, parent_of=engine_parent_links(engine, principal))
+    """Revoke cameo consent (the person, the service key, an admin or a linked parent): open
+    jobs with the cameo are cancelled and clips showing the user leave every other feed from
+    the next page."""
+    if principal.role != ROLE_ADMIN:
+        principal.require_user_access(user_id, parent_of=engine_parent_links(engine, principal))
     engine.require_user(user_id)
     return engine.generation.revoke_consent(user_id)
 

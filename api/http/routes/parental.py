@@ -4,6 +4,10 @@ A link is made by an admin (``POST /v1/parental/links``) once the parent is veri
 ``parent`` key may then turn personalization off (the teen gets the following-only,
 newest-first feed), cap pages per session (no continuous scrolling), cap AI-generated clips per
 day and change the time limits. A ``user`` key can never do this, for itself or anyone.
+
+A teen's cameo consent (at most ``friends``) counts only once a linked parent approves it
+(``POST /v1/parental/children/{id}/cameo-consent/approval``); a parent can never give or widen
+it for the teen, only approve the teen's own choice or revoke it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.http.deps import EngineDep, PrincipalDep
 from api.http.routes.wellbeing import HHMM, changes_of, governor_json
+from pipelines.generation.consent import ConsentError
 from wellbeing.errors import GovernorSettingsError
 
 router = APIRouter(prefix="/v1/parental", tags=["parental"])
@@ -117,3 +122,21 @@ def change_controls(
     out["changed"] = sorted(changes)
     out["changed_at"] = datetime.now(UTC).isoformat()
     return out
+
+
+@router.post(
+    "/children/{child_id}/cameo-consent/approval",
+    responses={409: {"description": "the teen has no consent waiting for approval"}},
+)
+def approve_cameo_consent(
+    child_id: UserId, engine: EngineDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    """A linked parent approves the teen's own cameo consent (at most ``friends``); it takes
+    effect from the next page. Only a ``parent`` key linked to the teen may approve."""
+    principal.require("parent")
+    parent_id = _require_linked_parent(engine, principal, child_id)
+    try:
+        consent = engine.generation.consents.approve(child_id, parent_id=parent_id)
+    except ConsentError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
+    return consent.to_dict()

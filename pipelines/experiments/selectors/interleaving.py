@@ -122,9 +122,9 @@ class InterleavingSelector:
             "team_b": [i for i, t in zip(items, teams, strict=True) if t == "b"],
         }
         logger.debug(
-            "interleaved experiment=%s user=%d page=%d a=%d b=%d",
+            "interleaved experiment=%s request=%s page=%d a=%d b=%d",
             exp.name,
-            query.user_id,
+            query.request_id,
             len(items),
             teams.count("a"),
             teams.count("b"),

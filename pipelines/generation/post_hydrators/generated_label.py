@@ -2,7 +2,8 @@
 
 Adds to each item's ``explanation``: ``generated`` (AI-generated), ``made_for_your_mood``
 (brought by the "made for your mood" source) and ``media_url`` (the mp4 served under
-``/media``, when the generator made it).
+``/media``, when the generator made it; the callable gets the viewer too, so that a clip
+showing people who limit their audience gets a link signed for this page).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class GeneratedLabelPostHydrator:
 
     name = "generated_label"
 
-    def __init__(self, state: FeedState, media_url: Callable[[int], str | None]) -> None:
+    def __init__(self, state: FeedState, media_url: Callable[[int, int], str | None]) -> None:
         self.state = state
         self.media_url = media_url
 
@@ -40,7 +41,7 @@ class GeneratedLabelPostHydrator:
             else [""] * candidates.height
         )
         urls = [
-            self.media_url(int(i)) if g else None
+            self.media_url(int(i), query.user_id) if g else None
             for i, g in zip(ids.tolist(), generated.tolist(), strict=True)
         ]
         new = pl.DataFrame(

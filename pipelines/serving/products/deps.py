@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from pipelines.experiments.repository import ExperimentRepository
 from pipelines.experiments.settings import ExperimentSettings
+from pipelines.generation.media_access import MediaAccess
 from pipelines.generation.service import GenerationService
 from ranking.learned.serving import LearnedModels
 from ranking.retrieval.services import CollabServices
@@ -35,5 +36,6 @@ class ProductDeps:
     steering: SteeringServices
     wellbeing: WellbeingServices
     generation: GenerationService
+    media_access: MediaAccess
     experiments: ExperimentRepository
     experiment_settings: ExperimentSettings

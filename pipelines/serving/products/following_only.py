@@ -70,7 +70,7 @@ def build_following_only_feed(deps: ProductDeps) -> RankingPipeline:
             LearnedExplanationsPostHydrator(
                 deps.learned, top_k=deps.learned.settings.explain_top_k
             ),
-            GeneratedLabelPostHydrator(deps.state, gen.media_url),
+            GeneratedLabelPostHydrator(deps.state, deps.media_access.url),
         ],
         side_effects=[
             GovernorPageCountSideEffect(wb.governor),

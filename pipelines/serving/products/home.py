@@ -137,7 +137,7 @@ def build_home_feed(deps: ProductDeps) -> RankingPipeline:
             LearnedExplanationsPostHydrator(
                 deps.learned, top_k=deps.learned.settings.explain_top_k
             ),
-            GeneratedLabelPostHydrator(deps.state, gen.media_url),
+            GeneratedLabelPostHydrator(deps.state, deps.media_access.url),
         ],
         side_effects=[
             GovernorPageCountSideEffect(wb.governor),  # inline: before the response leaves

@@ -93,7 +93,12 @@ def test_requested_clip_is_polled_to_done_and_its_media_is_served(gen_client: An
 def test_cameo_needs_consent_and_revoking_removes_the_clip_from_feeds(gen_client: Any) -> None:
     eng = _engine(gen_client)
     st = eng.state
-    subject = next(u for u in sorted(st.users) if st.friends(u))
+    consents = eng.generation.consents
+    subject = next(
+        u
+        for u in sorted(st.users)
+        if st.friends(u) and consents.get(u) is None and not st.profiles[u]["is_teen"]
+    )
     stranger = next(u for u in sorted(st.users) if u != subject and u not in st.friends(subject))
     hs, hx = make_key(gen_client, "user", subject), make_key(gen_client, "user", stranger)
     ask = {"user_id": stranger, "prompt": "two people dancing in the rain", "cameos": [subject]}

@@ -51,7 +51,7 @@ def test_healthz_error_strings_carry_no_filesystem_paths(
 
 
 def test_scrub_keeps_what_is_not_a_path() -> None:
-    from api.scrub import scrub_paths
+    from api.http.scrub import scrub_paths
 
     health = {
         "index": "unavailable: ConnectError: http://127.0.0.1:6333 refused",

@@ -10,8 +10,8 @@ from typing import Any
 
 import polars as pl
 import pytest
-from ranking.filters.clip_review import ClipReviewFilter
 
+from pipelines.generation.filters.clip_review import ClipReviewFilter
 from pipelines.generation.settings import RenderParams
 from ranking.pipeline import FeedQuery
 from storage.store import utcnow

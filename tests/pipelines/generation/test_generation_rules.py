@@ -23,17 +23,22 @@ def test_cameo_audiences_decide_who_may_use_a_likeness(engine: Any) -> None:
     svc = engine.generation
     st = engine.state
     users = sorted(st.users)
-    subject = next(u for u in users if st.friends(u))
+    subject = next(
+        u
+        for u in users
+        if st.friends(u) and svc.consents.get(u) is None and not st.profiles[u]["is_teen"]
+    )
     friend = next(iter(st.friends(subject)))
     stranger = next(u for u in users if u != subject and u not in st.friends(subject))
 
+    svc.consents.check(subject, subject)  # one's own likeness, consent or not
     with pytest.raises(RuleViolation, match="has not opted in") as no_consent:
-        svc.consents.check(subject, subject)
+        svc.consents.check(subject, friend)  # no consent on record: nobody else
     assert no_consent.value.reason == "cameo_consent"
 
-    svc.consents.grant(subject, "only_me")
+    assert svc.consents.grant(subject, "only_me").audience == "none"  # the old name of none
     svc.consents.check(subject, subject)
-    with pytest.raises(RuleViolation, match="only in their own"):
+    with pytest.raises(RuleViolation, match="has not opted in"):
         svc.consents.check(subject, friend)
 
     svc.consents.grant(subject, "friends")
@@ -46,8 +51,8 @@ def test_cameo_audiences_decide_who_may_use_a_likeness(engine: Any) -> None:
 
     svc.revoke_consent(subject)
     with pytest.raises(RuleViolation):
-        svc.consents.check(subject, subject)
-    with pytest.raises(ValueError, match="valid: everyone, friends, only_me"):
+        svc.consents.check(subject, stranger)
+    with pytest.raises(ValueError, match="valid: none, friends, everyone"):
         svc.consents.grant(subject, "public")
 
 
@@ -59,7 +64,7 @@ def test_revoked_cameo_clips_are_removed_and_open_jobs_cancelled(engine: Any) ->
     requester = next(u for u in sorted(st.users) if u != subject)
     svc.consents.grant(subject, "everyone")
     job = svc.submit("two friends baking bread", requested_by=requester, cameos=[subject])
-    other = next(int(st.item_ids[r]) for r, c in enumerate(st.cameos) if subject not in c)
+    other = next(int(st.item_ids[r]) for r, c in enumerate(st.cameos) if not c)
     cands = pl.DataFrame({"item_id": [item, other]})
     flt = CameoConsentFilter(st, svc.consents)
     assert flt.apply(_query(requester), cands).removed.height == 0
@@ -139,9 +144,14 @@ def test_gap_filling_queues_prompts_for_unmet_moods_and_topics(
 def test_a_remix_carries_the_original_caption_topics_and_cameos(engine: Any) -> None:
     svc = engine.generation
     st = engine.state
-    row = next(r for r, c in enumerate(st.cameos) if c and st.topics[r])
+    row = next(
+        r
+        for r, c in enumerate(st.cameos)
+        if len(c) == 1 and st.topics[r] and not st.profiles[c[0]]["is_teen"]
+    )
     subject = st.cameos[row][0]
     requester = next(u for u in sorted(st.users) if u != subject)
+    svc.consents.grant(subject, "none")  # whatever the demo world recorded for them
     with pytest.raises(RuleViolation, match="opted in"):
         svc.submit("the same, at night", requested_by=requester, remix_of=int(st.item_ids[row]))
     svc.consents.grant(subject, "everyone")

@@ -8,9 +8,9 @@ from typing import Any
 
 import polars as pl
 import pytest
-from ranking.filters.clip_review import ClipReviewFilter
 
 from pipelines.generation.errors import RuleViolation
+from pipelines.generation.filters.clip_review import ClipReviewFilter
 from pipelines.generation.filters.rights_optout import RightsOptOutFilter
 from ranking.pipeline import FeedQuery
 from storage.store import utcnow
