@@ -119,7 +119,17 @@ class _GatedCursor:
         self._release: Callable[[], None] | None = release
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._cur, name)
+        attr = getattr(self._cur, name)
+        if not callable(attr):
+            return attr
+
+        # The closure holds this wrapper, so a chained call (``store.cursor().execute(...)
+        # .fetchall()``) keeps it, and the cursor it closes on deletion, alive to the end.
+        def call(*args: Any, **kwargs: Any) -> Any:
+            out = attr(*args, **kwargs)
+            return self if out is self._cur else out
+
+        return call
 
     def close(self) -> None:
         """Close the cursor and end the read."""

@@ -147,3 +147,13 @@ def test_release_memory_drops_cached_blocks_and_keeps_the_limit(tmp_path: Path) 
     got = store.get_vectors("caption")
     assert got is not None and got[1].shape == (200_000, 64)
     store.close()
+
+
+def test_a_chained_cursor_call_keeps_its_cursor_open(tmp_path: Path) -> None:
+    # store.cursor() returns a gated cursor that closes itself when dropped; a chained call
+    # must keep it alive until the chain ends (it used to close before execute ran).
+    store = Store(tmp_path / "s.duckdb")
+    try:
+        assert store.cursor().execute("SELECT 41 + 1").fetchall() == [(42,)]
+    finally:
+        store.close()
