@@ -138,8 +138,13 @@ class EdgeVectorIndex:
         """Hold ``<folder>.lock`` exclusively: one process and one instance per shard."""
         if self._lock_fd is not None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            lock = self.path.with_name(self.path.name + ".lock")
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:  # the folder cannot be made or written (a file in its place)
+            msg = f"cannot create Qdrant Edge shard at {self.path}: {exc.strerror}"
+            raise IndexUnavailableError(msg) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:

@@ -31,6 +31,7 @@ HOME = [
     "filter: safety [SafetyFilter]",
     "filter: governor_stop [GovernorStopFilter] (conditional)",
     "filter: mood_exclusions [MoodExclusionsFilter]",
+    "filter: clip_review [ClipReviewFilter]",
     "filter: cameo_consent [CameoConsentFilter]",
     "filter: rights_opt_out [RightsOptOutFilter]",
     "scorer: learned_value [LightGbmScorer] (conditional)",
