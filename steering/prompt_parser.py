@@ -41,6 +41,8 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from enum import Enum
 
+from rapidfuzz.distance import OSA
+
 from steering.errors import MoodParseError, MoodTooLongError
 
 logger = logging.getLogger(__name__)
@@ -675,7 +677,8 @@ def _close_enough(token: str, target: str, allowed: int) -> bool:
         return False  # four letters: only a swap counts ("onyl"), never "must" -> "just"
     if len(token) == 5 and len(token) == len(target):
         return False  # five letters: no substitution ("child" is not "chill")
-    return _osa_distance(token, target) <= allowed
+    # Optimal string alignment: edits, counting an adjacent swap as one.
+    return OSA.distance(token, target, score_cutoff=allowed) <= allowed
 
 
 def _is_adjacent_transposition(a: str, b: str) -> bool:
@@ -688,20 +691,6 @@ def _is_adjacent_transposition(a: str, b: str) -> bool:
         and a[diff[0]] == b[diff[1]]
         and (a[diff[1]] == b[diff[0]])
     )
-
-
-def _osa_distance(a: str, b: str) -> int:
-    """Optimal string alignment distance (edits, counting an adjacent swap as one)."""
-    rows = [list(range(len(b) + 1))]
-    for i in range(1, len(a) + 1):
-        row = [i] + [0] * len(b)
-        for j in range(1, len(b) + 1):
-            cost = 0 if a[i - 1] == b[j - 1] else 1
-            row[j] = min(rows[i - 1][j] + 1, row[j - 1] + 1, rows[i - 1][j - 1] + cost)
-            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
-                row[j] = min(row[j], rows[i - 2][j - 2] + 1)
-        rows.append(row)
-    return rows[-1][-1]
 
 
 def _mark(tokens: Sequence[str]) -> list[_Mark]:

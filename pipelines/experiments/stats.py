@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -221,6 +222,11 @@ def _normal_estimate(
 def diff_in_means(a: ArrayLike, b: ArrayLike, alpha: float = 0.05) -> Estimate:
     """Welch's unequal-variance t-test of ``mean(b) - mean(a)``.
 
+    The test, interval and degrees of freedom come from ``scipy.stats.ttest_ind`` with
+    ``equal_var=False``. When both arms are constant the standard error is zero and the t
+    statistic undefined (scipy answers NaN); this function then returns a point interval at
+    the difference and a p-value of 1 when the arms are equal, 0 when they differ.
+
     Parameters
     ----------
     a, b : array_like
@@ -242,19 +248,21 @@ def diff_in_means(a: ArrayLike, b: ArrayLike, alpha: float = 0.05) -> Estimate:
     xa, xb = _as_1d(a, "a"), _as_1d(b, "b")
     n_a, n_b = xa.size, xb.size
     mean_a, mean_b = float(xa.mean()), float(xb.mean())
-    va, vb = float(xa.var(ddof=1)) / n_a, float(xb.var(ddof=1)) / n_b
     diff = mean_b - mean_a
-    se = math.sqrt(va + vb)
+    se = math.sqrt(float(xa.var(ddof=1)) / n_a + float(xb.var(ddof=1)) / n_b)
     if se == 0.0:
         return _normal_estimate(diff, 0.0, alpha, n_a, n_b, mean_a, mean_b)
-    dof = (va + vb) ** 2 / (va**2 / (n_a - 1) + vb**2 / (n_b - 1))
-    t_crit = float(sps.t.ppf(1.0 - alpha / 2.0, dof))
-    p = float(2.0 * sps.t.sf(abs(diff) / se, dof))
+    with warnings.catch_warnings():
+        # scipy warns of "catastrophic cancellation" for any constant arm with a non-zero
+        # value, whose variance is exactly zero and fine for Welch (the other arm's is not).
+        warnings.filterwarnings("ignore", "Precision loss occurred", RuntimeWarning)
+        res = sps.ttest_ind(xb, xa, equal_var=False)
+    ci = res.confidence_interval(confidence_level=1.0 - alpha)
     return Estimate(
         diff=diff,
-        ci_low=diff - t_crit * se,
-        ci_high=diff + t_crit * se,
-        p_value=p,
+        ci_low=float(ci.low),
+        ci_high=float(ci.high),
+        p_value=float(res.pvalue),
         rel_diff=_rel(diff, mean_a),
         n_a=n_a,
         n_b=n_b,
@@ -424,7 +432,9 @@ def srm_check(
     *,
     threshold: float = 0.001,
 ) -> SrmResult:
-    """Chi-square test of sample-ratio mismatch.
+    """Chi-square test of sample-ratio mismatch (``scipy.stats.chisquare``).
+
+    No users at all is no evidence of a mismatch: the result is ``chi2 = 0``, ``p = 1``.
 
     Parameters
     ----------
@@ -471,9 +481,8 @@ def srm_check(
     total = float(obs.sum())
     if total == 0.0:
         return SrmResult(chi2=0.0, p_value=1.0, alarm=False)
-    expected = shares / shares.sum() * total
-    chi2 = float(np.sum((obs - expected) ** 2 / expected))
-    p = float(sps.chi2.sf(chi2, obs.size - 1))
+    res = sps.chisquare(obs, f_exp=shares / shares.sum() * total)
+    chi2, p = float(res.statistic), float(res.pvalue)
     result = SrmResult(chi2=chi2, p_value=p, alarm=p < threshold)
     if result.alarm:
         logger.info("sample ratio mismatch chi2=%.2f p=%.2g counts=%s", chi2, p, obs.tolist())

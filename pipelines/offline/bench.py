@@ -8,8 +8,10 @@ Every number comes from the real engine on a real DuckDB file and Qdrant Edge sh
 - ``in_process``: feed page latency through :meth:`Engine.feed` (p50/p99) with the scorer the
   engine serves (``scorer``), and candidates per page;
 - ``ingest_bulk``: events/s through :meth:`Engine.ingest_events` (commit + state update);
-- ``http_pages`` / ``http_events``: uvicorn serving the data directory, load from a separate
-  process on loopback (:mod:`pipelines.offline.bench_load`);
+- ``http_pages`` / ``http_events``: uvicorn serving the data directory under load from the
+  ``wrk`` load generator (a separate process, loopback): pages, and event batches with fresh
+  ids; throughput and latency p50/p99 as wrk measures them. Without ``wrk`` on the PATH the
+  HTTP part is skipped and ``http_skipped`` says why (no other client stands in for it);
 - ``mood_prompt``: ``POST /v1/users/{id}/mood`` latency when steering is wired;
 - ``peak_rss_mb``: peak resident memory of this process and of the server.
 
@@ -217,89 +219,134 @@ def start_server(
     return proc, url
 
 
-_WRK_SCRIPT = """
-local users = {%s}
-math.randomseed(%d)
-request = function()
+class BenchError(RuntimeError):
+    """A bench stage could not run (the load generator failed, the server did not start)."""
+
+
+WRK_MISSING = (
+    "HTTP part skipped: the load generator wrk is not installed (Debian/Ubuntu: "
+    "apt-get install wrk; macOS: brew install wrk); --no-http skips it on purpose"
+)
+"""What the report says (``http_skipped``) when ``wrk`` is not on the PATH."""
+
+# wrk (https://github.com/wg/wrk) drives the server from its own process, one thread and
+# ``-c`` connections, each sending its next request when the last one returns (a closed loop,
+# like a client); ``request`` builds each request and ``done`` prints the summary as JSON.
+# Ids are read from files (a script literal with 1M ids overflows LuaJIT's constant table).
+_WRK_COMMON = """
+local threads = {}
+function setup(thread)
+  thread:set("tid", #threads)
+  table.insert(threads, thread)
+end
+local function read_ids(path)
+  local ids = {}
+  for line in io.lines(path) do ids[#ids + 1] = line end
+  return ids
+end
+function init(args)
+  users = read_ids([[%(users)s]])
+  items = read_ids([[%(items)s]])
+  math.randomseed(%(seed)d + 7919 * tid)
+  headers = {["Authorization"] = "Bearer %(key)s", ["Content-Type"] = "application/json"}
+  acked = 0
+  sent = 0
+end
+function done(summary, latency, requests)
+  local acked_all = 0
+  for _, t in ipairs(threads) do acked_all = acked_all + (t:get("acked") or 0) end
+  local e = summary.errors
+  io.write(string.format(
+    'STEERFEED_WRK {"requests":%%d,"duration_us":%%d,"connect":%%d,"read":%%d,"write":%%d,' ..
+    '"status":%%d,"timeout":%%d,"p50_us":%%.1f,"p99_us":%%.1f,"mean_us":%%.1f,"acked":%%d}\\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(99), latency.mean, acked_all))
+end
+"""
+
+_WRK_PAGES = """
+function request()
   local u = users[math.random(#users)]
-  return wrk.format("GET", "/v1/feed?user_id=" .. u .. "&limit=20",
-                    {["Authorization"] = "Bearer %s"})
+  return wrk.format("GET", "/v1/feed?user_id=" .. u .. "&limit=20", headers)
+end
+"""
+
+# Every event id is new (run, thread, counter), so each batch is committed, not deduplicated.
+_WRK_EVENTS = """
+local kinds = {"impression", "view", "like", "skip"}
+function request()
+  local parts = {}
+  for i = 1, %(batch)d do
+    sent = sent + 1
+    parts[i] = string.format(
+      '{"event_id":"bench-%(run)s-%%d-%%d","user_id":%%s,"item_id":%%s,' ..
+      '"event_type":"%%s","watch_frac":%%.3f}',
+      tid, sent, users[math.random(#users)], items[math.random(#items)],
+      kinds[math.random(#kinds)], math.random())
+  end
+  return wrk.format("POST", "/v1/events", headers,
+                    '{"events":[' .. table.concat(parts, ",") .. ']}')
+end
+function response(status, headers, body)
+  if status == 200 then
+    local n = body:match('"accepted"%%s*:%%s*(%%d+)')
+    if n then acked = acked + tonumber(n) end
+  end
 end
 """
 
 
-def _wrk_ms(text: str) -> float:
-    """A wrk latency ('812.00us', '12.5ms', '1.20s') in milliseconds."""
-    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
-    if m is None:
-        return float("nan")
-    scale = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[m.group(2)]
-    return float(m.group(1)) * scale
-
-
-def _wrk_pages(url: str, key: str, users: np.ndarray, cfg: BenchConfig) -> dict[str, Any] | None:
-    """Page load from Debian's ``wrk`` (C, one thread), which leaves more of a 2-core machine
-    to the server than the Python client; ``None`` when wrk is not installed."""
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        return None
-    pick = users[: min(len(users), 5000)]
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(_WRK_SCRIPT % (",".join(str(int(u)) for u in pick), cfg.seed, key))
-        script = f.name
-    try:
-        cmd = [wrk, "-t1", f"-c{cfg.http_concurrency}", f"-d{max(1, int(cfg.http_seconds))}s"]
-        cmd += ["--latency", "-s", script, url]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=cfg.http_seconds + 60)
-    finally:
-        Path(script).unlink(missing_ok=True)
-    out = done.stdout
-    lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, flags=re.M))
-    reqs = re.search(r"(\d+) requests in", out)
-    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    errors = int(non2xx.group(1)) if non2xx else 0
-    if sock:
-        errors += sum(int(g) for g in sock.groups())
-    return {
-        "client": "wrk -t1",
-        "concurrency": cfg.http_concurrency,
-        "seconds": cfg.http_seconds,
-        "requests": int(reqs.group(1)) if reqs else 0,
-        "errors": errors,
-        "requests_per_s": float(rate.group(1)) if rate else 0.0,
-        "p50_ms": _wrk_ms(lat.get("50", "")),
-        "p99_ms": _wrk_ms(lat.get("99", "")),
+def _wrk_load(
+    wrk: str, url: str, key: str, ids_dir: Path, mode: str, cfg: BenchConfig
+) -> dict[str, Any]:
+    """Drive ``url`` with wrk for ``cfg.http_seconds``: ``mode`` ``pages`` (``GET /v1/feed`` for
+    random users) or ``events`` (``POST /v1/events`` batches of ``cfg.http_batch`` new
+    events); return throughput, errors and latency percentiles as wrk measured them."""
+    fields = {
+        "users": ids_dir / "users.txt",
+        "items": ids_dir / "items.txt",
+        "seed": cfg.seed,
+        "key": key,
+        "batch": cfg.http_batch,
+        "run": uuid.uuid4().hex[:12],
     }
-
-
-def _load(url: str, key: str, world: Path, mode: str, cfg: BenchConfig) -> dict[str, Any]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "pipelines.offline.bench_load",
-        "--url",
-        url,
-        "--key",
-        key,
-        "--world",
-        str(world),
-        "--mode",
-        mode,
-        "--seconds",
-        str(cfg.http_seconds),
-        "--concurrency",
-        str(cfg.http_concurrency),
-        "--batch",
-        str(cfg.http_batch),
-    ]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=cfg.http_seconds + 120)
-    if done.returncode != 0:
-        msg = f"load generator failed: {done.stderr[-2000:]}"
-        raise RuntimeError(msg)
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    body = _WRK_PAGES if mode == "pages" else _WRK_EVENTS
+    script = ids_dir / f"{mode}.lua"
+    script.write_text((_WRK_COMMON + body) % fields)
+    seconds = max(1, round(cfg.http_seconds))
+    # wrk's default 2 s timeout drops slow requests from the latency histogram; 30 s keeps them
+    cmd = [wrk, "-t1", f"-c{cfg.http_concurrency}", f"-d{seconds}s", "--timeout", "30s"]
+    cmd += ["-s", str(script), url]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 90)
+    finally:
+        script.unlink(missing_ok=True)
+    found = re.search(r"^STEERFEED_WRK (\{.*\})$", done.stdout, flags=re.M)
+    if done.returncode != 0 or found is None:
+        msg = f"wrk failed (exit {done.returncode}): {(done.stderr or done.stdout)[-2000:]}"
+        raise BenchError(msg)
+    raw = json.loads(found.group(1))
+    secs = raw["duration_us"] / 1e6
+    n = int(raw["requests"])
+    errors = sum(int(raw[k]) for k in ("connect", "read", "write", "status", "timeout"))
+    out: dict[str, Any] = {
+        "client": f"wrk -t1 -c{cfg.http_concurrency}",
+        "mode": mode,
+        "seconds": round(secs, 2),
+        "concurrency": cfg.http_concurrency,
+        "requests": n,
+        "errors": errors,
+        "error_counts": {k: int(raw[k]) for k in ("connect", "read", "write", "status", "timeout")},
+        "requests_per_s": round(n / secs, 1) if secs > 0 else 0.0,
+        "p50_ms": round(raw["p50_us"] / 1000, 2),
+        "p99_ms": round(raw["p99_us"] / 1000, 2),
+        "mean_ms": round(raw["mean_us"] / 1000, 2),
+    }
+    if mode == "events":
+        out["batch"] = cfg.http_batch
+        out["events_acked"] = int(raw["acked"])
+        out["events_per_s"] = round(raw["acked"] / secs, 1) if secs > 0 else 0.0
+    return out
 
 
 def run_bench(cfg: BenchConfig, data_dir: Path, *, progress: bool = False) -> dict[str, Any]:
@@ -321,7 +368,12 @@ def run_bench(cfg: BenchConfig, data_dir: Path, *, progress: bool = False) -> di
     # The in-process engine is gone: at scale its state is gigabytes the server needs too.
     gc.collect()
     if cfg.http:
-        report.update(_http(cfg, data_dir, users, items, service_key, mood_keys))
+        wrk = shutil.which("wrk")
+        if wrk is None:
+            logger.warning(WRK_MISSING)
+            report["http_skipped"] = WRK_MISSING
+        else:
+            report.update(_http(cfg, data_dir, users, items, service_key, mood_keys, wrk))
     report["peak_rss_mb"] = {
         "bench_process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "children_max": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
@@ -423,13 +475,15 @@ def _http(
     items: np.ndarray,
     service_key: str,
     mood_keys: dict[int, str],
+    wrk: str,
 ) -> dict[str, Any]:
     import httpx
 
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        world = Path(tmp) / "world.json"
-        world.write_text(json.dumps({"users": users.tolist(), "items": items.tolist()}))
+        ids_dir = Path(tmp)
+        (ids_dir / "users.txt").write_text("\n".join(str(int(u)) for u in users) + "\n")
+        (ids_dir / "items.txt").write_text("\n".join(str(int(i)) for i in items) + "\n")
         t0 = time.perf_counter()
         proc, url = start_server(data_dir, log_path=Path(tmp) / "server.log")
         out["server_start_s"] = round(time.perf_counter() - t0, 1)
@@ -437,11 +491,8 @@ def _http(
             # Measure the steady state: the steering concept catalogue builds in the background
             # after start-up (a readiness probe would hold traffic back the same way).
             out["warm_up_s"] = round(_wait_warm(url), 1)
-            out["http_pages"] = _load(url, service_key, world, "pages", cfg)
-            wrk = _wrk_pages(url, service_key, users, cfg)
-            if wrk is not None:
-                out["http_pages_wrk"] = wrk
-            out["http_events"] = _load(url, service_key, world, "events", cfg)
+            out["http_pages"] = _wrk_load(wrk, url, service_key, ids_dir, "pages", cfg)
+            out["http_events"] = _wrk_load(wrk, url, service_key, ids_dir, "events", cfg)
             if cfg.mood_prompts:
                 out["mood_prompt"] = _moods(url, mood_keys, httpx)
         finally:

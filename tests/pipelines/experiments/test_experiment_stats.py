@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
@@ -297,6 +298,29 @@ def test_diff_in_means_handles_constant_arms_and_bad_input() -> None:
         diff_in_means([1.0, 2.0], [1.0, 2.0], alpha=1.5)
 
 
+def test_diff_in_means_with_one_constant_arm_is_welch_without_a_warning() -> None:
+    # One arm's variance is exactly zero: the standard error is the other arm's alone, with
+    # n_b - 1 degrees of freedom, and scipy's "nearly identical data" warning is not raised.
+    a, b = [3.0, 3.0, 3.0], [1.0, 2.0, 4.0, 5.0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est = diff_in_means(a, b, alpha=0.1)
+    se = math.sqrt(np.var(b, ddof=1) / 4)
+    half = sps.t.ppf(0.95, 3) * se
+    assert est.se == pytest.approx(se)
+    assert (est.ci_low, est.ci_high) == pytest.approx((0.0 - half, 0.0 + half))
+    assert est.p_value == pytest.approx(1.0)
+
+
+def test_diff_in_means_interval_is_scipy_welch_interval_at_any_level() -> None:
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(0, 1, 30), rng.normal(0.3, 2, 45)
+    for alpha in (0.01, 0.1, 0.32):
+        est = diff_in_means(a, b, alpha=alpha)
+        ci = sps.ttest_ind(b, a, equal_var=False).confidence_interval(1 - alpha)
+        assert (est.ci_low, est.ci_high) == pytest.approx((ci.low, ci.high))
+
+
 def test_diff_in_means_recovers_a_planted_effect() -> None:
     rng = np.random.default_rng(1)
     est = diff_in_means(rng.normal(10, 2, 4000), rng.normal(10.5, 2, 4000))
@@ -392,6 +416,14 @@ def test_srm_check_by_hand() -> None:
         srm_check([1, 2, 3], [0.5, 0.5])
     with pytest.raises(StatsInputError):
         srm_check([1, 2], [0.0, 1.0])
+
+
+def test_srm_check_is_pearson_chi_square_of_scipy() -> None:
+    counts, shares = [5_130, 2_400, 2_470], [2, 1, 1]
+    res = srm_check(counts, shares, threshold=0.05)
+    ref = sps.chisquare(counts, [5_000, 2_500, 2_500])
+    assert (res.chi2, res.p_value) == pytest.approx((ref.statistic, ref.pvalue))
+    assert res.alarm == (ref.pvalue < 0.05)
 
 
 # --- mSPRT -------------------------------------------------------------------------------------
