@@ -192,44 +192,6 @@ class CountOut(BaseModel):
     written: int
 
 
-class FeatureContribution(BaseModel):
-    """One feature's push on the score."""
-
-    feature: str
-    contribution: float
-
-
-class FeedItemOut(BaseModel):
-    """A clip on a page and why it is there."""
-
-    item_id: int
-    author_id: int
-    caption: str
-    topics: list[str]
-    position: int
-    score: float
-    source: str
-    reason: str
-    is_generated: bool
-    explanation: dict[str, Any]
-
-
-class FeedOut(BaseModel):
-    """A page of the feed. Pass ``next_cursor`` to get the next page."""
-
-    user_id: int
-    request_id: str
-    session_id: str
-    page: int
-    pipeline: str
-    items: list[FeedItemOut]
-    next_cursor: str | None
-    degraded_sources: list[str]
-    governor: dict[str, Any] | None = None
-    survey: dict[str, Any] | None = None
-    stop_card: dict[str, Any] | None = None
-
-
 class ErrorOut(BaseModel):
     """An error: what was wrong and how to fix it."""
 

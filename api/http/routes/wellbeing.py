@@ -70,7 +70,7 @@ def governor_json(engine: Any, user_id: int) -> dict[str, Any]:
         "timezone": prof.timezone,
         "settings": view.settings.model_dump(),
         "ceiling": gov.ceiling_for(user_id).model_dump() if prof.is_teen else None,
-        "governor": view.page_json(),
+        "governor": view.page_card(),
     }
 
 

@@ -89,12 +89,16 @@ def test_experiment_loads_from_yaml_with_typed_overrides(tmp_path: Path) -> None
     exp = load_experiment(path)
     assert exp.name == "steering-strength-v2"
     assert exp.arm_names == ["control", "stronger"]
-    assert exp.arm("stronger").overrides == {
+    overrides = exp.arm("stronger").overrides
+    assert overrides.as_dict() == {
         "mood_strength": 0.8,
         "value_weights": {"share": 6.0, "like": 2.0},
         "ranker_model": "lgbm-2025-06",
     }
-    assert isinstance(exp.arm("stronger").overrides["value_weights"]["share"], float)
+    assert overrides.value_weights is not None
+    assert isinstance(overrides.value_weights["share"], float)
+    # Stored and shown with only what the arm sets.
+    assert exp.model_dump(mode="json")["arms"][0]["overrides"] == {}
     assert exp.arm_shares == {"control": 0.5, "stronger": 0.5}
     assert exp.start == datetime(2025, 6, 1, tzinfo=UTC)
     assert exp.guardrails == ["regret_rate", "session_minutes"]
