@@ -193,6 +193,12 @@ class CountOut(BaseModel):
 
 
 class ErrorOut(BaseModel):
-    """An error: what was wrong and how to fix it."""
+    """An error: what was wrong and how to fix it (see docs/api.md for every status)."""
 
-    detail: Any
+    detail: str | dict[str, Any] | list[Any] = Field(
+        description="what to fix: a sentence; a generation refusal's {reason, message}; the "
+        "list of problems of an invalid request (422)"
+    )
+    message: str | None = Field(
+        default=None, description="422 from request validation: the problems in one line"
+    )

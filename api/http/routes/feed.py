@@ -8,13 +8,18 @@ from fastapi import APIRouter, Query
 
 from api.http.auth import ROLE_PARENT, Principal
 from api.http.deps import EngineDep, PrincipalDep
+from api.http.errors import errors
 from pipelines.serving.engine import Engine
 from pipelines.serving.page import FeedPage
 
 router = APIRouter(prefix="/v1", tags=["feed"])
 
 
-@router.get("/feed", response_model=FeedPage)
+@router.get(
+    "/feed",
+    response_model=FeedPage,
+    responses=errors(400, 404, why={400: "a tampered or malformed cursor", 404: "unknown user"}),
+)
 def get_feed(
     engine: EngineDep,
     principal: PrincipalDep,
