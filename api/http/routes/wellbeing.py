@@ -108,7 +108,7 @@ def change_own_governor(
 _SURVEY_WHY = {
     404: "unknown survey",
     409: "already answered or dismissed",
-    422: "the survey can no longer be closed (expired) or the answer is off its scale",
+    422: "the answer is off the question's scale",
 }
 
 
