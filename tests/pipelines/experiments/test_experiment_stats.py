@@ -142,9 +142,16 @@ def test_malformed_override_is_rejected(overrides: dict[str, object]) -> None:
         _experiment(arms=[{"name": "a"}, {"name": "b", "overrides": overrides}])
 
 
+def test_unknown_value_head_is_refused_when_the_experiment_is_defined() -> None:
+    # Not on a page, where the learned scorer would only log and ignore it.
+    with pytest.raises(ExperimentDefinitionError, match="likes") as err:
+        _experiment(arms=[{"name": "a"}, {"name": "b", "overrides": {"value_weights.likes": 3}}])
+    assert "valid: long_view, like" in str(err.value)
+
+
 def test_direct_model_construction_rejects_unknown_override() -> None:
     with pytest.raises(ValidationError, match="valid: "):
-        Arm(name="b", overrides={"nope": 1})
+        Arm.model_validate({"name": "b", "overrides": {"nope": 1}})
 
 
 @pytest.mark.parametrize(
