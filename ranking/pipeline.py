@@ -25,13 +25,15 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from datetime import UTC, datetime
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import polars as pl
 
+from ranking.context import RequestContext
 from ranking.errors import ContractViolation
+from ranking.overrides import RequestOverrides
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +49,10 @@ class FeedQuery:
     """One feed request and the facts hydrated about it.
 
     ``exclude_ids`` holds the clips served earlier in this session (from the cursor).
-    ``context`` is filled by query hydrators (user row, user vector, graph, mood, governor ...).
-    ``overrides`` carries experiment-arm settings for this request.
+    ``context`` is filled by query hydrators (:class:`~ranking.context.RequestContext`: the
+    user's graph and vector, experiment arms, steering, the governor ...).
+    ``overrides`` carries experiment-arm settings for this request
+    (:class:`~ranking.overrides.RequestOverrides`).
     """
 
     user_id: int
@@ -58,8 +62,14 @@ class FeedQuery:
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     page: int = 0
     exclude_ids: frozenset[int] = frozenset()
-    context: dict[str, Any] = field(default_factory=dict)
-    overrides: dict[str, Any] = field(default_factory=dict)
+    context: RequestContext = field(default_factory=RequestContext)
+    overrides: RequestOverrides = field(default_factory=RequestOverrides)
+
+    @property
+    def now_epoch(self) -> float:
+        """``now`` in seconds since the epoch (a naive ``now`` is UTC)."""
+        now = self.now
+        return (now if now.tzinfo else now.replace(tzinfo=UTC)).timestamp()
 
 
 @runtime_checkable

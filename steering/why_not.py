@@ -8,6 +8,7 @@ from typing import Any
 
 import polars as pl
 
+from ranking.context import RequestContext
 from ranking.pipeline import FeedQuery, RankingPipeline
 from ranking.state import FeedState
 from storage.errors import UnknownEntityError
@@ -62,7 +63,7 @@ def why_not(
     if removed_by is None and blocking:
         removed_by = blocking[0]["filter"]
     if removed_by is not None:
-        rule = (ctx.get("steering_removed") or {}).get(clip_id)
+        rule = ctx.steering_removed.get(clip_id)
         if rule is None:
             rule = next((b["rule"] for b in blocking if b["filter"] == removed_by), None)
         words = FILTER_WORDS.get(removed_by, f"the {removed_by} filter removed it")
@@ -94,14 +95,14 @@ def why_not(
 
 
 def _blocking_filters(
-    pipeline: RankingPipeline, query: FeedQuery, ctx: dict[str, Any], clip_id: int
+    pipeline: RankingPipeline, query: FeedQuery, ctx: RequestContext, clip_id: int
 ) -> list[dict[str, Any]]:
     """Push the clip alone through the hydrators, then through each filter separately.
 
     Returns ``{"filter", "rule"}`` for every filter that removes it, in pipeline order.
     """
-    q2 = replace(query, context=dict(ctx))
-    q2.context["steering_removed"] = {}
+    q2 = replace(query, context=ctx.copy())
+    q2.context.steering_removed = {}
     cand = pl.DataFrame(
         {"item_id": [clip_id], "source_score": [0.0], "source": ["why_not"]},
         schema={"item_id": pl.Int64, "source_score": pl.Float64, "source": pl.String},
@@ -111,8 +112,6 @@ def _blocking_filters(
     out: list[dict[str, Any]] = []
     for f in pipeline.filters:
         if f.apply(q2, cand).removed.height:
-            rule = (
-                q2.context["steering_removed"].get(clip_id) if f.name == "mood_exclusions" else None
-            )
+            rule = q2.context.steering_removed.get(clip_id) if f.name == "mood_exclusions" else None
             out.append({"filter": f.name, "rule": rule})
     return out

@@ -177,7 +177,6 @@ def session_features(
     )
     items = views.select("item_id").unique().sort("item_id")
     query = FeedQuery(user_id=-1, limit=1, now=datetime.now(UTC), session_id="sat")
-    query.context.update({"now_epoch": query.now.timestamp(), "user_vector": None})
     hydrated = ClipFeaturesHydrator(state).hydrate(query, items)
     clip_cols = [c for c in SAT_CLIP_FEATURES if c not in ("follows_author", "intensity")]
     per_item = hydrated.select(

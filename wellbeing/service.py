@@ -21,6 +21,7 @@ import polars as pl
 
 from ranking.state import FeedState
 from storage.store import Store
+from wellbeing.cards import GovernorCard, StopCard, SurveyCard, SurveyScale
 from wellbeing.errors import GovernorSettingsError
 from wellbeing.governor import (
     GovernorDecision,
@@ -72,18 +73,20 @@ class GovernorView:
         cap = self.settings.max_generated_per_day
         return None if cap is None else max(0, cap - self.usage.generated_today)
 
-    def page_json(self) -> dict[str, Any]:
-        """The ``governor`` object every page carries."""
+    def page_card(self) -> GovernorCard:
+        """The ``governor`` block every page carries (with the break message when one is
+        suggested)."""
         d = self.decision
-        return {
-            "state": d.state,
-            "minutes_used": round(d.minutes_used, 2),
-            "minutes_left": None if d.minutes_left is None else round(d.minutes_left, 2),
-            "reason": d.reason,
-            "taper": round(d.taper, 3),
-            "resumes_at": d.resumes_at.isoformat() if d.resumes_at else None,
-            "pages_this_session": self.usage.pages_this_session,
-        }
+        return GovernorCard(
+            state=d.state,
+            minutes_used=round(d.minutes_used, 2),
+            minutes_left=None if d.minutes_left is None else round(d.minutes_left, 2),
+            reason=d.reason,
+            taper=round(d.taper, 3),
+            resumes_at=d.resumes_at,
+            pages_this_session=self.usage.pages_this_session,
+            message=BREAK_MESSAGE if d.state == "break_suggested" else None,
+        )
 
 
 STOP_MESSAGES = {
@@ -95,16 +98,15 @@ STOP_MESSAGES = {
 BREAK_MESSAGE = "You've been watching for a while. Time for a short break?"
 
 
-def stop_card(view: GovernorView) -> dict[str, Any]:
+def stop_card(view: GovernorView) -> StopCard:
     """The stop card shown instead of clips when a limit is reached."""
     d = view.decision
     reason = d.reason or "daily_limit"
-    return {
-        "kind": "stop",
-        "reason": reason,
-        "message": STOP_MESSAGES.get(reason, STOP_MESSAGES["daily_limit"]),
-        "resumes_at": d.resumes_at.isoformat() if d.resumes_at else None,
-    }
+    return StopCard(
+        reason=reason,
+        message=STOP_MESSAGES.get(reason, STOP_MESSAGES["daily_limit"]),
+        resumes_at=d.resumes_at,
+    )
 
 
 class GovernorService:
@@ -380,7 +382,7 @@ class SurveyService:
         *,
         request_id: str,
         session_id: str,
-    ) -> dict[str, Any] | None:
+    ) -> SurveyCard | None:
         """Run the sampling policy for one page; log and return the card when drawn."""
         hist = self._history_for(user_id)
         minutes, pages, tenure = self._activity_for(user_id, now)
@@ -408,20 +410,20 @@ class SurveyService:
         return self.card(survey_id, draw)
 
     @staticmethod
-    def card(survey_id: str, draw: SurveyDraw) -> dict[str, Any]:
-        """The ``survey`` object a page carries."""
+    def card(survey_id: str, draw: SurveyDraw) -> SurveyCard:
+        """The ``survey`` card a page carries."""
         q = QUESTIONS[draw.question_key]
-        return {
-            "survey_id": survey_id,
-            "question_key": q.key,
-            "question": q.text,
-            "kind": q.kind,
-            "scale": {
-                "min": q.scale_min,
-                "max": q.scale_max,
-                "labels": {str(k): v for k, v in q.labels.items()},
-            },
-        }
+        return SurveyCard(
+            survey_id=survey_id,
+            question_key=q.key,
+            question=q.text,
+            kind=q.kind,
+            scale=SurveyScale(
+                min=q.scale_min,
+                max=q.scale_max,
+                labels={str(k): v for k, v in q.labels.items()},
+            ),
+        )
 
     def answer(self, survey_id: str, value: int, *, now: datetime) -> dict[str, Any]:
         """Record an answer (validated against the question's scale)."""

@@ -14,10 +14,10 @@ class WellbeingSettings(BaseSettings):
     satisfaction_weight
         Weight of the satisfaction head: the scorer adds ``weight * z(predicted satisfaction)``
         times the spread of the incoming scores. Experiment arms override it per request with
-        ``FeedQuery.overrides["satisfaction_weight"]``; 0 switches the head off.
+        ``FeedQuery.overrides.satisfaction_weight``; 0 switches the head off.
     governor_taper
         Strength of the governor's taper (calmer, lower-intensity and connected clips rise as
-        the time budget runs out); overridden per request by ``overrides["governor_taper"]``.
+        the time budget runs out); overridden per request by ``overrides.governor_taper``.
     survey_rate_per_week, survey_min_spacing_hours
         The survey sampling policy's target rate and spacing.
     survey_response_window_hours

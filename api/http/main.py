@@ -14,6 +14,8 @@ from fastapi.responses import JSONResponse
 
 from api.http import audit
 from api.http.deps import enforce_auth
+from api.http.docs_ui import install_docs
+from api.http.errors import document_common_errors
 from api.http.gate import AuthGateMiddleware, BodyLimitMiddleware
 from api.http.ratelimit import FailedAuthThrottle, RateLimiter
 from api.http.routes import (
@@ -94,6 +96,9 @@ def create_app(
         version="0.1.0",
         description="Feed ranking and steering for short AI-generated clips.",
         lifespan=lifespan,
+        # Served by install_docs with local assets (FastAPI's own pages load them from a CDN).
+        docs_url=None,
+        redoc_url=None,
         # Every route needs a key within its rate limit, except public ones (api/http/auth.py);
         # the gate (api/http/gate.py) checks both before a body is read, this dependency backs
         # it up.
@@ -104,6 +109,7 @@ def create_app(
     app.state.api_settings = settings
     for r in ROUTERS:
         app.include_router(r)
+    install_docs(app)
     _install_error_handlers(app, settings)
     audit.install(app)
     _document_error_bodies(app)
@@ -111,9 +117,10 @@ def create_app(
 
 
 def _document_error_bodies(app: FastAPI) -> None:
-    """Make the schema say what 422 bodies really hold: routes that reject a value themselves
-    answer ``{"detail": "<what to fix>"}``, request validation answers a list of errors plus a
-    ``message`` summary."""
+    """Make the schema say what error bodies really hold: routes that reject a value themselves
+    answer 422 ``{"detail": "<what to fix>"}``, request validation answers a list of errors plus
+    a ``message`` summary; and declare on every operation the errors that follow from how it is
+    reached (:func:`api.http.errors.document_common_errors`)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -126,6 +133,7 @@ def _document_error_bodies(app: FastAPI) -> None:
             listed = props.get("detail", {"type": "array"})
             props["detail"] = {"anyOf": [listed, {"type": "string"}], "title": "Detail"}
             props["message"] = {"type": "string", "title": "Message"}
+        document_common_errors(schema)
         app.openapi_schema = schema
         return schema
 

@@ -192,45 +192,13 @@ class CountOut(BaseModel):
     written: int
 
 
-class FeatureContribution(BaseModel):
-    """One feature's push on the score."""
-
-    feature: str
-    contribution: float
-
-
-class FeedItemOut(BaseModel):
-    """A clip on a page and why it is there."""
-
-    item_id: int
-    author_id: int
-    caption: str
-    topics: list[str]
-    position: int
-    score: float
-    source: str
-    reason: str
-    is_generated: bool
-    explanation: dict[str, Any]
-
-
-class FeedOut(BaseModel):
-    """A page of the feed. Pass ``next_cursor`` to get the next page."""
-
-    user_id: int
-    request_id: str
-    session_id: str
-    page: int
-    pipeline: str
-    items: list[FeedItemOut]
-    next_cursor: str | None
-    degraded_sources: list[str]
-    governor: dict[str, Any] | None = None
-    survey: dict[str, Any] | None = None
-    stop_card: dict[str, Any] | None = None
-
-
 class ErrorOut(BaseModel):
-    """An error: what was wrong and how to fix it."""
+    """An error: what was wrong and how to fix it (see docs/api.md for every status)."""
 
-    detail: Any
+    detail: str | dict[str, Any] | list[Any] = Field(
+        description="what to fix: a sentence; a generation refusal's {reason, message}; the "
+        "list of problems of an invalid request (422)"
+    )
+    message: str | None = Field(
+        default=None, description="422 from request validation: the problems in one line"
+    )

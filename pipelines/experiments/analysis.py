@@ -414,7 +414,7 @@ def analyze(
                 "name": a,
                 "users": counts[a],
                 "expected_share": experiment.arm_shares[a],
-                "overrides": experiment.arm(a).overrides,
+                "overrides": experiment.arm(a).overrides.as_dict(),
                 "means": means,
             }
         )

@@ -23,7 +23,6 @@ declared pipeline settings. Example file::
 from __future__ import annotations
 
 import logging
-import re
 from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
@@ -42,131 +41,70 @@ from pydantic import (
 )
 
 from pipelines.experiments.errors import ExperimentDefinitionError
+from ranking.overrides import RequestOverrides, overridable_settings
 
 logger = logging.getLogger(__name__)
 
-#: Pipeline settings an arm may override (the ``FeedQuery.overrides`` keys the components read),
-#: with the type of value each takes. ``value_weights`` is a mapping head -> weight.
-OVERRIDABLE_SETTINGS: dict[str, type] = {
-    "value_weights": dict,
-    "ranker_model": str,
-    "mood_strength": float,
-    "governor_taper": float,
-    "satisfaction_weight": float,
-    "exploration_rate": float,
-}
+#: Pipeline settings an arm may override: the fields of
+#: :class:`~ranking.overrides.RequestOverrides` (``FeedQuery.overrides``).
+OVERRIDABLE_SETTINGS: tuple[str, ...] = overridable_settings()
 #: Flat spelling of one value-model weight (``value_weights.<head>: 6``), folded into
 #: ``value_weights``.
 VALUE_WEIGHT_PREFIX = "value_weights."
-_HEAD_RE = re.compile(r"^[a-z][a-z0-9_]*$")
-_VALID_KEYS_TEXT = ", ".join([*sorted(OVERRIDABLE_SETTINGS), f"{VALUE_WEIGHT_PREFIX}<head>"])
-#: Settings whose value must lie in [0, 1], and those that must be >= 0.
-_UNIT_INTERVAL = ("exploration_rate", "mood_strength")
-_NON_NEGATIVE = ("governor_taper",)
 
 
-def _check_number(arm: str, key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        msg = f"arm {arm!r}: override {key!r} must be a number, got {value!r}"
-        raise ExperimentDefinitionError(msg)
-    number = float(value)
-    if number != number or number in (float("inf"), float("-inf")):
-        msg = f"arm {arm!r}: override {key!r} must be finite, got {number}"
-        raise ExperimentDefinitionError(msg)
-    if key in _UNIT_INTERVAL and not 0.0 <= number <= 1.0:
-        msg = f"arm {arm!r}: {key} must lie in [0, 1], got {number}"
-        raise ExperimentDefinitionError(msg)
-    if key in _NON_NEGATIVE and number < 0.0:
-        msg = f"arm {arm!r}: {key} must be >= 0, got {number}"
-        raise ExperimentDefinitionError(msg)
-    return number
-
-
-def _check_head(arm: str, key: str, head: Any) -> str:
-    if not isinstance(head, str) or not _HEAD_RE.match(head):
-        msg = (
-            f"arm {arm!r}: override {key!r} names no value head ({head!r}); expected "
-            f"a snake_case head name"
-        )
-        raise ExperimentDefinitionError(msg)
-    return head
-
-
-def normalize_overrides(arm: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate an arm's overrides and fold ``value_weights.<head>`` keys into ``value_weights``.
+def normalize_overrides(arm: str, overrides: Any) -> RequestOverrides:
+    """Validate an arm's overrides, folding ``value_weights.<head>`` keys into ``value_weights``.
 
     Parameters
     ----------
     arm : str
         Name of the arm (for messages).
-    overrides : Mapping[str, Any]
-        Raw overrides.
+    overrides : Mapping[str, Any] or RequestOverrides
+        Raw overrides (or already typed ones, returned as they are).
 
     Returns
     -------
-    dict[str, Any]
-        Typed overrides keyed by :data:`OVERRIDABLE_SETTINGS` names.
+    RequestOverrides
+        The typed overrides.
 
     Raises
     ------
     ExperimentDefinitionError
-        On an unknown key, a malformed head name or a value of the wrong type.
+        On an unknown key (the message lists the valid ones), an unknown value head or a value
+        of the wrong type or out of range.
     """
-    out: dict[str, Any] = {}
-    weights: dict[str, float] = {}
+    if isinstance(overrides, RequestOverrides):
+        return overrides
+    if not isinstance(overrides, Mapping):
+        msg = f"arm {arm!r}: overrides must be a mapping, got {type(overrides).__name__}"
+        raise ExperimentDefinitionError(msg)
+    data: dict[str, Any] = {}
+    weights: dict[Any, Any] = {}
     for key, value in overrides.items():
-        if key.startswith(VALUE_WEIGHT_PREFIX):
-            head = _check_head(arm, key, key[len(VALUE_WEIGHT_PREFIX) :])
-            weights[head] = _check_number(arm, key, value)
-        elif key == "value_weights":
-            if not isinstance(value, Mapping) or not value:
+        if isinstance(key, str) and key.startswith(VALUE_WEIGHT_PREFIX):
+            weights[key[len(VALUE_WEIGHT_PREFIX) :]] = value
+        elif key == "value_weights" and isinstance(value, Mapping):
+            if not value:
                 msg = f"arm {arm!r}: value_weights must be a non-empty mapping head -> weight"
                 raise ExperimentDefinitionError(msg)
-            for head, w in value.items():
-                weights[_check_head(arm, key, head)] = _check_number(arm, f"{key}.{head}", w)
+            weights.update(value)
         else:
-            out[key] = _check_override(arm, key, value)
+            data[key] = value
     if weights:
-        out["value_weights"] = weights
-    return out
+        data["value_weights"] = weights
+    try:
+        return RequestOverrides.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'overrides'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        msg = f"arm {arm!r}: {problems}"
+        raise ExperimentDefinitionError(msg) from exc
 
 
 ExperimentStatus = Literal["draft", "running", "stopped"]
-
-
-def _check_override(arm: str, key: str, value: Any) -> Any:
-    """Validate one override; return the value coerced to the setting's type.
-
-    Parameters
-    ----------
-    arm : str
-        Name of the arm (for the message).
-    key : str
-        Setting name.
-    value : Any
-        Overriding value.
-
-    Returns
-    -------
-    Any
-        The value, as ``float`` or ``str``.
-
-    Raises
-    ------
-    ExperimentDefinitionError
-        On an unknown key, a malformed head name or a value of the wrong type.
-    """
-    if key in OVERRIDABLE_SETTINGS:
-        expected = OVERRIDABLE_SETTINGS[key]
-    else:
-        msg = f"arm {arm!r}: unknown override {key!r}; valid: {_VALID_KEYS_TEXT}"
-        raise ExperimentDefinitionError(msg)
-    if expected is float:
-        return _check_number(arm, key, value)
-    if not isinstance(value, str) or not value:
-        msg = f"arm {arm!r}: override {key!r} must be a non-empty string, got {value!r}"
-        raise ExperimentDefinitionError(msg)
-    return value
 
 
 def _repeated(values: list[str]) -> list[str]:
@@ -183,24 +121,25 @@ class Arm(BaseModel):
         Arm name, unique within the experiment (``control`` by convention for the baseline).
     weight : float
         Relative share of the experiment's users; must be > 0 (normalised over the arms).
-    overrides : dict[str, Any]
+    overrides : RequestOverrides
         Pipeline settings this arm changes (copied into ``FeedQuery.overrides``); keys among
         :data:`OVERRIDABLE_SETTINGS` (``value_weights.<head>`` keys are folded into
-        ``value_weights``). Empty for the control arm.
+        ``value_weights``). None set for the control arm.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1)
     weight: float = Field(default=1.0, gt=0.0, allow_inf_nan=False)
-    overrides: dict[str, Any] = Field(default_factory=dict)
+    overrides: RequestOverrides = Field(default_factory=RequestOverrides)
 
-    @model_validator(mode="after")
-    def _overrides_are_declared(self) -> Arm:
-        clean = normalize_overrides(self.name, self.overrides)
-        self.overrides.clear()
-        self.overrides.update(clean)
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _overrides_are_declared(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and data.get("overrides") is not None:
+            name = str(data.get("name", "?"))
+            data = {**data, "overrides": normalize_overrides(name, data["overrides"])}
+        return data
 
 
 class Experiment(BaseModel):

@@ -420,8 +420,8 @@ def _in_process(
                 first.append(ms)
                 continue
             lat.append(ms)
-            cands.append(int(page.extras.get("n_candidates", 0)))
-            for stage, sms in (page.extras.get("timings_ms") or {}).items():
+            cands.append(page.diagnostics.n_candidates)
+            for stage, sms in page.diagnostics.timings_ms.items():
                 stages.setdefault(str(stage), []).append(float(sms))
         report["in_process"] = {
             **_pct(lat),

@@ -56,9 +56,11 @@ from pipelines.experiments.stats import Estimate, cuped_diff, diff_in_means
 from pipelines.offline.demo import load_world, reset_data_dir
 from pipelines.offline.demo_world import World, WorldConfig, build_world
 from pipelines.offline.wellbeing_simulate import simulate_surveys
-from pipelines.serving.engine import Engine, FeedPage, open_engine
+from pipelines.serving.engine import Engine, open_engine
 from pipelines.serving.jobs import JobContext, run_job
+from pipelines.serving.page import FeedPage
 from storage.store import Store
+from wellbeing.cards import SurveyCard
 
 logger = logging.getLogger(__name__)
 
@@ -279,13 +281,12 @@ class Simulator:
             page = self.engine.feed(uid, limit=self.cfg.page_size, cursor=cursor, now=t)
             self.pages += 1
             log.pages += 1
-            gov = page.extras.get("governor") or {}
-            if float(gov.get("taper") or 0.0) > 0.0:
+            if page.governor is not None and page.governor.taper > 0.0:
                 log.tapered_pages += 1
-            if page.extras.get("survey"):
-                self._answer(k, page.extras["survey"], log, t)
-            if page.extras.get("stop_card") or not page.items:
-                log.stop_card = bool(page.extras.get("stop_card"))
+            if page.survey is not None:
+                self._answer(k, page.survey, log, t)
+            if page.stop_card is not None or not page.items:
+                log.stop_card = page.stop_card is not None
                 break
             rows, t, fatigue, left = self._watch(
                 k, page, t, mood, comp, late, fatigue, connected_authors, log
@@ -381,18 +382,18 @@ class Simulator:
         self.users.wellbeing[k] = w
         return rows, t, fatigue, left
 
-    def _answer(self, k: int, card: dict[str, Any], log: _SessionLog, t: datetime) -> None:
+    def _answer(self, k: int, card: SurveyCard, log: _SessionLog, t: datetime) -> None:
         svc = self._wellbeing_svc
         w = float(self.users.wellbeing[k])
         if self.rng.random() >= _sigmoid(float(self.users.response_logit[k]) + 3.0 * (w - 0.5)):
             return  # non-response: the card expires
         value = log.value_sum / log.views if log.views else 0.5
-        mean = 1.0 + 4.0 * (w if card.get("kind") == "periodic" else 0.55 * w + 0.45 * value)
+        mean = 1.0 + 4.0 * (w if card.kind == "periodic" else 0.55 * w + 0.45 * value)
         answer = int(np.clip(round(mean + self.rng.normal(0.0, 0.5)), 1, 5))
         try:
-            svc.surveys.answer(str(card["survey_id"]), answer, now=t)
+            svc.surveys.answer(card.survey_id, answer, now=t)
         except Exception:
-            logger.exception("could not answer survey %s", card.get("survey_id"))
+            logger.exception("could not answer survey %s", card.survey_id)
             return
         log.answers.append(answer)
 

@@ -35,6 +35,7 @@ from pipelines.offline.demo_world import World, WorldConfig, build_world
 from pipelines.offline.wellbeing_simulate import simulate_surveys, true_satisfaction
 from pipelines.serving.engine import Engine, open_engine
 from pipelines.serving.products.home import HOME
+from ranking.overrides import RequestOverrides
 from ranking.pipeline import FeedQuery, RankingPipeline
 from storage.store import Store
 from wellbeing.propensity import ipw_mean
@@ -103,7 +104,7 @@ def compare_heads(
                 limit=limit,
                 now=now,
                 session_id=f"eval-{uid}",
-                overrides={"satisfaction_weight": w},
+                overrides=RequestOverrides(satisfaction_weight=w),
             )
             page = pipeline.run(q, dry_run=True).page
             items = page["item_id"].to_list()

@@ -13,7 +13,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,13 @@ from pipelines.generation.media_access import MediaAccess
 from pipelines.generation.service import GenerationService
 from pipelines.serving.index_reconciler import IndexReconciler
 from pipelines.serving.jobs.train import refresh_author_stats
+from pipelines.serving.page import (
+    Explanation,
+    FeatureContribution,
+    FeedItem,
+    FeedPage,
+    PageDiagnostics,
+)
 from pipelines.serving.products.choice import choose_product
 from pipelines.serving.products.deps import ProductDeps
 from pipelines.serving.products.following_only import FOLLOWING_ONLY, build_following_only_feed
@@ -37,6 +43,7 @@ from ranking.cursor import Cursor, CursorCodec
 from ranking.explain import reason_text, top_contributions
 from ranking.learned.services import build_learned
 from ranking.learned.serving import LearnedModels
+from ranking.overrides import NO_OVERRIDES, RequestOverrides
 from ranking.pipeline import FeedQuery, PipelineResult, RankingPipeline
 from ranking.retrieval.services import CollabServices, build_collab
 from ranking.retrieval.settings import COLLAB_SPACE
@@ -50,42 +57,12 @@ from storage.index.base import VectorIndex, VectorSpec
 from storage.index.factory import open_index
 from storage.keys import derive
 from storage.store import Store
+from wellbeing.cards import GovernorCard, StopCard, SurveyCard
 from wellbeing.service import WellbeingServices, build_services
 
 logger = logging.getLogger(__name__)
 
 CAPTION_SPACE = "caption"
-
-
-@dataclass
-class FeedItem:
-    """One clip on a page, with its explanation."""
-
-    item_id: int
-    author_id: int
-    caption: str
-    topics: list[str]
-    position: int
-    score: float
-    source: str
-    reason: str
-    is_generated: bool
-    explanation: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class FeedPage:
-    """A served page."""
-
-    user_id: int
-    request_id: str
-    session_id: str
-    page: int
-    items: list[FeedItem]
-    next_cursor: str | None
-    pipeline: str
-    failed_sources: list[str]
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 class Engine:
@@ -430,7 +407,7 @@ class Engine:
         cursor: str | None = None,
         product: str = "home",
         now: datetime | None = None,
-        overrides: dict[str, Any] | None = None,
+        overrides: RequestOverrides | None = None,
     ) -> FeedPage:
         """Serve one page of a product for a user.
 
@@ -472,7 +449,7 @@ class Engine:
         cursor: str | None,
         product: str,
         now: datetime | None,
-        overrides: dict[str, Any] | None,
+        overrides: RequestOverrides | None,
     ) -> tuple[FeedPage, list[Any]]:
         limit = min(limit or self.feed_settings.default_limit, self.feed_settings.max_limit)
         now = now or datetime.now(UTC).replace(tzinfo=None)
@@ -487,25 +464,28 @@ class Engine:
             session_id=cur.session_id,
             page=cur.page,
             exclude_ids=cur.served,
-            overrides=overrides or {},
+            overrides=overrides or NO_OVERRIDES,
         )
         pipeline = self.products[self.choose_product(user_id, product)]
         result = pipeline.run(query)
-        page = self._to_page(result, cur, pipeline.name)
+        degraded = list(result.failed_sources)
         if self.index is not None and self.index_reconciler.degraded() is not None:
             # The index-backed sources answered from an index that lacks clips: say so.
-            page.failed_sources = page.failed_sources + [
+            degraded += [
                 s.name
                 for s in pipeline.sources
-                if getattr(s, "index", None) is self.index and s.name not in page.failed_sources
+                if getattr(s, "index", None) is self.index and s.name not in degraded
             ]
+        page = self._to_page(result, cur, pipeline.name, degraded)
         return page, list(result.effects)
 
     def choose_product(self, user_id: int, requested: str) -> str:
         """The product to serve (see :func:`~pipelines.serving.products.choice.choose_product`)."""
         return choose_product(self.state, self.wellbeing.governor, user_id, requested)
 
-    def _to_page(self, result: PipelineResult, cur: Cursor, pipeline_name: str) -> FeedPage:
+    def _to_page(
+        self, result: PipelineResult, cur: Cursor, pipeline_name: str, degraded: list[str]
+    ) -> FeedPage:
         page = result.page
         st = self.state
         weights = self.hand_weights.model_dump()
@@ -518,6 +498,9 @@ class Engine:
                 if logged
                 else top_contributions(row, weights)
             )
+            source = str(row["source"])
+            # What the post-selection hydrators annotated (null fields: not filled for it).
+            explained = {k: v for k, v in (row.get("_explain") or {}).items() if v is not None}
             items.append(
                 FeedItem(
                     item_id=int(row["item_id"]),
@@ -526,16 +509,17 @@ class Engine:
                     topics=list(st.topics[r]),
                     position=int(row["position"]),
                     score=float(row["score"]),
-                    source=str(row["source"]),
-                    reason=reason_text(str(row["source"]), contribs),
+                    source=source,
+                    reason=reason_text(source, contribs),
                     is_generated=bool(st.generated[r]),
-                    explanation={
-                        "source": row["source"],
-                        "top_features": [
-                            {"feature": n, "contribution": round(v, 4)} for n, v in contribs
+                    explanation=Explanation(
+                        source=source,
+                        top_features=[
+                            FeatureContribution(feature=n, contribution=round(v, 4))
+                            for n, v in contribs
                         ],
-                        **(row.get("_explain") or {}),
-                    },
+                        **explained,
+                    ),
                 )
             )
         served = cur.served | frozenset(i.item_id for i in items)
@@ -544,6 +528,7 @@ class Engine:
             if items
             else None
         )
+        ctx = result.query.context
         return FeedPage(
             user_id=cur.user_id,
             request_id=result.query.request_id,
@@ -552,15 +537,19 @@ class Engine:
             items=items,
             next_cursor=next_cursor,
             pipeline=pipeline_name,
-            failed_sources=result.failed_sources,
-            extras={
-                **result.query.context.get("page_extras", {}),
-                "removed": result.removed,
-                "timings_ms": result.timings_ms,
-                "n_candidates": result.n_candidates,
-                "skipped": result.skipped,
-                "context": result.query.context,
-            },
+            degraded_sources=degraded,
+            governor=ctx.get(GovernorCard),
+            survey=ctx.get(SurveyCard),
+            stop_card=ctx.get(StopCard),
+        ).with_diagnostics(
+            PageDiagnostics(
+                removed=result.removed,
+                timings_ms=result.timings_ms,
+                n_candidates=result.n_candidates,
+                skipped=result.skipped,
+                context=ctx,
+                overrides=result.query.overrides,
+            )
         )
 
     def health(self) -> dict[str, Any]:

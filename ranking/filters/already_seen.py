@@ -15,7 +15,7 @@ class AlreadySeenFilter:
 
     def apply(self, query: FeedQuery, candidates: pl.DataFrame) -> FilterResult:
         """Split on set membership."""
-        seen: set[int] = query.context.get("seen", set())
+        seen = query.context.seen
         gone = seen | query.exclude_ids if query.exclude_ids else seen
         if not gone:
             return FilterResult(candidates, candidates.clear())

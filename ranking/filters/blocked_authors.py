@@ -14,7 +14,7 @@ class BlockedAuthorsFilter:
 
     def apply(self, query: FeedQuery, candidates: pl.DataFrame) -> FilterResult:
         """Split on author membership."""
-        blocked: set[int] = query.context.get("blocked", set())
+        blocked = query.context.blocked
         if not blocked:
             return FilterResult(candidates, candidates.clear())
         return split_by_mask(candidates, candidates["author_id"].is_in(list(blocked)))

@@ -9,13 +9,13 @@ from ranking.state import SAFETY_CODES
 
 
 class SafetyFilter:
-    """Removes violative clips and clips whose maturity exceeds ``context['maturity_max']``."""
+    """Removes violative clips and clips whose maturity exceeds ``query.context.maturity_max``."""
 
     name = "safety"
 
     def apply(self, query: FeedQuery, candidates: pl.DataFrame) -> FilterResult:
         """Split on safety label and maturity."""
-        max_m = int(query.context.get("maturity_max", 0))
+        max_m = query.context.maturity_max
         # numpy on the two columns, not a polars ``select``: that plans a lazy query per page.
         safety = candidates["safety"].to_numpy()
         maturity = candidates["maturity"].to_numpy()

@@ -72,8 +72,8 @@ class ClipFeaturesHydrator:
             def rate(col: str, prior: float = 0.0) -> np.ndarray:
                 return (counts[:, _C[col]] + prior * PRIOR_VIEWS) / denom
 
-            following: set[int] = ctx.get("following", set())
-            friends: set[int] = ctx.get("friends", set())
+            following = ctx.following
+            friends = ctx.friends
             authors = st.author[r]
             follows_author = _member(authors, following)
             author_friend = _member(authors, friends)
@@ -109,7 +109,7 @@ class ClipFeaturesHydrator:
                 friends_engaged = np.zeros(n)
                 cameo = np.zeros(n, dtype=bool)
                 remix_friend = np.zeros(n, dtype=bool)
-            uvec = ctx.get("user_vector")
+            uvec = ctx.user_vector
             if uvec is not None:
                 # (one product: the engine keeps BLAS to one thread, so it never waits on a
                 # BLAS thread pool; see FeedSettings.blas_threads)
@@ -122,7 +122,7 @@ class ClipFeaturesHydrator:
                 "row": rows,
                 "author_id": authors,
                 "topic": topics,
-                "age_hours": np.clip(ctx["now_epoch"] - st.created[r], 0, None) / 3600.0,
+                "age_hours": np.clip(query.now_epoch - st.created[r], 0, None) / 3600.0,
                 "views_log": np.log1p(views),
                 "completion_rate": (
                     counts[:, _C["watch_frac_sum"]] + PRIOR_COMPLETION * PRIOR_VIEWS
@@ -135,7 +135,7 @@ class ClipFeaturesHydrator:
                 "skip_rate": counts[:, _C["skips"]] / (impressions + PRIOR_VIEWS),
                 "see_less_rate": rate("see_less"),
                 "report_rate": rate("reports"),
-                "velocity_log": np.log1p(st.velocity_now(ctx["now_epoch"], r)),
+                "velocity_log": np.log1p(st.velocity_now(query.now_epoch, r)),
                 "follows_author": follows_author.astype(np.float64),
                 "author_is_friend": author_friend.astype(np.float64),
                 "author_followers_log": np.log1p(followers),

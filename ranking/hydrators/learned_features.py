@@ -23,7 +23,7 @@ import polars as pl
 from features.author_stats import AUTHOR_STAT_COLUMNS
 from features.registry import spec
 from ranking.pipeline import FeedQuery, set_columns
-from ranking.state import USER_VECTOR_HALF_LIFE_S, FeedState, to_epoch
+from ranking.state import USER_VECTOR_HALF_LIFE_S, FeedState
 
 
 @lru_cache(maxsize=256)
@@ -67,8 +67,7 @@ class LearnedFeaturesHydrator:
     def hydrate(self, query: FeedQuery, candidates: pl.DataFrame) -> pl.DataFrame:
         """Return the candidates with the columns of :attr:`FEATURES`."""
         st = self.state
-        ctx = query.context
-        now = float(ctx.get("now_epoch", to_epoch(query.now)))
+        now = query.now_epoch
         n = candidates.height
         with st.lock:
             if "author_id" in candidates.columns:
@@ -80,8 +79,9 @@ class LearnedFeaturesHydrator:
                 c: st.author_stats(authors, c, spec(c).default) for c in AUTHOR_STAT_COLUMNS
             }
             cols["user_author_affinity"] = self._affinity(query.user_id, authors, now)
-            profile = ctx.get("profile") or st.profiles.get(query.user_id) or {}
-        tz = str(profile.get("timezone") or "UTC")
+            tz = query.context.timezone
+            if tz is None:  # the user hydrator did not run (a replay): read the profile
+                tz = str((st.profiles.get(query.user_id) or {}).get("timezone") or "UTC")
         cols["hour_of_day"] = np.full(n, local_hour(now, tz))
         cols["session_depth"] = np.full(n, float(query.page * query.limit))
         return set_columns(

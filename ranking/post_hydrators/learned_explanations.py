@@ -29,7 +29,7 @@ from ranking.learned.registry import HAND_WEIGHTED
 from ranking.learned.serving import LearnedModels
 from ranking.learned.value_model import LearnedModelError
 from ranking.pipeline import FeedQuery, set_columns
-from ranking.scorers.lightgbm_scorer import CONTEXT_KEY, LightGbmScorer
+from ranking.scorers.lightgbm_scorer import LightGbmScorer
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +55,8 @@ class LearnedExplanationsPostHydrator:
 
     def hydrate(self, query: FeedQuery, candidates: pl.DataFrame) -> pl.DataFrame:
         """Return every row, annotated when the learned model scored this request."""
-        used = query.context.get(CONTEXT_KEY) or {}
-        version = used.get("model")
+        used = query.context.learned_ranker
+        version = used.model if used is not None else None
         score_col = f"score_{LightGbmScorer.name}"
         if (
             not version
@@ -70,8 +70,8 @@ class LearnedExplanationsPostHydrator:
         except LearnedModelError:
             return candidates
         weights = model.weights
-        if used.get("weights"):
-            weights = model.weights.model_copy(update=used["weights"])
+        if used is not None and used.weights:
+            weights = model.weights.model_copy(update=used.weights)
         contribs = model.contributions(model.matrix(candidates), weights, k=self.top_k)
         explain = []
         for row in contribs:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from ranking.pipeline import FeedQuery
-from ranking.state import FeedState, to_epoch
+from ranking.state import FeedState
 
 DEFAULT_MATURITY_MAX = 1
 TEEN_MATURITY_MAX = 0
 
 
 class UserContextQueryHydrator:
-    """Adds ``profile``, ``maturity_max``, ``user_vector``, ``following``, ``friends``,
-    ``blocked`` and ``seen`` to ``query.context``."""
+    """Sets the user's fields of ``query.context``: ``timezone``, ``maturity_max``,
+    ``user_vector``, ``following``, ``friends``, ``blocked`` and ``seen``."""
 
     name = "user_context"
 
@@ -30,11 +30,10 @@ class UserContextQueryHydrator:
             # A teen's own setting can never open mature content.
             maturity_max = min(maturity_max, TEEN_MATURITY_MAX)
         ctx = query.context
-        ctx["profile"] = profile
-        ctx["maturity_max"] = maturity_max
-        ctx["now_epoch"] = to_epoch(query.now)
-        ctx["user_vector"] = st.user_vector(uid, ctx["now_epoch"])
-        ctx["following"] = st.following.get(uid, set())
-        ctx["friends"] = st.friends(uid)
-        ctx["blocked"] = st.blocked.get(uid, set())
-        ctx["seen"] = st.seen.get(uid, set())
+        ctx.timezone = str(profile.get("timezone") or "UTC")
+        ctx.maturity_max = maturity_max
+        ctx.user_vector = st.user_vector(uid, query.now_epoch)
+        ctx.following = st.following.get(uid, set())
+        ctx.friends = st.friends(uid)
+        ctx.blocked = st.blocked.get(uid, set())
+        ctx.seen = st.seen.get(uid, set())

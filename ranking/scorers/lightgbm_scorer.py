@@ -25,8 +25,9 @@ weights); experiments validate their arms when they are defined. When no model i
 the promoted one does not load, the scorer returns the hand-weighted scores, so the page is
 still served; :meth:`ranking.learned.serving.LearnedModels.health` reports the fallback.
 
-The scorer records what it used in ``query.context["learned_ranker"]`` (model version and
-weights, JSON-able) for the explanation stage and the impression log.
+The scorer records what it used in ``query.context.learned_ranker`` (a
+:class:`~ranking.context.LearnedRankerUse`: model version and weights) for the explanation
+stage.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from ranking.context import LearnedRankerUse
 from ranking.learned.registry import HAND_WEIGHTED
 from ranking.learned.serving import LearnedModels
 from ranking.learned.value_model import LearnedModelError, LearnedValueModel, ValueWeights
@@ -46,7 +48,6 @@ from ranking.scorers.hand_weighted import HandWeightedScorer
 
 logger = logging.getLogger(__name__)
 
-CONTEXT_KEY = "learned_ranker"
 DEFAULT_HEAVY_TOP_K = 200
 WEIGHT_KEYS = tuple(ValueWeights.model_fields)
 
@@ -111,14 +112,12 @@ class LightGbmScorer:
 
     def enabled(self, query: FeedQuery) -> bool:
         """When a learned model is promoted, or the request's experiment arm names one."""
-        return (
-            bool(query.overrides.get("ranker_model")) or self.models.serving_version() is not None
-        )
+        return bool(query.overrides.ranker_model) or self.models.serving_version() is not None
 
     def resolve(self, query: FeedQuery) -> tuple[LearnedValueModel | None, ValueWeights | None]:
         """The model and weights for this request (overrides applied; None: fall back)."""
         model: LearnedValueModel | None = None
-        wanted = query.overrides.get("ranker_model")
+        wanted = query.overrides.ranker_model
         if wanted:
             try:
                 model = self.models.get(str(wanted))
@@ -132,7 +131,7 @@ class LightGbmScorer:
             return None, None
         weights = model.weights
         try:
-            weights = apply_value_weights(weights, query.overrides.get("value_weights"))
+            weights = apply_value_weights(weights, query.overrides.value_weights)
         except OverrideError as exc:
             logger.warning("override ignored: %s", exc)
         return model, weights
@@ -141,9 +140,9 @@ class LightGbmScorer:
         """Return one value per candidate (hand-weighted scores when nothing learned serves)."""
         model, weights = self.resolve(query)
         if model is None or weights is None:
-            query.context[CONTEXT_KEY] = {"model": HAND_WEIGHTED}
+            query.context.learned_ranker = LearnedRankerUse(HAND_WEIGHTED)
             return np.asarray(self.fallback.score(query, candidates), dtype=np.float64)
-        query.context[CONTEXT_KEY] = {"model": model.version, "weights": weights.model_dump()}
+        query.context.learned_ranker = LearnedRankerUse(model.version, weights.model_dump())
         x = model.matrix(candidates)
         k = self.heavy_top_k
         if k is None or len(x) <= k or model.ranker is None:

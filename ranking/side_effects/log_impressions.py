@@ -40,7 +40,7 @@ class LogImpressionsSideEffect:
         for f, s in zip(feats, scores, strict=True):
             f["score"] = s
         prop = page["propensity"].to_list() if "propensity" in page.columns else [1.0] * page.height
-        arms = json.dumps(query.context.get("experiments") or {}) or None
+        arms = json.dumps(query.context.logged_experiments())
         n = page.height
         events = pl.DataFrame(
             {

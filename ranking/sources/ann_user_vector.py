@@ -41,12 +41,12 @@ class AnnUserVectorSource:
 
     def fetch(self, query: FeedQuery) -> pl.DataFrame:
         """Return the nearest clips to the user vector (none for a user without history)."""
-        vec = query.context.get("user_vector")
+        vec = query.context.user_vector
         if vec is None:
             return rows_to_candidates(self.state, np.zeros(0, dtype=np.int64), np.zeros(0))
         flt = SearchFilter(
             none_of={"safety_label": ["violative"]},
-            max_values={"maturity": int(query.context.get("maturity_max", 1))},
+            max_values={"maturity": query.context.maturity_max},
         )
         assert self.index is not None  # enabled() checked it
         hits = self.index.search(self.space, vec, limit=self.limit, flt=flt)

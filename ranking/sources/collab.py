@@ -87,7 +87,7 @@ class CollabSource:
                 len(vec),
             )
             return _empty()
-        seen: set[int] = query.context.get("seen", set())
+        seen = query.context.seen
         gone = seen | query.exclude_ids if query.exclude_ids else seen
         excluded: tuple[int, ...] = ()
         limit = self.limit
@@ -97,7 +97,7 @@ class CollabSource:
             limit += len(gone)  # the already-seen filter removes them later
         flt = SearchFilter(
             none_of={"safety_label": ["violative"]},
-            max_values={"maturity": int(query.context.get("maturity_max", 1))},
+            max_values={"maturity": query.context.maturity_max},
             exclude_ids=excluded,
         )
         hits = self.index.search(self.space, vec, limit=limit, flt=flt)

@@ -24,5 +24,5 @@ class FreshSource:
     def fetch(self, query: FeedQuery) -> pl.DataFrame:
         """Return the newest clips."""
         rows = self.state.freshest(k=max(self.limit, 500))[: self.limit]
-        age_h = np.clip(query.context["now_epoch"] - self.state.created[rows], 0, None) / 3600.0
+        age_h = np.clip(query.now_epoch - self.state.created[rows], 0, None) / 3600.0
         return rows_to_candidates(self.state, rows, 1.0 / (1.0 + age_h))

@@ -38,7 +38,7 @@ class FriendsOfFriendsSource:
     def fetch(self, query: FeedQuery) -> pl.DataFrame:
         """Return recent clips of the most-shared second-hop authors."""
         st = self.state
-        following: set[int] = query.context.get("following", set())
+        following = query.context.following
         votes: Counter[int] = Counter()
         for f in list(following)[: self.max_followees]:
             votes.update(st.following.get(f, ()))

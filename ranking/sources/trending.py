@@ -22,6 +22,6 @@ class TrendingSource:
 
     def fetch(self, query: FeedQuery) -> pl.DataFrame:
         """Return trending clips scored by velocity."""
-        now = query.context["now_epoch"]
+        now = query.now_epoch
         rows = self.state.trending(now, k=max(self.limit, 500))[: self.limit]
         return rows_to_candidates(self.state, rows, self.state.velocity_now(now, rows))

@@ -1,7 +1,7 @@
 """Filter: what a mood or a standing control says never to show; annotates what it keeps.
 
 Rules, cheapest first (each removed clip is named with the first rule that removed it, in
-``query.context['steering_removed']``, so "why not" can answer):
+``query.context.steering_removed``, so "why not" can answer):
 
 1. ``muted_author:<id>`` - the creator is muted in the standing controls;
 2. ``muted_word:<w>`` - the word is in the caption, topics or hashtags;
@@ -98,7 +98,7 @@ class MoodExclusionsFilter:
 
     def apply(self, query: FeedQuery, candidates: pl.DataFrame) -> FilterResult:
         """Split the candidates and annotate the kept ones."""
-        sc: SteeringContext | None = query.context.get("steering")
+        sc = query.context.get(SteeringContext)
         if sc is None or not sc.active:
             return FilterResult(candidates, candidates.clear())
         rows = candidates["row"].to_numpy().astype(np.int64)
@@ -139,7 +139,7 @@ class MoodExclusionsFilter:
             if (ok & (reason < 0)).any():
                 mark(~ok, "mood_only:" + "|".join(c.text for c in restrict))
         removed_mask = reason >= 0
-        log = query.context.setdefault("steering_removed", {})
+        log = query.context.steering_removed
         ids = candidates["item_id"].to_numpy()
         for i in np.flatnonzero(removed_mask).tolist():
             log[int(ids[i])] = labels[int(reason[i])]

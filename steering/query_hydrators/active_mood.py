@@ -15,7 +15,8 @@ ENERGY_LOW = "calm relaxing peaceful gentle slow soothing"
 
 @dataclass
 class SteeringContext:
-    """Everything the steering components read for one request (``query.context['steering']``).
+    """Everything the steering components read for one request
+    (``query.context.get(SteeringContext)``).
 
     ``never``/``more``/``less`` hold concept scores of the standing controls' topics;
     ``energy_high``/``energy_low`` are the two poles of the energy axis (only when a mood asks
@@ -37,9 +38,9 @@ class SteeringContext:
 
 
 class ActiveMoodQueryHydrator:
-    """Adds ``steering`` (a :class:`SteeringContext`) to the query context and tightens
-    ``maturity_max`` when a mood asks for it. Reads memory only: a mood created a moment ago
-    applies to this page."""
+    """Puts a :class:`SteeringContext` into the query context, sets ``mood_vectors`` (the
+    facets' vectors, for the generated-clips source) and tightens ``maturity_max`` when a mood
+    asks for it. Reads memory only: a mood created a moment ago applies to this page."""
 
     name = "active_mood"
 
@@ -51,7 +52,7 @@ class ActiveMoodQueryHydrator:
         self.concepts = concepts
 
     def hydrate(self, query: FeedQuery) -> None:
-        """Fill ``query.context['steering']``."""
+        """Put the steering context."""
         ctrl = self.controls.get(query.user_id)
         moods = self.moods.active(query.user_id, now=query.now)
         c = self.concepts
@@ -66,6 +67,8 @@ class ActiveMoodQueryHydrator:
             sc.energy_high = c.scores(ENERGY_HIGH)
             sc.energy_low = c.scores(ENERGY_LOW)
         caps = [m.maturity_max for m in moods if m.maturity_max is not None]
-        if caps and "maturity_max" in query.context:
-            query.context["maturity_max"] = min(int(query.context["maturity_max"]), min(caps))
-        query.context["steering"] = sc
+        ctx = query.context
+        if caps:
+            ctx.maturity_max = min(ctx.maturity_max, min(caps))
+        ctx.mood_vectors = tuple(s.vector for m in moods for s in (*m.facets, *m.restrict_to))
+        ctx.put(sc)

@@ -35,18 +35,8 @@ class MoodWeights(BaseModel):
 def mood_strength(query: FeedQuery, *, default: float) -> float:
     """The strength dial: the experiment override ``mood_strength`` (clipped to [0, 1]) when the
     request carries one, else ``default`` (the mood's own strength)."""
-    raw = query.overrides.get("mood_strength")
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        logger.warning("ignoring mood_strength override %r: not a number", raw)
-        return default
-    if not np.isfinite(value):
-        logger.warning("ignoring mood_strength override %r: not finite", raw)
-        return default
-    return min(1.0, max(0.0, value))
+    value = query.overrides.mood_strength  # validated: a finite number in [0, 1]
+    return default if value is None else value
 
 
 class MoodScorer:
@@ -70,7 +60,7 @@ class MoodScorer:
             if "score" in candidates.columns
             else np.zeros(candidates.height)
         )
-        sc: SteeringContext | None = query.context.get("steering")
+        sc = query.context.get(SteeringContext)
         if sc is None or not sc.active or "mood_similarity" not in candidates.columns:
             return incoming
         w = self.weights

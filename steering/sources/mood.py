@@ -7,6 +7,7 @@ import polars as pl
 
 from ranking.pipeline import FeedQuery
 from ranking.state import FeedState
+from steering.query_hydrators.active_mood import SteeringContext
 from storage.index.base import SearchFilter, VectorIndex
 
 
@@ -40,7 +41,7 @@ class MoodSource:
 
     def fetch(self, query: FeedQuery) -> pl.DataFrame:
         """Return merged facet neighbours."""
-        sc = query.context.get("steering")
+        sc = query.context.get(SteeringContext)
         concepts = [s for m in (sc.moods if sc else []) for s in (*m.facets, *m.restrict_to)]
         if not concepts:
             return pl.DataFrame(schema={"item_id": pl.Int64, "source_score": pl.Float64})
@@ -51,7 +52,7 @@ class MoodSource:
         scores: list[np.ndarray] = []
         flt = SearchFilter(
             none_of={"safety_label": ["violative"]},
-            max_values={"maturity": int(query.context.get("maturity_max", 1))},
+            max_values={"maturity": query.context.maturity_max},
         )
         for s in concepts:
             rows = s.top_rows[:per]

@@ -179,6 +179,7 @@ def test_bench_scoring_1000_candidates(
 ) -> None:
     from ranking.learned.registry import ModelRegistry
     from ranking.learned.serving import LearnedModels, LearnedServingSettings
+    from ranking.overrides import RequestOverrides
     from ranking.pipeline import FeedQuery
     from ranking.post_hydrators.learned_explanations import LearnedExplanationsPostHydrator
     from ranking.scorers.hand_weighted import HandWeightedScorer
@@ -206,7 +207,7 @@ def test_bench_scoring_1000_candidates(
             limit=20,
             now=datetime.now(UTC),
             session_id="bench",
-            overrides={"ranker_model": version},
+            overrides=RequestOverrides(ranker_model=version),
         )
 
     q = query()

@@ -57,7 +57,7 @@ def test_a_missing_index_folder_is_reported_and_rebuilt_from_the_store(world_dir
         labels = dict(eng.store.query("SELECT item_id, safety_label FROM clips").iter_rows())
         assert len(hits) == 50 and all(labels[i] == "safe" for i, _ in hits)
         page = eng.feed(_user(eng), limit=20)
-        assert page.items and not INDEX_SOURCES & set(page.failed_sources)
+        assert page.items and not INDEX_SOURCES & set(page.degraded_sources)
     finally:
         eng.close()
 
@@ -70,7 +70,7 @@ def test_index_folder_removed_under_a_running_engine(world_dir: Path) -> None:
         shutil.rmtree(world_dir / "vectors")
         health = eng.health()
         assert health["status"] == "degraded" and "gone" in health["index"], health["index"]
-        assert INDEX_SOURCES & set(eng.feed(_user(eng), limit=10).failed_sources)
+        assert INDEX_SOURCES & set(eng.feed(_user(eng), limit=10).degraded_sources)
         # a clip added meanwhile: committed, its upsert went into the removed files
         author = int(eng.store.scalar("SELECT min(author_id) FROM clips"))
         clip = pl.DataFrame(

@@ -25,12 +25,12 @@ def _closed_port() -> int:
 
 def test_index_failing_at_runtime_drops_only_ann_sources(engine: Any) -> None:
     uid = sorted(engine.state.users)[0]
-    assert engine.feed(uid).failed_sources == []
+    assert engine.feed(uid).degraded_sources == []
     engine.index.close()  # the shard goes away under a running engine
     page = engine.feed(uid, limit=20)
     assert len(page.items) == 20
-    assert "ann_user_vector" in page.failed_sources
-    assert {i.source for i in page.items}.isdisjoint(page.failed_sources)
+    assert "ann_user_vector" in page.degraded_sources
+    assert {i.source for i in page.items}.isdisjoint(page.degraded_sources)
 
 
 def test_engine_opens_and_serves_without_a_reachable_index(world_dir: Path) -> None:

@@ -132,13 +132,13 @@ def test_scorer_with_wrong_length_fails_loudly() -> None:
 
 
 class Only:
-    """A component wrapper whose ``enabled(query)`` reads the query's overrides."""
+    """A component wrapper enabled when the request is exposed to experiment ``key``."""
 
     def __init__(self, key: str) -> None:
         self.key = key
 
     def enabled(self, query: FeedQuery) -> bool:
-        return bool(query.overrides.get(self.key))
+        return self.key in query.context.experiments
 
 
 class GatedSource(ListSource, Only):
@@ -180,7 +180,7 @@ def test_disabled_components_are_skipped_and_reported() -> None:
     assert plain.page["item_id"].to_list() == [4, 2]
     assert plain.skipped == ["src.extra", "s.neg"]
     q = _query()
-    q.overrides.update(more=True, flip=True)
+    q.context.experiments.update(more="on", flip="on")
     both = pipe.run(q)
     assert both.page["item_id"].to_list() == [2, 4, 6]
     assert both.skipped == []

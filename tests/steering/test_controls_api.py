@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from ranking.overrides import RequestOverrides
 from steering.scorers.mood import MoodScorer
 from tests.conftest import make_key
 from tests.steering.helpers import busiest_user as _user
@@ -30,8 +31,8 @@ def test_mood_strength_override_dials_the_mood(client: Any) -> None:
     h = make_key(client, "user", uid)
     eng = client.app.state.engine
     assert client.post(f"/v1/users/{uid}/mood", json={"text": "dogs"}, headers=h).status_code == 201
-    strong = eng.feed(uid, overrides={"mood_strength": 1.0}).items
-    off = eng.feed(uid, overrides={"mood_strength": 0.0}).items
+    strong = eng.feed(uid, overrides=RequestOverrides(mood_strength=1.0)).items
+    off = eng.feed(uid, overrides=RequestOverrides(mood_strength=0.0)).items
     assert _share([{"topics": i.topics} for i in strong], "dogs", 10) > _share(
         [{"topics": i.topics} for i in off], "dogs", 10
     )

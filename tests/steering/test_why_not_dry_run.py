@@ -22,7 +22,7 @@ def test_why_not_lookups_do_not_count_toward_the_page_cap(engine: Any) -> None:
     for _ in range(3):
         why_not(engine.products["home"], engine.state, uid, clip)
     p2 = engine.feed(uid, limit=4, cursor=p1.next_cursor)
-    assert p2.items, p2.extras.get("stop_card")
+    assert p2.items, p2.stop_card
 
 
 def test_why_not_logs_no_impression(engine: Any) -> None:

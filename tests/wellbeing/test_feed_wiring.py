@@ -11,9 +11,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from ranking.overrides import RequestOverrides
 from ranking.pipeline import FeedQuery
 from wellbeing.governor import GovernorSettings, Usage, evaluate
-from wellbeing.query_hydrators.governor import GOVERNOR_KEY
 from wellbeing.satisfaction import SAT_CLIP_FEATURES, SAT_SESSION_FEATURES, SatisfactionModel
 from wellbeing.scorers.governor_taper import GovernorTaperScorer
 from wellbeing.scorers.satisfaction_head import SatisfactionHeadScorer
@@ -62,10 +62,10 @@ def _views(
 def test_every_page_carries_the_governor(engine: Any) -> None:
     uid = _user(engine, teen=False)
     page = engine.feed(uid, limit=5)
-    gov = page.extras["governor"]
-    assert gov["state"] == "ok"
-    assert set(gov) >= {"state", "minutes_used", "minutes_left"}
-    assert page.items and "stop_card" not in page.extras
+    gov = page.governor
+    assert gov is not None and gov.state == "ok"
+    assert gov.minutes_used >= 0
+    assert page.items and page.stop_card is None
 
 
 def test_daily_limit_gives_an_empty_page_and_a_stop_card(engine: Any) -> None:
@@ -73,14 +73,14 @@ def test_daily_limit_gives_an_empty_page_and_a_stop_card(engine: Any) -> None:
     engine.wellbeing.governor.update_own(uid, {"daily_limit_min": 30})
     now = _now()
     first = engine.feed(uid, limit=5, now=now)
-    assert first.items and first.extras["governor"]["minutes_left"] <= 30
+    assert first.items and first.governor.minutes_left <= 30
     _views(engine, uid, 31, at=now)
     page = engine.feed(uid, limit=5, now=now + timedelta(seconds=5))
     assert page.items == [] and page.next_cursor is None
-    assert page.extras["governor"]["state"] == "limit_reached"
-    assert page.extras["governor"]["minutes_left"] == 0
-    assert page.extras["stop_card"]["reason"] == "daily_limit"
-    assert page.extras["stop_card"]["resumes_at"]
+    assert page.governor.state == "limit_reached"
+    assert page.governor.minutes_left == 0
+    assert page.stop_card.reason == "daily_limit"
+    assert page.stop_card.resumes_at
 
 
 def test_two_devices_watching_at_once_share_one_budget(engine: Any) -> None:
@@ -89,11 +89,11 @@ def test_two_devices_watching_at_once_share_one_budget(engine: Any) -> None:
     now = _now()
     engine.feed(uid, limit=5, now=now)  # the tracker knows the user from here on
     _views(engine, uid, 12, at=now, session_id="phone")
-    assert engine.feed(uid, limit=5, now=now).extras["governor"]["state"] == "ok"
+    assert engine.feed(uid, limit=5, now=now).governor.state == "ok"
     _views(engine, uid, 12, at=now + timedelta(seconds=10), session_id="tablet")
     page = engine.feed(uid, limit=5, now=now + timedelta(seconds=11))
-    assert page.extras["governor"]["state"] == "limit_reached"
-    assert page.extras["stop_card"]["reason"] == "session_limit"
+    assert page.governor.state == "limit_reached"
+    assert page.stop_card.reason == "session_limit"
 
 
 def test_break_reminder_keeps_serving_with_a_message(engine: Any) -> None:
@@ -103,11 +103,11 @@ def test_break_reminder_keeps_serving_with_a_message(engine: Any) -> None:
     engine.feed(uid, limit=5, now=now)
     _views(engine, uid, 11, at=now)
     page = engine.feed(uid, limit=5, now=now + timedelta(seconds=5))
-    assert page.items and "stop_card" not in page.extras
-    assert page.extras["governor"]["state"] == "break_suggested"
-    assert "break" in page.extras["governor"]["message"]
+    assert page.items and page.stop_card is None
+    assert page.governor.state == "break_suggested"
+    assert "break" in page.governor.message
     rested = engine.feed(uid, limit=5, now=now + timedelta(minutes=6))  # a 5-minute gap
-    assert rested.extras["governor"]["state"] == "ok"
+    assert rested.governor.state == "ok"
 
 
 def test_sleep_hours_follow_the_teens_own_timezone(engine: Any) -> None:
@@ -118,12 +118,13 @@ def test_sleep_hours_follow_the_teens_own_timezone(engine: Any) -> None:
     noon = datetime(day.year, day.month, day.day, 12, 0, tzinfo=tz).astimezone(UTC)
     asleep = engine.feed(uid, limit=5, now=late.replace(tzinfo=None))
     assert asleep.items == []
-    assert asleep.extras["stop_card"]["reason"] == "sleep_hours"
-    resumes = datetime.fromisoformat(asleep.extras["stop_card"]["resumes_at"])
+    assert asleep.stop_card.reason == "sleep_hours"
+    resumes = asleep.stop_card.resumes_at
+    assert resumes is not None
     assert resumes.astimezone(tz).hour == 7
     awake = engine.feed(uid, limit=5, now=noon.replace(tzinfo=None))
-    assert awake.extras.get("stop_card", {}).get("reason") != "sleep_hours"
-    assert awake.extras["governor"]["reason"] != "sleep_hours"
+    assert awake.stop_card is None or awake.stop_card.reason != "sleep_hours"
+    assert awake.governor.reason != "sleep_hours"
 
 
 def test_daily_budget_resets_at_local_midnight_on_a_25_hour_day(engine: Any) -> None:
@@ -142,15 +143,15 @@ def test_daily_budget_resets_at_local_midnight_on_a_25_hour_day(engine: Any) -> 
 
     _views(engine, uid, 31, at=utc(2025, 11, 1, 23, 40))  # Saturday night, EDT
     late = engine.feed(uid, limit=5, now=utc(2025, 11, 1, 23, 45))
-    assert late.extras["stop_card"]["reason"] == "daily_limit"
-    assert late.extras["stop_card"]["resumes_at"].startswith("2025-11-02T04:00")  # local midnight
+    assert late.stop_card.reason == "daily_limit"
+    assert late.stop_card.resumes_at == datetime(2025, 11, 2, 4, 0, tzinfo=UTC)  # local midnight
     after_midnight = engine.feed(uid, limit=5, now=utc(2025, 11, 2, 0, 10))
-    assert after_midnight.extras["governor"]["state"] == "ok"
+    assert after_midnight.governor.state == "ok"
     assert after_midnight.items
     # Clocks fall back at 02:00; watching in the repeated hour still counts for that day.
     _views(engine, uid, 31, at=utc(2025, 11, 2, 1, 30, fold=1))
     night = engine.feed(uid, limit=5, now=utc(2025, 11, 2, 23, 30))  # 24.5 h after midnight
-    assert night.extras["governor"]["reason"] == "daily_limit"
+    assert night.governor.reason == "daily_limit"
 
 
 def test_page_cap_holds_across_cursors_and_fresh_sessions(engine: Any) -> None:
@@ -160,9 +161,9 @@ def test_page_cap_holds_across_cursors_and_fresh_sessions(engine: Any) -> None:
     p2 = engine.feed(uid, limit=4, cursor=p1.next_cursor)
     assert p1.items and p2.items
     p3 = engine.feed(uid, limit=4, cursor=p2.next_cursor)
-    assert p3.items == [] and p3.extras["stop_card"]["reason"] == "page_cap"
+    assert p3.items == [] and p3.stop_card.reason == "page_cap"
     fresh = engine.feed(uid, limit=4)  # dropping the cursor does not start a new session
-    assert fresh.items == [] and fresh.extras["governor"]["state"] == "limit_reached"
+    assert fresh.items == [] and fresh.governor.state == "limit_reached"
 
 
 def test_generated_clip_cap_is_counted_per_day(engine: Any) -> None:
@@ -191,10 +192,10 @@ def test_taper_lifts_calm_and_connected_clips_as_the_budget_runs_out() -> None:
     )
     scorer = GovernorTaperScorer(strength=1.0)
     fresh = FeedQuery(user_id=1, limit=3, now=datetime(2025, 6, 2), session_id="s")
-    fresh.context[GOVERNOR_KEY] = _view(10 * 60)
+    fresh.context.put(_view(10 * 60))
     assert np.array_equal(scorer.score(fresh, cands), cands["score"].to_numpy())
     tired = FeedQuery(user_id=1, limit=3, now=datetime(2025, 6, 2), session_id="s")
-    tired.context[GOVERNOR_KEY] = _view(55 * 60)
+    tired.context.put(_view(55 * 60))
     tapered = scorer.score(tired, cands)
     assert np.argsort(-tapered).tolist()[0] == 1  # the calm clip now leads
     gain = tapered - cands["score"].to_numpy()
@@ -204,9 +205,9 @@ def test_taper_lifts_calm_and_connected_clips_as_the_budget_runs_out() -> None:
         limit=3,
         now=datetime(2025, 6, 2),
         session_id="s",
-        overrides={"governor_taper": 0.0},
+        overrides=RequestOverrides(governor_taper=0.0),
     )
-    off.context[GOVERNOR_KEY] = _view(55 * 60)
+    off.context.put(_view(55 * 60))
     assert np.array_equal(scorer.score(off, cands), cands["score"].to_numpy())
 
 
@@ -227,15 +228,17 @@ def test_satisfaction_head_adds_weight_times_predicted_satisfaction(engine: Any)
     scorer = SatisfactionHeadScorer(svc, weight=0.0)
     q = FeedQuery(user_id=1, limit=2, now=datetime(2025, 6, 2), session_id="s")
     assert np.array_equal(scorer.score(q, cands), [1.0, 0.9])
-    q.overrides["satisfaction_weight"] = 2.0
+    q.overrides = RequestOverrides(satisfaction_weight=2.0)
     boosted = scorer.score(q, cands)
     head = model.clip_head(cands)
     np.testing.assert_allclose(boosted, [1.0, 0.9] + 2.0 * 0.05 * head)
     assert boosted[1] > boosted[0]
     # Served through the real pipeline the head is one of the home feed's scorers.
     engine.wellbeing.satisfaction.set_model(model)
-    page = engine.feed(_user(engine, teen=False), limit=5, overrides={"satisfaction_weight": 1.0})
-    assert page.items and "s.satisfaction_head" in page.extras["timings_ms"]
+    page = engine.feed(
+        _user(engine, teen=False), limit=5, overrides=RequestOverrides(satisfaction_weight=1.0)
+    )
+    assert page.items and "s.satisfaction_head" in page.diagnostics.timings_ms
 
 
 def test_survey_card_is_placed_by_the_sampling_policy(engine: Any) -> None:
@@ -243,14 +246,14 @@ def test_survey_card_is_placed_by_the_sampling_policy(engine: Any) -> None:
     uid = _user(engine, teen=False)
     surveys.policy = SamplingPolicy(rate_per_week=1.0, min_spacing_hours=24.0)
     surveys.pages_per_week_override = 1e9  # a per-page rate of ~0: no card
-    assert "survey" not in engine.feed(uid, limit=3).extras
+    assert engine.feed(uid, limit=3).survey is None
     surveys.policy = SamplingPolicy(rate_per_week=20.0, min_spacing_hours=0.0)
     surveys.pages_per_week_override = 1.0  # a per-page rate of 1: always a card
     page = engine.feed(uid, limit=3)
-    card = page.extras["survey"]
-    assert set(card) >= {"survey_id", "question", "scale"}
-    assert card["scale"]["min"] == 1 and card["scale"]["max"] == 5
-    row = surveys.repo.prompt(card["survey_id"])
+    card = page.survey
+    assert card is not None and card.question
+    assert card.scale.min == 1 and card.scale.max == 5
+    row = surveys.repo.prompt(card.survey_id)
     assert row is not None and row["status"] == "shown" and row["request_id"] == page.request_id
     assert row["inclusion_probability"] == pytest.approx(
         row["page_probability"] * row["question_probability"]

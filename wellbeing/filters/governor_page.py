@@ -6,8 +6,7 @@ import numpy as np
 import polars as pl
 
 from ranking.pipeline import FeedQuery, FilterResult, split_by_mask
-from wellbeing.query_hydrators.governor import GOVERNOR_KEY
-from wellbeing.service import GovernorService
+from wellbeing.service import GovernorService, GovernorView
 
 
 class GovernorPageFilter:
@@ -24,11 +23,11 @@ class GovernorPageFilter:
 
     def enabled(self, query: FeedQuery) -> bool:
         """Only when the governor hydrator ran for this request."""
-        return query.context.get(GOVERNOR_KEY) is not None
+        return query.context.get(GovernorView) is not None
 
     def apply(self, query: FeedQuery, candidates: pl.DataFrame) -> FilterResult:
         """Cap generated clips in page order."""
-        view = query.context.get(GOVERNOR_KEY)
+        view = query.context.get(GovernorView)
         remove = np.zeros(candidates.height, dtype=bool)
         if view is not None and view.generated_left is not None:
             generated = generated_mask(self.governor, candidates)

@@ -6,11 +6,11 @@ import numpy as np
 import polars as pl
 
 from ranking.pipeline import FeedQuery, FilterResult, split_by_mask
-from wellbeing.query_hydrators.governor import GOVERNOR_KEY
+from wellbeing.service import GovernorView
 
 
 class GovernorStopFilter:
-    """Removes every candidate when ``context["governor"]`` says ``limit_reached``.
+    """Removes every candidate when the request's governor view says ``limit_reached``.
 
     Cheap (one lookup, no per-row work), so it runs before scoring and nothing is ranked for
     a page that will not be shown.
@@ -20,11 +20,11 @@ class GovernorStopFilter:
 
     def enabled(self, query: FeedQuery) -> bool:
         """Only at a time limit."""
-        view = query.context.get(GOVERNOR_KEY)
+        view = query.context.get(GovernorView)
         return view is not None and view.decision.state == "limit_reached"
 
     def apply(self, query: FeedQuery, candidates: pl.DataFrame) -> FilterResult:
         """Keep all, or remove all at a limit."""
-        view = query.context.get(GOVERNOR_KEY)
+        view = query.context.get(GovernorView)
         stop = view is not None and view.decision.state == "limit_reached"
         return split_by_mask(candidates, np.full(candidates.height, stop, dtype=bool))

@@ -14,8 +14,8 @@ logger = logging.getLogger(__name__)
 
 
 class SurveyCardQueryHydrator:
-    """Puts ``survey: {survey_id, question, scale, ...}`` into ``context["page_extras"]`` when
-    the page draws a survey, and logs the card (with its inclusion probability) as shown.
+    """Puts a :class:`~wellbeing.cards.SurveyCard` into the query context when the page draws
+    a survey, and logs the card (with its inclusion probability) as shown.
 
     The draw runs on every page, the stop page included ("how do you feel after this session?"
     fits there best); a failure to draw never fails the page.
@@ -41,4 +41,4 @@ class SurveyCardQueryHydrator:
             )
             return
         if card is not None:
-            query.context.setdefault("page_extras", {})["survey"] = card
+            query.context.put(card)

@@ -6,9 +6,7 @@ import numpy as np
 import polars as pl
 
 from ranking.pipeline import FeedQuery
-from wellbeing.query_hydrators.governor import GOVERNOR_KEY
-
-OVERRIDE_KEY = "governor_taper"
+from wellbeing.service import GovernorView
 
 
 class GovernorTaperScorer:
@@ -19,7 +17,7 @@ class GovernorTaperScorer:
     of followed creators or friends, or with a friend's cameo, else 0. ``sd(score)`` keeps the
     push in units of the incoming score's spread, whatever scorer came before. ``strength``
     defaults to the package setting and is overridden per request by
-    ``query.overrides["governor_taper"]``. With no taper the score passes through unchanged.
+    ``query.overrides.governor_taper``. With no taper the score passes through unchanged.
     """
 
     name = "governor_taper"
@@ -30,9 +28,10 @@ class GovernorTaperScorer:
     def score(self, query: FeedQuery, candidates: pl.DataFrame) -> np.ndarray:
         """Return the tapered score."""
         incoming = candidates["score"].cast(pl.Float64).to_numpy()
-        view = query.context.get(GOVERNOR_KEY)
+        view = query.context.get(GovernorView)
         taper = float(view.decision.taper) if view is not None else 0.0
-        strength = float(query.overrides.get(OVERRIDE_KEY, self.strength))
+        override = query.overrides.governor_taper
+        strength = self.strength if override is None else override
         if taper <= 0.0 or strength <= 0.0 or candidates.height == 0:
             return incoming
 

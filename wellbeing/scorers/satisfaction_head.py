@@ -12,8 +12,6 @@ from ranking.pipeline import FeedQuery
 if TYPE_CHECKING:
     from wellbeing.service import SatisfactionService
 
-OVERRIDE_KEY = "satisfaction_weight"
-
 
 class SatisfactionHeadScorer:
     """``score + weight * sd(score) * head`` where ``head`` is the change in predicted answer
@@ -21,7 +19,7 @@ class SatisfactionHeadScorer:
     (:meth:`~wellbeing.satisfaction.SatisfactionModel.clip_head`).
 
     ``weight`` defaults to the package setting (``STEERFEED_WELLBEING_SATISFACTION_WEIGHT``)
-    and is overridden per request by ``query.overrides["satisfaction_weight"]``; 0, or no
+    and is overridden per request by ``query.overrides.satisfaction_weight``; 0, or no
     fitted model yet, passes the score through unchanged.
     """
 
@@ -34,7 +32,8 @@ class SatisfactionHeadScorer:
     def score(self, query: FeedQuery, candidates: pl.DataFrame) -> np.ndarray:
         """Return the score with the satisfaction head added."""
         incoming = candidates["score"].cast(pl.Float64).to_numpy()
-        weight = float(query.overrides.get(OVERRIDE_KEY, self.weight))
+        override = query.overrides.satisfaction_weight
+        weight = self.weight if override is None else override
         model = self.satisfaction.model
         if model is None or weight == 0.0 or candidates.height == 0:
             return incoming

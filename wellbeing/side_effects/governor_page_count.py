@@ -6,8 +6,7 @@ import polars as pl
 
 from ranking.pipeline import FeedQuery
 from wellbeing.filters.governor_page import generated_mask
-from wellbeing.query_hydrators.governor import GOVERNOR_KEY
-from wellbeing.service import GovernorService
+from wellbeing.service import GovernorService, GovernorView
 
 
 class GovernorPageCountSideEffect:
@@ -25,7 +24,7 @@ class GovernorPageCountSideEffect:
 
     def enabled(self, query: FeedQuery) -> bool:
         """Only when the governor hydrator ran for this request."""
-        return query.context.get(GOVERNOR_KEY) is not None
+        return query.context.get(GovernorView) is not None
 
     def run(self, query: FeedQuery, page: pl.DataFrame) -> None:
         """Record the page."""

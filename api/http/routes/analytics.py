@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, status
 
 from api.http.deps import EngineDep, PrincipalDep
+from api.http.errors import errors
 from wellbeing.analytics import REPORTS, UnknownReportError, run_report
 
 router = APIRouter(prefix="/v1/analytics", tags=["analytics"])
@@ -32,7 +33,7 @@ def list_reports(principal: PrincipalDep) -> dict[str, Any]:
     }
 
 
-@router.get("/reports/{name}")
+@router.get("/reports/{name}", responses=errors(404, why={404: "unknown report"}))
 def get_report(
     name: Annotated[str, Path(max_length=64)], engine: EngineDep, principal: PrincipalDep
 ) -> dict[str, Any]:
@@ -46,7 +47,7 @@ def get_report(
     return {"name": name, "columns": df.columns, "rows": rows}
 
 
-@router.get("/satisfaction-model")
+@router.get("/satisfaction-model", responses=errors(404, why={404: "no model trained yet"}))
 def satisfaction_model(engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
     """The newest satisfaction model: version, coefficients and held-out calibration."""
     principal.require("analyst", "admin")

@@ -8,6 +8,7 @@ import polars as pl
 from fastapi import APIRouter, HTTPException, status
 
 from api.http.deps import EngineDep, PrincipalDep
+from api.http.errors import errors
 from api.http.schemas import (
     TEEN_BANDS,
     BlockIn,
@@ -22,7 +23,14 @@ from storage.errors import DuplicateEntityError
 router = APIRouter(prefix="/v1", tags=["catalogue"])
 
 
-@router.post("/clips", response_model=CountOut, status_code=201)
+@router.post(
+    "/clips",
+    response_model=CountOut,
+    status_code=201,
+    responses=errors(
+        409, 422, why={409: "a clip with that item_id exists", 422: "item_id repeats"}
+    ),
+)
 def post_clips(batch: ClipBatchIn, engine: EngineDep, principal: PrincipalDep) -> CountOut:
     """Add clips; their captions are embedded and indexed before this returns."""
     principal.require("service", "admin")
@@ -56,7 +64,12 @@ def post_clips(batch: ClipBatchIn, engine: EngineDep, principal: PrincipalDep) -
     return CountOut(written=n)
 
 
-@router.post("/users", response_model=CountOut, status_code=201)
+@router.post(
+    "/users",
+    response_model=CountOut,
+    status_code=201,
+    responses=errors(409, why={409: "a user exists already, or repeats in the batch"}),
+)
 def post_users(batch: UserBatchIn, engine: EngineDep, principal: PrincipalDep) -> CountOut:
     """Add users."""
     principal.require("service", "admin")
@@ -85,7 +98,12 @@ def post_users(batch: UserBatchIn, engine: EngineDep, principal: PrincipalDep) -
     return CountOut(written=n)
 
 
-@router.post("/follows", response_model=CountOut, status_code=201)
+@router.post(
+    "/follows",
+    response_model=CountOut,
+    status_code=201,
+    responses=errors(404, why={404: "unknown follower or followee"}),
+)
 def post_follow(body: FollowIn, engine: EngineDep, principal: PrincipalDep) -> CountOut:
     """Add a follow edge (the follower must be the caller for ``user`` keys)."""
     principal.require_user_access(body.follower_id)
@@ -104,7 +122,12 @@ def delete_follow(body: FollowIn, engine: EngineDep, principal: PrincipalDep) ->
     return CountOut(written=1)
 
 
-@router.post("/blocks", response_model=CountOut, status_code=201)
+@router.post(
+    "/blocks",
+    response_model=CountOut,
+    status_code=201,
+    responses=errors(404, why={404: "unknown user"}),
+)
 def post_block(body: BlockIn, engine: EngineDep, principal: PrincipalDep) -> CountOut:
     """Block or mute a user: their clips never reach the blocker's feed."""
     principal.require_user_access(body.user_id)

@@ -27,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.http.auth import Principal
 from api.http.deps import EngineDep, PrincipalDep, authenticate, client_address
+from api.http.errors import ERROR_MEANINGS
 from pipelines.serving.engine import Engine
 
 router = APIRouter(tags=["dashboard"])
@@ -147,7 +148,15 @@ def _login_error(exc: HTTPException) -> HTMLResponse:
 
 # Tagged public: the app-wide key check is skipped; the page authenticates itself (header or
 # cookie) and shows the sign-in form otherwise.
-@router.get("/dashboard", response_class=HTMLResponse, tags=["public"])
+@router.get(
+    "/dashboard",
+    response_class=HTMLResponse,
+    tags=["public"],
+    responses={
+        code: {"description": f"the sign-in form (HTML): {ERROR_MEANINGS[code]}"}
+        for code in (401, 403, 429)
+    },
+)
 def dashboard_page(
     request: Request,
     engine: EngineDep,
@@ -164,7 +173,17 @@ def dashboard_page(
     return HTMLResponse(render_dashboard(engine))
 
 
-@router.post("/dashboard/login", tags=["public"])
+@router.post(
+    "/dashboard/login",
+    tags=["public"],
+    responses={
+        303: {"description": "signed in: the key is set as a cookie; on to /dashboard"},
+        **{
+            code: {"description": f"the sign-in form (HTML): {ERROR_MEANINGS[code]}"}
+            for code in (401, 403, 413, 422, 429)
+        },
+    },
+)
 async def dashboard_login(request: Request, engine: EngineDep) -> Response:
     """Check an API key sent from the login form; set it as an HttpOnly cookie. Failed
     attempts count against the caller's address (429 with ``Retry-After`` when over)."""

@@ -8,6 +8,7 @@ import polars as pl
 from fastapi import APIRouter, HTTPException, status
 
 from api.http.deps import EngineDep, PrincipalDep
+from api.http.errors import errors
 from api.http.schemas import MAX_EVENT_BATCH, EventBatchIn, EventBatchOut, to_naive_utc
 
 router = APIRouter(prefix="/v1", tags=["events"])
@@ -16,7 +17,9 @@ router = APIRouter(prefix="/v1", tags=["events"])
 @router.post(
     "/events",
     response_model=EventBatchOut,
-    responses={413: {"description": "batch too large"}, 404: {"description": "unknown user"}},
+    responses=errors(
+        404, 413, why={404: "unknown user or clip", 413: "more than 1,000 events in the batch"}
+    ),
 )
 def post_events(batch: EventBatchIn, engine: EngineDep, principal: PrincipalDep) -> EventBatchOut:
     """Commit a batch idempotently; the response comes after the commit.

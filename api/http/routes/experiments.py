@@ -13,6 +13,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.http.deps import EngineDep, PrincipalDep
+from api.http.errors import errors
 from pipelines.experiments.analysis import UnknownMetricError, analyze
 from pipelines.experiments.definitions import Experiment, parse_experiment
 from pipelines.experiments.errors import ExperimentDefinitionError, StatsInputError
@@ -65,6 +66,10 @@ class ExperimentIn(BaseModel):
     interleave: list[ShortText] | None = Field(default=None, max_length=2)
 
 
+_NAME_WHY = {404: "unknown experiment"}
+_DEF_WHY = "an invalid definition (an unknown override lists the valid ones)"
+
+
 def _repo(engine: Any) -> ExperimentRepository:
     return engine.experiments
 
@@ -83,7 +88,15 @@ def list_experiments(engine: EngineDep, principal: PrincipalDep) -> dict[str, An
     return {"experiments": _repo(engine).list_all()}
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses=errors(
+        409,
+        422,
+        why={409: "an experiment of that name exists (send replace=true)", 422: _DEF_WHY},
+    ),
+)
 def create_experiment(
     body: ExperimentIn,
     engine: EngineDep,
@@ -104,7 +117,7 @@ def create_experiment(
     return exp.model_dump(mode="json")
 
 
-@router.get("/off-policy")
+@router.get("/off-policy", responses=errors(422))
 def off_policy(
     engine: EngineDep,
     principal: PrincipalDep,
@@ -148,14 +161,14 @@ def _naive(moment: datetime | None) -> datetime | None:
     return moment.astimezone(UTC).replace(tzinfo=None)
 
 
-@router.get("/{name}")
+@router.get("/{name}", responses=errors(404, why=_NAME_WHY))
 def get_experiment(name: NameParam, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
     """One experiment's definition."""
     principal.require("admin", "analyst")
     return _get(_repo(engine), name).model_dump(mode="json")
 
 
-@router.post("/{name}/start")
+@router.post("/{name}/start", responses=errors(404, why=_NAME_WHY))
 def start_experiment(name: NameParam, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
     """Set the experiment running: users are assigned from the next request on."""
     principal.require("admin")
@@ -164,7 +177,7 @@ def start_experiment(name: NameParam, engine: EngineDep, principal: PrincipalDep
     return repo.set_status(name, "running").model_dump(mode="json")
 
 
-@router.post("/{name}/stop")
+@router.post("/{name}/stop", responses=errors(404, why=_NAME_WHY))
 def stop_experiment(name: NameParam, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
     """Stop the experiment: nobody is assigned any more (the log is kept for analysis)."""
     principal.require("admin")
@@ -173,7 +186,7 @@ def stop_experiment(name: NameParam, engine: EngineDep, principal: PrincipalDep)
     return repo.set_status(name, "stopped").model_dump(mode="json")
 
 
-@router.get("/{name}/analysis")
+@router.get("/{name}/analysis", responses=errors(404, 422, why=_NAME_WHY))
 def analyze_experiment(
     name: NameParam,
     engine: EngineDep,

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from api.http.auth import ROLE_PARENT, Principal
 from api.http.deps import EngineDep, PrincipalDep
-from api.http.schemas import FeedOut
+from api.http.errors import errors
 from pipelines.serving.engine import Engine
+from pipelines.serving.page import FeedPage
 
 router = APIRouter(prefix="/v1", tags=["feed"])
 
 
-@router.get("/feed", response_model=FeedOut)
+@router.get(
+    "/feed",
+    response_model=FeedPage,
+    responses=errors(400, 404, why={400: "a tampered or malformed cursor", 404: "unknown user"}),
+)
 def get_feed(
     engine: EngineDep,
     principal: PrincipalDep,
@@ -24,23 +28,11 @@ def get_feed(
     cursor: Annotated[
         str | None, Query(max_length=65536, description="next_cursor of the previous page")
     ] = None,
-) -> FeedOut:
+) -> FeedPage:
     """Return the next ranked page; each item says why it is there."""
     principal.require_user_access(user_id, parent_of=engine_parent_links(engine, principal))
-    page = engine.feed(user_id, limit=limit, cursor=cursor)
-    return FeedOut(
-        user_id=page.user_id,
-        request_id=page.request_id,
-        session_id=page.session_id,
-        page=page.page,
-        pipeline=page.pipeline,
-        items=[asdict(i) for i in page.items],  # type: ignore[misc]
-        next_cursor=page.next_cursor,
-        degraded_sources=page.failed_sources,
-        governor=page.extras.get("governor"),
-        survey=page.extras.get("survey"),
-        stop_card=page.extras.get("stop_card"),
-    )
+    # The engine's page is the response: built once, serialised as it is.
+    return engine.feed(user_id, limit=limit, cursor=cursor)
 
 
 def engine_parent_links(engine: Engine, principal: Principal) -> set[int] | None:

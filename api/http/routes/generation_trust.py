@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.http.auth import ROLE_ADMIN, ROLE_ANALYST, Principal
 from api.http.deps import EngineDep, PrincipalDep
+from api.http.errors import errors
 from pipelines.generation.review import REVIEW_STATUSES, UnknownReviewError
 from pipelines.generation.rights import (
     HOLDER_STATUSES,
@@ -88,6 +89,10 @@ class PersonIn(BaseModel):
     note: str = Field(default="", max_length=500)
 
 
+_HOLDER_WHY = {404: "unknown rights holder"}
+_REVIEW_WHY = {404: "the clip is not in review"}
+
+
 def _holder_for(svc: GenerationService, holder_id: str, principal: Principal) -> RightsHolder:
     """The holder, when the caller is its account (or an admin or service key)."""
     try:
@@ -109,7 +114,11 @@ def _holder_view(svc: GenerationService, holder: RightsHolder) -> dict[str, Any]
 
 
 # -- rights holders ------------------------------------------------------------------------------
-@router.post("/v1/rights-holders", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/v1/rights-holders",
+    status_code=status.HTTP_201_CREATED,
+    responses=errors(404, 422, why={404: "unknown user"}),
+)
 def apply_holder(body: HolderIn, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
     """Apply as a rights holder. The holder and its names are ``pending`` until an admin
     verifies them; then prompts naming them are refused and clips naming them filtered."""
@@ -130,14 +139,18 @@ def apply_holder(body: HolderIn, engine: EngineDep, principal: PrincipalDep) -> 
     return _holder_view(svc, holder)
 
 
-@router.get("/v1/rights-holders/{holder_id}")
+@router.get("/v1/rights-holders/{holder_id}", responses=errors(404, why=_HOLDER_WHY))
 def get_holder(holder_id: HolderId, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
     """The holder's status and names (its own account, admins and service keys)."""
     svc = engine.generation
     return _holder_view(svc, _holder_for(svc, holder_id, principal))
 
 
-@router.post("/v1/rights-holders/{holder_id}/names", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/v1/rights-holders/{holder_id}/names",
+    status_code=status.HTTP_201_CREATED,
+    responses=errors(404, 409, 422, why=_HOLDER_WHY),
+)
 def add_holder_names(
     holder_id: HolderId, body: NamesIn, engine: EngineDep, principal: PrincipalDep
 ) -> dict[str, Any]:
@@ -153,7 +166,7 @@ def add_holder_names(
     return {"added": [o.to_dict() for o in added]}
 
 
-@router.get("/v1/rights-holders/{holder_id}/notifications")
+@router.get("/v1/rights-holders/{holder_id}/notifications", responses=errors(404, why=_HOLDER_WHY))
 def holder_notifications(
     holder_id: HolderId,
     engine: EngineDep,
@@ -168,7 +181,13 @@ def holder_notifications(
     return {"notifications": svc.optouts.notifications(holder_id, kind=kind, limit=limit)}
 
 
-@router.post("/v1/rights-holders/{holder_id}/takedowns", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/v1/rights-holders/{holder_id}/takedowns",
+    status_code=status.HTTP_201_CREATED,
+    responses=errors(
+        404, 409, why={404: "unknown rights holder or clip", 409: "the holder is not verified"}
+    ),
+)
 def holder_takedown(
     holder_id: HolderId, body: TakedownIn, engine: EngineDep, principal: PrincipalDep
 ) -> dict[str, Any]:
@@ -210,7 +229,7 @@ def _decide(engine: Any, holder_id: str, verified: bool, note: str) -> dict[str,
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
 
 
-@router.post("/v1/admin/rights-holders/{holder_id}/verify")
+@router.post("/v1/admin/rights-holders/{holder_id}/verify", responses=errors(404, why=_HOLDER_WHY))
 def verify_holder(
     holder_id: HolderId, body: DecisionIn, engine: EngineDep, principal: PrincipalDep
 ) -> dict[str, Any]:
@@ -219,7 +238,7 @@ def verify_holder(
     return _decide(engine, holder_id, True, body.note)
 
 
-@router.post("/v1/admin/rights-holders/{holder_id}/reject")
+@router.post("/v1/admin/rights-holders/{holder_id}/reject", responses=errors(404, why=_HOLDER_WHY))
 def reject_holder(
     holder_id: HolderId, body: DecisionIn, engine: EngineDep, principal: PrincipalDep
 ) -> dict[str, Any]:
@@ -229,7 +248,11 @@ def reject_holder(
 
 
 # -- protected people ----------------------------------------------------------------------------
-@router.post("/v1/admin/protected-people", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/v1/admin/protected-people",
+    status_code=status.HTTP_201_CREATED,
+    responses=errors(404, 422, why={404: "unknown user"}),
+)
 def add_person(body: PersonIn, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
     """Protect a real person's name (admin): prompts naming them are refused with reason
     ``public_figure`` (unless they are a user who consented to be a cameo of the request)."""
@@ -252,7 +275,11 @@ def list_people(engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
     return {"people": [p.to_dict() for p in engine.generation.people.people()]}
 
 
-@router.delete("/v1/admin/protected-people/{person_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/v1/admin/protected-people/{person_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=errors(404, why={404: "no such protected person"}),
+)
 def remove_person(
     person_id: Annotated[str, Path(max_length=64)], engine: EngineDep, principal: PrincipalDep
 ) -> None:
@@ -283,7 +310,7 @@ def list_reviews(
     }
 
 
-@router.get("/v1/admin/clip-reviews/{item_id}")
+@router.get("/v1/admin/clip-reviews/{item_id}", responses=errors(404, why=_REVIEW_WHY))
 def get_review(item_id: ItemId, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
     """One clip's review entry."""
     principal.require(ROLE_ADMIN, ROLE_ANALYST)
@@ -293,7 +320,7 @@ def get_review(item_id: ItemId, engine: EngineDep, principal: PrincipalDep) -> d
     return review.to_dict()
 
 
-@router.post("/v1/admin/clip-reviews/{item_id}/restore")
+@router.post("/v1/admin/clip-reviews/{item_id}/restore", responses=errors(404, why=_REVIEW_WHY))
 def restore_clip(
     item_id: ItemId, body: DecisionIn, engine: EngineDep, principal: PrincipalDep
 ) -> dict[str, Any]:
@@ -308,7 +335,7 @@ def restore_clip(
     return review.to_dict()
 
 
-@router.post("/v1/admin/clip-reviews/{item_id}/take-down")
+@router.post("/v1/admin/clip-reviews/{item_id}/take-down", responses=errors(404, why=_REVIEW_WHY))
 def admin_take_down(
     item_id: ItemId, body: AdminTakedownIn, engine: EngineDep, principal: PrincipalDep
 ) -> dict[str, Any]:

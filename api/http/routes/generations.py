@@ -19,6 +19,7 @@ from api.http.auth import (
     Principal,
 )
 from api.http.deps import EngineDep, PrincipalDep
+from api.http.errors import errors
 from api.http.routes.feed import engine_parent_links
 from api.http.routes.generation_trust import router as trust_router
 from pipelines.generation.consent import ConsentError, no_consent
@@ -115,7 +116,14 @@ def _refuse(exc: RuleViolation) -> HTTPException:
     status_code=status.HTTP_202_ACCEPTED,
     responses={
         **REFUSAL_RESPONSES,
-        429: {"description": "the user has the most pending jobs allowed; see Retry-After"},
+        **errors(
+            404,
+            429,
+            why={
+                404: "unknown user",
+                429: "the user has the most pending jobs allowed; see Retry-After",
+            },
+        ),
     },
 )
 def create_generation(
@@ -154,7 +162,7 @@ def create_generation(
     return {**job.to_dict(), "status_url": f"/v1/generations/{job.job_id}"}
 
 
-@router.get("/v1/generations/{job_id}")
+@router.get("/v1/generations/{job_id}", responses=errors(404, why={404: "unknown job"}))
 def get_generation(job_id: JobId, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
     """A job's status; once ``done``: the clip id, video and poster URLs and provenance."""
     svc = engine.generation
@@ -218,10 +226,14 @@ def _require_own_choice(principal: Principal, user_id: int) -> None:
 
 @router.put(
     "/v1/users/{user_id}/cameo-consent",
-    responses={
-        403: {"description": "not the person's own key (nor the service key)"},
-        422: {"description": "not allowed by the policy (e.g. 'everyone' for a teen)"},
-    },
+    responses=errors(
+        403,
+        422,
+        why={
+            403: "not the person's own key (nor the service key)",
+            422: "not allowed by the policy (e.g. 'everyone' for a teen)",
+        },
+    ),
 )
 def put_consent(
     user_id: UserId, body: ConsentIn, engine: EngineDep, principal: PrincipalDep
@@ -248,7 +260,7 @@ def revoke_consent(user_id: UserId, engine: EngineDep, principal: PrincipalDep) 
     return engine.generation.revoke_consent(user_id)
 
 
-@router.post("/v1/admin/rights-optouts", status_code=status.HTTP_201_CREATED)
+@router.post("/v1/admin/rights-optouts", status_code=status.HTTP_201_CREATED, responses=errors(422))
 def register_optout(body: OptOutIn, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
     """Register a holder's names (admin): matching prompts are refused and matching clips are
     filtered from feeds from the next page."""
@@ -267,7 +279,11 @@ def list_optouts(engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
     return {"optouts": [o.to_dict() for o in engine.generation.optouts.active()]}
 
 
-@router.delete("/v1/admin/rights-optouts/{optout_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/v1/admin/rights-optouts/{optout_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=errors(404, why={404: "no such opt-out"}),
+)
 def remove_optout(
     optout_id: Annotated[str, Path(max_length=64)], engine: EngineDep, principal: PrincipalDep
 ) -> None:

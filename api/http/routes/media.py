@@ -20,6 +20,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 
 from api.http.auth import PUBLIC_TAG
 from api.http.deps import EngineDep
+from api.http.errors import errors
 from pipelines.generation.media import public_manifest
 
 router = APIRouter(prefix="/media", tags=["media", PUBLIC_TAG])
@@ -30,11 +31,16 @@ _TYPES = {"mp4": "video/mp4", "png": "image/png", "json": "application/json"}
 
 @router.get(
     "/clips/{name}",
-    responses={
-        403: {"description": "the clip shows people who limit who may see them; no valid link"},
-        404: {"description": "no such media"},
-        410: {"description": "withdrawn (rights-holder opt-out)"},
-    },
+    responses=errors(
+        403,
+        404,
+        410,
+        why={
+            403: "the clip shows people who limit who may see them; no valid link",
+            404: "no such media",
+            410: "withdrawn (cameo consent revoked, rights-holder takedown)",
+        },
+    ),
 )
 def get_clip_media(
     name: Annotated[str, Path(max_length=40)],

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, status
 
 from api.http.deps import EngineDep, PrincipalDep
+from api.http.errors import errors
 from ranking.learned.registry import HAND_WEIGHTED
 from ranking.learned.value_model import LearnedModelError
 
@@ -48,7 +49,7 @@ def list_models(engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
     }
 
 
-@router.post("/rollback")
+@router.post("/rollback", responses=errors(409, why={409: "nothing to roll back to"}))
 def rollback(engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
     """Serve the previously promoted model again (the hand-weighted scorer if none)."""
     principal.require("admin")

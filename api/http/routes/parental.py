@@ -19,6 +19,7 @@ from fastapi import APIRouter, HTTPException, Path, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.http.deps import EngineDep, PrincipalDep
+from api.http.errors import errors
 from api.http.routes.wellbeing import HHMM, changes_of, governor_json
 from pipelines.generation.consent import ConsentError
 from wellbeing.errors import GovernorSettingsError
@@ -74,7 +75,11 @@ def _require_linked_parent(engine: Any, principal: Any, child_id: int) -> int:
     return -1
 
 
-@router.post("/links", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/links",
+    status_code=status.HTTP_201_CREATED,
+    responses=errors(404, 422, why={404: "unknown child"}),
+)
 def link(body: LinkIn, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
     """Link a parent account to a child (admin only, after verifying the parent)."""
     principal.require("admin")
@@ -100,7 +105,7 @@ def child(child_id: UserId, engine: EngineDep, principal: PrincipalDep) -> dict[
     return governor_json(engine, child_id)
 
 
-@router.patch("/children/{child_id}/controls")
+@router.patch("/children/{child_id}/controls", responses=errors(422))
 def change_controls(
     child_id: UserId, body: ParentalControlsIn, engine: EngineDep, principal: PrincipalDep
 ) -> dict[str, Any]:
@@ -126,7 +131,7 @@ def change_controls(
 
 @router.post(
     "/children/{child_id}/cameo-consent/approval",
-    responses={409: {"description": "the teen has no consent waiting for approval"}},
+    responses=errors(409, why={409: "the teen has no consent waiting for approval"}),
 )
 def approve_cameo_consent(
     child_id: UserId, engine: EngineDep, principal: PrincipalDep

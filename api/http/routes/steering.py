@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.http.deps import EngineDep, PrincipalDep
+from api.http.errors import errors
 from api.http.routes.feed import engine_parent_links
 from pipelines.serving.products.home import HOME
 from steering.controls import MAX_MUTED_AUTHORS, MAX_RULE_CHARS, MAX_RULES, ControlsError
@@ -59,7 +60,13 @@ def _access(engine: Any, principal: Any, user_id: int) -> None:
     engine.require_user(user_id)
 
 
-@router.post("/{user_id}/mood", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/{user_id}/mood",
+    status_code=status.HTTP_201_CREATED,
+    responses=errors(
+        413, 422, why={413: "the prompt is too long", 422: "the prompt could not be read"}
+    ),
+)
 def create_mood(
     user_id: UserId, body: MoodIn, engine: EngineDep, principal: PrincipalDep
 ) -> dict[str, Any]:
@@ -83,7 +90,11 @@ def list_moods(user_id: UserId, engine: EngineDep, principal: PrincipalDep) -> d
     return {"moods": [m.to_dict() for m in engine.steering.moods.list(user_id)]}
 
 
-@router.delete("/{user_id}/mood/{mood_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{user_id}/mood/{mood_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=errors(404, why={404: "unknown user, or no such active mood"}),
+)
 def delete_mood(
     user_id: UserId,
     mood_id: Annotated[str, Path(max_length=64)],
@@ -102,7 +113,7 @@ def get_controls(user_id: UserId, engine: EngineDep, principal: PrincipalDep) ->
     return engine.steering.controls.get(user_id).model_dump()
 
 
-@router.put("/{user_id}/controls")
+@router.put("/{user_id}/controls", responses=errors(422))
 def put_controls(
     user_id: UserId, body: ControlsIn, engine: EngineDep, principal: PrincipalDep
 ) -> dict[str, Any]:
@@ -132,7 +143,7 @@ def get_interests(
     return {"interests": [i.to_dict() for i in interests.list(user_id, k=k)]}
 
 
-@router.post("/{user_id}/interests/{topic}")
+@router.post("/{user_id}/interests/{topic}", responses=errors(422))
 def mark_interest(
     user_id: UserId,
     topic: Annotated[str, Path(min_length=1, max_length=80)],
@@ -152,7 +163,9 @@ def mark_interest(
     return {"topic": topic.lower(), "action": action, "controls": ctrl.model_dump()}
 
 
-@router.get("/{user_id}/why-not/{clip_id}")
+@router.get(
+    "/{user_id}/why-not/{clip_id}", responses=errors(404, why={404: "unknown user or clip"})
+)
 def get_why_not(
     user_id: UserId,
     clip_id: Annotated[int, Path(ge=0, le=2**62)],

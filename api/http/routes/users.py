@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from api.http import audit
 from api.http.auth import ROLE_ADMIN, ROLE_USER, Principal
 from api.http.deps import EngineDep, PrincipalDep, fence_exempt, forget_cached_keys
+from api.http.errors import errors
 from pipelines.serving.engine import Engine
 from pipelines.serving.erasure import erase_user
 from storage.fence import FenceBusyError
@@ -56,10 +57,18 @@ def _token_ok(engine: Engine, user_id: int, key_id: str, token: str) -> bool:
     status_code=status.HTTP_200_OK,
     responses={
         202: {"description": "step 1: nothing erased yet; confirm with the token given"},
-        400: {"description": "the confirmation token is invalid, expired or another key's"},
-        403: {"description": "not this user's key nor an admin key"},
-        404: {"description": "no such user"},
-        503: {"description": "the user's in-flight work did not end in time; retry"},
+        **errors(
+            400,
+            403,
+            404,
+            503,
+            why={
+                400: "the confirmation token is invalid, expired or another key's",
+                403: "not this user's key nor an admin key",
+                404: "no such user",
+                503: "the user's in-flight work did not end in time; retry",
+            },
+        ),
     },
 )
 @fence_exempt

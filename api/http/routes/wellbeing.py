@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.http.deps import EngineDep, PrincipalDep
+from api.http.errors import errors
 from api.http.routes.feed import engine_parent_links
 from wellbeing.errors import GovernorPermissionError, GovernorSettingsError, SurveyError
 
@@ -70,7 +71,7 @@ def governor_json(engine: Any, user_id: int) -> dict[str, Any]:
         "timezone": prof.timezone,
         "settings": view.settings.model_dump(),
         "ceiling": gov.ceiling_for(user_id).model_dump() if prof.is_teen else None,
-        "governor": view.page_json(),
+        "governor": view.page_card(),
     }
 
 
@@ -84,7 +85,7 @@ def get_governor(user_id: UserId, engine: EngineDep, principal: PrincipalDep) ->
 
 @router.patch(
     "/users/{user_id}/governor",
-    responses={403: {"description": "a teen loosening their own limits"}},
+    responses=errors(403, 422, why={403: "a teen loosening their own limits"}),
 )
 def change_own_governor(
     user_id: UserId, body: GovernorChangeIn, engine: EngineDep, principal: PrincipalDep
@@ -102,6 +103,13 @@ def change_own_governor(
     except GovernorSettingsError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
     return governor_json(engine, user_id)
+
+
+_SURVEY_WHY = {
+    404: "unknown survey",
+    409: "already answered or dismissed",
+    422: "the answer is off the question's scale",
+}
 
 
 def _close_survey(
@@ -130,10 +138,7 @@ def _close_survey(
     }
 
 
-@router.post(
-    "/surveys/{survey_id}/answer",
-    responses={404: {"description": "unknown survey"}, 409: {"description": "already closed"}},
-)
+@router.post("/surveys/{survey_id}/answer", responses=errors(404, 409, 422, why=_SURVEY_WHY))
 def answer_survey(
     survey_id: SurveyId, body: SurveyAnswerIn, engine: EngineDep, principal: PrincipalDep
 ) -> dict[str, Any]:
@@ -141,10 +146,7 @@ def answer_survey(
     return _close_survey(engine, principal, survey_id, body.answer)
 
 
-@router.post(
-    "/surveys/{survey_id}/dismiss",
-    responses={404: {"description": "unknown survey"}, 409: {"description": "already closed"}},
-)
+@router.post("/surveys/{survey_id}/dismiss", responses=errors(404, 409, 422, why=_SURVEY_WHY))
 def dismiss_survey(
     survey_id: SurveyId, engine: EngineDep, principal: PrincipalDep
 ) -> dict[str, Any]:

@@ -13,14 +13,13 @@ from ranking.pipeline import FeedQuery
 
 logger = logging.getLogger(__name__)
 
-EXPOSURE_KEY = "experiments"
 #: Exposure value of a user held back from a running experiment (long-term holdback group).
 HOLDBACK_ARM = "_holdback"
 
 
 class ExperimentArmsQueryHydrator:
-    """Writes ``context["experiments"] = {experiment: arm}`` (logged on every impression) and
-    copies each arm's settings into ``query.overrides``.
+    """Writes ``query.context.experiments = {experiment: arm}`` (logged on every impression)
+    and copies each arm's settings into ``query.overrides``.
 
     ``running`` returns the running experiments (the repository's cached list). Users in an
     experiment's long-term holdback are logged with arm ``_holdback`` and get no overrides.
@@ -37,15 +36,16 @@ class ExperimentArmsQueryHydrator:
 
     def hydrate(self, query: FeedQuery) -> None:
         """Assign and record the arms."""
-        exposure: dict[str, str] = query.context.setdefault(EXPOSURE_KEY, {})
+        exposure = query.context.experiments
         try:
             experiments = self.running()
         except Exception:
             logger.exception("could not read running experiments; serving defaults")
             return
         at = query.now.replace(tzinfo=UTC) if query.now.tzinfo is None else query.now
-        explicit = set(query.overrides)
+        explicit = set(query.overrides.as_dict())
         set_by: dict[str, str] = {}
+        update: dict[str, Any] = {}
         for exp in experiments:
             if not exp.is_active(at):
                 continue
@@ -56,7 +56,7 @@ class ExperimentArmsQueryHydrator:
             if arm_name is None:
                 continue
             exposure[exp.name] = arm_name
-            for key, value in exp.arm(arm_name).overrides.items():
+            for key, value in exp.arm(arm_name).overrides.as_dict().items():
                 if key in explicit:
                     continue
                 if key in set_by:
@@ -69,8 +69,6 @@ class ExperimentArmsQueryHydrator:
                     )
                     continue
                 set_by[key] = exp.name
-                query.overrides[key] = _copy(value)
-
-
-def _copy(value: Any) -> Any:
-    return dict(value) if isinstance(value, dict) else value
+                update[key] = value
+        if update:  # validated values (the arms were validated when defined)
+            query.overrides = query.overrides.model_copy(update=update)

@@ -9,8 +9,7 @@ import polars as pl
 
 from ranking.pipeline import FeedQuery, Selector, set_columns
 
-OVERRIDE_KEY = "exploration_rate"
-#: Key, in ``query.context["experiments"]`` (logged as the impression's ``experiments`` JSON),
+#: Key, in ``query.context.experiment_records`` (logged in the impression's ``experiments`` JSON),
 #: of the page's exploration record ``{"rate": r, "explored": [item ids]}``; written only when
 #: the rate is > 0. The leading underscore keeps it apart from experiment names (as
 #: ``_holdback`` is kept apart from arm names).
@@ -26,10 +25,10 @@ class ExploringSelector:
     other clip was left) and ``explored`` (bool) to the page, for off-policy estimates
     (:func:`~pipelines.experiments.off_policy.exploration_propensities`).
 
-    The rate is ``query.overrides["exploration_rate"]`` when set (an experiment arm), else the
+    The rate is ``query.overrides.exploration_rate`` when set (an experiment arm), else the
     configured default. The draw is seeded by the request id, so a request is reproducible.
     When the rate is > 0 the page's rate and explored item ids are written to
-    ``query.context["experiments"]["_exploration"]`` (:data:`EXPLORATION_KEY`), which the
+    ``query.context.experiment_records["_exploration"]`` (:data:`EXPLORATION_KEY`), which the
     impression log carries, so off-policy estimates know which slots were the ranker's pick
     (:mod:`pipelines.experiments.ope_log`).
     """
@@ -50,8 +49,8 @@ class ExploringSelector:
     def select(self, query: FeedQuery, candidates: pl.DataFrame) -> pl.DataFrame:
         """Return at most ``query.limit`` rows in page order, with ``propensity``/``explored``."""
         page = self.inner.select(query, candidates)
-        rate = float(query.overrides.get(OVERRIDE_KEY, self.rate))
-        rate = min(max(rate, 0.0), 1.0)
+        override = query.overrides.exploration_rate  # validated: in [0, 1]
+        rate = self.rate if override is None else override
         if page.height == 0 or rate == 0.0:
             return set_columns(  # not ``with_columns``: a lazy query on every page
                 page,
@@ -92,7 +91,7 @@ class ExploringSelector:
             pl.Series("explored", explored, dtype=pl.Boolean),
         )
         # Item ids, not positions: post-selection filters may still drop rows above.
-        query.context.setdefault("experiments", {})[EXPLORATION_KEY] = {
+        query.context.experiment_records[EXPLORATION_KEY] = {
             "rate": rate,
             "explored": [int(ids[r]) for r, e in zip(rows, explored, strict=True) if e],
         }

@@ -6,14 +6,14 @@ import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
 
 import numpy as np
 import polars as pl
 
 from pipelines.experiments.definitions import Experiment
 from pipelines.experiments.interleaving import team_draft_interleave
-from pipelines.experiments.query_hydrators.experiment_arms import EXPOSURE_KEY, HOLDBACK_ARM
+from pipelines.experiments.query_hydrators.experiment_arms import HOLDBACK_ARM
+from ranking.overrides import RequestOverrides
 from ranking.pipeline import FeedQuery, Scorer, Selector, is_enabled
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ class InterleavingSelector:
     arm X's overrides (on top of the request's overrides less those the user's own arm set),
     so the two rankers differ exactly by their arms' settings (value weights, ranker model,
     taper...). The coin flips are seeded by the request id. The teams are recorded in
-    ``query.context["experiments"]["_interleaving"]`` (:data:`INTERLEAVING_KEY`), which the
+    ``query.context.experiment_records["_interleaving"]`` (:data:`INTERLEAVING_KEY`), which the
     impression log carries. A failure while interleaving is logged and the wrapped page served.
 
     Parameters
@@ -71,7 +71,7 @@ class InterleavingSelector:
             return self.inner.select(query, candidates)
 
     def _experiment(self, query: FeedQuery) -> Experiment | None:
-        exposure: dict[str, Any] = query.context.get(EXPOSURE_KEY) or {}
+        exposure = query.context.experiments
         if not exposure:
             return None
         try:
@@ -86,9 +86,9 @@ class InterleavingSelector:
         return None
 
     def _ranking(
-        self, query: FeedQuery, candidates: pl.DataFrame, overrides: dict[str, Any]
+        self, query: FeedQuery, candidates: pl.DataFrame, overrides: RequestOverrides
     ) -> pl.DataFrame:
-        q = replace(query, overrides=overrides, context=dict(query.context))
+        q = replace(query, overrides=overrides, context=query.context.copy())
         scored = candidates
         for s in self.scorers():
             if not is_enabled(s, q):  # e.g. the learned scorer when the arm names no model
@@ -104,17 +104,20 @@ class InterleavingSelector:
     ) -> pl.DataFrame:
         assert exp.interleave is not None
         name_a, name_b = exp.interleave
-        own = exp.arm(query.context[EXPOSURE_KEY][exp.name]).overrides
-        base = {k: v for k, v in query.overrides.items() if k not in own}
-        page_a = self._ranking(query, candidates, {**base, **exp.arm(name_a).overrides})
-        page_b = self._ranking(query, candidates, {**base, **exp.arm(name_b).overrides})
+        own = exp.arm(query.context.experiments[exp.name]).overrides.as_dict()
+        # The request's overrides less those the user's own arm set.
+        base = RequestOverrides.model_validate(
+            {k: v for k, v in query.overrides.as_dict().items() if k not in own}
+        )
+        page_a = self._ranking(query, candidates, base.merged(exp.arm(name_a).overrides))
+        page_b = self._ranking(query, candidates, base.merged(exp.arm(name_b).overrides))
         ids_a = [int(i) for i in page_a["item_id"].to_list()]
         ids_b = [int(i) for i in page_b["item_id"].to_list()]
         rng = np.random.default_rng(_seed(query.request_id))
         items, teams = team_draft_interleave(ids_a, ids_b, query.limit, rng)
         row_of = {int(i): r for r, i in enumerate(candidates["item_id"].to_list())}
         out = candidates[[row_of[i] for i in items]]
-        query.context.setdefault(EXPOSURE_KEY, {})[INTERLEAVING_KEY] = {
+        query.context.experiment_records[INTERLEAVING_KEY] = {
             "experiment": exp.name,
             "a": name_a,
             "b": name_b,

@@ -3,8 +3,6 @@ clips the user asked the generator for."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import polars as pl
 
@@ -12,12 +10,6 @@ from ranking.pipeline import CANDIDATE_SCHEMA, FeedQuery
 from ranking.state import FeedState
 
 GENERATED_SOURCE = "generated"  # ranking.explain words it "made for your mood"
-
-
-def _mood_vectors(query: FeedQuery) -> list[np.ndarray]:
-    sc: Any = query.context.get("steering")
-    moods = getattr(sc, "moods", None) or []
-    return [s.vector for m in moods for s in (*m.facets, *m.restrict_to)]
 
 
 class GeneratedForMoodSource:
@@ -56,7 +48,7 @@ class GeneratedForMoodSource:
         # Without a mood only the user's own requests come this way (the ANN source already
         # offers generated clips close to the user's tastes, under their own label), so the
         # common no-mood page reads no vectors at all.
-        targets = _mood_vectors(query)
+        targets = query.context.mood_vectors  # set by the steering hydrator
         with st.lock:
             rows = st.generated_rows()
             if not targets:

@@ -173,3 +173,36 @@ def test_new_clip_and_user_flow(client: Any) -> None:
     assert client.post("/v1/clips", json={"clips": [clip]}, headers=h).status_code == 409
     page = client.get("/v1/feed", params={"user_id": 777777, "limit": 50}, headers=h)
     assert page.status_code == 200 and page.json()["items"]
+
+
+def test_the_schema_documents_the_page_its_explanation_and_its_cards() -> None:
+    from api.http.main import create_app
+
+    schema = create_app().openapi()
+    comp = schema["components"]["schemas"]
+    ok = schema["paths"]["/v1/feed"]["get"]["responses"]["200"]["content"]["application/json"]
+    page = comp[ok["schema"]["$ref"].rsplit("/", 1)[-1]]["properties"]
+    item = comp[page["items"]["items"]["$ref"].rsplit("/", 1)[-1]]["properties"]
+    explanation = comp[item["explanation"]["$ref"].rsplit("/", 1)[-1]]["properties"]
+    for name in (
+        "source",
+        "top_features",
+        "model",
+        "why",
+        "held_back",
+        "rules_applied",
+        "mood_match",
+        "generated",
+        "made_for_your_mood",
+        "media_url",
+    ):
+        assert name in explanation, name
+    assert explanation["top_features"]["items"]["$ref"].endswith("/FeatureContribution")
+
+    def card(field: str) -> str:
+        refs = [a.get("$ref", "") for a in page[field]["anyOf"]]
+        return next(r for r in refs if r).rsplit("/", 1)[-1]
+
+    assert "minutes_left" in comp[card("governor")]["properties"]
+    assert "resumes_at" in comp[card("stop_card")]["properties"]
+    assert "scale" in comp[card("survey")]["properties"]

@@ -131,7 +131,7 @@ def test_cameo_needs_consent_and_revoking_removes_the_clip_from_feeds(gen_client
     # page shows which filter keeps a revoked cameo out.
     eng.writer.flush()
     eng.state.seen[stranger].discard(item)
-    query_removed = eng.feed(stranger, limit=50).extras["removed"]
+    query_removed = eng.feed(stranger, limit=50).diagnostics.removed
     assert query_removed.get(item) == "cameo_consent"
     assert gen_client.get(f"/media/clips/{item}.mp4").status_code == 410
     assert svc.is_hidden(item)

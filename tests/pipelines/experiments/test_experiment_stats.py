@@ -89,12 +89,16 @@ def test_experiment_loads_from_yaml_with_typed_overrides(tmp_path: Path) -> None
     exp = load_experiment(path)
     assert exp.name == "steering-strength-v2"
     assert exp.arm_names == ["control", "stronger"]
-    assert exp.arm("stronger").overrides == {
+    overrides = exp.arm("stronger").overrides
+    assert overrides.as_dict() == {
         "mood_strength": 0.8,
         "value_weights": {"share": 6.0, "like": 2.0},
         "ranker_model": "lgbm-2025-06",
     }
-    assert isinstance(exp.arm("stronger").overrides["value_weights"]["share"], float)
+    assert overrides.value_weights is not None
+    assert isinstance(overrides.value_weights["share"], float)
+    # Stored and shown with only what the arm sets.
+    assert exp.model_dump(mode="json")["arms"][0]["overrides"] == {}
     assert exp.arm_shares == {"control": 0.5, "stronger": 0.5}
     assert exp.start == datetime(2025, 6, 1, tzinfo=UTC)
     assert exp.guardrails == ["regret_rate", "session_minutes"]
@@ -138,9 +142,16 @@ def test_malformed_override_is_rejected(overrides: dict[str, object]) -> None:
         _experiment(arms=[{"name": "a"}, {"name": "b", "overrides": overrides}])
 
 
+def test_unknown_value_head_is_refused_when_the_experiment_is_defined() -> None:
+    # Not on a page, where the learned scorer would only log and ignore it.
+    with pytest.raises(ExperimentDefinitionError, match="likes") as err:
+        _experiment(arms=[{"name": "a"}, {"name": "b", "overrides": {"value_weights.likes": 3}}])
+    assert "valid: long_view, like" in str(err.value)
+
+
 def test_direct_model_construction_rejects_unknown_override() -> None:
     with pytest.raises(ValidationError, match="valid: "):
-        Arm(name="b", overrides={"nope": 1})
+        Arm.model_validate({"name": "b", "overrides": {"nope": 1}})
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from pipelines.experiments.query_hydrators.experiment_arms import (
 )
 from pipelines.experiments.repository import ExperimentRepository, UnknownExperimentError
 from pipelines.experiments.selectors.exploring import ExploringSelector
+from ranking.overrides import RequestOverrides
 from ranking.pipeline import FeedQuery
 from ranking.selectors.diverse_top_k import DiverseTopKSelector
 
@@ -38,7 +39,7 @@ def _query(rate: float | None = None, request_id: str = "r1") -> FeedQuery:
         user_id=1, limit=10, now=datetime(2025, 6, 1), session_id="s", request_id=request_id
     )
     if rate is not None:
-        q.overrides["exploration_rate"] = rate
+        q.overrides = RequestOverrides(exploration_rate=rate)
     return q
 
 
@@ -102,10 +103,10 @@ def test_hydrator_writes_arm_settings_and_exposure_but_keeps_explicit_overrides(
     users = [u for u in range(200) if assign(exp, u) == "taper"][:3]
     for uid in users:
         q = FeedQuery(user_id=uid, limit=5, now=datetime(2025, 6, 1), session_id="s")
-        q.overrides["exploration_rate"] = 0.0
+        q.overrides = RequestOverrides(exploration_rate=0.0)
         hyd.hydrate(q)
-        assert q.context["experiments"] == {"taper-test": "taper"}
-        assert q.overrides == {"exploration_rate": 0.0, "governor_taper": 2.0}
+        assert q.context.experiments == {"taper-test": "taper"}
+        assert q.overrides.as_dict() == {"exploration_rate": 0.0, "governor_taper": 2.0}
 
 
 def test_holdback_users_are_exposed_as_holdback_without_overrides() -> None:
@@ -115,10 +116,10 @@ def test_holdback_users_are_exposed_as_holdback_without_overrides() -> None:
     for uid in range(100):
         q = FeedQuery(user_id=uid, limit=5, now=datetime(2025, 6, 1), session_id="s")
         hyd.hydrate(q)
-        arm = q.context["experiments"].get("taper-test")
+        arm = q.context.experiments.get("taper-test")
         seen.add(arm)
         if arm == HOLDBACK_ARM:
-            assert q.overrides == {}
+            assert q.overrides.as_dict() == {}
     assert HOLDBACK_ARM in seen and "taper" in seen
 
 
@@ -127,7 +128,7 @@ def test_experiment_outside_its_window_assigns_nobody() -> None:
     hyd = ExperimentArmsQueryHydrator(lambda: [exp])
     q = FeedQuery(user_id=3, limit=5, now=datetime(2025, 6, 1), session_id="s")
     hyd.hydrate(q)
-    assert q.context["experiments"] == {} and q.overrides == {}
+    assert q.context.experiments == {} and q.overrides.as_dict() == {}
 
 
 def test_repository_round_trip_start_stop(engine: Any) -> None:
@@ -136,7 +137,7 @@ def test_repository_round_trip_start_stop(engine: Any) -> None:
     assert repo.running() == []
     assert repo.set_status("taper-test", "running").status == "running"
     assert [e.name for e in repo.running()] == ["taper-test"]
-    assert repo.get("taper-test").arm("taper").overrides["governor_taper"] == 2.0
+    assert repo.get("taper-test").arm("taper").overrides.governor_taper == 2.0
     repo.set_status("taper-test", "stopped")
     assert repo.running() == []
     with pytest.raises(UnknownExperimentError, match="stored: \\['taper-test'\\]"):
@@ -172,12 +173,11 @@ def test_served_impressions_carry_arm_and_propensity_and_analysis_reads_them(eng
         arm = assign(exp, uid)
         assert arm is not None
         arms[uid] = arm
-        logged = res.query.context["experiments"]
-        assert {k: v for k, v in logged.items() if not k.startswith("_")} == {"taper-test": arm}
+        assert res.query.context.experiments == {"taper-test": arm}
         if arm == "taper":
-            assert res.query.overrides["governor_taper"] == 2.0
+            assert res.query.overrides.governor_taper == 2.0
         else:
-            assert "governor_taper" not in res.query.overrides
+            assert res.query.overrides.governor_taper is None
     engine.writer.flush()
     imps = engine.store.query(
         "SELECT user_id, experiments, propensity FROM events "

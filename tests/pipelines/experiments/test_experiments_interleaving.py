@@ -72,8 +72,8 @@ def _planted_store(path: Path, *, pages: int, p_a: float, p_b: float, seed: int)
         items, teams = team_draft_interleave(ranking_a, ranking_b, 10, rng)
         now = T0 + timedelta(minutes=k)
         query = FeedQuery(user_id=k, limit=10, now=now, session_id=f"s{k}", request_id=f"q{k}")
-        query.context["experiments"] = {
-            "mood-interleave": "steered",
+        query.context.experiments = {"mood-interleave": "steered"}
+        query.context.experiment_records = {
             INTERLEAVING_KEY: {
                 "experiment": "mood-interleave",
                 "a": "unsteered",
@@ -157,7 +157,7 @@ def test_served_pages_interleave_the_two_arms_and_analysis_reports_the_winner(
                 f.result()
             if res.page.height == 0:
                 continue
-            record = res.query.context["experiments"][INTERLEAVING_KEY]
+            record = res.query.context.experiment_records[INTERLEAVING_KEY]
             team_a, team_b = record["team_a"], record["team_b"]
             assert record["a"] == "unsteered" and record["b"] == "steered"
             teamed = res.page.filter(~pl.col("explored"))["item_id"].to_list()

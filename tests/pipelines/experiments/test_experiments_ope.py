@@ -81,7 +81,7 @@ def _planted_log(store: Store, *, pages: int, rate: float, seed: int) -> dict[st
         query = FeedQuery(
             user_id=k % 97, limit=PAGE, now=now, session_id=f"s{k}", request_id=f"req{k}"
         )
-        query.context["experiments"] = {"some-test": "control"}
+        query.context.experiments = {"some-test": "control"}
         page = selector.select(query, cands).with_row_index("position")
         logger.run(query, page)
         placed: set[int] = set()
@@ -241,7 +241,7 @@ def test_engine_pages_served_with_exploration_give_estimates(engine: Any) -> Non
         for f in res.effects:
             f.result()
         if res.page.height:
-            record = res.query.context["experiments"][EXPLORATION_KEY]
+            record = res.query.context.experiment_records[EXPLORATION_KEY]
             assert record["rate"] == 0.4
             assert set(record["explored"]) == set(
                 res.page.filter(pl.col("explored"))["item_id"].to_list()

@@ -86,8 +86,8 @@ def test_generated_clip_is_an_8_frame_mp4_with_provenance_and_reaches_the_feed(
     item = hits[0]
     assert item.is_generated and item.source == "generated"
     assert item.reason.startswith("Made for your mood")
-    assert item.explanation["made_for_your_mood"] is True
-    assert item.explanation["media_url"] == f"/media/clips/{item_id}.mp4"
+    assert item.explanation.made_for_your_mood is True
+    assert item.explanation.media_url == f"/media/clips/{item_id}.mp4"
 
 
 def test_missing_model_fails_after_retries_and_the_feed_still_serves(

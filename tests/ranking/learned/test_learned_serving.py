@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from ranking.explain import FEATURE_WORDS, LOW_WORDS
+from ranking.overrides import RequestOverrides
 from tests.conftest import copy_world, make_key
 
 
@@ -114,7 +116,7 @@ def test_corrupt_model_file_falls_back_to_hand_weighted_and_reports_degraded(
         r = c.get("/v1/feed", params={"user_id": _busy_user(c), "limit": 10}, headers=h)
         assert r.status_code == 200 and len(r.json()["items"]) == 10
         for it in r.json()["items"]:
-            assert "model" not in it["explanation"]  # hand-weighted explanations
+            assert it["explanation"]["model"] is None  # hand-weighted explanations
         health = c.get("/healthz").json()
     assert health["learned_ranker"]["degraded"] is True
     assert health["learned_ranker"]["serving"] == "hand_weighted"
@@ -129,21 +131,25 @@ def test_value_weights_and_ranker_model_overrides_are_honoured(trained_copy: Pat
     try:
         uid = max(eng.state.history, key=lambda u: len(eng.state.history[u].rows))
         base = eng.feed(uid, limit=10)
-        ctx = base.extras["context"]["learned_ranker"]
-        assert ctx["model"] == _serving(trained_copy)
+        used = base.diagnostics.context.learned_ranker
+        assert used is not None and used.weights is not None
+        assert used.model == _serving(trained_copy)
         # Only skips count, and strongly: a different value per clip, a different page.
-        only_skip = {k: 0.0 for k in ctx["weights"]} | {"skip": -10.0}
-        tilted = eng.feed(uid, limit=10, overrides={"value_weights": only_skip})
-        assert tilted.extras["context"]["learned_ranker"]["weights"]["skip"] == -10.0
+        only_skip = {k: 0.0 for k in used.weights} | {"skip": -10.0}
+        tilted = eng.feed(uid, limit=10, overrides=RequestOverrides(value_weights=only_skip))
+        tilted_used = tilted.diagnostics.context.learned_ranker
+        assert tilted_used is not None and tilted_used.weights is not None
+        assert tilted_used.weights["skip"] == -10.0
         assert [i.item_id for i in tilted.items] != [i.item_id for i in base.items]
-        # An unknown head is ignored (logged), not a failed page.
-        bad = eng.feed(uid, limit=10, overrides={"value_weights": {"likes": 3.0}})
-        assert bad.extras["context"]["learned_ranker"]["weights"] == ctx["weights"]
+        # An unknown head is refused where the overrides are made (an experiment's definition),
+        # never on a page.
+        with pytest.raises(ValidationError, match="valid: long_view"):
+            RequestOverrides(value_weights={"likes": 3.0})
         # A stored version can be chosen per request; an unknown one falls back.
-        pinned = eng.feed(uid, limit=10, overrides={"ranker_model": ctx["model"]})
-        assert pinned.extras["context"]["learned_ranker"]["model"] == ctx["model"]
-        unknown = eng.feed(uid, limit=10, overrides={"ranker_model": "v-missing"})
-        assert unknown.extras["context"]["learned_ranker"]["model"] == ctx["model"]
+        pinned = eng.feed(uid, limit=10, overrides=RequestOverrides(ranker_model=used.model))
+        assert pinned.diagnostics.context.learned_ranker == used
+        unknown = eng.feed(uid, limit=10, overrides=RequestOverrides(ranker_model="v-missing"))
+        assert unknown.diagnostics.context.learned_ranker == used
     finally:
         eng.close()
 
@@ -160,9 +166,9 @@ def test_without_a_promoted_model_the_hand_weighted_scorer_serves(engine: Any) -
     assert not is_enabled(learned, q) and is_enabled(hand, q)
     assert engine.health()["learned_ranker"]["serving"] == "hand_weighted"
     page = engine.feed(next(iter(engine.state.users)), limit=5)
-    assert "s.hand_weighted" in page.extras["timings_ms"]
-    assert "s.learned_value" in page.extras["skipped"]
-    assert "learned_ranker" not in page.extras["context"]
+    assert "s.hand_weighted" in page.diagnostics.timings_ms
+    assert "s.learned_value" in page.diagnostics.skipped
+    assert page.diagnostics.context.learned_ranker is None
 
 
 def test_models_cli_lists_rolls_back_and_promotes_through_the_gate(trained_copy: Path) -> None:
@@ -210,6 +216,6 @@ def test_models_api_lists_for_analysts_and_rolls_back_for_admins(trained_client:
     assert r.json() == {"rolled_back": version, "serving": "hand_weighted"}
     uid = _busy_user(trained_client)
     page = trained_client.get("/v1/feed", params={"user_id": uid}, headers=h_admin).json()
-    assert all("model" not in i["explanation"] for i in page["items"])
+    assert all(i["explanation"]["model"] is None for i in page["items"])
     again = trained_client.post("/v1/models/rollback", headers=h_admin)
     assert again.status_code == 409 and "nothing to roll back" in again.json()["detail"]
