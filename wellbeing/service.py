@@ -353,7 +353,8 @@ class SurveyService:
             rate_per_week=settings.survey_rate_per_week,
             min_spacing_hours=settings.survey_min_spacing_hours,
         )
-        self.rng: UniformSource = rng or random.Random()
+        # Survey sampling, not secrets: a seedable generator is what the tests need.
+        self.rng: UniformSource = rng or random.Random()  # noqa: S311
         self.pages_per_week_override: float | None = None
         self._activity: dict[int, tuple[float, float, float, datetime | None]] = {}
         self._history: dict[int, Any] = {}

@@ -173,7 +173,7 @@ def user_metrics(
             FROM events
             WHERE event_type = 'impression' AND experiments IS NOT NULL
               AND json_extract_string(experiments, ?) IS NOT NULL {stop_sql}
-            GROUP BY ALL""",
+            GROUP BY ALL""",  # noqa: S608
         params,
     )
     facts: dict[str, Any] = {"switched_users": 0, "start": None, "stop": _iso(stop)}
@@ -205,7 +205,7 @@ def user_metrics(
                           AS sessions
                     FROM exposed x JOIN events e
                       ON e.user_id = x.user_id AND e.ts >= x.first_ts {post_stop}
-                    GROUP BY x.user_id""",
+                    GROUP BY x.user_id""",  # noqa: S608
                 params=[stop] if stop is not None else None,
             ).to_arrow_table()
         )
@@ -230,7 +230,7 @@ def user_metrics(
                       ON s.user_id = x.user_id AND s.shown_at >= x.first_ts
                     WHERE s.status = 'answered' AND s.kind = 'in_moment'
                       {stop_sql.replace("ts", "s.shown_at")}
-                    GROUP BY x.user_id""",
+                    GROUP BY x.user_id""",  # noqa: S608
                 params=[stop] if stop is not None else None,
             ).to_arrow_table()
         )
@@ -482,7 +482,7 @@ def analyze(
         report["exposed_users"],
         None if srm is None else srm.alarm,
     )
-    return json.loads(json.dumps(report, default=_default))
+    return dict(json.loads(json.dumps(report, default=_default)))
 
 
 def _off_policy_by_arm(

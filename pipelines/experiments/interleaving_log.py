@@ -91,7 +91,7 @@ def interleaved_slots(
             "imp.request_id, imp.user_id, imp.item_id, imp.position, imp.ts, imp.team",
             "imp.request_id, imp.position",
         )
-    }"""
+    }"""  # noqa: S608
     params.append(round(reward_window_s * 1e6))
     return store.query(sql, params)
 

@@ -86,7 +86,7 @@ def slot_reward_sql(columns: str, order_by: str) -> str:
               OR (e.event_type = 'view' AND coalesce(e.watch_frac, 0) >= {LONG_VIEW_FRACTION}))
         GROUP BY ALL
         ORDER BY {order_by}
-    """
+    """  # noqa: S608
 
 
 def logged_slots(
@@ -161,7 +161,7 @@ def logged_slots(
             "imp.propensity, imp.rate, imp.explored",
             "imp.ts, imp.request_id, imp.position",
         )
-    }"""
+    }"""  # noqa: S608
     params.append(round(reward_window_s * 1e6))
     return store.query(sql, params)
 
@@ -385,7 +385,7 @@ def off_policy_report(
         report["explored_slots"],
         ",".join(wanted),
     )
-    return json.loads(json.dumps(report, default=str))
+    return dict(json.loads(json.dumps(report, default=str)))
 
 
 def _inconsistent(slots: pl.DataFrame) -> int:

@@ -134,7 +134,7 @@ class GenerationQueue:
 
     def get(self, job_id: str) -> GenerationJob:
         """One job; :class:`UnknownJobError` when there is none."""
-        df = self.store.query(f"SELECT {_COLUMNS} FROM generation_jobs WHERE job_id = ?", [job_id])
+        df = self.store.query(f"SELECT {_COLUMNS} FROM generation_jobs WHERE job_id = ?", [job_id])  # noqa: S608
         if df.height == 0:
             msg = f"unknown generation job {job_id!r}"
             raise UnknownJobError(msg)
@@ -144,7 +144,7 @@ class GenerationQueue:
         """Newest jobs first (optionally of one status)."""
         where, params = ("WHERE status = ?", [status]) if status else ("", [])
         df = self.store.query(
-            f"SELECT {_COLUMNS} FROM generation_jobs {where} ORDER BY created_at DESC LIMIT ?",
+            f"SELECT {_COLUMNS} FROM generation_jobs {where} ORDER BY created_at DESC LIMIT ?",  # noqa: S608
             [*params, limit],
         )
         return [_job(r) for r in df.iter_rows(named=True)]

@@ -59,7 +59,7 @@ def sample_frames(frames: np.ndarray, k: int) -> np.ndarray:
     if n <= k:
         return frames
     idx = np.linspace(0, n - 1, k).round().astype(int)
-    return frames[idx]
+    return np.asarray(frames[idx])
 
 
 def dhash(frame: np.ndarray) -> int:
@@ -121,7 +121,7 @@ class ClipFrameEncoder:
         if hasattr(x, "pooler_output") and not hasattr(x, "detach"):
             x = x.pooler_output  # newer transformers return an output object
         arr = x.detach().float().cpu().numpy()
-        return arr / np.maximum(np.linalg.norm(arr, axis=1, keepdims=True), 1e-12)
+        return np.asarray(arr / np.maximum(np.linalg.norm(arr, axis=1, keepdims=True), 1e-12))
 
     def embed_images(self, frames: np.ndarray) -> np.ndarray:
         """Image-tower embeddings of the frames."""
@@ -353,7 +353,7 @@ class ClipReviews:
         """A clip's entry, or None."""
         rows = (
             self.store.cursor()
-            .execute(f"SELECT {_REVIEW_COLS} FROM clip_reviews WHERE item_id = ?", [item_id])
+            .execute(f"SELECT {_REVIEW_COLS} FROM clip_reviews WHERE item_id = ?", [item_id])  # noqa: S608
             .fetchall()
         )
         return _review(rows[0]) if rows else None
@@ -364,7 +364,7 @@ class ClipReviews:
         rows = (
             self.store.cursor()
             .execute(
-                f"SELECT {_REVIEW_COLS} FROM clip_reviews {where} ORDER BY "
+                f"SELECT {_REVIEW_COLS} FROM clip_reviews {where} ORDER BY "  # noqa: S608
                 "CASE WHEN decided_at IS NULL THEN 0 ELSE 1 END, updated_at DESC LIMIT ?",
                 [*params, limit],
             )
@@ -403,7 +403,7 @@ class ClipReviews:
         decided = decided_by is not None
         with self.store.write() as cur:
             cur.execute(
-                f"INSERT INTO clip_reviews ({_REVIEW_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                f"INSERT INTO clip_reviews ({_REVIEW_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "  # noqa: S608
                 "?, ?) ON CONFLICT (item_id) DO UPDATE SET status = excluded.status, "
                 "source = excluded.source, reason = excluded.reason, "
                 "reports = excluded.reports, reports_at_decision = excluded.reports_at_decision, "

@@ -196,7 +196,7 @@ class RightsOptOutRegistry:
         rows = (
             self.store.cursor()
             .execute(
-                f"SELECT {_OPTOUT_COLS} FROM rights_optouts WHERE removed_at IS NULL "
+                f"SELECT {_OPTOUT_COLS} FROM rights_optouts WHERE removed_at IS NULL "  # noqa: S608
                 "ORDER BY created_at"
             )
             .fetchall()
@@ -208,7 +208,7 @@ class RightsOptOutRegistry:
         rows = (
             self.store.cursor()
             .execute(
-                f"SELECT {_OPTOUT_COLS} FROM rights_optouts WHERE optout_id = ? "
+                f"SELECT {_OPTOUT_COLS} FROM rights_optouts WHERE optout_id = ? "  # noqa: S608
                 "AND removed_at IS NULL",
                 [optout_id],
             )
@@ -299,7 +299,7 @@ class RightsOptOutRegistry:
         """The holder's log, newest first."""
         where, params = ("AND kind = ?", [kind]) if kind else ("", [])
         df = self.store.query(
-            "SELECT notification_id, at_ts, kind, name, how, matched, item_id, detail "
+            "SELECT notification_id, at_ts, kind, name, how, matched, item_id, detail "  # noqa: S608
             f"FROM rights_notifications WHERE holder_id = ? {where} "
             "ORDER BY at_ts DESC, notification_id LIMIT ?",
             [holder_id, *params, limit],
@@ -376,7 +376,7 @@ class RightsHolderRegistry:
         holder_id = "rh_" + uuid.uuid4().hex[:12]
         with self.store.write() as cur:
             cur.execute(
-                f"INSERT INTO rights_holders ({_HOLDER_COLS}) "
+                f"INSERT INTO rights_holders ({_HOLDER_COLS}) "  # noqa: S608
                 "VALUES (?, ?, ?, ?, ?, 'pending', ?, NULL, '')",
                 [holder_id, user_id, name.strip(), contact, evidence, utcnow()],
             )
@@ -395,7 +395,7 @@ class RightsHolderRegistry:
         """One holder; :class:`UnknownHolderError` when there is none."""
         rows = (
             self.store.cursor()
-            .execute(f"SELECT {_HOLDER_COLS} FROM rights_holders WHERE holder_id = ?", [holder_id])
+            .execute(f"SELECT {_HOLDER_COLS} FROM rights_holders WHERE holder_id = ?", [holder_id])  # noqa: S608
             .fetchall()
         )
         if not rows:
@@ -409,7 +409,7 @@ class RightsHolderRegistry:
         rows = (
             self.store.cursor()
             .execute(
-                f"SELECT {_HOLDER_COLS} FROM rights_holders {where} ORDER BY created_at LIMIT ?",
+                f"SELECT {_HOLDER_COLS} FROM rights_holders {where} ORDER BY created_at LIMIT ?",  # noqa: S608
                 [*params, limit],
             )
             .fetchall()

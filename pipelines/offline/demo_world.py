@@ -1061,7 +1061,7 @@ def _draw_graph(cfg: WorldConfig, users: _Users, rng: np.random.Generator) -> _G
 def _sample_rows(cum: FloatArray, u: FloatArray) -> IntArray:
     """Inverse-CDF sample one column per row of cumulative probabilities ``cum``."""
     idx = (cum < u[:, None]).sum(axis=1)
-    return np.minimum(idx, cum.shape[1] - 1).astype(np.int64)
+    return np.asarray(np.minimum(idx, cum.shape[1] - 1), dtype=np.int64)
 
 
 @dataclass

@@ -142,6 +142,7 @@ def _local_hour(sessions: pl.DataFrame, fallback: NDArray[Any]) -> NDArray[np.in
                 .dt.hour()
             )
         except Exception:
+            logger.warning("unknown time zone in the simulated world; hours left as UTC")
             continue
         out[part["_i"].to_numpy()] = h.to_numpy()
     return out
@@ -163,7 +164,7 @@ def simulate_surveys(
     sessions = session_truth(world, load_sessions(store), seed=seed)
     if sessions.height == 0:
         return SimulationReport(0, 0, 0, float("nan"), float("nan"), float("nan"))
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 (a seeded simulation)
     nrng = np.random.default_rng(seed + 1)
     first, last = sessions["session_start"].min(), sessions["session_end"].max()
     assert isinstance(first, datetime) and isinstance(last, datetime)

@@ -233,7 +233,7 @@ def _top_mask(scores: np.ndarray, k: int) -> np.ndarray:
         return mask
     top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     np.put_along_axis(mask, top, True, axis=1)
-    return mask & np.isfinite(scores)
+    return np.asarray(mask & np.isfinite(scores))
 
 
 def candidate_features(

@@ -214,15 +214,14 @@ def load_examples(
         end = now or store.scalar("SELECT max(ts) FROM events") or datetime(1970, 1, 1)
         where, params = " AND ts >= ?", [end - timedelta(days=s.since_days)]
     imp = store.query(
-        "SELECT request_id, user_id, item_id, ts, position, source, features FROM events "
+        "SELECT request_id, user_id, item_id, ts, position, source, features FROM events "  # noqa: S608
         "WHERE event_type = 'impression' AND request_id IS NOT NULL" + where,
         params,
     )
-    types = ", ".join(f"'{t}'" for t in LABEL_EVENT_TYPES)
     acts = store.query(
-        "SELECT user_id, item_id, event_type, ts, watch_frac FROM events "
-        f"WHERE event_type IN ({types}) AND item_id IS NOT NULL" + where,
-        params,
+        "SELECT user_id, item_id, event_type, ts, watch_frac FROM events "  # noqa: S608
+        "WHERE list_contains(?::VARCHAR[], event_type) AND item_id IS NOT NULL" + where,
+        [list(LABEL_EVENT_TYPES), *params],
     )
     return examples_from(imp, acts, names=names, label_window_h=s.label_window_h)
 

@@ -93,7 +93,7 @@ class CollabModel(DenseScorer):
 
     def score_rows(self, rows: np.ndarray) -> np.ndarray:
         """Dot-product scores over every item for the users at ``rows``."""
-        return (self.user_vectors[rows] @ self.item_vectors.T).astype(np.float64)
+        return np.asarray(self.user_vectors[rows] @ self.item_vectors.T, dtype=np.float64)
 
     def user_vector(self, user_id: int) -> np.ndarray | None:
         """The user's vector, or ``None`` for a user the model never saw."""

@@ -67,7 +67,7 @@ def _spd_inverse(gram: np.ndarray) -> np.ndarray:
     if info != 0:
         msg = f"EASE gram matrix could not be inverted (LAPACK potri info={info})"
         raise RetrievalError(msg)
-    return np.triu(upper) + np.triu(upper, 1).T
+    return np.asarray(np.triu(upper) + np.triu(upper, 1).T)
 
 
 def fit_ease(

@@ -66,16 +66,15 @@ def engagement_from_events(
     start = time.perf_counter()
     window, params = time_window(since, until)
     where = ["item_id IS NOT NULL", *window]
-    negatives = ", ".join(f"'{e}'" for e in NEGATIVE_EVENTS)
     sql = f"""
         SELECT user_id, item_id, sum({_strength_sql()}) AS weight
         FROM events
         WHERE {" AND ".join(where)}
         GROUP BY user_id, item_id
-        HAVING weight > 0 AND count(*) FILTER (WHERE event_type IN ({negatives})) = 0
+        HAVING weight > 0 AND count(*) FILTER (WHERE list_contains(?::VARCHAR[], event_type)) = 0
         ORDER BY user_id, item_id
-    """
-    frame = store.query(sql, params)
+    """  # noqa: S608
+    frame = store.query(sql, [*params, list(NEGATIVE_EVENTS)])
     out = (
         frame.select(
             pl.col("user_id").cast(pl.Int64),

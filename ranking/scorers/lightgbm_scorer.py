@@ -149,7 +149,7 @@ class LightGbmScorer:
             values = model.value(x, weights)
         else:
             values = light_then_heavy(model, x, weights, k)
-        return np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+        return np.asarray(np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0))
 
 
 def light_then_heavy(

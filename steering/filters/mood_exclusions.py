@@ -49,9 +49,11 @@ concept that covers much of the catalogue has a small calibrated z even where it
 def _max_z(concepts: list[ConceptScores], rows: np.ndarray) -> np.ndarray:
     if not concepts:
         return np.zeros(len(rows))
-    return np.max(
-        np.vstack([np.maximum(c.at(rows), LEXICAL_Z * c.lexical_at(rows)) for c in concepts]),
-        axis=0,
+    return np.asarray(
+        np.max(
+            np.vstack([np.maximum(c.at(rows), LEXICAL_Z * c.lexical_at(rows)) for c in concepts]),
+            axis=0,
+        )
     )
 
 

@@ -95,4 +95,4 @@ class MoodScorer:
                 2.0,
             )
             total = total + 2.0 * dial * w.connected * (social - 0.5)
-        return total
+        return np.asarray(total)

@@ -18,7 +18,7 @@ INDEX_SOURCES = {"ann_user_vector", "collab", "mood"}
 
 
 def _user(eng: Any) -> int:
-    return max(eng.state.history, key=lambda u: len(eng.state.history[u].rows))
+    return int(max(eng.state.history, key=lambda u: len(eng.state.history[u].rows)))
 
 
 def _settled(eng: Any) -> None:

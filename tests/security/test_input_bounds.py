@@ -55,19 +55,26 @@ def unbounded(
             yield f"{where}: array without maxItems"
         yield from unbounded(schema, node.get("items", {}), f"{where}[]", seen=seen)
     elif t == "object" or "properties" in node:
-        for name, prop in node.get("properties", {}).items():
-            yield from unbounded(schema, prop, f"{where}.{name}", seen=seen)
-        extra = node.get("additionalProperties", True)
-        if extra is not False:
-            if "maxProperties" not in node:
-                yield f"{where}: map without maxProperties"
-            if "properties" not in node and "maxLength" not in node.get("propertyNames", {}):
-                yield f"{where}: map keys without maxLength"
-            # Free-form values ({} = any JSON) are bounded in bytes by the model's validator.
-            if isinstance(extra, dict) and extra:
-                yield from unbounded(schema, extra, f"{where}{{value}}", seen=seen)
+        yield from _unbounded_object(schema, node, where, seen=seen)
     elif t is None and node:
         yield f"{where}: value of no declared type"
+
+
+def _unbounded_object(
+    schema: dict[str, Any], node: dict[str, Any], where: str, *, seen: frozenset[str]
+) -> Iterator[str]:
+    """:func:`unbounded` for an object: its properties, and its size when it is a map."""
+    for name, prop in node.get("properties", {}).items():
+        yield from unbounded(schema, prop, f"{where}.{name}", seen=seen)
+    extra = node.get("additionalProperties", True)
+    if extra is not False:
+        if "maxProperties" not in node:
+            yield f"{where}: map without maxProperties"
+        if "properties" not in node and "maxLength" not in node.get("propertyNames", {}):
+            yield f"{where}: map keys without maxLength"
+        # Free-form values ({} = any JSON) are bounded in bytes by the model's validator.
+        if isinstance(extra, dict) and extra:
+            yield from unbounded(schema, extra, f"{where}{{value}}", seen=seen)
 
 
 def test_every_request_input_is_bounded_in_the_schema() -> None:

@@ -11,7 +11,7 @@ def _clustered(n: int, d: int = 64, clusters: int = 40, noise: float = 1.5) -> n
     rng = np.random.default_rng(7)
     centres = rng.normal(size=(clusters, d))
     v = centres[rng.integers(0, clusters, n)] + noise * rng.normal(size=(n, d))
-    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+    return np.asarray(v / np.linalg.norm(v, axis=1, keepdims=True), dtype=np.float32)
 
 
 def test_ivf_graph_recalls_the_exact_neighbours() -> None:

@@ -10,7 +10,7 @@ from steering.why_not import why_not
 def _adult(engine: Any) -> int:
     st = engine.state
     users = [u for u, p in st.profiles.items() if not p.get("is_teen")]
-    return max(users, key=lambda u: len(st.history[u].rows) if u in st.history else 0)
+    return int(max(users, key=lambda u: len(st.history[u].rows) if u in st.history else 0))
 
 
 def test_why_not_lookups_do_not_count_toward_the_page_cap(engine: Any) -> None:

@@ -30,7 +30,7 @@ def _now() -> datetime:
 def _user(engine: Any, *, teen: bool) -> int:
     st = engine.state
     users = [u for u, p in st.profiles.items() if bool(p.get("is_teen")) == teen]
-    return max(users, key=lambda u: len(st.history[u].rows) if u in st.history else 0)
+    return int(max(users, key=lambda u: len(st.history[u].rows) if u in st.history else 0))
 
 
 def _views(

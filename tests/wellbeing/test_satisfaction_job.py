@@ -72,7 +72,7 @@ def test_satisfaction_job_imputes_every_session_and_reports(engine: Any, tmp_pat
     props = engine.store.query(
         "SELECT response_propensity FROM survey_prompts WHERE status <> 'shown'"
     )["response_propensity"]
-    assert props.null_count() == 0 and props.min() > 0  # type: ignore[operator]
+    assert props.null_count() == 0 and props.min() > 0
 
     # Weighted answers stay within the scale and the views serve every named report.
     answers = run_report(engine.store, "weekly_satisfaction_by_cohort")

@@ -154,7 +154,7 @@ def test_a_warm_engine_serves_first_pages_without_per_user_queries(engine: Any) 
     for name in ("overrides", "survey_history", "weekly_activity"):
         setattr(repo, name, spy(name, getattr(repo, name)))
     tracker = svc.governor.tracker
-    tracker.seed = spy("seed", tracker.seed)  # type: ignore[method-assign]
+    tracker.seed = spy("seed", tracker.seed)
     users = sorted(engine.state.users)[:8]
     drawn = 0
     for u in users:

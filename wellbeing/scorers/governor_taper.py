@@ -45,4 +45,4 @@ class GovernorTaperScorer:
             [col("follows_author", 0.0), col("author_is_friend", 0.0), col("friend_cameo", 0.0)]
         )
         spread = float(np.std(incoming)) or 1.0
-        return incoming + strength * taper * spread * (calm + connected)
+        return np.asarray(incoming + strength * taper * spread * (calm + connected))

@@ -71,7 +71,8 @@ _DEF_WHY = "an invalid definition (an unknown override lists the valid ones)"
 
 
 def _repo(engine: Any) -> ExperimentRepository:
-    return engine.experiments
+    repo: ExperimentRepository = engine.experiments
+    return repo
 
 
 def _get(repo: ExperimentRepository, name: str) -> Experiment:

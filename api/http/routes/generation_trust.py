@@ -224,7 +224,7 @@ def list_holders(
 def _decide(engine: Any, holder_id: str, verified: bool, note: str) -> dict[str, Any]:
     svc = engine.generation
     try:
-        return svc.verify_holder(holder_id, verified=verified, note=note)
+        return dict(svc.verify_holder(holder_id, verified=verified, note=note))
     except UnknownHolderError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
 

@@ -105,7 +105,7 @@ def examples_from_store(
         where, params = " AND ts >= ?", [since]
     missing = int(
         engine.store.scalar(
-            "SELECT count(*) FROM events WHERE event_type = 'impression' "
+            "SELECT count(*) FROM events WHERE event_type = 'impression' "  # noqa: S608
             "AND request_id IS NOT NULL AND features IS NULL" + where,
             params,
         )

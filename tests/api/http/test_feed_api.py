@@ -12,7 +12,7 @@ from tests.conftest import make_key
 def _some_user(client: Any) -> int:
     eng = client.app.state.engine
     # A user with history, so every source has something to say.
-    return max(eng.state.history, key=lambda u: len(eng.state.history[u].rows))
+    return int(max(eng.state.history, key=lambda u: len(eng.state.history[u].rows)))
 
 
 def test_healthz_reports_index(client: Any) -> None:
@@ -201,7 +201,7 @@ def test_the_schema_documents_the_page_its_explanation_and_its_cards() -> None:
 
     def card(field: str) -> str:
         refs = [a.get("$ref", "") for a in page[field]["anyOf"]]
-        return next(r for r in refs if r).rsplit("/", 1)[-1]
+        return str(next(r for r in refs if r).rsplit("/", 1)[-1])
 
     assert "minutes_left" in comp[card("governor")]["properties"]
     assert "resumes_at" in comp[card("stop_card")]["properties"]

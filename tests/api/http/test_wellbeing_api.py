@@ -15,13 +15,13 @@ PARENT_ID = 9_000_001
 def _user(client: Any, *, teen: bool) -> int:
     st = client.app.state.engine.state
     users = [u for u, p in st.profiles.items() if bool(p.get("is_teen")) == teen]
-    return max(users, key=lambda u: len(st.history[u].rows) if u in st.history else 0)
+    return int(max(users, key=lambda u: len(st.history[u].rows) if u in st.history else 0))
 
 
 def _feed(client: Any, h: dict[str, str], uid: int, **params: Any) -> dict[str, Any]:
     r = client.get("/v1/feed", params={"user_id": uid, "limit": 5, **params}, headers=h)
     assert r.status_code == 200, r.text
-    return r.json()
+    return dict(r.json())
 
 
 def test_page_json_carries_the_governor(client: Any) -> None:

@@ -49,7 +49,7 @@ def _make(eng: Any, prompt: str, *, seed: int) -> int:
     done = svc.queue.get(job.job_id)
     assert done.status == "done", done.error
     assert done.item_id is not None
-    return done.item_id
+    return int(done.item_id)
 
 
 def _frame_review(eng: Any, item: int) -> dict[str, Any]:
