@@ -12,6 +12,7 @@ SOURCE_REASONS = {
     "trending": "trending right now",
     "fresh": "new on steerfeed",
     "mood": "matches your mood",
+    "more_of": "a topic you asked to see more of",
     "generated": "made for your mood",
 }
 

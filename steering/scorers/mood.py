@@ -27,8 +27,12 @@ class MoodWeights(BaseModel):
     # still like the negated concept) must sink, or the page refills with it. Tuned on the
     # benchmark's tuning prompts (negation removal 0.66 at 0.4, 0.82 at 3.0, 0.86 at 6.0).
     avoid: float = 3.0
-    more_of: float = 0.5
-    less_of: float = 0.7
+    # A standing "more" or "less" is the person's explicit word: it must move a clip that
+    # names the topic (calibrated z >= 4) by about two standard deviations of the value score,
+    # or a strong topic stays on top and a rare one stays off the page (at 0.5 / 0.7 "more of
+    # dance" moved dance from 1 to 2 of 20 and "less of" a top topic often did not move it).
+    more_of: float = 1.5
+    less_of: float = 2.0
     connected: float = 1.5
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from ranking.overrides import RequestOverrides
 from steering.scorers.mood import MoodScorer
 from tests.conftest import make_key
@@ -38,12 +36,6 @@ def test_mood_strength_override_dials_the_mood(client: Any) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect: a standing less_of is too weak to move a strong topic off the top of "
-    "the page (3 of 20 before and after) once served pages count as seen; the steering issue "
-    "(feedback that moves the next page) fixes the weights and removes this mark",
-)
 def test_more_and_less_of_an_interest_move_the_next_page(client: Any) -> None:
     uid = _user(client)
     h = make_key(client, "user", uid)
@@ -53,13 +45,19 @@ def test_more_and_less_of_an_interest_move_the_next_page(client: Any) -> None:
     eng = client.app.state.engine
     eng.writer.flush()
     seen = set(eng.state.seen.get(uid, set()))
+    last: list[dict[str, Any]] = []
 
     def page_from_the_same_history() -> list[dict[str, Any]]:
         # Each compared page is drawn from the same history: the impressions of the pages
-        # before it are forgotten, so the clips they used up do not count against it.
+        # before it are forgotten, so the clips they used up do not count against it. The
+        # previous page's impressions are logged in the background: wait for them first, or
+        # they land after the reset and the page compared with it loses those clips.
+        if last:
+            wait_until_seen(eng, uid, int(last[-1]["item_id"]))
         eng.writer.flush()
         eng.state.seen[uid] = set(seen)
-        return _page(client, uid, h)
+        last[:] = _page(client, uid, h)
+        return list(last)
 
     before = _share(page_from_the_same_history(), top)
     r = client.post(f"/v1/users/{uid}/interests/{top}", params={"action": "less"}, headers=h)

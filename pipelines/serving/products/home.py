@@ -42,6 +42,7 @@ from steering.filters.mood_exclusions import MoodExclusionsFilter
 from steering.query_hydrators.active_mood import ActiveMoodQueryHydrator
 from steering.scorers.mood import MoodScorer
 from steering.sources.mood import MoodSource
+from steering.sources.more_of import MoreOfSource
 from wellbeing.filters.governor_page import GovernorPageFilter
 from wellbeing.filters.governor_stop import GovernorStopFilter
 from wellbeing.hydrators.intensity import IntensityHydrator
@@ -95,6 +96,7 @@ def build_home_feed(deps: ProductDeps) -> RankingPipeline:
                 timeout_s=deps.collab.settings.timeout_s,
             ),
             MoodSource(deps.index, deps.state),
+            MoreOfSource(deps.state),  # enabled while the user has a standing more_of topic
             FollowingSource(deps.state),
             AnnUserVectorSource(deps.index, deps.state),
             FriendsOfFriendsSource(deps.state),

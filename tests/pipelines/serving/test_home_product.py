@@ -17,6 +17,7 @@ HOME = [
     "source: generated [GeneratedForMoodSource]",
     "source: collab [CollabSource] (conditional)",
     "source: mood [MoodSource]",
+    "source: more_of [MoreOfSource] (conditional)",
     "source: following [FollowingSource]",
     "source: ann_user_vector [AnnUserVectorSource] (conditional)",
     "source: friends_of_friends [FriendsOfFriendsSource]",
