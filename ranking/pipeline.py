@@ -18,15 +18,18 @@ skips a disabled component (its timing reads ``skipped``); nothing changes the d
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import polars as pl
@@ -206,6 +209,33 @@ class PipelineResult:
     skipped: list[str] = field(default_factory=list)
 
 
+class PipelineObserver(Protocol):
+    """Watches runs of a pipeline (metrics, traces) without any component knowing.
+
+    ``stage`` wraps each stage (``query_hydrator``, ``source``, ``hydrator``, ``filter``,
+    ``scorer``, ``selector``, ``post_filter``, ``post_hydrator``, ``side_effect``: the names
+    :meth:`RankingPipeline.describe` uses); ``finished`` hears the result of a run that
+    completed (a run that raised ends inside a stage's context instead).
+    """
+
+    def stage(self, pipeline: str, stage: str) -> AbstractContextManager[Any]:
+        """A context entered around one stage."""
+        ...
+
+    def finished(self, pipeline: str, result: PipelineResult) -> None:
+        """Called once with the finished run."""
+        ...
+
+
+_NO_STAGE: AbstractContextManager[Any] = contextlib.nullcontext()
+
+
+def _stage(
+    observer: PipelineObserver | None, pipeline: str, stage: str
+) -> AbstractContextManager[Any]:
+    return _NO_STAGE if observer is None else observer.stage(pipeline, stage)
+
+
 def is_enabled(component: object, query: FeedQuery) -> bool:
     """Whether a component takes part in this request (``enabled(query)``; absent: always)."""
     enabled = getattr(component, "enabled", None)
@@ -291,77 +321,80 @@ class RankingPipeline:
         ]
         return [_entry(stage, c) for stage, comps in stages for c in comps]
 
-    def run(self, query: FeedQuery, *, dry_run: bool = False) -> PipelineResult:
+    def run(
+        self,
+        query: FeedQuery,
+        *,
+        dry_run: bool = False,
+        observer: PipelineObserver | None = None,
+    ) -> PipelineResult:
         """Run every stage and return the page; side effects are started, not awaited.
 
         With ``dry_run`` no side effect runs (no impression is logged, no page is counted).
+        ``observer`` (metrics, traces) wraps each stage and hears the finished run.
         """
         timings: dict[str, float] = {}
         skipped: list[str] = []  # components whose enabled(query) said no
         t0 = time.perf_counter()
-        for qh in self.query_hydrators:
-            if not is_enabled(qh, query):
-                skipped.append(f"qh.{qh.name}")
-                continue
-            t = time.perf_counter()
-            qh.hydrate(query)
-            timings[f"qh.{qh.name}"] = (time.perf_counter() - t) * 1e3
-
-        t = time.perf_counter()
-        cands, counts, failed = self._fetch(query, timings, skipped)
-        timings["sources"] = (time.perf_counter() - t) * 1e3
-        n_candidates = cands.height
-
-        for h in self.hydrators:
-            cands = _hydrate(query, cands, h, "h", timings, skipped)
-
-        removed: dict[int, str] = {}
-        cands = self._filter(query, cands, self.filters, removed, timings, skipped)
-
-        if cands.height:
-            for s in self.scorers:
-                if not is_enabled(s, query):
-                    skipped.append(f"s.{s.name}")
+        with _stage(observer, self.name, "query_hydrator"):
+            for qh in self.query_hydrators:
+                if not is_enabled(qh, query):
+                    skipped.append(f"qh.{qh.name}")
                     continue
                 t = time.perf_counter()
-                scores = np.asarray(s.score(query, cands), dtype=np.float64)
-                if scores.shape != (cands.height,):
-                    msg = (
-                        f"scorer {s.name!r} returned {scores.shape} scores "
-                        f"for {cands.height} candidates"
-                    )
-                    raise ContractViolation(msg)
-                if not np.all(np.isfinite(scores)):
-                    msg = f"scorer {s.name!r} returned non-finite scores"
-                    raise ContractViolation(msg)
-                cands = set_columns(cands, {"score": scores, f"score_{s.name}": scores})
-                timings[f"s.{s.name}"] = (time.perf_counter() - t) * 1e3
-        else:
-            cands = set_columns(cands, {"score": np.zeros(0)})
+                qh.hydrate(query)
+                timings[f"qh.{qh.name}"] = (time.perf_counter() - t) * 1e3
 
-        t = time.perf_counter()
-        page = self.selector.select(query, cands.sort("score", descending=True))
-        if page.height > query.limit:
-            msg = f"selector {self.selector.name!r} returned {page.height} > limit {query.limit}"
-            raise ContractViolation(msg)
-        timings["select"] = (time.perf_counter() - t) * 1e3
-        page = self._filter(query, page, self.post_filters, removed, timings, skipped)
-        for ph in self.post_hydrators:
-            page = _hydrate(query, page, ph, "ph", timings, skipped)
+        with _stage(observer, self.name, "source"):
+            t = time.perf_counter()
+            cands, counts, failed = self._fetch(query, timings, skipped)
+            timings["sources"] = (time.perf_counter() - t) * 1e3
+        n_candidates = cands.height
+
+        with _stage(observer, self.name, "hydrator"):
+            for h in self.hydrators:
+                cands = _hydrate(query, cands, h, "h", timings, skipped)
+
+        removed: dict[int, str] = {}
+        with _stage(observer, self.name, "filter"):
+            cands = self._filter(query, cands, self.filters, removed, timings, skipped)
+
+        with _stage(observer, self.name, "scorer"):
+            cands = self._score(query, cands, timings, skipped)
+
+        with _stage(observer, self.name, "selector"):
+            t = time.perf_counter()
+            page = self.selector.select(query, cands.sort("score", descending=True))
+            if page.height > query.limit:
+                msg = (
+                    f"selector {self.selector.name!r} returned {page.height} > limit {query.limit}"
+                )
+                raise ContractViolation(msg)
+            timings["select"] = (time.perf_counter() - t) * 1e3
+        if self.post_filters:
+            with _stage(observer, self.name, "post_filter"):
+                page = self._filter(query, page, self.post_filters, removed, timings, skipped)
+        if self.post_hydrators:
+            with _stage(observer, self.name, "post_hydrator"):
+                for ph in self.post_hydrators:
+                    page = _hydrate(query, page, ph, "ph", timings, skipped)
         page = page.with_row_index("position").with_columns(pl.col("position").cast(pl.Int32))
 
         effects: list[Future[None]] = []
-        if not dry_run:
-            for e in self.side_effects:
-                if not is_enabled(e, query):
-                    skipped.append(f"se.{e.name}")
-                    continue
-                if getattr(e, "runs_inline", False):
-                    t = time.perf_counter()
-                    _run_effect(e, query, page)
-                    timings[f"se.{e.name}"] = (time.perf_counter() - t) * 1e3
-                else:
-                    effects.append(_EFFECT_POOL.submit(_run_effect, e, query, page))
+        if not dry_run and self.side_effects:
+            with _stage(observer, self.name, "side_effect"):
+                for e in self.side_effects:
+                    if not is_enabled(e, query):
+                        skipped.append(f"se.{e.name}")
+                        continue
+                    if getattr(e, "runs_inline", False):
+                        t = time.perf_counter()
+                        _run_effect(e, query, page)
+                        timings[f"se.{e.name}"] = (time.perf_counter() - t) * 1e3
+                    else:
+                        # The copied context carries the request id (logs) and the span.
+                        ctx = contextvars.copy_context()
+                        effects.append(_EFFECT_POOL.submit(ctx.run, _run_effect, e, query, page))
         timings["total"] = (time.perf_counter() - t0) * 1e3
         logger.debug(
             "pipeline=%s request=%s candidates=%d page=%d failed=%s total_ms=%.2f",
@@ -372,9 +405,40 @@ class RankingPipeline:
             failed,
             timings["total"],
         )
-        return PipelineResult(
+        result = PipelineResult(
             query, page, removed, counts, failed, timings, n_candidates, effects, skipped
         )
+        if observer is not None:
+            observer.finished(self.name, result)
+        return result
+
+    def _score(
+        self,
+        query: FeedQuery,
+        cands: pl.DataFrame,
+        timings: dict[str, float],
+        skipped: list[str],
+    ) -> pl.DataFrame:
+        if not cands.height:
+            return set_columns(cands, {"score": np.zeros(0)})
+        for s in self.scorers:
+            if not is_enabled(s, query):
+                skipped.append(f"s.{s.name}")
+                continue
+            t = time.perf_counter()
+            scores = np.asarray(s.score(query, cands), dtype=np.float64)
+            if scores.shape != (cands.height,):
+                msg = (
+                    f"scorer {s.name!r} returned {scores.shape} scores "
+                    f"for {cands.height} candidates"
+                )
+                raise ContractViolation(msg)
+            if not np.all(np.isfinite(scores)):
+                msg = f"scorer {s.name!r} returned non-finite scores"
+                raise ContractViolation(msg)
+            cands = set_columns(cands, {"score": scores, f"score_{s.name}": scores})
+            timings[f"s.{s.name}"] = (time.perf_counter() - t) * 1e3
+        return cands
 
     def _fetch(
         self,
@@ -407,7 +471,10 @@ class RankingPipeline:
                 except Exception as exc:
                     outcomes[src.name] = exc
         deadline = time.perf_counter() + max((s.timeout_s for s in pooled), default=0.0)
-        futures = {s.name: _SOURCE_POOL.submit(timed, s) for s in pooled}
+        # Each source runs in a copy of this context: the request id (logs) and the span.
+        futures = {
+            s.name: _SOURCE_POOL.submit(contextvars.copy_context().run, timed, s) for s in pooled
+        }
         ids: list[np.ndarray] = []
         scores: list[np.ndarray] = []
         names: list[str] = []

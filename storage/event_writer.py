@@ -44,6 +44,9 @@ class BackgroundEventWriter:
         Longest time an event waits in the queue before its batch is written.
     max_batch_rows
         Most rows in one batch; a fuller queue is written in several batches.
+    on_batch
+        Called after each batch with its rows, how long its oldest row waited (seconds) and
+        whether it was committed (metrics; it must be cheap and must not raise).
     """
 
     def __init__(
@@ -53,6 +56,7 @@ class BackgroundEventWriter:
         on_commit: Callable[[pl.DataFrame], None] | None = None,
         max_wait_s: float = 0.2,
         max_batch_rows: int = 20_000,
+        on_batch: Callable[[int, float, bool], None] | None = None,
     ) -> None:
         if not 0 < max_wait_s <= 60:
             msg = f"max_wait_s={max_wait_s} (need 0 < max_wait_s <= 60 seconds)"
@@ -64,6 +68,8 @@ class BackgroundEventWriter:
         self.on_commit = on_commit
         self.max_wait_s = max_wait_s
         self.max_batch_rows = max_batch_rows
+        self.on_batch = on_batch
+        self.last_lag_s: float | None = None  # the oldest row's wait in the last batch
         self._q: queue.Queue[_Item | None] = queue.Queue()
         self._cond = threading.Condition()
         self._pending = 0  # frames submitted and not yet written (or given up on)
@@ -107,13 +113,16 @@ class BackgroundEventWriter:
                     continue
                 frames.append(nxt[1])
                 rows += nxt[1].height
-            self._write(pl.concat(frames, how="diagonal_relaxed"), len(frames))
+            self._write(pl.concat(frames, how="diagonal_relaxed"), len(frames), submitted)
             if stop:
                 return
 
-    def _write(self, batch: pl.DataFrame, n_frames: int) -> None:
+    def _write(self, batch: pl.DataFrame, n_frames: int, oldest: float) -> None:
+        committed = False
         try:
             self.written += self.store.append_events(batch)
+            committed = True
+            self.last_lag_s = time.monotonic() - oldest
             self.last_error = None
             if self.on_commit is not None:
                 self.on_commit(batch)
@@ -122,6 +131,9 @@ class BackgroundEventWriter:
             self.last_error = f"{type(exc).__name__}: {exc}"
             logger.exception("event writer failed to write %d events", batch.height)
         finally:
+            # Before waiters of flush() wake: what they read next includes this batch.
+            if self.on_batch is not None:
+                self.on_batch(batch.height, time.monotonic() - oldest, committed)
             with self._cond:
                 self._pending -= n_frames
                 self._cond.notify_all()
@@ -138,6 +150,7 @@ class BackgroundEventWriter:
             "written": self.written,
             "pending_frames": self.pending(),
             "failed_batches": self.failed_batches,
+            "last_lag_s": None if self.last_lag_s is None else round(self.last_lag_s, 4),
             "last_error": self.last_error,
         }
 

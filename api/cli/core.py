@@ -31,12 +31,15 @@ logger = logging.getLogger("steerfeed")
 
 
 def _setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
+    """Text lines on stderr, or JSON lines with ``STEERFEED_TELEMETRY_LOG_FORMAT=json``; every
+    line carries the request (or job run) id."""
+    from pipelines.serving.telemetry.logs import configure_logging
+    from pipelines.serving.telemetry.settings import TelemetrySettings
+
+    configure_logging(
         level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        fmt=TelemetrySettings().log_format,
     )
-    for noisy in ("httpx", "sentence_transformers", "urllib3", "filelock"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _fail(msg: str) -> None:
@@ -87,8 +90,21 @@ def serve(
         int, typer.Option(min=1, help="uvicorn workers (1: DuckDB is one-writer)")
     ] = 1,
     scheduler: Annotated[bool, typer.Option(help="run scheduled jobs in the server")] = True,
+    drain_timeout: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=600,
+            help="on SIGTERM, seconds in-flight requests get to finish before they are cut",
+        ),
+    ] = 30,
 ) -> None:
-    """Serve an existing data directory over HTTP."""
+    """Serve an existing data directory over HTTP.
+
+    On SIGTERM (or Ctrl-C) the server stops listening, lets in-flight requests finish (up to
+    ``--drain-timeout`` seconds), waits for their side effects, flushes the queued impressions
+    and closes the store, then exits 0.
+    """
     import uvicorn
 
     if not (data_dir / "steerfeed.duckdb").exists():
@@ -105,7 +121,10 @@ def serve(
         port=port,
         workers=workers,
         log_level="info",
+        # uvicorn's lines go through the handler set up above (text or JSON, with request ids).
+        log_config=None,
         access_log=False,
+        timeout_graceful_shutdown=drain_timeout,
     )
 
 

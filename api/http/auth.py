@@ -124,7 +124,7 @@ ADMIN_PREFIXES: tuple[str, ...] = (
 )
 # Routes anyone may call without a key (liveness probes). Other routers mark a public route by
 # giving it the tag ``"public"``.
-PUBLIC_PATHS: frozenset[str] = frozenset({"/healthz"})
+PUBLIC_PATHS: frozenset[str] = frozenset({"/healthz", "/livez", "/readyz"})
 PUBLIC_TAG = "public"
 READ_METHODS: frozenset[str] = frozenset({"GET", "HEAD", "OPTIONS"})
 # Path or query parameters that name the user a request acts for.

@@ -28,6 +28,7 @@ from api.http.routes import (
     generations,
     health,
     media,
+    metrics,
     models,
     parental,
     steering,
@@ -36,9 +37,11 @@ from api.http.routes import (
 )
 from api.http.schemas import TOO_LARGE_LISTS
 from api.http.settings import ApiSettings
+from api.http.telemetry import RequestTelemetryMiddleware
 from pipelines.serving.engine import Engine
 from pipelines.serving.scheduler import start_scheduler
 from pipelines.serving.settings import SteerfeedSettings
+from pipelines.serving.telemetry.tracing import shutdown_tracing
 from ranking.errors import BadCursorError
 from storage.errors import DuplicateEntityError, UnknownEntityError
 
@@ -49,6 +52,7 @@ EngineFactory = Callable[[], Engine]
 #: Every router of the app, in the order their routes are matched and documented.
 ROUTERS = (
     health.router,
+    metrics.router,
     feed.router,
     events.router,
     catalog.router,
@@ -88,8 +92,12 @@ def create_app(
         finally:
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
+            # In-flight requests have finished (uvicorn drains them first, within
+            # --timeout-graceful-shutdown); close() waits for their side effects and flushes
+            # the impressions they queued.
             engine.close()
             app.state.engine = None
+            shutdown_tracing()
 
     app = FastAPI(
         title="steerfeed",
@@ -112,6 +120,8 @@ def create_app(
     install_docs(app)
     _install_error_handlers(app, settings)
     audit.install(app)
+    # Outermost: the request id and the request's metrics cover the auth gate's answers too.
+    app.add_middleware(RequestTelemetryMiddleware)
     _document_error_bodies(app)
     return app
 

@@ -13,6 +13,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import wait as wait_futures
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,7 +41,11 @@ from pipelines.serving.products.deps import ProductDeps
 from pipelines.serving.products.following_only import FOLLOWING_ONLY, build_following_only_feed
 from pipelines.serving.products.home import HOME, build_home_feed
 from pipelines.serving.settings import SteerfeedSettings
+from pipelines.serving.telemetry import Telemetry, current_request_id, new_request_id
+from pipelines.serving.telemetry.metrics import ServingCollector, ServingSnapshot
+from pipelines.serving.telemetry.tracing import tracer_for
 from ranking.cursor import Cursor, CursorCodec
+from ranking.errors import BadCursorError
 from ranking.explain import reason_text, top_contributions
 from ranking.learned.services import build_learned
 from ranking.learned.serving import LearnedModels
@@ -76,10 +82,19 @@ class Engine:
     ----------
     settings
         The root settings (built once by the CLI or the app factory).
+    telemetry
+        What records metrics and spans (default: from ``settings.telemetry``).
     """
 
-    def __init__(self, settings: SteerfeedSettings) -> None:
+    def __init__(self, settings: SteerfeedSettings, *, telemetry: Telemetry | None = None) -> None:
         self.settings = settings
+        self.telemetry = telemetry or Telemetry(
+            metrics=settings.telemetry.metrics, tracer=tracer_for(settings.telemetry)
+        )
+        # Side effects of served pages still running (impression logging): close() waits for
+        # them before the writer's last flush, so a drained server loses no impression.
+        self._effects: set[Future[None]] = set()
+        self._effects_lock = threading.Lock()
         self.storage = settings.storage
         self.embedding_settings = settings.embedding
         self.feed_settings = settings.feed
@@ -120,6 +135,7 @@ class Engine:
             on_commit=self._events_committed,
             max_wait_s=self.storage.event_writer_max_wait_s,
             max_batch_rows=self.storage.event_writer_max_batch_rows,
+            on_batch=lambda rows, lag, ok: self.telemetry.impressions_batch(rows, lag, ok),
         )
         self.cursors = CursorCodec(self._secret())
         # Signs media links to clips showing people whose consent limits who may see them.
@@ -185,6 +201,8 @@ class Engine:
             HOME: build_home_feed(self.product_deps),
             FOLLOWING_ONLY: build_following_only_feed(self.product_deps),
         }
+        # The serving-state gauges /metrics reads at each scrape.
+        self.metrics_collector = ServingCollector(self.metrics_snapshot)
         self.index_reconciler.start()  # compares the index with the store on a thread
         self.store.release_memory()  # what start-up scanned is in the serving state now
 
@@ -259,8 +277,15 @@ class Engine:
                 self._embedder = shared_embedder(self.embedding_settings)
             return self._embedder
 
-    def close(self) -> None:
-        """Flush pending writes and close the stores."""
+    def close(self, *, effects_timeout_s: float = 10.0) -> None:
+        """Wait for served pages' side effects (up to ``effects_timeout_s``), flush pending
+        writes and close the stores."""
+        with self._effects_lock:
+            pending = list(self._effects)
+        if pending:
+            _, late = wait_futures(pending, timeout=effects_timeout_s)
+            if late:
+                logger.warning("closing with %d page side effects still running", len(late))
         self.index_reconciler.close()
         self.writer.close()
         if self.index is not None:
@@ -369,6 +394,7 @@ class Engine:
         else:
             fresh = events
         self._events_committed(fresh)
+        self.telemetry.events_ingested(n, events.height - n)
         return n
 
     def _without_erased(self, events: pl.DataFrame) -> pl.DataFrame:
@@ -414,14 +440,31 @@ class Engine:
         The page and its side effects (impressions, a survey prompt) run inside the user's
         fence, so an erasure waits for them and none of them writes after it.
         """
-        held = self.fence.enter([user_id])
-        try:
-            self.require_user(user_id)
-            page, effects = self._feed(user_id, limit, cursor, product, now, overrides)
-        except BaseException:
-            self.fence.leave(held)
-            raise
-        self._leave_when_done(held, effects)
+        t0 = time.perf_counter()
+        request_id = current_request_id() or new_request_id()
+        with self.telemetry.page_span(request_id) as span:
+            held = self.fence.enter([user_id])
+            try:
+                self.require_user(user_id)
+                page, effects = self._feed(
+                    user_id, limit, cursor, product, now, overrides, request_id
+                )
+            except BaseException as exc:
+                self.fence.leave(held)
+                refused = isinstance(exc, UnknownEntityError | BadCursorError | UserErasedError)
+                self.telemetry.page_failed(product, refused=refused)
+                raise
+            self._leave_when_done(held, effects)
+            if span is not None:
+                span.set_attributes(
+                    {
+                        "steerfeed.product": page.pipeline,
+                        "steerfeed.page": page.page,
+                        "steerfeed.items": len(page.items),
+                        "steerfeed.degraded_sources": ",".join(page.degraded_sources),
+                    }
+                )
+        self.telemetry.page_served(page, time.perf_counter() - t0)
         return page
 
     def _leave_when_done(self, held: tuple[int, ...], effects: list[Any]) -> None:
@@ -429,6 +472,10 @@ class Engine:
         if not pending:
             self.fence.leave(held)
             return
+        with self._effects_lock:
+            self._effects.update(pending)
+        for f in pending:
+            f.add_done_callback(self._effect_done)
         left = [len(pending)]
         lock = threading.Lock()
 
@@ -442,6 +489,10 @@ class Engine:
         for f in pending:
             f.add_done_callback(one_done)
 
+    def _effect_done(self, future: Future[None]) -> None:
+        with self._effects_lock:
+            self._effects.discard(future)
+
     def _feed(
         self,
         user_id: int,
@@ -450,6 +501,7 @@ class Engine:
         product: str,
         now: datetime | None,
         overrides: RequestOverrides | None,
+        request_id: str,
     ) -> tuple[FeedPage, list[Any]]:
         limit = min(limit or self.feed_settings.default_limit, self.feed_settings.max_limit)
         now = now or datetime.now(UTC).replace(tzinfo=None)
@@ -462,12 +514,13 @@ class Engine:
             limit=limit,
             now=now,
             session_id=cur.session_id,
+            request_id=request_id,
             page=cur.page,
             exclude_ids=cur.served,
             overrides=overrides or NO_OVERRIDES,
         )
         pipeline = self.products[self.choose_product(user_id, product)]
-        result = pipeline.run(query)
+        result = pipeline.run(query, observer=self.telemetry)
         degraded = list(result.failed_sources)
         if self.index is not None and self.index_reconciler.degraded() is not None:
             # The index-backed sources answered from an index that lacks clips: say so.
@@ -552,6 +605,68 @@ class Engine:
             )
         )
 
+    def readiness(self) -> dict[str, Any]:
+        """Whether this server should get traffic, part by part (``/readyz``).
+
+        ``store`` answers a query; ``concepts``: the concept catalogue is built (moods and
+        standing rules wait for it; ``building`` means not ready). ``index`` and ``model``
+        degrade the feed but never stop it (the ANN sources are dropped, the hand-weighted
+        scorer serves), so they are named in ``degraded`` and the server stays ready.
+        """
+        parts: dict[str, str] = {}
+        not_ready: list[str] = []
+        degraded: list[str] = []
+        try:
+            self.store.scalar("SELECT 1")
+            parts["store"] = "ok"
+        except Exception as exc:  # reported, never raised, by a probe
+            parts["store"] = f"unavailable: {type(exc).__name__}: {exc}"
+            not_ready.append("store")
+        if self.index is None:
+            parts["index"] = f"unavailable: {self.index_error}"
+            degraded.append("index")
+        else:
+            problem = self.index_reconciler.degraded()
+            parts["index"] = "ok" if problem is None else f"degraded: {problem}"
+            if problem is not None:
+                degraded.append("index")
+        learned = self.learned.health()
+        if learned.get("degraded"):
+            parts["model"] = f"degraded: {learned.get('error')}; hand_weighted serves"
+            degraded.append("model")
+        else:
+            parts["model"] = f"ok: {learned.get('serving')}"
+        concepts = self.steering.concepts.status()
+        parts["concepts"] = concepts
+        if concepts == "building":
+            not_ready.append("concepts")
+        return {
+            "ready": not not_ready,
+            "parts": parts,
+            "not_ready": not_ready,
+            "degraded": degraded,
+        }
+
+    def metrics_snapshot(self) -> ServingSnapshot:
+        """The serving-state gauges ``/metrics`` reads at each scrape."""
+        ready = self.readiness()
+        learned = self.learned.health()
+        try:
+            generation = self.generation.queue.counts()
+        except Exception:  # a scrape reports what it can
+            logger.warning("generation queue counts unavailable for /metrics", exc_info=True)
+            generation = {}
+        return ServingSnapshot(
+            ready={p: p not in ready["not_ready"] for p in READY_PARTS},
+            degraded={p: p in ready["degraded"] for p in READY_PARTS},
+            impression_queue_frames=self.writer.pending(),
+            model_version=str(learned.get("serving")),
+            model_degraded=bool(learned.get("degraded")),
+            generation_jobs=generation,
+            clips=len(self.state.item_ids),
+            users=len(self.state.users),
+        )
+
     def health(self) -> dict[str, Any]:
         """Liveness and what is degraded."""
         checks = {name: fn() for name, fn in self.health_checks.items()}
@@ -576,6 +691,9 @@ class Engine:
             "event_writer": writer,
             "time": time.time(),
         }
+
+
+READY_PARTS = ("store", "index", "model", "concepts")
 
 
 def clip_payloads(clips: pl.DataFrame) -> list[dict[str, Any]]:

@@ -48,6 +48,8 @@ def _run_with_retry(
     engine: Engine, name: str, table: Mapping[str, JobSpec], attempt: int = 0
 ) -> None:
     report = run_job(name, JobContext(engine), table=table)
+    if report.ok and attempt:  # a routine run logs at DEBUG; a recovery is news
+        logger.info("job %s ok after %d retries (%.2f s)", name, attempt, report.seconds)
     if report.ok or attempt >= len(RETRY_DELAYS_S):
         if not report.ok:
             logger.error("job %s gave up after %d retries: %s", name, attempt, report.message)

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from features.embedding import EmbeddingSettings
 from pipelines.experiments.settings import ExperimentSettings
 from pipelines.generation.settings import GenerationSettings
+from pipelines.serving.telemetry.settings import TelemetrySettings
 from ranking.learned.serving import LearnedServingSettings
 from ranking.learned.training import TrainSettings
 from ranking.retrieval.settings import CollabSettings
@@ -70,6 +71,7 @@ class SteerfeedSettings(BaseModel):
     wellbeing: WellbeingSettings = Field(default_factory=WellbeingSettings)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     experiments: ExperimentSettings = Field(default_factory=ExperimentSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
 
     @model_validator(mode="before")
     @classmethod

@@ -30,6 +30,11 @@ PUBLIC = set(ROLES)
 #: Roles that may call each operation when a user/parent key acts for someone else's account.
 ACCESS: dict[str, set[str]] = {
     "GET /healthz": PUBLIC,
+    # Load balancers probe without a key; the answers name parts, never paths or settings.
+    "GET /livez": PUBLIC,
+    "GET /readyz": PUBLIC,
+    # Prometheus scrapes with an analyst (read-only) key.
+    "GET /metrics": READ,
     "GET /v1/feed": SVC,
     "POST /v1/events": SVC,
     "POST /v1/clips": SVC,
@@ -268,7 +273,9 @@ def test_every_route_and_role(matrix_client: Any) -> None:
             n += 1
             r = _call(client, w, op, role, n)
             allowed = role in ACCESS[op]
-            if r.status_code >= 500:
+            # /readyz answers 503 by design while the concept catalogue is being built.
+            not_ready = op == "GET /readyz" and r.status_code == 503
+            if r.status_code >= 500 and not not_ready:
                 wrong.append(f"{op} as {role}: {r.status_code} {r.text[:200]}")
             elif not allowed and r.status_code not in (401, 403):
                 wrong.append(f"{op} as {role}: {r.status_code}, expected 401/403")

@@ -130,6 +130,7 @@ def _close_survey(
     except SurveyError as exc:
         code = status.HTTP_409_CONFLICT if "already" in str(exc) else 422
         raise HTTPException(code, detail=str(exc)) from exc
+    engine.telemetry.survey_closed(answered=answer is not None)
     return {
         "survey_id": survey_id,
         "status": row["status"],

@@ -13,6 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry.trace import Status, StatusCode
+
+from pipelines.serving.telemetry import bind_request_id, new_request_id, reset_request_id
+
 if TYPE_CHECKING:
     from pipelines.serving.engine import Engine
 
@@ -56,7 +60,28 @@ class JobSpec:
 
 
 def run_spec(spec: JobSpec, ctx: JobContext) -> JobReport:
-    """Run one job and report; failures are logged and reported, not raised."""
+    """Run one job and report; failures are logged and reported, not raised.
+
+    The run gets its own request id (``job-<name>-<hex>``) for its log lines and span, and is
+    counted in the job metrics. A routine run is logged at DEBUG (the scheduler runs some every
+    minute); a failure at ERROR.
+    """
+    name = spec.name
+    run_id = f"job-{name}-{new_request_id()[:12]}"
+    telemetry = ctx.engine.telemetry
+    token = bind_request_id(run_id)
+    try:
+        with telemetry.job_span(name, run_id) as span:
+            report = _run(spec, ctx)
+            if span is not None and not report.ok:
+                span.set_status(Status(StatusCode.ERROR, report.message))
+        telemetry.job_finished(name, ok=report.ok, seconds=report.seconds, finished_at=time.time())
+        return report
+    finally:
+        reset_request_id(token)
+
+
+def _run(spec: JobSpec, ctx: JobContext) -> JobReport:
     name = spec.name
     t0 = time.perf_counter()
     try:
@@ -65,7 +90,7 @@ def run_spec(spec: JobSpec, ctx: JobContext) -> JobReport:
         logger.exception("job %s failed", name)
         return JobReport(name, False, time.perf_counter() - t0, {}, f"{type(exc).__name__}: {exc}")
     secs = time.perf_counter() - t0
-    logger.info("job=%s ok seconds=%.2f counts=%s", name, secs, counts)
+    logger.debug("job=%s ok seconds=%.2f counts=%s", name, secs, counts)
     _release_store_memory(ctx)
     return JobReport(name, True, secs, counts)
 

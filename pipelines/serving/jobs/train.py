@@ -190,6 +190,7 @@ def train_and_register(
     models = engine.learned
     incumbent = models.serving()
     gate = promotion_gate(result.model, incumbent, result.holdout, min_gain=j.min_gain)
+    engine.telemetry.gate_verdict(gate.passed)
     promoted = False
     if promote:
         try:
