@@ -38,7 +38,7 @@ def _value(samples: dict[Any, float], name: str, **labels: str) -> float:
 def _user(client: Any) -> int:
     st = client.app.state.engine.state
     adults = [u for u, p in st.profiles.items() if not p.get("is_teen")]
-    return max(adults, key=lambda u: len(st.history[u].rows) if u in st.history else 0)
+    return int(max(adults, key=lambda u: len(st.history[u].rows) if u in st.history else 0))
 
 
 def test_metrics_after_pages_events_surveys_and_a_job(client: Any) -> None:
