@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from ranking.state.frames import epoch_col, float_col
-from storage.store import Store
+from storage.store import EVENT_TYPES, Store
 
 COUNTERS = (
     "impressions",
@@ -31,6 +31,7 @@ COUNTERS = (
     "see_less",
     "reports",
 )
+#: The counter each event type adds to (``listen`` has none: it only adds engagement).
 EVENT_TO_COUNTER = {
     "impression": "impressions",
     "view": "views",
@@ -90,7 +91,7 @@ class EventBatch:
         known = rows >= 0
         if not known.any():
             return cls.without_clips(follows)
-        masks = {t: (types == t).to_numpy()[known] for t in (*EVENT_TO_COUNTER, "listen")}
+        masks = {t: (types == t).to_numpy()[known] for t in EVENT_TYPES}
         strength = np.zeros(int(known.sum()))
         for et, w in POSITIVE_WEIGHTS.items():
             strength[masks[et]] = w

@@ -10,6 +10,7 @@ import polars as pl
 
 from ranking.state import (
     COUNTERS,
+    EVENT_TO_COUNTER,
     LONG_VIEW_FRACTION,
     MAX_HISTORY,
     POSITIVE_WEIGHTS,
@@ -18,18 +19,7 @@ from ranking.state import (
     UserHistory,
 )
 
-_COUNTER_OF = {
-    "impression": "impressions",
-    "view": "views",
-    "like": "likes",
-    "comment": "comments",
-    "remix": "remixes",
-    "share": "shares",
-    "follow": "follows",
-    "skip": "skips",
-    "see_less": "see_less",
-    "report": "reports",
-}
+_COUNTER_OF = EVENT_TO_COUNTER
 
 
 class Reference:
