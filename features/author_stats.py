@@ -2,9 +2,9 @@
 
 One function, :func:`compute_author_stats`, computes them as of a moment from the follow edges
 and the event log, using only what happened up to that moment. The ``author_stats`` job runs it
-over the store and hands the result to :meth:`ranking.state.FeedState.set_author_stats`; the
-feature replay runs it over a log prefix, so a replayed impression sees the values the job would
-have served then.
+over the store and hands the result to
+:meth:`ranking.state.EngagementCounters.set_author_stats`; the feature replay runs it over a log
+prefix, so a replayed impression sees the values the job would have served then.
 """
 
 from __future__ import annotations

@@ -136,14 +136,16 @@ class _Catalogue:
     ) -> None:
         t0 = time.perf_counter()
         with state.lock:
-            self.n = len(state.item_ids)
-            self.item_ids = state.item_ids[: self.n].copy()
+            self.n = len(state.catalogue.item_ids)
+            self.item_ids = state.catalogue.item_ids[: self.n].copy()
             # A view, not a copy (1.5 GB at 1M clips): adding clips reallocates the state's
             # matrix and leaves this one intact; a re-embedded caption shows up here at once.
-            self.vectors = state.vectors[: self.n]
-            self.has_vector = state.has_vector[: self.n].copy()
-            tag_keys = [(*state.topics[r], *state.hashtags[r]) for r in range(self.n)]
-            captions = list(state.captions[: self.n])
+            self.vectors = state.catalogue.vectors[: self.n]
+            self.has_vector = state.catalogue.has_vector[: self.n].copy()
+            tag_keys = [
+                (*state.catalogue.topics[r], *state.catalogue.hashtags[r]) for r in range(self.n)
+            ]
+            captions = list(state.catalogue.captions[: self.n])
         vocab: dict[str, int] = {}
         ri: list[int] = []
         ci: list[int] = []
@@ -276,7 +278,7 @@ class ConceptIndex:
         with self._lock:
             cat = self._catalogue
             if cat is not None:
-                if cat.n != len(self.state.item_ids) and not self._rebuilding:
+                if cat.n != len(self.state.catalogue.item_ids) and not self._rebuilding:
                     self._rebuilding = True
                     threading.Thread(
                         target=self._rebuild, name="concept-catalogue", daemon=True
@@ -312,14 +314,14 @@ class ConceptIndex:
         with self._lock:
             cat = self._catalogue
             if cat is None:
-                return "empty" if len(self.state.item_ids) == 0 else "building"
-            return "ready" if cat.n == len(self.state.item_ids) else "stale"
+                return "empty" if len(self.state.catalogue.item_ids) == 0 else "building"
+            return "ready" if cat.n == len(self.state.catalogue.item_ids) else "stale"
 
     def warm_async(self) -> threading.Thread | None:
         """Build the catalogue in a background thread (the server does this at start-up, so no
         page waits for the first build); ``None`` when there are no clips or it exists."""
         with self._lock:
-            if self._catalogue is not None or len(self.state.item_ids) == 0:
+            if self._catalogue is not None or len(self.state.catalogue.item_ids) == 0:
                 return None
         t = threading.Thread(target=self.catalogue, name="concept-catalogue-warm", daemon=True)
         t.start()

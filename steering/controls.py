@@ -2,7 +2,7 @@
 
 Controls live in the user's ``settings`` JSON (top-level keys, next to other packages' keys,
 which are kept as they are), written with :meth:`Store.update_user_settings` and mirrored in
-memory with :meth:`FeedState.set_user_settings`, so a change applies to the next page.
+memory with :meth:`ranking.state.Profiles.set_user_settings`, so a change applies to the next page.
 ``maturity_max`` is the same key the user-context hydrator already reads.
 """
 
@@ -135,7 +135,7 @@ class ControlsService:
 
     def get(self, user_id: int) -> Controls:
         """The user's controls (defaults when none were set)."""
-        profile = self.state.profiles.get(user_id) or {}
+        profile = self.state.profiles.by_user.get(user_id) or {}
         return controls_from_settings(profile.get("settings"))
 
     def update(self, user_id: int, changes: dict[str, Any]) -> Controls:
@@ -182,6 +182,6 @@ class ControlsService:
         if controls.maturity_max is None:
             stored.pop("maturity_max", None)
         self.store.update_user_settings(user_id, stored)
-        self.state.set_user_settings(user_id, stored)
+        self.state.profiles.set_user_settings(user_id, stored)
         # Names of fields only: the values (muted words, topics) are personal.
         logger.info("standing controls saved fields=%d", len(dumped))

@@ -64,11 +64,15 @@ class InterestService:
         now = now or time.time()
         shares: dict[str, float] = defaultdict(float)
         with st.lock:
-            h = st.history.get(user_id)
+            h = st.activity.history.get(user_id)
             if h is not None:
                 for r, w, t in zip(h.rows, h.weights, h.times, strict=True):
                     decay = 0.5 ** (max(now - t, 0.0) / USER_VECTOR_HALF_LIFE_S)
-                    names = list(dict.fromkeys(x.lower() for x in (*st.topics[r], *st.hashtags[r])))
+                    names = list(
+                        dict.fromkeys(
+                            x.lower() for x in (*st.catalogue.topics[r], *st.catalogue.hashtags[r])
+                        )
+                    )
                     for name in names:
                         shares[name] += w * decay / len(names)
         ctrl = self.controls.get(user_id)
@@ -79,7 +83,7 @@ class InterestService:
                 names.append(rule_name)
         if not names:
             return []
-        uvec = st.user_vector(user_id, now)
+        uvec = st.activity.user_vector(user_id, now)
         if uvec is not None:
             emb = self._embedder()
             cos = np.asarray([float(emb.embed_one(x) @ uvec) for x in names])

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from features.embedding import TextEmbedder
@@ -323,8 +322,3 @@ def _parsed_from_json(raw: str) -> ParsedMood:
         warnings=tuple(d.get("warnings", ())),
         language=d.get("language", "en"),
     )
-
-
-def mood_vectors(moods: list[CompiledMood]) -> list[np.ndarray]:
-    """Expanded query vectors of every facet and "only" phrase of the moods (for ANN)."""
-    return [s.vector for m in moods for s in (*m.facets, *m.restrict_to)]

@@ -47,5 +47,5 @@ def build_steering(
 
 def is_personalized(state: FeedState, user_id: int) -> bool:
     """Whether the user wants the personalized feed (``settings.personalized``, default true)."""
-    profile = state.profiles.get(user_id) or {}
+    profile = state.profiles.by_user.get(user_id) or {}
     return controls_from_settings(profile.get("settings")).personalized

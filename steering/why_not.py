@@ -38,7 +38,7 @@ def why_not(
     UnknownEntityError
         Unknown clip.
     """
-    if clip_id not in state.row_of:
+    if clip_id not in state.catalogue.row_of:
         msg = f"unknown clip {clip_id}"
         raise UnknownEntityError(msg)
     now = datetime.now(UTC).replace(tzinfo=None)

@@ -117,11 +117,6 @@ def columns(store: Store) -> list[Column]:
     return [Column(t, n, d) for t, n, d in df.iter_rows()]
 
 
-def user_columns(store: Store) -> list[Column]:
-    """Columns that hold user ids (scalars or integer lists)."""
-    return [c for c in columns(store) if is_user_column(c.name) and (c.is_int or c.is_int_list)]
-
-
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 

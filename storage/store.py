@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast, get_args
 
 import duckdb
 import polars as pl
@@ -28,7 +28,9 @@ from storage.migrations import migrate
 
 logger = logging.getLogger(__name__)
 
-EVENT_TYPES: tuple[str, ...] = (
+#: The event types, defined once: the API's request model, the importers and the serving state
+#: read them from here.
+EventType = Literal[
     "impression",
     "view",
     "like",
@@ -40,7 +42,8 @@ EVENT_TYPES: tuple[str, ...] = (
     "see_less",
     "report",
     "listen",
-)
+]
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 ROLES: tuple[str, ...] = ("service", "user", "analyst", "admin", "parent")
 
 USER_COLUMNS = ("user_id", "age_band", "is_teen", "timezone", "settings", "created_at")
@@ -499,10 +502,6 @@ class Store:
         return [(int(r[0]), str(r[1])) for r in rows]
 
     # -- lookups --------------------------------------------------------------------------------
-    def user_exists(self, user_id: int) -> bool:
-        """Whether the store holds this user."""
-        return bool(self.scalar("SELECT count(*) FROM users WHERE user_id = ?", [user_id]))
-
     def get_user(self, user_id: int) -> dict[str, Any]:
         """Return one user as a dict, or raise :class:`UnknownEntityError`."""
         df = self.query("SELECT * FROM users WHERE user_id = ?", [user_id])
@@ -520,10 +519,6 @@ class Store:
             cur.execute(
                 "UPDATE users SET settings = ? WHERE user_id = ?", [json.dumps(settings), user_id]
             )
-
-    def clip_exists(self, item_id: int) -> bool:
-        """Whether the store holds this clip."""
-        return bool(self.scalar("SELECT count(*) FROM clips WHERE item_id = ?", [item_id]))
 
     def count(self, table: str) -> int:
         """Row count of a table (a plain identifier; anything else is a :class:`StorageError`)."""

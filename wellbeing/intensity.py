@@ -113,15 +113,15 @@ class ClipIntensity:
 
     def _extend(self) -> None:
         st = self.state
-        n = len(st.captions)
+        n = len(st.catalogue.captions)
         if n <= len(self._values):
             return
         with self._lock, st.lock:
             start = len(self._values)
             new = np.empty(n - start)
             for j, r in enumerate(range(start, n)):
-                words = _WORD.findall(st.captions[r].lower())
-                words += [t.lower() for t in st.topics[r]]
-                words += [h.lower() for h in st.hashtags[r]]
+                words = _WORD.findall(st.catalogue.captions[r].lower())
+                words += [t.lower() for t in st.catalogue.topics[r]]
+                words += [h.lower() for h in st.catalogue.hashtags[r]]
                 new[j] = text_intensity(words)
             self._values = np.concatenate([self._values, new])

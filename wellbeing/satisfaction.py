@@ -188,7 +188,7 @@ def session_features(
     views = views.join(per_item, on="item_id", how="left")
     follows = np.fromiter(
         (
-            a in state.following.get(u, ())
+            a in state.graph.following.get(u, ())
             for u, a in zip(
                 views["user_id"].to_list(), views["author_id"].fill_null(-1).to_list(), strict=True
             )

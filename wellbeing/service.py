@@ -144,7 +144,7 @@ class GovernorService:
             self._overrides = overrides
             self._overrides_complete = True
             self._events_at_warm, self.events_applied = events, 0
-        timezones = {u: self.profile(u).timezone for u in list(self.state.profiles)}
+        timezones = {u: self.profile(u).timezone for u in list(self.state.profiles.by_user)}
         active = self.tracker.seed_all(timezones, now_utc=now)
         return {"users_with_overrides": len(overrides), "users_with_recent_usage": active}
 
@@ -159,7 +159,7 @@ class GovernorService:
 
     def profile(self, user_id: int) -> Profile:
         """Timezone, teen flag and age band of a user (defaults for unknown users)."""
-        p = self.state.profiles.get(user_id) or {}
+        p = self.state.profiles.by_user.get(user_id) or {}
         band = str(p.get("age_band") or "25-34")
         return Profile(
             timezone=str(p.get("timezone") or "UTC"),
@@ -317,8 +317,8 @@ class GovernorService:
         if not imps:
             return
         items: list[Any] = events["item_id"].to_list() if "item_id" in cols else [None] * len(types)
-        rows = self.state.rows([-1 if items[i] is None else int(items[i]) for i in imps])
-        generated = self.state.generated[rows] & (rows >= 0)
+        rows = self.state.catalogue.rows([-1 if items[i] is None else int(items[i]) for i in imps])
+        generated = self.state.catalogue.generated[rows] & (rows >= 0)
         pages: dict[tuple[int, str], list[Any]] = {}
         for i, gen in zip(imps, generated.tolist(), strict=True):
             page = pages.setdefault((int(users[i]), str(requests[i])), [at[i], 0])

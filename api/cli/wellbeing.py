@@ -82,7 +82,7 @@ def link_parent(
 
     eng = _engine(data_dir)
     try:
-        if child_id not in eng.state.users:
+        if child_id not in eng.state.profiles.users:
             _fail(f"unknown user {child_id}")
         new = eng.wellbeing.repo.link(parent_id, child_id)
     finally:

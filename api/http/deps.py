@@ -137,7 +137,8 @@ def rate_limit(limiter: RateLimiter | None, principal: Principal) -> None:
         )
 
 
-def _parent_links(engine: Engine, principal: Principal) -> set[int] | None:
+def parent_links(engine: Engine, principal: Principal) -> set[int] | None:
+    """Teens linked to a parent key (None for any other key)."""
     if principal.user_id is None or principal.role != ROLE_PARENT:
         return None
     return set(engine.children_of(principal.user_id))
@@ -169,7 +170,7 @@ def get_principal(
         method=request.method,
         path=request.url.path,  # the concrete path: prefixes added at include time count too
         params={**request.query_params, **{k: str(v) for k, v in request.path_params.items()}},
-        parent_of=_parent_links(engine, principal),
+        parent_of=parent_links(engine, principal),
     )
     request.state.principal = principal
     return principal

@@ -9,19 +9,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-EventType = Literal[
-    "impression",
-    "view",
-    "like",
-    "comment",
-    "remix",
-    "share",
-    "follow",
-    "skip",
-    "see_less",
-    "report",
-    "listen",
-]
+from storage.store import EventType
+
 AgeBand = Literal["13-15", "16-17", "18-24", "25-34", "35-44", "45-54", "55+"]
 TEEN_BANDS = {"13-15", "16-17"}
 MAX_EVENT_BATCH = 1000

@@ -160,7 +160,7 @@ class CameoConsentRegistry:
         self._revoked: frozenset[int] | None = None
 
     def _is_teen(self, user_id: int) -> bool:
-        return bool(self.state.profiles.get(user_id, {}).get("is_teen", False))
+        return bool(self.state.profiles.by_user.get(user_id, {}).get("is_teen", False))
 
     def get(self, user_id: int) -> CameoConsent | None:
         """The person's consent record (active or revoked), or None."""
@@ -277,7 +277,7 @@ class CameoConsentRegistry:
             viewer,
             people,
             self.audiences(),
-            lambda: self.state.friends(viewer) if viewer is not None else set(),
+            lambda: self.state.graph.friends(viewer) if viewer is not None else set(),
         )
 
     def revoked_users(self) -> frozenset[int]:
@@ -299,7 +299,7 @@ class CameoConsentRegistry:
         if audience == EVERYONE:
             return
         if audience == FRIENDS:
-            if requester is not None and requester in self.state.friends(subject):
+            if requester is not None and requester in self.state.graph.friends(subject):
                 return
             msg = f"user {subject} allows cameos only by friends (mutual follows)"
             raise RuleViolation("cameo_consent", msg)

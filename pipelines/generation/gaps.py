@@ -75,8 +75,8 @@ def mood_gaps(service: GenerationService) -> list[Gap]:
     facets = list(askers)
     st = eng.state
     with st.lock:
-        ok = st.has_vector & (st.safety < SAFETY_CODES["violative"])
-        mat = st.vectors[ok]
+        ok = st.catalogue.has_vector & (st.catalogue.safety < SAFETY_CODES["violative"])
+        mat = st.catalogue.vectors[ok]
     vecs = eng.embedder.embed(facets)
     best = (vecs @ mat.T).max(axis=1) if mat.shape[0] else np.full(len(facets), -1.0)
     gaps = [
@@ -97,9 +97,9 @@ def topic_gaps(service: GenerationService) -> list[Gap]:
     fresh: dict[str, int] = {}
     # Copy under the lock, count outside it: the loop is O(catalogue) and feeds need the lock.
     with st.lock:
-        eng = st.counts[:, views] + 2.0 * st.counts[:, likes]
-        is_fresh = st.created >= now - s.gap_fresh_hours * 3600.0
-        all_topics = list(st.topics)
+        eng = st.engagement.counts[:, views] + 2.0 * st.engagement.counts[:, likes]
+        is_fresh = st.catalogue.created >= now - s.gap_fresh_hours * 3600.0
+        all_topics = list(st.catalogue.topics)
     for r, topics in enumerate(all_topics):
         for t in topics or []:
             demand[t] = demand.get(t, 0.0) + float(eng[r])

@@ -60,8 +60,8 @@ class MediaAccess:
     def people(self, item_id: int) -> list[int]:
         """Users shown in the clip (empty for an unknown clip)."""
         st = self.state
-        row = int(st.rows([item_id])[0])
-        return list(st.cameos[row]) if row >= 0 else []
+        row = int(st.catalogue.rows([item_id])[0])
+        return list(st.catalogue.cameos[row]) if row >= 0 else []
 
     def _audiences(self, people: list[int]) -> list[tuple[int, str]]:
         aud = self.consents.audiences()

@@ -173,22 +173,22 @@ class GenerationService:
         topics: list[str] = []
         effective = prompt.strip()
         if remix_of is not None:
-            row = int(st.rows([remix_of])[0])
+            row = int(st.catalogue.rows([remix_of])[0])
             if row < 0:
                 msg = f"clip {remix_of} to remix does not exist"
                 raise RuleViolation("remix_source", msg)
-            original = st.captions[row]
+            original = st.catalogue.captions[row]
             if self.hidden_reason(remix_of) is not None:
                 msg = f"clip {remix_of} was withdrawn and cannot be remixed"
                 raise RuleViolation("remix_source", msg)
-            if self.optouts.matches(f"{original} {' '.join(st.hashtags[row] or [])}"):
+            if self.optouts.matches(f"{original} {' '.join(st.catalogue.hashtags[row] or [])}"):
                 msg = f"clip {remix_of} names an opted-out work and cannot be remixed"
                 raise RuleViolation("rights_opt_out", msg)
-            cameo_ids = list(dict.fromkeys([*cameo_ids, *st.cameos[row]]))
-            topics = list(st.topics[row])
+            cameo_ids = list(dict.fromkeys([*cameo_ids, *st.catalogue.cameos[row]]))
+            topics = list(st.catalogue.topics[row])
             effective = f"{effective}, remixing: {original}"
         for uid in cameo_ids:
-            if uid not in st.users:
+            if uid not in st.profiles.users:
                 msg = f"cameo user {uid} does not exist"
                 raise RuleViolation("cameo_consent", msg)
             self.consents.check(uid, requested_by)
@@ -243,7 +243,7 @@ class GenerationService:
         )
         st = self.engine.state
         with st.lock:
-            n_clips = sum(1 for c in st.cameos if user_id in c)
+            n_clips = sum(1 for c in st.catalogue.cameos if user_id in c)
         return {
             "consent": consent.to_dict() if consent else None,
             "cancelled_jobs": cancelled,
@@ -269,12 +269,12 @@ class GenerationService:
         if why is not None:
             return why
         st = self.engine.state
-        row = int(st.rows([item_id])[0])
+        row = int(st.catalogue.rows([item_id])[0])
         if row < 0:
             return None
-        if not self.consents.revoked_users().isdisjoint(st.cameos[row]):
+        if not self.consents.revoked_users().isdisjoint(st.catalogue.cameos[row]):
             return "a person in it revoked their cameo consent"
-        text = f"{st.captions[row]} {' '.join(st.hashtags[row] or [])}"
+        text = f"{st.catalogue.captions[row]} {' '.join(st.catalogue.hashtags[row] or [])}"
         hit = self.optouts.matches(text)
         if hit:
             return f"{hit[0].holder} opted out of {hit[0].name!r}"
@@ -298,10 +298,10 @@ class GenerationService:
         st = self.engine.state
         n_hide = self.settings.report_hide_threshold
         for item_id in reported["item_id"].unique().to_list():
-            row = int(st.rows([int(item_id)])[0])
+            row = int(st.catalogue.rows([int(item_id)])[0])
             if row < 0:
                 continue
-            if self.settings.report_scope == "generated" and not st.generated[row]:
+            if self.settings.report_scope == "generated" and not st.catalogue.generated[row]:
                 continue
             n = int(
                 self.engine.store.scalar(
@@ -366,7 +366,7 @@ class GenerationService:
     ) -> ClipReview:
         """Hide a clip everywhere (feeds, media 410), remember its frames so a re-render is
         held, record the decision, and tell the holder when one asked."""
-        if int(self.engine.state.rows([item_id])[0]) < 0:
+        if int(self.engine.state.catalogue.rows([item_id])[0]) < 0:
             msg = f"clip {item_id} does not exist"
             raise UnknownReviewError(msg)
         review = self.reviews.put(
@@ -433,8 +433,8 @@ class GenerationService:
         st = self.engine.state
         seen: dict[str, list[Any]] = {}
         n = 0
-        for row, caption in enumerate(list(st.captions)):
-            text = f"{caption} {' '.join(st.hashtags[row] or [])}"
+        for row, caption in enumerate(list(st.catalogue.captions)):
+            text = f"{caption} {' '.join(st.catalogue.hashtags[row] or [])}"
             if text not in seen:
                 seen[text] = [
                     (o, m)
@@ -448,7 +448,7 @@ class GenerationService:
                     name=o.name,
                     how=m.how,
                     matched=m.fragment[:200],
-                    item_id=int(st.item_ids[row]),
+                    item_id=int(st.catalogue.item_ids[row]),
                 )
                 n += 1
         return n

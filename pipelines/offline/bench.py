@@ -393,8 +393,8 @@ def _in_process(
     engine = open_engine(data_dir)
     report["state_load_s"] = round(time.perf_counter() - t0, 2)
     rng = np.random.default_rng(cfg.seed)
-    users = np.asarray(sorted(engine.state.users), dtype=np.int64)
-    items = engine.state.item_ids.copy()
+    users = np.asarray(sorted(engine.state.profiles.users), dtype=np.int64)
+    items = engine.state.catalogue.item_ids.copy()
     try:
         if cfg.train:
             report["train"] = _train(engine)

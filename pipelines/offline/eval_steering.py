@@ -262,9 +262,11 @@ def spherical_kmeans(x: np.ndarray, k: int, *, seed: int = 0, iters: int = 15) -
 
 def _make_users(engine: Any, cfg: WorldConfig) -> None:
     st = engine.state
-    n = len(st.item_ids)
-    ok = np.flatnonzero(st.has_vector[:n])
-    labels = spherical_kmeans(st.vectors[ok].astype(np.float32), cfg.n_clusters, seed=cfg.seed)
+    n = len(st.catalogue.item_ids)
+    ok = np.flatnonzero(st.catalogue.has_vector[:n])
+    labels = spherical_kmeans(
+        st.catalogue.vectors[ok].astype(np.float32), cfg.n_clusters, seed=cfg.seed
+    )
     sizes = np.bincount(labels, minlength=cfg.n_clusters)
     # A cluster must hold a user's share of the history (histories have no repeats).
     per_cluster = int(np.ceil(cfg.history_len / cfg.clusters_per_user))
@@ -288,7 +290,7 @@ def _make_users(engine: Any, cfg: WorldConfig) -> None:
             members = ok[labels == c]
             picks.extend(rng.choice(members, size=per, replace=False).tolist())
         for j, r in enumerate(picks[: cfg.history_len]):
-            item = int(st.item_ids[r])
+            item = int(st.catalogue.item_ids[r])
             ts = now - timedelta(hours=float(rng.uniform(1, 72)))
             for et in ("view", "like"):
                 rows.append(
@@ -469,10 +471,10 @@ def baseline_pages(
     from steering.prompt_parser import parse_mood
 
     st = engine.state
-    n = len(st.item_ids)
-    vecs = st.vectors[:n]
-    has = st.has_vector[:n]
-    ids = np.asarray(st.item_ids[:n], dtype=np.int64)
+    n = len(st.catalogue.item_ids)
+    vecs = st.catalogue.vectors[:n]
+    has = st.catalogue.has_vector[:n]
+    ids = np.asarray(st.catalogue.item_ids[:n], dtype=np.int64)
     emb = engine.embedder
     recs: dict[str, list[Any]] = {"prompt": [], "user_id": [], "item_id": [], "rank": []}
     for spec in prompts:
@@ -494,7 +496,7 @@ def baseline_pages(
             if shared is not None:
                 page = shared
             else:
-                page = [i for i in ranking if not banned[st.row_of[i]]][:page_size]
+                page = [i for i in ranking if not banned[st.catalogue.row_of[i]]][:page_size]
             for rank, item in enumerate(page, start=1):
                 recs["prompt"].append(spec.prompt)
                 recs["user_id"].append(uid)
@@ -590,11 +592,11 @@ def run_steering_eval(
         )
         base = baseline_pages(engine, prompts, no_mood, page_size=page_size)
         hist = [
-            len(set(np.asarray(engine.state.history[u].rows).tolist()))
+            len(set(np.asarray(engine.state.activity.history[u].rows).tolist()))
             for u in users
-            if u in engine.state.history
+            if u in engine.state.activity.history
         ]
-        n_clips = len(engine.state.item_ids)
+        n_clips = len(engine.state.catalogue.item_ids)
     finally:
         engine.close()
     out_file.parent.mkdir(parents=True, exist_ok=True)

@@ -270,7 +270,7 @@ class Simulator:
     def _session(self, k: int, t: datetime) -> _SessionLog:
         uid = int(self.users.ids[k])
         st = self.engine.state
-        connected_authors = set(st.following.get(uid, set())) | set(st.friends(uid))
+        connected_authors = set(st.graph.following.get(uid, set())) | set(st.graph.friends(uid))
         mood = float(self.rng.normal(0.0, 0.5))
         comp = float(self.users.compulsivity[k])
         late = _is_late(t, self.users.timezone[k])

@@ -55,7 +55,7 @@ def record(data_dir: Path, *, n_users: int = 40, pages: int = 3, limit: int = 20
         engine = open_engine(work)
         try:
             out: dict[str, Any] = {}
-            users = sorted(engine.state.users)[:n_users]
+            users = sorted(engine.state.profiles.users)[:n_users]
             _steer(engine, users)
             for uid in users:
                 served: frozenset[int] = frozenset()

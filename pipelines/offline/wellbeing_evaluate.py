@@ -92,12 +92,14 @@ def compare_heads(
 
     pipeline = _eval_pipeline(engine)
     rng = np.random.default_rng(seed)
-    users = sorted(u for u in engine.state.history if len(engine.state.history[u].rows) >= 3)
+    users = sorted(
+        u for u in engine.state.activity.history if len(engine.state.activity.history[u].rows) >= 3
+    )
     picked = rng.choice(users, size=min(n_users, len(users)), replace=False).tolist()
     now = world.config.end + timedelta(hours=1)
     per_arm: dict[float, list[dict[str, float]]] = {w: [] for w in weights}
     for uid in track(picked, description="pages per arm", disable=not progress):
-        teen = bool((engine.state.profiles.get(uid) or {}).get("is_teen"))
+        teen = bool((engine.state.profiles.by_user.get(uid) or {}).get("is_teen"))
         for w in weights:
             q = FeedQuery(
                 user_id=int(uid),

@@ -229,7 +229,7 @@ class Engine:
 
     def _warm_author_stats(self) -> None:
         """Compute the author statistics once if the ``author_stats`` job has not run yet."""
-        if self.state.author_stats_computed_at() is None:
+        if self.state.engagement.author_stats_computed_at() is None:
             n = refresh_author_stats(self)
             logger.info("author statistics computed for %d authors before first learned page", n)
 
@@ -296,7 +296,7 @@ class Engine:
     def add_users(self, users: pl.DataFrame) -> int:
         """Insert users and make them servable."""
         n = self.store.add_users(users)
-        self.state.add_users(users)
+        self.state.profiles.add_users(users)
         return n
 
     def _refuse_erased(self, frame: pl.DataFrame, columns: tuple[str, ...]) -> None:
@@ -313,14 +313,14 @@ class Engine:
         """Insert follow edges."""
         self._refuse_erased(follows, ("follower_id", "followee_id"))
         n = self.store.add_follows(follows)
-        self.state.add_follows(follows)
+        self.state.graph.add_follows(follows)
         return n
 
     def add_blocks(self, blocks: pl.DataFrame) -> int:
         """Insert blocks/mutes."""
         self._refuse_erased(blocks, ("user_id", "target_id"))
         n = self.store.add_blocks(blocks)
-        self.state.add_blocks(blocks)
+        self.state.graph.add_blocks(blocks)
         return n
 
     def add_clips(self, clips: pl.DataFrame, *, embed: bool = True) -> int:
@@ -421,7 +421,7 @@ class Engine:
     # -- reads --------------------------------------------------------------------------------
     def require_user(self, user_id: int) -> None:
         """Raise :class:`UnknownEntityError` for a user the store does not hold."""
-        if user_id not in self.state.users:
+        if user_id not in self.state.profiles.users:
             msg = f"unknown user {user_id}; create it with POST /v1/users first"
             raise UnknownEntityError(msg)
 
@@ -558,13 +558,13 @@ class Engine:
                 FeedItem(
                     item_id=int(row["item_id"]),
                     author_id=int(row["author_id"]),
-                    caption=st.captions[r],
-                    topics=list(st.topics[r]),
+                    caption=st.catalogue.captions[r],
+                    topics=list(st.catalogue.topics[r]),
                     position=int(row["position"]),
                     score=float(row["score"]),
                     source=source,
                     reason=reason_text(source, contribs),
-                    is_generated=bool(st.generated[r]),
+                    is_generated=bool(st.catalogue.generated[r]),
                     explanation=Explanation(
                         source=source,
                         top_features=[
@@ -663,8 +663,8 @@ class Engine:
             model_version=str(learned.get("serving")),
             model_degraded=bool(learned.get("degraded")),
             generation_jobs=generation,
-            clips=len(self.state.item_ids),
-            users=len(self.state.users),
+            clips=len(self.state.catalogue.item_ids),
+            users=len(self.state.profiles.users),
         )
 
     def health(self) -> dict[str, Any]:
@@ -684,8 +684,8 @@ class Engine:
         return {
             **checks,
             "status": "degraded" if degraded else "ok",
-            "clips": len(self.state.item_ids),
-            "users": len(self.state.users),
+            "clips": len(self.state.catalogue.item_ids),
+            "users": len(self.state.profiles.users),
             "index": index,
             "index_reconcile": self.index_reconciler.state(),
             "event_writer": writer,

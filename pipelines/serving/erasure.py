@@ -12,7 +12,9 @@ The order, and why:
    ``event_filter`` skips fenced users, so the erasure need not wait for the queue);
 3. delete the rows in one transaction (:func:`storage.erasure.erase_user_rows`);
 4. delete the index points and vacuum the segments that held them
-   (:meth:`storage.index.base.VectorIndex.purge`), drop serving state, delete media files;
+   (:meth:`storage.index.base.VectorIndex.purge`), drop the user from each part of the serving
+   state (:meth:`ranking.state.FeedState.forget_user` calls each part's ``forget_user``), delete
+   media files;
 5. rewrite the DuckDB file (:meth:`storage.store.Store.rewrite_file`), since deleted rows
    keep their bytes in it otherwise.
 """
@@ -27,15 +29,10 @@ from typing import Any
 import numpy as np
 
 from pipelines.serving.engine import Engine
-from ranking.state import COUNTERS, SAFETY_CODES, FeedState
 from storage.erasure import erase_user_rows
 from storage.store import StoreBusyError
 
 logger = logging.getLogger(__name__)
-
-# Rows of erased clips stay in the state's arrays (positions must not shift) but are made
-# unservable: the safety filter drops "violative" rows and nothing else about them is left.
-_REMOVED_SAFETY = SAFETY_CODES["violative"]
 
 
 @dataclass
@@ -68,47 +65,6 @@ class ErasureReport:
             },
             "seconds": round(self.seconds, 3),
         }
-
-
-def forget_user_in_state(state: FeedState, user_id: int, item_ids: list[int]) -> None:
-    """Remove the user, their edges and history, and the given clips from serving state."""
-    with state.lock:
-        state.users.discard(user_id)
-        state.profiles.pop(user_id, None)
-        for other in state.following.pop(user_id, set()):
-            state.followers.get(other, set()).discard(user_id)
-        for other in state.followers.pop(user_id, set()):
-            state.following.get(other, set()).discard(user_id)
-        for other in state.blocked.pop(user_id, set()):
-            state.blocked.get(other, set()).discard(user_id)
-        for blocked in state.blocked.values():
-            blocked.discard(user_id)
-        state.seen.pop(user_id, None)
-        state.history.pop(user_id, None)
-        state._user_vec.pop(user_id, None)
-        for row, engagers in list(state.engagers.items()):
-            if user_id in engagers:
-                state.engagers[row] = tuple(u for u in engagers if u != user_id)
-        state.by_author.pop(user_id, None)
-        for item in item_ids:
-            r = state.row_of.pop(item, None)
-            if r is None:
-                continue
-            state.safety[r] = _REMOVED_SAFETY
-            state.captions[r] = ""
-            state.topics[r] = []
-            state.hashtags[r] = []
-            state.cameos[r] = []
-            state.vectors[r] = 0.0
-            state.has_vector[r] = False
-            state.counts[r] = np.zeros(len(COUNTERS))
-            state.velocity[r] = 0.0
-            state.engagers.pop(r, None)
-            for rows in state.by_author.values():
-                if r in rows:
-                    rows.remove(r)
-        state._trending_cache = (0.0, state._trending_cache[1])
-        state._user_vec.clear()
 
 
 def delete_media(engine: Engine, item_ids: list[int]) -> int:
@@ -147,7 +103,7 @@ def erase_user(engine: Engine, user_id: int, *, fence_timeout_s: float = 30.0) -
     if engine.index is not None:
         engine.index.purge()
         purged = True
-    forget_user_in_state(engine.state, user_id, done.deleted_item_ids)
+    engine.state.forget_user(user_id, item_ids=done.deleted_item_ids)
     told: list[str] = []
     for name, forget in engine.forgetters.items():
         try:

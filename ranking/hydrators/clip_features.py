@@ -59,13 +59,13 @@ class ClipFeaturesHydrator:
         st = self.state
         ctx = query.context
         with st.lock:
-            rows = st.rows(candidates["item_id"].to_numpy())
+            rows = st.catalogue.rows(candidates["item_id"].to_numpy())
             known = rows >= 0
             r = np.where(known, rows, 0)
             n = len(r)
-            counts = st.counts[r]
-            views = counts[:, _C["views"]] + st.prior_views[r]
-            likes = counts[:, _C["likes"]] + st.prior_likes[r]
+            counts = st.engagement.counts[r]
+            views = counts[:, _C["views"]] + st.engagement.prior_views[r]
+            likes = counts[:, _C["likes"]] + st.engagement.prior_likes[r]
             denom = views + PRIOR_VIEWS
             impressions = np.maximum(counts[:, _C["impressions"]], counts[:, _C["views"]])
 
@@ -74,18 +74,18 @@ class ClipFeaturesHydrator:
 
             following = ctx.following
             friends = ctx.friends
-            authors = st.author[r]
+            authors = st.catalogue.author[r]
             follows_author = _member(authors, following)
             author_friend = _member(authors, friends)
             # Per distinct author, not per candidate: a page has many clips of few creators.
             uniq, inverse = np.unique(authors, return_inverse=True)
             followers = np.fromiter(
-                (len(st.followers.get(a, ())) for a in uniq.tolist()), np.float64, len(uniq)
+                (len(st.graph.followers.get(a, ())) for a in uniq.tolist()), np.float64, len(uniq)
             )[inverse]
             if friends:
                 # Most candidates have no friend among their engagers: a disjointness test
                 # (no set built) first, the count only for the few that do.
-                engagers = st.engagers
+                engagers = st.engagement.engagers
                 no_set: tuple[int, ...] = ()
                 rl = r.tolist()
                 friends_engaged = np.zeros(n)
@@ -94,17 +94,19 @@ class ClipFeaturesHydrator:
                 ]
                 for i in hits:
                     friends_engaged[i] = len(friends.intersection(engagers[rl[i]]))
-                cameos = st.cameos
+                cameos = st.catalogue.cameos
                 cameo = np.zeros(n, dtype=bool)
                 for i, x in enumerate(rl):
                     c = cameos[x]
                     if c and not friends.isdisjoint(c):
                         cameo[i] = True
-                remix_parent = st.remix_of[r]
-                parent_rows = st.rows(remix_parent)
+                remix_parent = st.catalogue.remix_of[r]
+                parent_rows = st.catalogue.rows(remix_parent)
                 has_parent = parent_rows >= 0
                 remix_friend = np.zeros(n, dtype=bool)
-                remix_friend[has_parent] = _member(st.author[parent_rows[has_parent]], friends)
+                remix_friend[has_parent] = _member(
+                    st.catalogue.author[parent_rows[has_parent]], friends
+                )
             else:
                 friends_engaged = np.zeros(n)
                 cameo = np.zeros(n, dtype=bool)
@@ -113,16 +115,16 @@ class ClipFeaturesHydrator:
             if uvec is not None:
                 # (one product: the engine keeps BLAS to one thread, so it never waits on a
                 # BLAS thread pool; see FeedSettings.blas_threads)
-                cosine = (st.vectors[r] @ uvec).astype(np.float64)
-                cosine[~st.has_vector[r]] = 0.0
+                cosine = (st.catalogue.vectors[r] @ uvec).astype(np.float64)
+                cosine[~st.catalogue.has_vector[r]] = 0.0
             else:
                 cosine = np.zeros(n)
-            topics = pl.Series("topic", st.primary_topic[r], dtype=pl.String)
+            topics = pl.Series("topic", st.catalogue.primary_topic[r], dtype=pl.String)
             cols = {
                 "row": rows,
                 "author_id": authors,
                 "topic": topics,
-                "age_hours": np.clip(query.now_epoch - st.created[r], 0, None) / 3600.0,
+                "age_hours": np.clip(query.now_epoch - st.catalogue.created[r], 0, None) / 3600.0,
                 "views_log": np.log1p(views),
                 "completion_rate": (
                     counts[:, _C["watch_frac_sum"]] + PRIOR_COMPLETION * PRIOR_VIEWS
@@ -135,7 +137,7 @@ class ClipFeaturesHydrator:
                 "skip_rate": counts[:, _C["skips"]] / (impressions + PRIOR_VIEWS),
                 "see_less_rate": rate("see_less"),
                 "report_rate": rate("reports"),
-                "velocity_log": np.log1p(st.velocity_now(query.now_epoch, r)),
+                "velocity_log": np.log1p(st.engagement.velocity_now(query.now_epoch, r)),
                 "follows_author": follows_author.astype(np.float64),
                 "author_is_friend": author_friend.astype(np.float64),
                 "author_followers_log": np.log1p(followers),
@@ -143,8 +145,8 @@ class ClipFeaturesHydrator:
                 "friend_cameo": cameo.astype(np.float64),
                 "remix_of_friend": remix_friend.astype(np.float64),
                 "user_clip_cosine": cosine,
-                "is_generated": st.generated[r].astype(np.float64),
-                "maturity": st.maturity[r].astype(np.int64),
-                "safety": st.safety[r].astype(np.int64),
+                "is_generated": st.catalogue.generated[r].astype(np.float64),
+                "maturity": st.catalogue.maturity[r].astype(np.int64),
+                "safety": st.catalogue.safety[r].astype(np.int64),
             }
         return set_columns(candidates, cols)

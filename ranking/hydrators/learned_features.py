@@ -2,9 +2,9 @@
 
 Adds the registry features that :class:`~ranking.hydrators.clip_features.ClipFeaturesHydrator`
 does not compute (names in :attr:`LearnedFeaturesHydrator.FEATURES`). Author statistics come
-from :meth:`ranking.state.FeedState.author_stats` (refreshed by the ``author_stats`` job); the
-user x author affinity from the viewer's engagement history in memory; the context from the
-request.
+from :meth:`ranking.state.EngagementCounters.author_stats` (refreshed by the ``author_stats``
+job); the user x author affinity from the viewer's engagement history in memory; the context
+from the request.
 
 ``session_depth`` is ``page * limit``: the clips served earlier in this session. A clip's slot
 on the page is not known while scoring (the selector picks it afterwards), so the feature the
@@ -73,15 +73,16 @@ class LearnedFeaturesHydrator:
             if "author_id" in candidates.columns:
                 authors = candidates["author_id"].cast(pl.Int64).to_numpy()
             else:
-                rows = st.rows(candidates["item_id"].to_numpy())
-                authors = np.where(rows >= 0, st.author[np.maximum(rows, 0)], -1)
+                rows = st.catalogue.rows(candidates["item_id"].to_numpy())
+                authors = np.where(rows >= 0, st.catalogue.author[np.maximum(rows, 0)], -1)
             cols: dict[str, np.ndarray] = {
-                c: st.author_stats(authors, c, spec(c).default) for c in AUTHOR_STAT_COLUMNS
+                c: st.engagement.author_stats(authors, c, spec(c).default)
+                for c in AUTHOR_STAT_COLUMNS
             }
             cols["user_author_affinity"] = self._affinity(query.user_id, authors, now)
             tz = query.context.timezone
             if tz is None:  # the user hydrator did not run (a replay): read the profile
-                tz = str((st.profiles.get(query.user_id) or {}).get("timezone") or "UTC")
+                tz = str((st.profiles.by_user.get(query.user_id) or {}).get("timezone") or "UTC")
         cols["hour_of_day"] = np.full(n, local_hour(now, tz))
         cols["session_depth"] = np.full(n, float(query.page * query.limit))
         return set_columns(
@@ -91,13 +92,13 @@ class LearnedFeaturesHydrator:
     def _affinity(self, user_id: int, authors: np.ndarray, now: float) -> np.ndarray:
         """log(1 + decayed positive engagement of the user with each author); lock held."""
         st = self.state
-        h = st.history.get(user_id)
+        h = st.activity.history.get(user_id)
         if h is None or not h.rows:
             return np.zeros(len(authors))
         rows = np.asarray(h.rows, dtype=np.int64)
         age = np.clip(now - np.asarray(h.times), 0.0, None)
         w = np.asarray(h.weights) * np.power(0.5, age / self.half_life_s)
-        hist_authors = st.author[rows]
+        hist_authors = st.catalogue.author[rows]
         uniq, inv = np.unique(hist_authors, return_inverse=True)
         strength = np.bincount(inv, weights=w, minlength=len(uniq))
         pos = np.searchsorted(uniq, authors).clip(0, len(uniq) - 1)

@@ -66,11 +66,11 @@ def replay_features(
         "ts", maintain_order=True
     )
     state = FeedState(dim=tables.vectors[1].shape[1] if tables.vectors is not None else 384)
-    state.add_users(tables.users)
+    state.profiles.add_users(tables.users)
     state.add_clips(tables.clips)
     if tables.vectors is not None:
         state.set_vectors(*tables.vectors)
-    state.add_blocks(tables.blocks)
+    state.graph.add_blocks(tables.blocks)
     edges = follow_edges(tables.follows, events).sort("ts")
     clip_authors = tables.clips.select("item_id", "author_id")
 
@@ -119,14 +119,14 @@ def replay_features(
             applied = upto
         e_upto = int(np.searchsorted(edge_ts, now_np, side="right"))
         if e_upto > edges_applied:
-            state.add_follows(edges.slice(edges_applied, e_upto - edges_applied))
+            state.graph.add_follows(edges.slice(edges_applied, e_upto - edges_applied))
             edges_applied = e_upto
         epoch = to_epoch(now)
         if epoch - stats_at >= stats_every_s:
             stats = compute_author_stats(
                 edges.slice(0, e_upto), events.slice(0, upto), clip_authors, now=now
             )
-            state.set_author_stats(
+            state.engagement.set_author_stats(
                 stats["author_id"].to_numpy(),
                 {c: stats[c].to_numpy() for c in AUTHOR_STAT_COLUMNS},
                 computed_at=epoch,

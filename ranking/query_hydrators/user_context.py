@@ -22,7 +22,7 @@ class UserContextQueryHydrator:
         """Fill the context from the in-memory state."""
         st = self.state
         uid = query.user_id
-        profile = st.profiles.get(uid, {"is_teen": False, "settings": {}})
+        profile = st.profiles.by_user.get(uid, {"is_teen": False, "settings": {}})
         settings = profile.get("settings") or {}
         default_max = TEEN_MATURITY_MAX if profile.get("is_teen") else DEFAULT_MATURITY_MAX
         maturity_max = int(settings.get("maturity_max", default_max))
@@ -32,8 +32,8 @@ class UserContextQueryHydrator:
         ctx = query.context
         ctx.timezone = str(profile.get("timezone") or "UTC")
         ctx.maturity_max = maturity_max
-        ctx.user_vector = st.user_vector(uid, query.now_epoch)
-        ctx.following = st.following.get(uid, set())
-        ctx.friends = st.friends(uid)
-        ctx.blocked = st.blocked.get(uid, set())
-        ctx.seen = st.seen.get(uid, set())
+        ctx.user_vector = st.activity.user_vector(uid, query.now_epoch)
+        ctx.following = st.graph.following.get(uid, set())
+        ctx.friends = st.graph.friends(uid)
+        ctx.blocked = st.graph.blocked.get(uid, set())
+        ctx.seen = st.activity.seen.get(uid, set())

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -99,23 +98,6 @@ class CollabModel(DenseScorer):
         """The user's vector, or ``None`` for a user the model never saw."""
         row = self.user_index.get(int(user_id))
         return None if row is None else self.user_vectors[row]
-
-    def item_vector_frame(self) -> pl.DataFrame:
-        """``item_id, vector`` rows (vector as a list of float32) for indexing."""
-        return pl.DataFrame(
-            {"item_id": self.item_ids.astype(np.int64), "vector": list(self.item_vectors)}
-        )
-
-    def pair_scores(
-        self, user_ids: Sequence[int] | np.ndarray, item_ids: Sequence[int] | np.ndarray
-    ) -> np.ndarray:
-        """Scores of aligned (user, item) pairs; ``nan`` where either is unknown."""
-        u = np.array([self.user_index.get(int(x), -1) for x in user_ids], dtype=np.int64)
-        i = np.array([self.item_index.get(int(x), -1) for x in item_ids], dtype=np.int64)
-        out = np.full(len(u), np.nan, dtype=np.float64)
-        ok = (u >= 0) & (i >= 0)
-        out[ok] = np.einsum("ij,ij->i", self.user_vectors[u[ok]], self.item_vectors[i[ok]])
-        return out
 
 
 def _solve_side(

@@ -12,7 +12,7 @@ def rows_to_candidates(state: FeedState, rows: np.ndarray, scores: np.ndarray) -
     """Turn clip rows and scores into a candidate frame (``item_id``, ``source_score``)."""
     return pl.DataFrame(
         {
-            "item_id": state.item_ids[rows].astype(np.int64),
+            "item_id": state.catalogue.item_ids[rows].astype(np.int64),
             "source_score": np.asarray(scores, dtype=np.float64),
         }
     )

@@ -29,11 +29,11 @@ class FollowingSource:
         st = self.state
         rows: list[int] = []
         for author in query.context.following:
-            rows.extend(st.by_author.get(author, [])[-self.per_author :])
+            rows.extend(st.catalogue.by_author.get(author, [])[-self.per_author :])
         if not rows:
             return rows_to_candidates(st, np.zeros(0, dtype=np.int64), np.zeros(0))
         r = np.asarray(rows, dtype=np.int64)
-        created = st.created[r]
+        created = st.catalogue.created[r]
         order = np.argsort(-created)[: self.limit]
         age_h = np.clip(query.now_epoch - created[order], 0, None) / 3600.0
         return rows_to_candidates(st, r[order], 1.0 / (1.0 + age_h / 24.0))

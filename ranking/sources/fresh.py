@@ -23,6 +23,6 @@ class FreshSource:
 
     def fetch(self, query: FeedQuery) -> pl.DataFrame:
         """Return the newest clips."""
-        rows = self.state.freshest(k=max(self.limit, 500))[: self.limit]
-        age_h = np.clip(query.now_epoch - self.state.created[rows], 0, None) / 3600.0
+        rows = self.state.catalogue.freshest(k=max(self.limit, 500))[: self.limit]
+        age_h = np.clip(query.now_epoch - self.state.catalogue.created[rows], 0, None) / 3600.0
         return rows_to_candidates(self.state, rows, 1.0 / (1.0 + age_h))

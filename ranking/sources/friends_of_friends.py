@@ -41,13 +41,13 @@ class FriendsOfFriendsSource:
         following = query.context.following
         votes: Counter[int] = Counter()
         for f in list(following)[: self.max_followees]:
-            votes.update(st.following.get(f, ()))
+            votes.update(st.graph.following.get(f, ()))
         for a in [*following, query.user_id]:
             votes.pop(a, None)
         rows: list[int] = []
         scores: list[float] = []
         for author, n in votes.most_common(self.max_authors):
-            recent = st.by_author.get(author, [])[-self.per_author :]
+            recent = st.catalogue.by_author.get(author, [])[-self.per_author :]
             rows.extend(recent)
             scores.extend([float(n)] * len(recent))
         row_arr = np.asarray(rows, dtype=np.int64)

@@ -23,5 +23,5 @@ class TrendingSource:
     def fetch(self, query: FeedQuery) -> pl.DataFrame:
         """Return trending clips scored by velocity."""
         now = query.now_epoch
-        rows = self.state.trending(now, k=max(self.limit, 500))[: self.limit]
-        return rows_to_candidates(self.state, rows, self.state.velocity_now(now, rows))
+        rows = self.state.engagement.trending(now, k=max(self.limit, 500))[: self.limit]
+        return rows_to_candidates(self.state, rows, self.state.engagement.velocity_now(now, rows))

@@ -92,8 +92,8 @@ class MoodExclusionsFilter:
         st = self.state
         for i in rest.tolist():  # clips newer than the cached catalogue (rare)
             r = int(rows[i])
-            bag = set(stems(st.captions[r] or ""))
-            for t in (*st.topics[r], *st.hashtags[r]):
+            bag = set(stems(st.catalogue.captions[r] or ""))
+            for t in (*st.catalogue.topics[r], *st.catalogue.hashtags[r]):
                 bag.update(stems(t))
             out[i] = words <= bag
         return out

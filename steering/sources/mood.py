@@ -46,7 +46,7 @@ class MoodSource:
         if not concepts:
             return pl.DataFrame(schema={"item_id": pl.Int64, "source_score": pl.Float64})
         per = max(self.limit // len(concepts), 20)
-        ids = np.asarray(self.state.item_ids)
+        ids = np.asarray(self.state.catalogue.item_ids)
         n_now = len(ids)
         items: list[np.ndarray] = []
         scores: list[np.ndarray] = []

@@ -64,7 +64,7 @@ class MoreOfSource:
         sc = query.context.get(SteeringContext)
         if sc is None or not sc.more:
             return pl.DataFrame(schema=_EMPTY)
-        ids = np.asarray(self.state.item_ids)
+        ids = np.asarray(self.state.catalogue.item_ids)
         items: list[np.ndarray] = []
         scores: list[np.ndarray] = []
         for c in sc.more:

@@ -28,6 +28,7 @@ import qdrant_edge as qe
 
 from storage.errors import IndexUnavailableError, UnknownEntityError
 from storage.index.base import Distance, SearchFilter, VectorSpec
+from storage.index.search import build_filter, point_ids, query_vector
 
 logger = logging.getLogger(__name__)
 
@@ -58,22 +59,6 @@ def _has_wal(path: Path) -> bool:
         return False
 
 
-def _point_ids(ids: np.ndarray) -> list[int]:
-    """Return ``ids`` as Python ints, checking they fit Qdrant's unsigned 64-bit point ids."""
-    arr = np.asarray(ids)
-    if arr.ndim != 1:
-        msg = f"ids must be one-dimensional, got shape {arr.shape}"
-        raise ValueError(msg)
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        msg = f"ids must be integers, got dtype {arr.dtype}"
-        raise ValueError(msg)
-    out = [int(i) for i in arr.tolist()]
-    if out and min(out) < 0:
-        msg = f"point ids must be non-negative (Qdrant ids are unsigned), got {min(out)}"
-        raise ValueError(msg)
-    return out
-
-
 def _ids(pids: list[int]) -> list[qe.PointId]:
     """Type ``pids`` as Qdrant Edge point ids (its lists are invariant in the id type)."""
     return cast("list[qe.PointId]", pids)
@@ -81,24 +66,13 @@ def _ids(pids: list[int]) -> list[qe.PointId]:
 
 def _edge_filter(flt: SearchFilter | None) -> qe.Filter | None:
     """Translate a :class:`SearchFilter` into a Qdrant Edge filter (``None`` when empty)."""
-    if flt is None or flt.is_empty():
-        return None
-    must: list[Any] = [
-        qe.FieldCondition(key=key, match=qe.MatchAny(list(values)))
-        for key, values in flt.any_of.items()
-    ]
-    must.extend(
-        qe.FieldCondition(key=key, range=qe.RangeFloat(lte=float(value)))
-        for key, value in flt.max_values.items()
+    return build_filter(
+        flt,
+        match_any=lambda key, values: qe.FieldCondition(key=key, match=qe.MatchAny(values)),
+        at_most=lambda key, bound: qe.FieldCondition(key=key, range=qe.RangeFloat(lte=bound)),
+        has_ids=lambda ids: qe.HasIdCondition(set(ids)),
+        combine=lambda must, must_not: qe.Filter(must=must, must_not=must_not),
     )
-    must_not: list[Any] = [
-        qe.FieldCondition(key=key, match=qe.MatchAny(list(values)))
-        for key, values in flt.none_of.items()
-        if values
-    ]
-    if flt.exclude_ids:
-        must_not.append(qe.HasIdCondition({int(i) for i in flt.exclude_ids}))
-    return qe.Filter(must=must or None, must_not=must_not or None)
 
 
 class EdgeVectorIndex:
@@ -426,15 +400,12 @@ class EdgeVectorIndex:
         """
         shard = self._require()
         spec = self._spec(space)
-        vec = np.asarray(query, dtype=np.float32)
-        if vec.shape != (spec.size,):
-            msg = f"query for space {space!r} must have shape ({spec.size},), got {vec.shape}"
-            raise ValueError(msg)
-        if limit <= 0 or (flt is not None and any(not v for v in flt.any_of.values())):
-            return []  # an empty any_of list matches nothing
+        vec = query_vector(spec, space, query, limit=limit, flt=flt)
+        if vec is None:
+            return []
         request = qe.QueryRequest(
             limit=limit,
-            query=qe.Query.Nearest(vec.tolist(), using=space),
+            query=qe.Query.Nearest(vec, using=space),
             filter=_edge_filter(flt),
             with_payload=False,
             with_vector=False,
@@ -453,7 +424,7 @@ class EdgeVectorIndex:
         """
         shard = self._require()
         self._spec(space)
-        pids = _point_ids(ids)
+        pids = point_ids(ids)
         if not pids:
             return {}
         records = self._retrieve(shard, pids, False, [space])
@@ -534,7 +505,7 @@ class EdgeVectorIndex:
             One payload per id, replacing the stored one; ``None`` keeps stored payloads.
         """
         shard = self._require()
-        pids = _point_ids(ids)
+        pids = point_ids(ids)
         rows = {name: self._rows(name, mat, len(pids)) for name, mat in vectors.items()}
         if payloads is not None and len(payloads) != len(pids):
             msg = f"got {len(payloads)} payloads for {len(pids)} ids"
@@ -574,7 +545,7 @@ class EdgeVectorIndex:
     def delete(self, ids: np.ndarray) -> None:
         """Remove points (ids that do not exist are ignored)."""
         shard = self._require()
-        pids = _point_ids(ids)
+        pids = point_ids(ids)
         if not pids:
             return
         with self._write_lock:
@@ -587,7 +558,7 @@ class EdgeVectorIndex:
         ids are narrowed to the existing points first.
         """
         shard = self._require()
-        pids = _point_ids(ids)
+        pids = point_ids(ids)
         if not pids:
             return
         with self._write_lock:

@@ -14,6 +14,7 @@ from qdrant_client import models as qm
 
 from storage.errors import IndexUnavailableError, UnknownEntityError
 from storage.index.base import Distance, SearchFilter, VectorSpec
+from storage.index.search import build_filter, point_ids, query_vector
 
 logger = logging.getLogger(__name__)
 
@@ -25,22 +26,6 @@ _TO_QDRANT_DISTANCE: dict[Distance, qm.Distance] = {
     "dot": qm.Distance.DOT,
 }
 _FROM_QDRANT_DISTANCE: dict[qm.Distance, Distance] = {v: k for k, v in _TO_QDRANT_DISTANCE.items()}
-
-
-def _point_ids(ids: np.ndarray) -> list[int]:
-    """Return ``ids`` as Python ints, checking they fit Qdrant's unsigned 64-bit point ids."""
-    arr = np.asarray(ids)
-    if arr.ndim != 1:
-        msg = f"ids must be one-dimensional, got shape {arr.shape}"
-        raise ValueError(msg)
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        msg = f"ids must be integers, got dtype {arr.dtype}"
-        raise ValueError(msg)
-    out = [int(i) for i in arr.tolist()]
-    if out and min(out) < 0:
-        msg = f"point ids must be non-negative (Qdrant ids are unsigned), got {min(out)}"
-        raise ValueError(msg)
-    return out
 
 
 def _plain(value: Any) -> Any:
@@ -61,24 +46,13 @@ def _ids(pids: list[int]) -> list[qm.ExtendedPointId]:
 
 def _qdrant_filter(flt: SearchFilter | None) -> qm.Filter | None:
     """Translate a :class:`SearchFilter` into a qdrant-client filter (``None`` when empty)."""
-    if flt is None or flt.is_empty():
-        return None
-    must: list[Any] = [
-        qm.FieldCondition(key=key, match=qm.MatchAny(any=list(values)))
-        for key, values in flt.any_of.items()
-    ]
-    must.extend(
-        qm.FieldCondition(key=key, range=qm.Range(lte=float(value)))
-        for key, value in flt.max_values.items()
+    return build_filter(
+        flt,
+        match_any=lambda key, values: qm.FieldCondition(key=key, match=qm.MatchAny(any=values)),
+        at_most=lambda key, bound: qm.FieldCondition(key=key, range=qm.Range(lte=bound)),
+        has_ids=lambda ids: qm.HasIdCondition(has_id=_ids(ids)),
+        combine=lambda must, must_not: qm.Filter(must=must, must_not=must_not),
     )
-    must_not: list[Any] = [
-        qm.FieldCondition(key=key, match=qm.MatchAny(any=list(values)))
-        for key, values in flt.none_of.items()
-        if values
-    ]
-    if flt.exclude_ids:
-        must_not.append(qm.HasIdCondition(has_id=[int(i) for i in flt.exclude_ids]))
-    return qm.Filter(must=must or None, must_not=must_not or None)
 
 
 class QdrantClientIndex:
@@ -298,17 +272,14 @@ class QdrantClientIndex:
         """
         self._check_open()
         spec = self._spec(space)
-        vec = np.asarray(query, dtype=np.float32)
-        if vec.shape != (spec.size,):
-            msg = f"query for space {space!r} must have shape ({spec.size},), got {vec.shape}"
-            raise ValueError(msg)
-        if limit <= 0 or (flt is not None and any(not v for v in flt.any_of.values())):
-            return []  # an empty any_of list matches nothing
+        vec = query_vector(spec, space, query, limit=limit, flt=flt)
+        if vec is None:
+            return []
         try:
             with self._read_guard:
                 response = self._client.query_points(
                     self.collection,
-                    query=vec.tolist(),
+                    query=vec,
                     using=space,
                     limit=limit,
                     query_filter=_qdrant_filter(flt),
@@ -326,7 +297,7 @@ class QdrantClientIndex:
         """
         self._check_open()
         self._spec(space)
-        pids = _point_ids(ids)
+        pids = point_ids(ids)
         if not pids:
             return {}
         try:
@@ -409,7 +380,7 @@ class QdrantClientIndex:
             One payload per id, replacing the stored one; ``None`` keeps stored payloads.
         """
         self._check_open()
-        pids = _point_ids(ids)
+        pids = point_ids(ids)
         rows = {name: self._rows(name, mat, len(pids)) for name, mat in vectors.items()}
         if payloads is not None and len(payloads) != len(pids):
             msg = f"got {len(payloads)} payloads for {len(pids)} ids"
@@ -456,7 +427,7 @@ class QdrantClientIndex:
     def delete(self, ids: np.ndarray) -> None:
         """Remove points (ids that do not exist are ignored)."""
         self._check_open()
-        pids = _point_ids(ids)
+        pids = point_ids(ids)
         if not pids:
             return
         with self._write_lock:
@@ -474,7 +445,7 @@ class QdrantClientIndex:
         points first on every backend.
         """
         self._check_open()
-        pids = _point_ids(ids)
+        pids = point_ids(ids)
         if not pids:
             return
         with self._write_lock:

@@ -18,7 +18,9 @@ INDEX_SOURCES = {"ann_user_vector", "collab", "mood"}
 
 
 def _user(eng: Any) -> int:
-    return int(max(eng.state.history, key=lambda u: len(eng.state.history[u].rows)))
+    return int(
+        max(eng.state.activity.history, key=lambda u: len(eng.state.activity.history[u].rows))
+    )
 
 
 def _settled(eng: Any) -> None:
@@ -51,7 +53,7 @@ def test_a_missing_index_folder_is_reported_and_rebuilt_from_the_store(world_dir
         assert eng.index is not None
         assert np.array_equal(eng.index.point_ids(CAPTION_SPACE), stored)
         # payloads came back with the points: the safety filter and topic filters work
-        vec = eng.state.vectors[0]
+        vec = eng.state.catalogue.vectors[0]
         safe = SearchFilter(none_of={"safety_label": ["violative", "borderline"]})
         hits = eng.index.search(CAPTION_SPACE, vec, limit=50, flt=safe)
         labels = dict(eng.store.query("SELECT item_id, safety_label FROM clips").iter_rows())
@@ -98,7 +100,7 @@ def test_the_index_job_restores_missed_clips_and_drops_removed_ones(world_dir: P
         lost = stored[:25]
         index.delete(lost)  # committed clips the index never took
         ghost = np.array([987_654], dtype=np.int64)  # a point of a clip the store lacks
-        index.upsert(ghost, {CAPTION_SPACE: eng.state.vectors[:1]}, [{"author_id": 1}])
+        index.upsert(ghost, {CAPTION_SPACE: eng.state.catalogue.vectors[:1]}, [{"author_id": 1}])
         counts = _index_job(eng)
         assert np.array_equal(index.point_ids(), stored)
         assert counts["restored"] == 25 and counts["removed"] == 1, counts

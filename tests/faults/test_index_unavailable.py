@@ -24,7 +24,7 @@ def _closed_port() -> int:
 
 
 def test_index_failing_at_runtime_drops_only_ann_sources(engine: Any) -> None:
-    uid = sorted(engine.state.users)[0]
+    uid = sorted(engine.state.profiles.users)[0]
     assert engine.feed(uid).degraded_sources == []
     engine.index.close()  # the shard goes away under a running engine
     page = engine.feed(uid, limit=20)
@@ -41,7 +41,7 @@ def test_engine_opens_and_serves_without_a_reachable_index(world_dir: Path) -> N
         health = eng.health()
         assert health["status"] == "degraded"
         assert health["index"].startswith("unavailable")
-        page = eng.feed(sorted(eng.state.users)[0], limit=20)
+        page = eng.feed(sorted(eng.state.profiles.users)[0], limit=20)
         assert len(page.items) == 20
         assert all(i.source != "ann_user_vector" for i in page.items)
     finally:

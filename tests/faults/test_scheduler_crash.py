@@ -54,7 +54,7 @@ def test_crashing_job_is_logged_retried_and_serving_goes_on(
         sched = scheduler_mod.start_scheduler(engine, table={PROBE: crashing_job["spec"]})
         try:
             sched.modify_job(PROBE, next_run_time=datetime.now(UTC))  # run now, not in an hour
-            uid = min(engine.state.users)
+            uid = min(engine.state.profiles.users)
             headers = make_key(client, "user", uid)
             served = 0
             deadline = time.monotonic() + 30

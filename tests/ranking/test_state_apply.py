@@ -10,6 +10,7 @@ import polars as pl
 
 from ranking.state import (
     COUNTERS,
+    EVENT_TO_COUNTER,
     LONG_VIEW_FRACTION,
     MAX_HISTORY,
     POSITIVE_WEIGHTS,
@@ -18,26 +19,15 @@ from ranking.state import (
     UserHistory,
 )
 
-_COUNTER_OF = {
-    "impression": "impressions",
-    "view": "views",
-    "like": "likes",
-    "comment": "comments",
-    "remix": "remixes",
-    "share": "shares",
-    "follow": "follows",
-    "skip": "skips",
-    "see_less": "see_less",
-    "report": "reports",
-}
+_COUNTER_OF = EVENT_TO_COUNTER
 
 
 class Reference:
     """The serving state's rules, one event at a time (the definition apply_events keeps)."""
 
     def __init__(self, state: FeedState) -> None:
-        n = len(state.item_ids)
-        self.row_of = dict(state.row_of)
+        n = len(state.catalogue.item_ids)
+        self.row_of = dict(state.catalogue.row_of)
         self.counts = np.zeros((n, len(COUNTERS)))
         self.velocity = np.zeros(n)
         self.velocity_at = np.zeros(n)
@@ -128,16 +118,16 @@ def test_apply_events_keeps_the_event_at_a_time_rules() -> None:
         batch = _events(rng, items, size, t0)
         state.apply_events(batch)
         ref.apply(batch)
-    assert np.array_equal(state.counts, ref.counts)
-    assert np.allclose(state.velocity, ref.velocity, rtol=1e-9, atol=1e-12)
-    assert np.array_equal(state.velocity_at, ref.velocity_at)
-    assert dict(state.seen) == dict(ref.seen)
-    assert {r: set(s) for r, s in state.engagers.items()} == dict(ref.engagers)
-    assert all(len(set(s)) == len(s) for s in state.engagers.values())  # no repeats
-    assert dict(state.following) == {u: s for u, s in ref.following.items() if s}
-    assert state.history.keys() == ref.history.keys()
+    assert np.array_equal(state.engagement.counts, ref.counts)
+    assert np.allclose(state.engagement.velocity, ref.velocity, rtol=1e-9, atol=1e-12)
+    assert np.array_equal(state.engagement.velocity_at, ref.velocity_at)
+    assert dict(state.activity.seen) == dict(ref.seen)
+    assert {r: set(s) for r, s in state.engagement.engagers.items()} == dict(ref.engagers)
+    assert all(len(set(s)) == len(s) for s in state.engagement.engagers.values())  # no repeats
+    assert dict(state.graph.following) == {u: s for u, s in ref.following.items() if s}
+    assert state.activity.history.keys() == ref.history.keys()
     assert max(len(h.rows) for h in ref.history.values()) == MAX_HISTORY
     for u, h in ref.history.items():
-        got = state.history[u]
+        got = state.activity.history[u]
         assert got.rows == h.rows and got.times == h.times, u
         assert np.allclose(got.weights, h.weights)

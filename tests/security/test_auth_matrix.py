@@ -132,7 +132,7 @@ def _world(client: Any) -> dict[str, Any]:
     """Ids the calls name: another user's account, a linked teen, a survey card, a job, ..."""
     engine = client.app.state.engine
     store = engine.store
-    profiles = engine.state.profiles
+    profiles = engine.state.profiles.by_user
     teens = sorted(u for u, p in profiles.items() if p.get("is_teen"))
     adults = sorted(u for u, p in profiles.items() if not p.get("is_teen"))
     me, other, victim, spare = adults[0], adults[1], adults[2], adults[3]
@@ -173,7 +173,7 @@ def _world(client: Any) -> dict[str, Any]:
         "other": other,
         "victim": victim,
         "spare": spare,
-        "item": int(engine.state.item_ids[0]),
+        "item": int(engine.state.catalogue.item_ids[0]),
         "job": job.job_id,
         "optout": optout.optout_id,
         "holder": holder.holder_id,

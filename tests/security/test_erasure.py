@@ -91,7 +91,7 @@ def _populate(client: Any, *, generate: bool = False) -> dict[str, str]:
     eng = client.app.state.engine
     admin = make_key(client, "admin")
     service = make_key(client, "service")
-    other, friend = sorted(eng.state.users)[:2]
+    other, friend = sorted(eng.state.profiles.users)[:2]
     ok = client.post("/v1/users", json={"users": [{"user_id": UID}]}, headers=admin)
     assert ok.status_code == 201, ok.text
     me = make_key(client, "user", UID)
@@ -110,7 +110,7 @@ def _populate(client: Any, *, generate: bool = False) -> dict[str, str]:
         assert r.status_code == 201, r.text
     r = client.post("/v1/blocks", json={"user_id": UID, "target_id": friend}, headers=me)
     assert r.status_code == 201, r.text
-    item = int(eng.state.item_ids[0])
+    item = int(eng.state.catalogue.item_ids[0])
     now = datetime.now(UTC).isoformat()
     events = [
         {"event_id": f"e-{MARK}-view", "user_id": UID, "event_type": "view", "item_id": item,
@@ -178,12 +178,16 @@ def test_erasure_leaves_no_trace_in_tables_index_or_memory(client: Any) -> None:
     assert eng.store.scalar("SELECT count(*) FROM later_feature") == 1
     assert eng.index.get_vectors("caption", np.array([CLIP_BY_USER, CLIP_WITH_CAMEO])) == {}
     st = eng.state
-    assert UID not in st.users
-    assert UID not in st.following and UID not in st.followers and UID not in st.history
-    assert all(UID not in s for s in st.following.values())
-    assert all(UID not in s for s in st.engagers.values())
-    assert CLIP_BY_USER not in st.row_of and CLIP_WITH_CAMEO not in st.row_of
-    assert all(UID not in c for c in st.cameos)
+    assert UID not in st.profiles.users
+    assert (
+        UID not in st.graph.following
+        and UID not in st.graph.followers
+        and UID not in st.activity.history
+    )
+    assert all(UID not in s for s in st.graph.following.values())
+    assert all(UID not in s for s in st.engagement.engagers.values())
+    assert CLIP_BY_USER not in st.catalogue.row_of and CLIP_WITH_CAMEO not in st.catalogue.row_of
+    assert all(UID not in c for c in st.catalogue.cameos)
     # the user's key died with the user; an admin sees the erasure under a pseudonym
     assert client.get("/v1/feed", params={"user_id": UID}, headers=me).status_code == 401
     log = client.get("/v1/admin/audit-log", headers=make_key(client, "admin")).json()["entries"]
@@ -215,7 +219,7 @@ def test_erasure_takes_a_request_then_a_confirmation_with_a_token(client: Any) -
     key_id = eng.store.query("SELECT key_id FROM api_keys WHERE user_id = ?", [UID]).item(0, 0)
     expired = confirmation_token(eng, UID, key_id, int(time.time()) - 1)
     assert client.delete(url, params={"confirm": expired}, headers=me).status_code == 400
-    assert UID in eng.state.users
+    assert UID in eng.state.profiles.users
 
     r = client.delete(url, params={"confirm": body["confirm_token"]}, headers=me)
     assert r.status_code == 200 and r.json()["status"] == "erased", r.text
@@ -273,7 +277,7 @@ def test_a_page_in_flight_during_the_erasure_writes_nothing_after_it(client: Any
     assert eng.store.scalar("SELECT count(*) FROM events WHERE user_id = ?", [UID]) == 0
     assert eng.store.scalar("SELECT count(*) FROM survey_prompts WHERE user_id = ?", [UID]) == 0
     assert find_mentions(eng.store, UID) == {}
-    assert UID not in eng.state.seen and UID not in eng.state.history
+    assert UID not in eng.state.activity.seen and UID not in eng.state.activity.history
     # and a page asked for afterwards is refused, whatever key asks
     r = client.get("/v1/feed", params={"user_id": UID}, headers=make_key(client, "service"))
     assert r.status_code == 404
@@ -314,7 +318,9 @@ def test_the_erased_users_bytes_are_gone_from_every_file_and_the_logs(
 def test_logs_carry_no_personal_settings(client: Any, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     eng = client.app.state.engine
-    uid = next(u for u in sorted(eng.state.users) if not eng.state.profiles[u]["is_teen"])
+    uid = next(
+        u for u in sorted(eng.state.profiles.users) if not eng.state.profiles.by_user[u]["is_teen"]
+    )
     me = make_key(client, "user", uid)
     r = client.put(
         f"/v1/users/{uid}/controls", json={"muted_words": [f"zanzibar{MARK}"]}, headers=me
@@ -354,7 +360,7 @@ def test_erased_clips_never_reach_a_page(client: Any) -> None:
     eng = client.app.state.engine
     _populate(client)
     assert erase(client, UID, make_key(client, "admin")).status_code == 200
-    for uid in sorted(eng.state.users)[:5]:
+    for uid in sorted(eng.state.profiles.users)[:5]:
         page = eng.feed(uid, limit=50)
         assert not {CLIP_BY_USER, CLIP_WITH_CAMEO} & {i.item_id for i in page.items}
 
@@ -362,7 +368,7 @@ def test_erased_clips_never_reach_a_page(client: Any) -> None:
 def test_remixes_of_an_erased_users_clips_go_with_them(client: Any) -> None:
     eng = client.app.state.engine
     me = _populate(client)
-    other = sorted(eng.state.users)[2]
+    other = sorted(eng.state.profiles.users)[2]
     remix = {"item_id": 900_000_003, "author_id": other, "caption": f"remixing: my own {MARK}",
              "remix_of": CLIP_BY_USER}  # fmt: skip
     service = make_key(client, "service")
@@ -373,7 +379,7 @@ def test_remixes_of_an_erased_users_clips_go_with_them(client: Any) -> None:
 
 
 def test_only_the_user_or_an_admin_may_erase(client: Any) -> None:
-    a, b = sorted(client.app.state.engine.state.users)[:2]
+    a, b = sorted(client.app.state.engine.state.profiles.users)[:2]
     for headers in (make_key(client, "user", a), make_key(client, "service"),
                     make_key(client, "analyst")):  # fmt: skip
         assert client.delete(f"/v1/users/{b}", headers=headers).status_code == 403

@@ -95,7 +95,7 @@ def test_every_request_input_is_bounded_in_the_schema() -> None:
 
 
 def test_controls_with_100k_muted_words_is_refused_at_the_schema(client: Any) -> None:
-    uid = min(client.app.state.engine.state.users)
+    uid = min(client.app.state.engine.state.profiles.users)
     headers = make_key(client, "user", uid)
     words = [f"word{i}" for i in range(100_000)]
     r = client.put(f"/v1/users/{uid}/controls", json={"muted_words": words}, headers=headers)
@@ -186,7 +186,7 @@ def test_worst_controls_request_probe(client: Any) -> None:
     import statistics
     import time
 
-    users = sorted(client.app.state.engine.state.users)
+    users = sorted(client.app.state.engine.state.profiles.users)
     uid, other = users[0], users[1]
     headers, other_h = make_key(client, "user", uid), make_key(client, "user", other)
     body = {"muted_words": [f"word{i}" for i in range(100_000)]}

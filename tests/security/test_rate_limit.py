@@ -52,7 +52,7 @@ def limited_client(world_dir: Path) -> Iterator[Any]:
 
 
 def test_fourth_request_over_a_burst_of_three_is_429(limited_client: Any) -> None:
-    uid = min(limited_client.app.state.engine.state.users)
+    uid = min(limited_client.app.state.engine.state.profiles.users)
     headers = make_key(limited_client, "user", uid)
     codes = [
         limited_client.get("/v1/feed", params={"user_id": uid}, headers=headers).status_code

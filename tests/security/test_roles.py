@@ -24,7 +24,7 @@ def _fill(path: str, **values: object) -> str:
 
 
 def _two_users(client: Any) -> tuple[int, int]:
-    users = sorted(client.app.state.engine.state.users)
+    users = sorted(client.app.state.engine.state.profiles.users)
     return users[0], users[1]
 
 

@@ -39,7 +39,7 @@ def throttled(world_dir: Path) -> Iterator[Any]:
 
 
 def test_wrong_keys_from_one_address_get_429_after_the_burst(throttled: Any) -> None:
-    uid = min(throttled.app.state.engine.state.users)
+    uid = min(throttled.app.state.engine.state.profiles.users)
     good = make_key(throttled, "user", uid)
     codes = [
         throttled.get(
@@ -63,7 +63,7 @@ def test_other_addresses_are_not_throttled_by_one_guesser(world_dir: Path) -> No
     with _client(world_dir, address="10.0.0.9", auth_fail_burst=3, auth_fail_per_s=0.01) as bad:
         for i in range(5):
             bad.get("/v1/feed", params={"user_id": 1}, headers={"Authorization": f"Bearer {i}"})
-        uid = min(bad.app.state.engine.state.users)
+        uid = min(bad.app.state.engine.state.profiles.users)
         good = make_key(bad, "user", uid)
         assert bad.get("/v1/feed", params={"user_id": uid}, headers=good).status_code == 429
         throttle = bad.app.state.auth_throttle
@@ -140,7 +140,7 @@ def test_wrong_keys_through_the_api_stay_within_the_cache_bound(world_dir: Path)
 
 def test_a_user_can_have_only_a_few_generation_jobs_pending(world_dir: Path) -> None:
     with _client(world_dir, generation_max_pending_per_user=3, rate_limit_per_s=0) as c:
-        users = sorted(c.app.state.engine.state.users)
+        users = sorted(c.app.state.engine.state.profiles.users)
         me, other = users[0], users[1]
         h = make_key(c, "user", me)
         codes = []

@@ -16,8 +16,8 @@ def test_added_clips_do_not_make_a_page_wait_for_the_rebuild(engine: Any) -> Non
     n = first.n
     assert concepts.status() == "ready"
     assert concepts.catalogue() is first  # cached while nothing changes
-    new_id = int(engine.state.item_ids.max()) + 1
-    author = min(engine.state.users)
+    new_id = int(engine.state.catalogue.item_ids.max()) + 1
+    author = min(engine.state.profiles.users)
     engine.add_clips(
         pl.DataFrame(
             {

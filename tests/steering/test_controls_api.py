@@ -44,7 +44,7 @@ def test_more_and_less_of_an_interest_move_the_next_page(client: Any) -> None:
     top = names[0]
     eng = client.app.state.engine
     eng.writer.flush()
-    seen = set(eng.state.seen.get(uid, set()))
+    seen = set(eng.state.activity.seen.get(uid, set()))
     last: list[dict[str, Any]] = []
 
     def page_from_the_same_history() -> list[dict[str, Any]]:
@@ -55,7 +55,7 @@ def test_more_and_less_of_an_interest_move_the_next_page(client: Any) -> None:
         if last:
             wait_until_seen(eng, uid, int(last[-1]["item_id"]))
         eng.writer.flush()
-        eng.state.seen[uid] = set(seen)
+        eng.state.activity.seen[uid] = set(seen)
         last[:] = _page(client, uid, h)
         return list(last)
 
@@ -84,7 +84,7 @@ def test_muted_author_and_muted_word_are_removed_and_explained(client: Any) -> N
     items = _page(client, uid, h)
     wait_until_seen(eng, uid, items[0]["item_id"])
     clip = servable_unseen(eng, uid)
-    author = int(eng.state.author[eng.state.row_of[clip]])
+    author = int(eng.state.catalogue.author[eng.state.catalogue.row_of[clip]])
     word = items[1]["topics"][0]
     r = client.put(
         f"/v1/users/{uid}/controls",
@@ -106,7 +106,7 @@ def test_muted_author_and_muted_word_are_removed_and_explained(client: Any) -> N
 def test_connected_vs_global_dial_moves_followed_creators(client: Any) -> None:
     uid = _user(client)
     h = make_key(client, "user", uid)
-    following = client.app.state.engine.state.following.get(uid, set())
+    following = client.app.state.engine.state.graph.following.get(uid, set())
     assert following
 
     def followed_places(dial: float) -> list[int]:
@@ -141,8 +141,10 @@ def test_why_not_for_a_clip_no_source_found(client: Any) -> None:
     h = make_key(client, "user", uid)
     eng = client.app.state.engine
     page = {i["item_id"] for i in _page(client, uid, h, 50)}
-    seen = eng.state.seen.get(uid, set())
-    clip = next(int(i) for i in eng.state.item_ids if int(i) not in page and int(i) not in seen)
+    seen = eng.state.activity.seen.get(uid, set())
+    clip = next(
+        int(i) for i in eng.state.catalogue.item_ids if int(i) not in page and int(i) not in seen
+    )
     body = client.get(f"/v1/users/{uid}/why-not/{clip}", headers=h).json()
     assert body["status"] in {"not_retrieved", "filtered", "on_page"}
     assert body["message"]
@@ -167,7 +169,7 @@ def test_maturity_dial_caps_what_is_shown(client: Any) -> None:
     r = client.put(f"/v1/users/{uid}/controls", json={"maturity_max": 0}, headers=h)
     assert r.status_code == 200
     for i in _page(client, uid, h, 30):
-        assert int(eng.state.maturity[eng.state.row_of[i["item_id"]]]) == 0
+        assert int(eng.state.catalogue.maturity[eng.state.catalogue.row_of[i["item_id"]]]) == 0
 
 
 def test_non_english_prompt_is_kept_whole_with_a_warning(client: Any) -> None:
@@ -185,9 +187,14 @@ def test_non_english_prompt_is_kept_whole_with_a_warning(client: Any) -> None:
 def test_roles_user_key_only_for_itself_analyst_read_only_admin_any(client: Any) -> None:
     uid = _user(client)
     eng = client.app.state.engine
-    other = next(u for u in eng.state.users if u != uid)
+    other = next(u for u in eng.state.profiles.users if u != uid)
     own = make_key(client, "user", other)
-    for path in ("interests", "controls", "mood", f"why-not/{int(eng.state.item_ids[0])}"):
+    for path in (
+        "interests",
+        "controls",
+        "mood",
+        f"why-not/{int(eng.state.catalogue.item_ids[0])}",
+    ):
         assert client.get(f"/v1/users/{uid}/{path}", headers=own).status_code == 403
     assert (
         client.put(f"/v1/users/{uid}/controls", json={"muted_words": ["x"]}, headers=own)

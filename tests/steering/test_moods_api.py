@@ -23,7 +23,7 @@ def test_mood_changes_the_next_page_and_shows_how_it_was_understood(client: Any)
     uid = _user(client)
     h = make_key(client, "user", uid)
     # What the user saw before this test (the world's history) can never come back.
-    seen_before = set(client.app.state.engine.state.seen.get(uid, set()))
+    seen_before = set(client.app.state.engine.state.activity.seen.get(uid, set()))
     before = _page(client, uid, h)
     r = client.post(f"/v1/users/{uid}/mood", json={"text": "cooking and baking"}, headers=h)
     assert r.status_code == 201, r.text
@@ -39,9 +39,13 @@ def test_mood_changes_the_next_page_and_shows_how_it_was_understood(client: Any)
     st = eng.state
     seen = seen_before | {i["item_id"] for i in before}
     per_author: dict[int, int] = {}
-    for r, ts in enumerate(st.topics):
-        if food & set(ts) and int(st.maturity[r]) <= 1 and int(st.item_ids[r]) not in seen:
-            a = int(st.author[r])
+    for r, ts in enumerate(st.catalogue.topics):
+        if (
+            food & set(ts)
+            and int(st.catalogue.maturity[r]) <= 1
+            and int(st.catalogue.item_ids[r]) not in seen
+        ):
+            a = int(st.catalogue.author[r])
             per_author[a] = min(2, per_author.get(a, 0) + 1)
     reachable = min(10, sum(per_author.values()))
     assert reachable >= 4
@@ -146,7 +150,7 @@ def test_only_restricts_the_page_and_the_maturity_word_caps_it(client: Any) -> N
     st = eng.state
     # The topic with the most clips, so the restriction can fill a page.
     counts: dict[str, int] = {}
-    for ts in st.topics:
+    for ts in st.catalogue.topics:
         for t in ts[:1]:
             counts[t] = counts.get(t, 0) + 1
     topic = max(counts, key=lambda t: counts[t])
@@ -159,7 +163,7 @@ def test_only_restricts_the_page_and_the_maturity_word_caps_it(client: Any) -> N
     items = _page(client, uid, h, 10)
     share = sum(topic in i["topics"] for i in items) / len(items)
     assert share >= 0.8 and share > sum(topic in i["topics"] for i in before) / len(before)
-    assert all(int(st.maturity[st.row_of[i["item_id"]]]) == 0 for i in items)
+    assert all(int(st.catalogue.maturity[st.catalogue.row_of[i["item_id"]]]) == 0 for i in items)
 
 
 def test_mood_over_the_cap_evicts_the_oldest_and_is_created(client: Any) -> None:
@@ -184,7 +188,7 @@ def test_mood_over_the_cap_evicts_the_oldest_and_is_created(client: Any) -> None
 
 def test_user_key_cannot_set_another_users_mood(client: Any) -> None:
     uid = _user(client)
-    other = next(u for u in client.app.state.engine.state.users if u != uid)
+    other = next(u for u in client.app.state.engine.state.profiles.users if u != uid)
     h = make_key(client, "user", other)
     r = client.post(f"/v1/users/{uid}/mood", json={"text": "cats"}, headers=h)
     assert r.status_code == 403
@@ -208,6 +212,6 @@ def test_personalized_false_serves_following_only_newest_first(client: Any) -> N
     eng = client.app.state.engine
     client.put(f"/v1/users/{uid}/controls", json={"personalized": False}, headers=h)
     items = _page(client, uid, h)
-    following = eng.state.following.get(uid, set())
+    following = eng.state.graph.following.get(uid, set())
     assert all(i["author_id"] in following for i in items)
     assert all(i["source"] == "following" for i in items)

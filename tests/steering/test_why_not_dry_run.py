@@ -9,8 +9,12 @@ from steering.why_not import why_not
 
 def _adult(engine: Any) -> int:
     st = engine.state
-    users = [u for u, p in st.profiles.items() if not p.get("is_teen")]
-    return int(max(users, key=lambda u: len(st.history[u].rows) if u in st.history else 0))
+    users = [u for u, p in st.profiles.by_user.items() if not p.get("is_teen")]
+    return int(
+        max(
+            users, key=lambda u: len(st.activity.history[u].rows) if u in st.activity.history else 0
+        )
+    )
 
 
 def test_why_not_lookups_do_not_count_toward_the_page_cap(engine: Any) -> None:
@@ -18,7 +22,7 @@ def test_why_not_lookups_do_not_count_toward_the_page_cap(engine: Any) -> None:
     engine.wellbeing.governor.update_own(uid, {"max_pages_per_session": 2})
     p1 = engine.feed(uid, limit=4)
     assert p1.items
-    clip = int(engine.state.item_ids[0])
+    clip = int(engine.state.catalogue.item_ids[0])
     for _ in range(3):
         why_not(engine.products["home"], engine.state, uid, clip)
     p2 = engine.feed(uid, limit=4, cursor=p1.next_cursor)
@@ -29,7 +33,7 @@ def test_why_not_logs_no_impression(engine: Any) -> None:
     uid = _adult(engine)
     engine.writer.flush()
     before = engine.store.scalar("SELECT count(*) FROM events WHERE event_type = 'impression'")
-    why_not(engine.products["home"], engine.state, uid, int(engine.state.item_ids[0]))
+    why_not(engine.products["home"], engine.state, uid, int(engine.state.catalogue.item_ids[0]))
     engine.writer.flush()
     after = engine.store.scalar("SELECT count(*) FROM events WHERE event_type = 'impression'")
     assert after == before

@@ -29,15 +29,19 @@ def _now() -> datetime:
 
 def _user(engine: Any, *, teen: bool) -> int:
     st = engine.state
-    users = [u for u, p in st.profiles.items() if bool(p.get("is_teen")) == teen]
-    return int(max(users, key=lambda u: len(st.history[u].rows) if u in st.history else 0))
+    users = [u for u, p in st.profiles.by_user.items() if bool(p.get("is_teen")) == teen]
+    return int(
+        max(
+            users, key=lambda u: len(st.activity.history[u].rows) if u in st.activity.history else 0
+        )
+    )
 
 
 def _views(
     engine: Any, user_id: int, minutes: float, *, at: datetime, n: int = 4, **kw: Any
 ) -> None:
     """Commit ``n`` view events adding up to ``minutes``, received at ``at``."""
-    items = engine.state.item_ids[:n].tolist()
+    items = engine.state.catalogue.item_ids[:n].tolist()
     rows = [
         {
             "event_id": f"wb-test-{next(_ids)}",
@@ -112,7 +116,7 @@ def test_break_reminder_keeps_serving_with_a_message(engine: Any) -> None:
 
 def test_sleep_hours_follow_the_teens_own_timezone(engine: Any) -> None:
     uid = _user(engine, teen=True)
-    tz = ZoneInfo(engine.state.profiles[uid]["timezone"])
+    tz = ZoneInfo(engine.state.profiles.by_user[uid]["timezone"])
     day = datetime.now(tz).date()
     late = datetime(day.year, day.month, day.day, 23, 30, tzinfo=tz).astimezone(UTC)
     noon = datetime(day.year, day.month, day.day, 12, 0, tzinfo=tz).astimezone(UTC)
@@ -131,7 +135,7 @@ def test_daily_budget_resets_at_local_midnight_on_a_25_hour_day(engine: Any) -> 
     ny = "America/New_York"
     uid = next(
         u
-        for u, p in sorted(engine.state.profiles.items())
+        for u, p in sorted(engine.state.profiles.by_user.items())
         if p.get("timezone") == ny and not p.get("is_teen")
     )
     engine.wellbeing.governor.update_own(uid, {"daily_limit_min": 30})

@@ -155,7 +155,7 @@ def test_a_warm_engine_serves_first_pages_without_per_user_queries(engine: Any) 
         setattr(repo, name, spy(name, getattr(repo, name)))
     tracker = svc.governor.tracker
     tracker.seed = spy("seed", tracker.seed)
-    users = sorted(engine.state.users)[:8]
+    users = sorted(engine.state.profiles.users)[:8]
     drawn = 0
     for u in users:
         page = engine.feed(u, limit=10)
@@ -171,7 +171,7 @@ def test_a_warm_engine_serves_first_pages_without_per_user_queries(engine: Any) 
 def test_refresh_reads_what_another_replica_wrote(engine: Any) -> None:
     svc = engine.wellbeing
     svc.settings.usage_max_age_s = 0.0
-    u = sorted(engine.state.users)[0]
+    u = sorted(engine.state.profiles.users)[0]
     now = datetime.now(UTC)
     tz = svc.governor.profile(u).timezone
     before = svc.governor.tracker.usage(u, now_utc=now, timezone=tz).seconds_today
@@ -182,7 +182,7 @@ def test_refresh_reads_what_another_replica_wrote(engine: Any) -> None:
                 {
                     "event_id": f"other-replica-{next(_ids)}",
                     "user_id": u,
-                    "item_id": int(engine.state.item_ids[0]),
+                    "item_id": int(engine.state.catalogue.item_ids[0]),
                     "event_type": "view",
                     "ts": now.replace(tzinfo=None),
                     "received_at": now.replace(tzinfo=None),
@@ -201,7 +201,7 @@ def test_refresh_reads_what_another_replica_wrote(engine: Any) -> None:
 def test_refresh_skips_the_re_read_when_only_this_engine_wrote(engine: Any) -> None:
     svc = engine.wellbeing
     svc.settings.usage_max_age_s = 0.0
-    u = sorted(engine.state.users)[0]
+    u = sorted(engine.state.profiles.users)[0]
     now = datetime.now(UTC).replace(tzinfo=None)
     engine.ingest_events(
         pl.DataFrame(
@@ -209,7 +209,7 @@ def test_refresh_skips_the_re_read_when_only_this_engine_wrote(engine: Any) -> N
                 {
                     "event_id": f"this-engine-{next(_ids)}",
                     "user_id": u,
-                    "item_id": int(engine.state.item_ids[0]),
+                    "item_id": int(engine.state.catalogue.item_ids[0]),
                     "event_type": "view",
                     "ts": now,
                     "received_at": now,

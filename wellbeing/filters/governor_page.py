@@ -39,5 +39,5 @@ class GovernorPageFilter:
 def generated_mask(governor: GovernorService, page: pl.DataFrame) -> np.ndarray:
     """Which rows of a page are AI-generated clips."""
     st = governor.state
-    rows = st.rows(page["item_id"].to_numpy())
-    return np.where(rows >= 0, st.generated[np.maximum(rows, 0)], False)
+    rows = st.catalogue.rows(page["item_id"].to_numpy())
+    return np.where(rows >= 0, st.catalogue.generated[np.maximum(rows, 0)], False)

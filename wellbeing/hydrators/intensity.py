@@ -26,6 +26,6 @@ class IntensityHydrator:
         rows = (
             candidates["row"].to_numpy()
             if "row" in candidates.columns
-            else state.rows(candidates["item_id"].to_numpy())
+            else state.catalogue.rows(candidates["item_id"].to_numpy())
         )
         return set_columns(candidates, {"intensity": self.intensity.for_rows(rows)})

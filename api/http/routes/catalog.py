@@ -54,7 +54,7 @@ def post_clips(batch: ClipBatchIn, engine: EngineDep, principal: PrincipalDep) -
     ids = df["item_id"].to_list()
     if len(set(ids)) != len(ids):
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "item_id repeats in the batch")
-    taken = [i for i in ids if i in engine.state.row_of]
+    taken = [i for i in ids if i in engine.state.catalogue.row_of]
     if taken:
         raise HTTPException(status.HTTP_409_CONFLICT, f"clips already exist: {taken[:10]}")
     try:
@@ -86,7 +86,7 @@ def post_users(batch: UserBatchIn, engine: EngineDep, principal: PrincipalDep) -
         for u in batch.users
     ]
     ids = [r["user_id"] for r in rows]
-    taken = [i for i in ids if i in engine.state.users]
+    taken = [i for i in ids if i in engine.state.profiles.users]
     if taken or len(set(ids)) != len(ids):
         raise HTTPException(
             status.HTTP_409_CONFLICT, f"users already exist or repeat: {(taken or ids)[:10]}"
@@ -118,7 +118,7 @@ def delete_follow(body: FollowIn, engine: EngineDep, principal: PrincipalDep) ->
     """Remove a follow edge."""
     principal.require_user_access(body.follower_id)
     engine.store.remove_follow(body.follower_id, body.followee_id)
-    engine.state.remove_follow(body.follower_id, body.followee_id)
+    engine.state.graph.remove_follow(body.follower_id, body.followee_id)
     return CountOut(written=1)
 
 

@@ -39,14 +39,14 @@ def post_events(batch: EventBatchIn, engine: EngineDep, principal: PrincipalDep)
     users = {e.user_id for e in batch.events}
     for u in users:
         principal.require_user_access(u)
-    unknown = sorted(u for u in users if u not in engine.state.users)
+    unknown = sorted(u for u in users if u not in engine.state.profiles.users)
     if unknown:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
             detail=f"unknown user_id(s) {unknown[:10]}; create users before sending their events",
         )
     items = {e.item_id for e in batch.events if e.item_id is not None}
-    missing = sorted(i for i in items if i not in engine.state.row_of)
+    missing = sorted(i for i in items if i not in engine.state.catalogue.row_of)
     if missing:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,

@@ -6,10 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.http.auth import ROLE_PARENT, Principal
-from api.http.deps import EngineDep, PrincipalDep
+from api.http.deps import EngineDep, PrincipalDep, parent_links
 from api.http.errors import errors
-from pipelines.serving.engine import Engine
 from pipelines.serving.page import FeedPage
 
 router = APIRouter(prefix="/v1", tags=["feed"])
@@ -30,13 +28,6 @@ def get_feed(
     ] = None,
 ) -> FeedPage:
     """Return the next ranked page; each item says why it is there."""
-    principal.require_user_access(user_id, parent_of=engine_parent_links(engine, principal))
+    principal.require_user_access(user_id, parent_of=parent_links(engine, principal))
     # The engine's page is the response: built once, serialised as it is.
     return engine.feed(user_id, limit=limit, cursor=cursor)
-
-
-def engine_parent_links(engine: Engine, principal: Principal) -> set[int] | None:
-    """Teens linked to a parent key (None for any other key)."""
-    if principal.user_id is None or principal.role != ROLE_PARENT:
-        return None
-    return set(engine.children_of(principal.user_id))

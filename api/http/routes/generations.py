@@ -18,9 +18,8 @@ from api.http.auth import (
     ROLE_USER,
     Principal,
 )
-from api.http.deps import EngineDep, PrincipalDep
+from api.http.deps import EngineDep, PrincipalDep, parent_links
 from api.http.errors import errors
-from api.http.routes.feed import engine_parent_links
 from api.http.routes.generation_trust import router as trust_router
 from pipelines.generation.consent import ConsentError, no_consent
 from pipelines.generation.errors import RuleViolation, UnknownJobError
@@ -133,7 +132,7 @@ def create_generation(
     ``rights_opt_out``, ``prompt_safety``, ``remix_source`` 422) when a rule says no, and 429
     (``Retry-After``) while the user already has the most queued or running jobs allowed
     (``STEERFEED_API_GENERATION_MAX_PENDING_PER_USER``). Poll ``status_url``."""
-    principal.require_user_access(body.user_id, parent_of=engine_parent_links(engine, principal))
+    principal.require_user_access(body.user_id, parent_of=parent_links(engine, principal))
     engine.require_user(body.user_id)
     svc = engine.generation
     settings = request.app.state.api_settings
@@ -173,9 +172,7 @@ def get_generation(job_id: JobId, engine: EngineDep, principal: PrincipalDep) ->
     if job.requested_by is None:
         principal.require(ROLE_SERVICE, ROLE_ADMIN, ROLE_ANALYST)
     else:
-        principal.require_user_access(
-            job.requested_by, parent_of=engine_parent_links(engine, principal)
-        )
+        principal.require_user_access(job.requested_by, parent_of=parent_links(engine, principal))
     return svc.status(job_id)
 
 
@@ -202,7 +199,7 @@ def list_generations(
 def get_consent(user_id: UserId, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
     """The user's cameo consent: the audience chosen, the one in effect now (``none`` when
     never given, revoked, or a teen's consent awaiting a parent's approval)."""
-    principal.require_user_access(user_id, parent_of=engine_parent_links(engine, principal))
+    principal.require_user_access(user_id, parent_of=parent_links(engine, principal))
     engine.require_user(user_id)
     consent = engine.generation.consents.get(user_id)
     return consent.to_dict() if consent is not None else no_consent(user_id)
@@ -255,7 +252,7 @@ def revoke_consent(user_id: UserId, engine: EngineDep, principal: PrincipalDep) 
     jobs with the cameo are cancelled and clips showing the user leave every other feed from
     the next page."""
     if principal.role != ROLE_ADMIN:
-        principal.require_user_access(user_id, parent_of=engine_parent_links(engine, principal))
+        principal.require_user_access(user_id, parent_of=parent_links(engine, principal))
     engine.require_user(user_id)
     return engine.generation.revoke_consent(user_id)
 

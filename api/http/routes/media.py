@@ -59,7 +59,7 @@ def get_clip_media(
     svc = engine.generation
     files = svc.files(item_id)
     path = {"mp4": files.video, "png": files.poster, "json": files.manifest}[ext]
-    if not path.exists() or int(engine.state.rows([item_id])[0]) < 0:
+    if not path.exists() or int(engine.state.catalogue.rows([item_id])[0]) < 0:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no media {name}")
     why = svc.hidden_reason(item_id)
     if why is not None:

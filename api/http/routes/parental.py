@@ -95,7 +95,9 @@ def children(engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
     """The parent's linked children with their limits and today's usage."""
     principal.require("parent")
     kids = engine.wellbeing.children_of(int(principal.user_id or 0))
-    return {"children": [governor_json(engine, c) for c in kids if c in engine.state.users]}
+    return {
+        "children": [governor_json(engine, c) for c in kids if c in engine.state.profiles.users]
+    }
 
 
 @router.get("/children/{child_id}")
@@ -122,7 +124,7 @@ def change_controls(
         stored = dict(engine.store.get_user(child_id)["settings"])
         stored["personalized"] = bool(changes["personalized"])
         engine.store.update_user_settings(child_id, stored)
-        engine.state.set_user_settings(child_id, stored)
+        engine.state.profiles.set_user_settings(child_id, stored)
     out = governor_json(engine, child_id)
     out["changed"] = sorted(changes)
     out["changed_at"] = datetime.now(UTC).isoformat()

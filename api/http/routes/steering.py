@@ -7,9 +7,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.http.deps import EngineDep, PrincipalDep
+from api.http.deps import EngineDep, PrincipalDep, parent_links
 from api.http.errors import errors
-from api.http.routes.feed import engine_parent_links
 from pipelines.serving.products.home import HOME
 from steering.controls import MAX_MUTED_AUTHORS, MAX_RULE_CHARS, MAX_RULES, ControlsError
 from steering.errors import MoodParseError, MoodTooLongError, SteeringError
@@ -56,7 +55,7 @@ class ControlsIn(BaseModel):
 
 
 def _access(engine: Any, principal: Any, user_id: int) -> None:
-    principal.require_user_access(user_id, parent_of=engine_parent_links(engine, principal))
+    principal.require_user_access(user_id, parent_of=parent_links(engine, principal))
     engine.require_user(user_id)
 
 

@@ -8,9 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.http.deps import EngineDep, PrincipalDep
+from api.http.deps import EngineDep, PrincipalDep, parent_links
 from api.http.errors import errors
-from api.http.routes.feed import engine_parent_links
 from wellbeing.errors import GovernorPermissionError, GovernorSettingsError, SurveyError
 
 router = APIRouter(prefix="/v1", tags=["wellbeing"])
@@ -78,7 +77,7 @@ def governor_json(engine: Any, user_id: int) -> dict[str, Any]:
 @router.get("/users/{user_id}/governor")
 def get_governor(user_id: UserId, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
     """The user's time limits and where they stand today."""
-    principal.require_user_access(user_id, parent_of=engine_parent_links(engine, principal))
+    principal.require_user_access(user_id, parent_of=parent_links(engine, principal))
     engine.require_user(user_id)
     return governor_json(engine, user_id)
 

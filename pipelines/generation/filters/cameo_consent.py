@@ -70,8 +70,8 @@ class CameoConsentFilter:
         """Split on the people shown in each clip."""
         remove = np.zeros(candidates.height, dtype=bool)
         st = self.state
-        rows = st.rows(candidates["item_id"].to_numpy())
-        cameos = st.cameos
+        rows = st.catalogue.rows(candidates["item_id"].to_numpy())
+        cameos = st.catalogue.cameos
         audiences = self.consents.audiences()
         viewer = query.user_id
         known: set[int] | None = None
@@ -79,7 +79,7 @@ class CameoConsentFilter:
         def friends() -> set[int]:
             nonlocal known
             if known is None:
-                known = st.friends(viewer)
+                known = st.graph.friends(viewer)
             return known
 
         for i, r in enumerate(rows.tolist()):

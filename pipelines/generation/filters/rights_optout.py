@@ -51,7 +51,7 @@ class RightsOptOutFilter:
         """A flag per catalogue row: names an opted-out name."""
         st = self.state
         with self._lock:
-            n = len(st.captions)
+            n = len(st.catalogue.captions)
             if self.optouts.version != self._version:
                 self._version, self._scanned = self.optouts.version, 0
                 self._blocked = np.zeros(0, dtype=bool)
@@ -62,7 +62,7 @@ class RightsOptOutFilter:
                 # Fuzzy matching costs ~0.3 ms a text: match each distinct text once.
                 seen: dict[str, bool] = {}
                 for i in todo:
-                    text = f"{st.captions[i]} {' '.join(st.hashtags[i] or [])}"
+                    text = f"{st.catalogue.captions[i]} {' '.join(st.catalogue.hashtags[i] or [])}"
                     hit = seen.get(text)
                     if hit is None:
                         hit = seen[text] = bool(self.optouts.matches(text))
@@ -74,7 +74,7 @@ class RightsOptOutFilter:
     def apply(self, query: FeedQuery, candidates: pl.DataFrame) -> FilterResult:
         """Split on the precomputed flags."""
         blocked = self.blocked_rows()
-        rows = self.state.rows(candidates["item_id"].to_numpy())
+        rows = self.state.catalogue.rows(candidates["item_id"].to_numpy())
         ok = (rows >= 0) & (rows < blocked.size)
         remove = np.zeros(candidates.height, dtype=bool)
         remove[ok] = blocked[rows[ok]]

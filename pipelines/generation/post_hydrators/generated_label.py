@@ -33,8 +33,8 @@ class GeneratedLabelPostHydrator:
             return candidates
         st = self.state
         ids = candidates["item_id"].to_numpy()
-        rows = st.rows(ids)
-        generated = np.where(rows >= 0, st.generated[np.maximum(rows, 0)], False)
+        rows = st.catalogue.rows(ids)
+        generated = np.where(rows >= 0, st.catalogue.generated[np.maximum(rows, 0)], False)
         sources = (
             candidates["source"].to_list()
             if "source" in candidates.columns

@@ -50,13 +50,13 @@ class GeneratedForMoodSource:
         # common no-mood page reads no vectors at all.
         targets = query.context.mood_vectors  # set by the steering hydrator
         with st.lock:
-            rows = st.generated_rows()
+            rows = st.catalogue.generated_rows()
             if not targets:
-                rows = rows[st.author[rows] == query.user_id]
+                rows = rows[st.catalogue.author[rows] == query.user_id]
             if rows.size == 0:
                 return pl.DataFrame(schema=CANDIDATE_SCHEMA)  # no ``drop``: a lazy query
-            vecs = st.vectors[rows] if targets else None
-            own = st.author[rows] == query.user_id
+            vecs = st.catalogue.vectors[rows] if targets else None
+            own = st.catalogue.author[rows] == query.user_id
         if vecs is not None:
             sims = (vecs @ np.stack(targets).T).max(axis=1).astype(np.float64)
         else:
@@ -67,7 +67,7 @@ class GeneratedForMoodSource:
         idx = idx[np.argsort(-score[idx], kind="stable")][: self.limit]
         return pl.DataFrame(
             {
-                "item_id": st.item_ids[rows[idx]].astype(np.int64),
+                "item_id": st.catalogue.item_ids[rows[idx]].astype(np.int64),
                 "source_score": score[idx].astype(np.float64),
             }
         )

@@ -59,7 +59,11 @@ def fit_and_publish(engine: Engine, settings: CollabSettings | None = None) -> d
     started = time.perf_counter()
     pairs = engagement_from_events(engine.store)
     # Only clips the catalogue knows can be served; users below the floor get no vector.
-    known = np.fromiter(engine.state.row_of.keys(), dtype=np.int64, count=len(engine.state.row_of))
+    known = np.fromiter(
+        engine.state.catalogue.row_of.keys(),
+        dtype=np.int64,
+        count=len(engine.state.catalogue.row_of),
+    )
     pairs = pairs.filter(pl.col("item_id").is_in(known))
     if cfg.min_user_items > 1:
         pairs = pairs.filter(pl.len().over("user_id") >= cfg.min_user_items)

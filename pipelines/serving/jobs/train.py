@@ -134,7 +134,7 @@ def refresh_author_stats(engine: Engine, *, now: datetime | None = None) -> int:
     stats = compute_author_stats(
         edges, events, st.query("SELECT item_id, author_id FROM clips"), now=now
     )
-    engine.state.set_author_stats(
+    engine.state.engagement.set_author_stats(
         stats["author_id"].to_numpy(),
         {c: stats[c].to_numpy() for c in AUTHOR_STAT_COLUMNS},
         computed_at=to_epoch(now),
@@ -201,7 +201,7 @@ def train_and_register(
     else:
         registry.update_meta(version, gate=gate.as_dict())
     if promoted:
-        if engine.state.author_stats_computed_at() is None:
+        if engine.state.engagement.author_stats_computed_at() is None:
             refresh_author_stats(engine)
         engine.learned.invalidate()
     return {

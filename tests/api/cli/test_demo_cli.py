@@ -26,7 +26,7 @@ def test_demo_builds_trains_and_the_feed_is_scored_by_the_learned_model(tmp_path
     try:
         serving = engine.health()["learned_ranker"]["serving"]
         assert serving.startswith("v")  # a trained version, not the hand-weighted fallback
-        uid = min(engine.state.users)
+        uid = min(engine.state.profiles.users)
         page = engine.feed(uid, limit=5)
         assert page.items and all(it.explanation for it in page.items)
     finally:
@@ -92,7 +92,7 @@ def test_force_refuses_while_another_process_holds_the_store(world_dir: Path) ->
     engine = open_engine(world_dir)
     try:
         assert engine.store.scalar("SELECT count(*) FROM events WHERE event_id = 'held-1'") == 1
-        assert len(engine.state.users) == 150  # the tiny world, not a rebuilt one
+        assert len(engine.state.profiles.users) == 150  # the tiny world, not a rebuilt one
     finally:
         engine.close()
 

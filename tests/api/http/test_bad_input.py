@@ -45,7 +45,7 @@ def test_oversized_body_is_413_with_a_hint(client: Any) -> None:
 
 def test_deeply_nested_json_is_a_4xx(client: Any) -> None:
     headers = {**make_key(client, "admin"), "content-type": "application/json"}
-    uid = min(client.app.state.engine.state.users)
+    uid = min(client.app.state.engine.state.profiles.users)
     paths = ("/v1/events", "/v1/users", f"/v1/users/{uid}/mood", "/v1/experiments")
     for depth, path in itertools.product((1_000, 100_000), paths):
         nested = "[" * depth + "]" * depth
@@ -58,7 +58,7 @@ def test_deeply_nested_json_is_a_4xx(client: Any) -> None:
 
 
 def test_invalid_utf8_and_lone_surrogates_are_a_4xx(client: Any) -> None:
-    uid = min(client.app.state.engine.state.users)
+    uid = min(client.app.state.engine.state.profiles.users)
     headers = {**make_key(client, "user", uid), "content-type": "application/json"}
     for raw in (b'{"text": "\xff\xfe calm"}', b'{"text": "\\ud800 calm"}', b'{"text": "\\udfff"}'):
         r = client.post(f"/v1/users/{uid}/mood", content=raw, headers=headers)
@@ -66,7 +66,7 @@ def test_invalid_utf8_and_lone_surrogates_are_a_4xx(client: Any) -> None:
 
 
 def test_unicode_edge_cases_in_mood_prompts(client: Any) -> None:
-    users = sorted(client.app.state.engine.state.users)
+    users = sorted(client.app.state.engine.state.profiles.users)
     for uid, prompt in zip(users, UNICODE_PROMPTS, strict=False):  # one user each: no mood cap
         headers = make_key(client, "user", uid)
         r = client.post(f"/v1/users/{uid}/mood", json={"text": prompt}, headers=headers)
@@ -113,8 +113,8 @@ def _fill(schema: dict[str, Any], node: dict[str, Any], uid: int, item: int, nam
 
 def test_sql_looking_strings_in_every_text_field(client: Any) -> None:
     eng = client.app.state.engine
-    uid = min(eng.state.users)
-    item = int(eng.state.item_ids[0])
+    uid = min(eng.state.profiles.users)
+    item = int(eng.state.catalogue.item_ids[0])
     headers = make_key(client, "admin")
     schema = client.app.openapi()
     tables_before = set(eng.store.query("SHOW TABLES")["name"].to_list())

@@ -36,11 +36,15 @@ def _cast(engine: Any, *, teen: bool) -> tuple[int, int, int]:
     consents = engine.generation.consents
     person = next(
         u
-        for u in sorted(st.users)
-        if st.friends(u) and consents.get(u) is None and bool(st.profiles[u]["is_teen"]) == teen
+        for u in sorted(st.profiles.users)
+        if st.graph.friends(u)
+        and consents.get(u) is None
+        and bool(st.profiles.by_user[u]["is_teen"]) == teen
     )
-    friend = min(st.friends(person))
-    stranger = next(u for u in sorted(st.users) if u != person and u not in st.friends(person))
+    friend = min(st.graph.friends(person))
+    stranger = next(
+        u for u in sorted(st.profiles.users) if u != person and u not in st.graph.friends(person)
+    )
     return person, friend, stranger
 
 
@@ -98,9 +102,9 @@ def test_a_teens_likeness_reaches_friends_at_most_and_only_with_a_parents_approv
 ) -> None:
     eng = client.app.state.engine
     teen, friend, stranger = _cast(eng, teen=True)
-    parent = next(u for u in sorted(eng.state.users) if u not in (teen, friend, stranger))
+    parent = next(u for u in sorted(eng.state.profiles.users) if u not in (teen, friend, stranger))
     other_parent = next(
-        u for u in sorted(eng.state.users) if u not in (teen, friend, stranger, parent)
+        u for u in sorted(eng.state.profiles.users) if u not in (teen, friend, stranger, parent)
     )
     admin = make_key(client, "admin")
     for p in (parent,):
@@ -255,12 +259,12 @@ def test_the_demo_shows_consented_cameos_only(client: Any) -> None:
     audiences = consents.audiences()
     assert audiences, "the demo world recorded no cameo consent"
     served = cameo_served = 0
-    for uid in sorted(st.users)[:30]:
+    for uid in sorted(st.profiles.users)[:30]:
         page = eng.feed(uid, limit=50)
-        friends = st.friends(uid)
+        friends = st.graph.friends(uid)
         for it in page.items:
             served += 1
-            people = st.cameos[st.row_of[it.item_id]]
+            people = st.catalogue.cameos[st.catalogue.row_of[it.item_id]]
             if people:
                 cameo_served += 1
                 assert may_see(uid, people, audiences, friends.copy), (uid, people)

@@ -36,7 +36,7 @@ def seed_dashboard(client: Any, admin: dict[str, str], *, n_users: int = 40) -> 
     engine.experiments.running()  # fresh cache: the start was through the same repository
     now = datetime.now(UTC).replace(tzinfo=None)
     served = 0
-    for uid in sorted(engine.state.users)[:n_users]:
+    for uid in sorted(engine.state.profiles.users)[:n_users]:
         res = engine.products["home"].run(
             FeedQuery(user_id=uid, limit=6, now=now, session_id=f"dash-{uid}")
         )

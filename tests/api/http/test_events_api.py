@@ -12,14 +12,14 @@ from tests.conftest import make_key
 
 
 def _likes(eng: Any, item: int) -> float:
-    row = int(eng.state.rows(np.array([item]))[0])
-    return float(eng.state.counts[row, COUNTERS.index("likes")])
+    row = int(eng.state.catalogue.rows(np.array([item]))[0])
+    return float(eng.state.engagement.counts[row, COUNTERS.index("likes")])
 
 
 def test_two_users_may_send_the_same_event_id(client: Any) -> None:
     eng = client.app.state.engine
-    u1, u5 = sorted(eng.state.users)[:2]
-    item = int(eng.state.item_ids[3])
+    u1, u5 = sorted(eng.state.profiles.users)[:2]
+    item = int(eng.state.catalogue.item_ids[3])
     before = _likes(eng, item)
     for uid in (u1, u5):
         h = make_key(client, "user", uid)
@@ -39,8 +39,8 @@ def test_two_users_may_send_the_same_event_id(client: Any) -> None:
 def test_a_batch_mixing_a_repeat_and_another_users_id_keeps_the_new_one(client: Any) -> None:
     eng = client.app.state.engine
     h = make_key(client, "service")
-    u1, u5 = sorted(eng.state.users)[2:4]
-    item = int(eng.state.item_ids[4])
+    u1, u5 = sorted(eng.state.profiles.users)[2:4]
+    item = int(eng.state.catalogue.item_ids[4])
     ev = {"event_id": "m1", "event_type": "like", "item_id": item}
     first = client.post("/v1/events", json={"events": [{**ev, "user_id": u1}]}, headers=h)
     assert first.json() == {"accepted": 1, "duplicates": 0}

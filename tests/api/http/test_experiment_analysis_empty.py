@@ -35,7 +35,7 @@ def _serve(client: Any, n_users: int = 12) -> None:
     engine = client.app.state.engine
     engine.experiments.running()
     now = datetime.now(UTC).replace(tzinfo=None)
-    for uid in sorted(engine.state.users)[:n_users]:
+    for uid in sorted(engine.state.profiles.users)[:n_users]:
         res = engine.products["home"].run(
             FeedQuery(user_id=uid, limit=5, now=now, session_id=f"empty-{uid}")
         )

@@ -12,7 +12,9 @@ from tests.conftest import make_key
 def _some_user(client: Any) -> int:
     eng = client.app.state.engine
     # A user with history, so every source has something to say.
-    return int(max(eng.state.history, key=lambda u: len(eng.state.history[u].rows)))
+    return int(
+        max(eng.state.activity.history, key=lambda u: len(eng.state.activity.history[u].rows))
+    )
 
 
 def test_healthz_reports_index(client: Any) -> None:
@@ -58,9 +60,11 @@ def test_blocked_author_never_appears(client: Any) -> None:
 def test_violative_clip_never_appears(client: Any) -> None:
     h = make_key(client, "service")
     eng = client.app.state.engine
-    violative = {int(eng.state.item_ids[r]) for r in (eng.state.safety == 2).nonzero()[0]}
+    violative = {
+        int(eng.state.catalogue.item_ids[r]) for r in (eng.state.catalogue.safety == 2).nonzero()[0]
+    }
     assert violative, "the tiny world should hold violative clips"
-    for uid in list(eng.state.users)[:25]:
+    for uid in list(eng.state.profiles.users)[:25]:
         page = client.get("/v1/feed", params={"user_id": uid, "limit": 30}, headers=h).json()
         assert not violative & {i["item_id"] for i in page["items"]}
 
@@ -110,7 +114,7 @@ def test_bad_inputs_get_clear_4xx(client: Any) -> None:
 
 def test_user_key_reads_only_its_own_feed(client: Any) -> None:
     uid = _some_user(client)
-    other = next(u for u in client.app.state.engine.state.users if u != uid)
+    other = next(u for u in client.app.state.engine.state.profiles.users if u != uid)
     h = make_key(client, "user", uid)
     assert client.get("/v1/feed", params={"user_id": uid}, headers=h).status_code == 200
     assert client.get("/v1/feed", params={"user_id": other}, headers=h).status_code == 403
@@ -120,7 +124,7 @@ def test_acknowledged_events_are_committed_once(client: Any) -> None:
     h = make_key(client, "service")
     eng = client.app.state.engine
     uid = _some_user(client)
-    item = int(eng.state.item_ids[0])
+    item = int(eng.state.catalogue.item_ids[0])
     batch = {
         "events": [
             {"event_id": f"ack-{i}", "user_id": uid, "event_type": "like", "item_id": item}
@@ -141,16 +145,16 @@ def test_repeats_within_a_batch_count_once(client: Any) -> None:
     h = make_key(client, "service")
     eng = client.app.state.engine
     uid = _some_user(client)
-    item = int(eng.state.item_ids[1])
-    row, col = int(eng.state.rows(np.array([item]))[0]), COUNTERS.index("likes")
-    before = float(eng.state.counts[row, col])
+    item = int(eng.state.catalogue.item_ids[1])
+    row, col = int(eng.state.catalogue.rows(np.array([item]))[0]), COUNTERS.index("likes")
+    before = float(eng.state.engagement.counts[row, col])
     ev = {"user_id": uid, "event_type": "like", "item_id": item}
     batch = {"events": [{"event_id": "rep-1", **ev}, {"event_id": "rep-1", **ev}]}
     assert client.post("/v1/events", json=batch, headers=h).json() == {
         "accepted": 1,
         "duplicates": 1,
     }
-    assert float(eng.state.counts[row, col]) == before + 1.0  # the serving counter too
+    assert float(eng.state.engagement.counts[row, col]) == before + 1.0  # the serving counter too
 
 
 def test_new_clip_and_user_flow(client: Any) -> None:

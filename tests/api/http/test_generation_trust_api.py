@@ -66,7 +66,7 @@ def _feed_ids(client: Any, uid: int, headers: dict[str, str]) -> set[int]:
 
 
 def test_a_public_figure_is_refused_with_a_clear_reason(gen_client: Any) -> None:
-    uid = min(_engine(gen_client).state.users)
+    uid = min(_engine(gen_client).state.profiles.users)
     user, admin = make_key(gen_client, "user", uid), make_key(gen_client, "admin")
     r = gen_client.post(
         "/v1/generations",
@@ -92,7 +92,7 @@ def test_a_public_figure_is_refused_with_a_clear_reason(gen_client: Any) -> None
 
 def test_a_holder_applies_is_verified_and_sees_what_was_refused(gen_client: Any) -> None:
     eng = _engine(gen_client)
-    users = sorted(eng.state.users)
+    users = sorted(eng.state.profiles.users)
     holder_uid, asker = users[0], users[1]
     hh, ha = make_key(gen_client, "user", holder_uid), make_key(gen_client, "user", asker)
     admin = make_key(gen_client, "admin")
@@ -138,7 +138,7 @@ def test_a_holder_applies_is_verified_and_sees_what_was_refused(gen_client: Any)
 
 def test_a_verified_holders_takedown_hides_the_clip_everywhere(gen_client: Any) -> None:
     eng = _engine(gen_client)
-    users = sorted(eng.state.users)
+    users = sorted(eng.state.profiles.users)
     holder_uid, author = users[0], users[1]
     hh, hu = make_key(gen_client, "user", holder_uid), make_key(gen_client, "user", author)
     admin = make_key(gen_client, "admin")
@@ -190,7 +190,7 @@ def test_a_verified_holders_takedown_hides_the_clip_everywhere(gen_client: Any) 
 
 def test_reports_queue_a_clip_hide_it_after_n_and_an_admin_decides(gen_client: Any) -> None:
     eng = _engine(gen_client)
-    users = sorted(eng.state.users)
+    users = sorted(eng.state.profiles.users)
     author = users[0]
     hu = make_key(gen_client, "user", author)
     admin, service = make_key(gen_client, "admin"), make_key(gen_client, "service")

@@ -63,7 +63,7 @@ def _all_feed_ids(client: Any, uid: int, headers: dict[str, str], pages: int = 4
 
 def test_requested_clip_is_polled_to_done_and_its_media_is_served(gen_client: Any) -> None:
     eng = _engine(gen_client)
-    uid = min(eng.state.users)
+    uid = min(eng.state.profiles.users)
     h = make_key(gen_client, "user", uid)
     r = gen_client.post(
         "/v1/generations",
@@ -96,10 +96,12 @@ def test_cameo_needs_consent_and_revoking_removes_the_clip_from_feeds(gen_client
     consents = eng.generation.consents
     subject = next(
         u
-        for u in sorted(st.users)
-        if st.friends(u) and consents.get(u) is None and not st.profiles[u]["is_teen"]
+        for u in sorted(st.profiles.users)
+        if st.graph.friends(u) and consents.get(u) is None and not st.profiles.by_user[u]["is_teen"]
     )
-    stranger = next(u for u in sorted(st.users) if u != subject and u not in st.friends(subject))
+    stranger = next(
+        u for u in sorted(st.profiles.users) if u != subject and u not in st.graph.friends(subject)
+    )
     hs, hx = make_key(gen_client, "user", subject), make_key(gen_client, "user", stranger)
     ask = {"user_id": stranger, "prompt": "two people dancing in the rain", "cameos": [subject]}
 
@@ -130,7 +132,7 @@ def test_cameo_needs_consent_and_revoking_removes_the_clip_from_feeds(gen_client
     # the already-seen filter (cheaper, earlier) would claim it first. Forget the sighting so the
     # page shows which filter keeps a revoked cameo out.
     eng.writer.flush()
-    eng.state.seen[stranger].discard(item)
+    eng.state.activity.seen[stranger].discard(item)
     query_removed = eng.feed(stranger, limit=50).diagnostics.removed
     assert query_removed.get(item) == "cameo_consent"
     assert gen_client.get(f"/media/clips/{item}.mp4").status_code == 410
@@ -140,7 +142,7 @@ def test_cameo_needs_consent_and_revoking_removes_the_clip_from_feeds(gen_client
 
 
 def test_opted_out_names_are_refused_with_the_holder_named(gen_client: Any) -> None:
-    uid = min(_engine(gen_client).state.users)
+    uid = min(_engine(gen_client).state.profiles.users)
     admin, user = make_key(gen_client, "admin"), make_key(gen_client, "user", uid)
     body = {"holder": "Acme Studios", "names": ["Captain Zorblax"], "kind": "character"}
     assert gen_client.post("/v1/admin/rights-optouts", json=body, headers=user).status_code == 403
@@ -163,7 +165,7 @@ def test_opted_out_names_are_refused_with_the_holder_named(gen_client: Any) -> N
     "prompt", ["a graphic gore scene in an alley", "a dog being kicked and beaten"]
 )
 def test_unsafe_prompts_are_refused_through_the_api(gen_client: Any, prompt: str) -> None:
-    uid = min(_engine(gen_client).state.users)
+    uid = min(_engine(gen_client).state.profiles.users)
     h = make_key(gen_client, "user", uid)
     r = gen_client.post("/v1/generations", json={"user_id": uid, "prompt": prompt}, headers=h)
     assert r.status_code == 422
@@ -172,7 +174,7 @@ def test_unsafe_prompts_are_refused_through_the_api(gen_client: Any, prompt: str
 
 
 def test_bad_generation_input_names_the_field(gen_client: Any) -> None:
-    uid = min(_engine(gen_client).state.users)
+    uid = min(_engine(gen_client).state.profiles.users)
     h = make_key(gen_client, "user", uid)
     r = gen_client.post("/v1/generations", json={"user_id": uid, "prompt": "!!"}, headers=h)
     assert r.status_code == 422 and "prompt" in r.json()["message"]

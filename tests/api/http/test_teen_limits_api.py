@@ -16,7 +16,7 @@ PARENT_ID = 9_000_002
 
 def _teen(client: Any) -> int:
     st = client.app.state.engine.state
-    return int(min(u for u, p in st.profiles.items() if bool(p.get("is_teen"))))
+    return int(min(u for u, p in st.profiles.by_user.items() if bool(p.get("is_teen"))))
 
 
 def test_teen_tightens_another_setting_under_a_stricter_parent_limit(client: Any) -> None:

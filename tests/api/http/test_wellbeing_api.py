@@ -14,8 +14,12 @@ PARENT_ID = 9_000_001
 
 def _user(client: Any, *, teen: bool) -> int:
     st = client.app.state.engine.state
-    users = [u for u, p in st.profiles.items() if bool(p.get("is_teen")) == teen]
-    return int(max(users, key=lambda u: len(st.history[u].rows) if u in st.history else 0))
+    users = [u for u, p in st.profiles.by_user.items() if bool(p.get("is_teen")) == teen]
+    return int(
+        max(
+            users, key=lambda u: len(st.activity.history[u].rows) if u in st.activity.history else 0
+        )
+    )
 
 
 def _feed(client: Any, h: dict[str, str], uid: int, **params: Any) -> dict[str, Any]:
@@ -114,7 +118,7 @@ def test_client_clock_skew_does_not_escape_the_limit(client: Any) -> None:
     r = client.patch(f"/v1/users/{uid}/governor", json={"daily_limit_min": 20}, headers=h)
     assert r.status_code == 200
     assert _feed(client, h, uid)["governor"]["state"] != "limit_reached"
-    item = int(client.app.state.engine.state.item_ids[0])
+    item = int(client.app.state.engine.state.catalogue.item_ids[0])
     skewed = datetime.now(UTC) - timedelta(days=3)  # a device clock set three days back
     events = [
         {

@@ -160,7 +160,7 @@ def test_served_impressions_carry_arm_and_propensity_and_analysis_reads_them(eng
     exp = _exp()
     repo.save(exp)
     pipeline = engine.products["home"]
-    users = sorted(engine.state.users)[:60]
+    users = sorted(engine.state.profiles.users)[:60]
     now = datetime.now(UTC).replace(tzinfo=None)
     arms: dict[int, str] = {}
     served: set[int] = set()

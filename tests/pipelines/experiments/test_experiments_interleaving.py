@@ -141,7 +141,9 @@ def test_served_pages_interleave_the_two_arms_and_analysis_reports_the_winner(
         ]
     )
     repo.save(exp)
-    users = sorted(eng.state.history, key=lambda u: -len(eng.state.history[u].rows))[:12]
+    users = sorted(
+        eng.state.activity.history, key=lambda u: -len(eng.state.activity.history[u].rows)
+    )[:12]
     for uid in users:
         h = make_key(client, "user", uid)
         r = client.post(f"/v1/users/{uid}/mood", json={"text": "dogs"}, headers=h)
@@ -172,7 +174,11 @@ def test_served_pages_interleave_the_two_arms_and_analysis_reports_the_winner(
     assert logged_slots(eng.store).height == 0  # interleaved pages are not off-policy data
     # Plant long views on the dog clips: the steered ranker contributes more of them.
     st = eng.state
-    dogs = {int(i) for i in slots["item_id"].unique() if "dogs" in st.topics[st.row_of[int(i)]]}
+    dogs = {
+        int(i)
+        for i in slots["item_id"].unique()
+        if "dogs" in st.catalogue.topics[st.catalogue.row_of[int(i)]]
+    }
     dog = slots.filter(pl.col("item_id").is_in(sorted(dogs)))
     assert dog.height > 0
     assert dog.filter(pl.col("team") == "b").height > dog.filter(pl.col("team") == "a").height

@@ -230,7 +230,7 @@ def test_engine_pages_served_with_exploration_give_estimates(engine: Any) -> Non
     pipeline = engine.products["home"]
     now = datetime.now(UTC).replace(tzinfo=None)
     explored_seen = 0
-    for uid in sorted(engine.state.users)[:60]:
+    for uid in sorted(engine.state.profiles.users)[:60]:
         # Fixed request ids seed the exploration draws: a 95% interval misses its true value in
         # one run of twenty, so random draws would make the interval check below flaky.
         res = pipeline.run(

@@ -48,7 +48,7 @@ def test_generated_clip_is_an_8_frame_mp4_with_provenance_and_reaches_the_feed(
 ) -> None:
     eng = gen_engine
     svc = eng.generation
-    uid = min(eng.state.users)
+    uid = min(eng.state.profiles.users)
     job = svc.submit("a calm mountain lake at dawn with mist", requested_by=uid)
     assert job.status == "queued"
 
@@ -74,9 +74,9 @@ def test_generated_clip_is_an_8_frame_mp4_with_provenance_and_reaches_the_feed(
         assert p["generated_at"]
     assert manifest["files"]["video_url"] == f"/media/clips/{item_id}.mp4"
 
-    row = int(eng.state.rows([item_id])[0])
-    assert eng.state.generated[row] and eng.state.has_vector[row]
-    assert eng.state.captions[row] == "a calm mountain lake at dawn with mist"
+    row = int(eng.state.catalogue.rows([item_id])[0])
+    assert eng.state.catalogue.generated[row] and eng.state.catalogue.has_vector[row]
+    assert eng.state.catalogue.captions[row] == "a calm mountain lake at dawn with mist"
 
     # A mood close to the prompt: the clip comes in through "made for your mood", labelled.
 
@@ -101,7 +101,7 @@ def test_missing_model_fails_after_retries_and_the_feed_still_serves(
     eng = open_engine(world_dir)
     try:
         svc = eng.generation
-        uid = min(eng.state.users)
+        uid = min(eng.state.profiles.users)
         job = svc.submit("a quiet beach with gentle waves", requested_by=uid)
         svc.worker.tick(wait=True, timeout_s=60)
         failed = svc.queue.get(job.job_id)
@@ -127,13 +127,13 @@ def test_an_attempt_past_its_timeout_is_failed_and_its_clip_discarded(
     eng = open_engine(world_dir)
     try:
         svc = eng.generation
-        n_clips = len(eng.state.item_ids)
-        job = svc.submit("a red kite over green hills", requested_by=min(eng.state.users))
+        n_clips = len(eng.state.catalogue.item_ids)
+        job = svc.submit("a red kite over green hills", requested_by=min(eng.state.profiles.users))
         svc.worker.tick(wait=True, timeout_s=120)
         got = svc.queue.get(job.job_id)
         assert got.status == "failed"
         assert "timed out" in (got.error or "")
-        assert len(eng.state.item_ids) == n_clips
+        assert len(eng.state.catalogue.item_ids) == n_clips
     finally:
         eng.close()
 

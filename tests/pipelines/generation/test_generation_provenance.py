@@ -37,7 +37,9 @@ def _make(eng: Any, prompt: str, *, seed: int = 11) -> int:
     from pipelines.generation.settings import RenderParams
 
     svc = eng.generation
-    job = svc.submit(prompt, requested_by=min(eng.state.users), params=RenderParams(seed=seed))
+    job = svc.submit(
+        prompt, requested_by=min(eng.state.profiles.users), params=RenderParams(seed=seed)
+    )
     svc.worker.tick(wait=True, timeout_s=300)
     done = svc.queue.get(job.job_id)
     assert done.status == "done", done.error

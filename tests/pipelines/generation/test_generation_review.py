@@ -44,7 +44,9 @@ def gen_engine(
 
 def _make(eng: Any, prompt: str, *, seed: int) -> int:
     svc = eng.generation
-    job = svc.submit(prompt, requested_by=min(eng.state.users), params=RenderParams(seed=seed))
+    job = svc.submit(
+        prompt, requested_by=min(eng.state.profiles.users), params=RenderParams(seed=seed)
+    )
     svc.worker.tick(wait=True, timeout_s=300)
     done = svc.queue.get(job.job_id)
     assert done.status == "done", done.error
@@ -60,7 +62,7 @@ def _frame_review(eng: Any, item: int) -> dict[str, Any]:
 
 def _removed(eng: Any, item: int) -> bool:
     flt = ClipReviewFilter(eng.generation.reviews)
-    q = FeedQuery(user_id=min(eng.state.users), limit=10, now=utcnow(), session_id="s")
+    q = FeedQuery(user_id=min(eng.state.profiles.users), limit=10, now=utcnow(), session_id="s")
     return flt.apply(q, pl.DataFrame({"item_id": [item]})).removed.height == 1
 
 
@@ -82,7 +84,9 @@ def test_frames_close_to_a_concept_are_held_before_any_feed(
     assert entry is not None and entry.status == "held" and entry.source == "frames"
     assert seen["concept"] in entry.reason
     assert _removed(gen_engine, held) and svc.is_hidden(held)
-    page_ids = {i.item_id for i in gen_engine.feed(min(gen_engine.state.users), limit=50).items}
+    page_ids = {
+        i.item_id for i in gen_engine.feed(min(gen_engine.state.profiles.users), limit=50).items
+    }
     assert held not in page_ids
     status = svc.status(svc.queue.list_jobs(limit=1)[0].job_id)
     assert status["video_url"] is None and "held for review" in status["withdrawn"]

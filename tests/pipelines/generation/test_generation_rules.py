@@ -22,14 +22,16 @@ def _query(uid: int) -> FeedQuery:
 def test_cameo_audiences_decide_who_may_use_a_likeness(engine: Any) -> None:
     svc = engine.generation
     st = engine.state
-    users = sorted(st.users)
+    users = sorted(st.profiles.users)
     subject = next(
         u
         for u in users
-        if st.friends(u) and svc.consents.get(u) is None and not st.profiles[u]["is_teen"]
+        if st.graph.friends(u)
+        and svc.consents.get(u) is None
+        and not st.profiles.by_user[u]["is_teen"]
     )
-    friend = next(iter(st.friends(subject)))
-    stranger = next(u for u in users if u != subject and u not in st.friends(subject))
+    friend = next(iter(st.graph.friends(subject)))
+    stranger = next(u for u in users if u != subject and u not in st.graph.friends(subject))
 
     svc.consents.check(subject, subject)  # one's own likeness, consent or not
     with pytest.raises(RuleViolation, match="has not opted in") as no_consent:
@@ -59,12 +61,12 @@ def test_cameo_audiences_decide_who_may_use_a_likeness(engine: Any) -> None:
 def test_revoked_cameo_clips_are_removed_and_open_jobs_cancelled(engine: Any) -> None:
     svc = engine.generation
     st = engine.state
-    row = next(r for r, c in enumerate(st.cameos) if c)
-    subject, item = st.cameos[row][0], int(st.item_ids[row])
-    requester = next(u for u in sorted(st.users) if u != subject)
+    row = next(r for r, c in enumerate(st.catalogue.cameos) if c)
+    subject, item = st.catalogue.cameos[row][0], int(st.catalogue.item_ids[row])
+    requester = next(u for u in sorted(st.profiles.users) if u != subject)
     svc.consents.grant(subject, "everyone")
     job = svc.submit("two friends baking bread", requested_by=requester, cameos=[subject])
-    other = next(int(st.item_ids[r]) for r, c in enumerate(st.cameos) if not c)
+    other = next(int(st.catalogue.item_ids[r]) for r, c in enumerate(st.catalogue.cameos) if not c)
     cands = pl.DataFrame({"item_id": [item, other]})
     flt = CameoConsentFilter(st, svc.consents)
     assert flt.apply(_query(requester), cands).removed.height == 0
@@ -80,7 +82,7 @@ def test_revoked_cameo_clips_are_removed_and_open_jobs_cancelled(engine: Any) ->
 def test_opted_out_names_refuse_prompts_and_filter_existing_clips(engine: Any) -> None:
     svc = engine.generation
     st = engine.state
-    caption = st.captions[5]
+    caption = st.catalogue.captions[5]
     svc.optouts.register("Acme Studios", ["Captain Zorblax", caption], kind="work")
 
     with pytest.raises(RuleViolation, match="Acme Studios") as refused:
@@ -89,12 +91,14 @@ def test_opted_out_names_refuse_prompts_and_filter_existing_clips(engine: Any) -
     svc.check("a captain surfing a wave", requested_by=None)  # a part of a name is fine
 
     flt = RightsOptOutFilter(st, svc.optouts)
-    cands = pl.DataFrame({"item_id": [int(st.item_ids[5]), int(st.item_ids[6])]})
-    removed = flt.apply(_query(min(st.users)), cands).removed["item_id"].to_list()
-    assert int(st.item_ids[5]) in removed
+    cands = pl.DataFrame(
+        {"item_id": [int(st.catalogue.item_ids[5]), int(st.catalogue.item_ids[6])]}
+    )
+    removed = flt.apply(_query(min(st.profiles.users)), cands).removed["item_id"].to_list()
+    assert int(st.catalogue.item_ids[5]) in removed
     [opt] = [o for o in svc.optouts.active() if o.name == caption]
     svc.optouts.remove(opt.optout_id)
-    assert flt.apply(_query(min(st.users)), cands).removed.height == 0
+    assert flt.apply(_query(min(st.profiles.users)), cands).removed.height == 0
 
 
 @pytest.mark.parametrize(
@@ -122,7 +126,7 @@ def test_gap_filling_queues_prompts_for_unmet_moods_and_topics(
 ) -> None:
 
     svc = engine.generation
-    uid = min(engine.state.users)
+    uid = min(engine.state.profiles.users)
     engine.steering.moods.create(uid, "underwater volcano eruptions")
     facets = {g.subject: g for g in mood_gaps(svc)}
     assert any("volcano" in f for f in facets), facets
@@ -146,16 +150,20 @@ def test_a_remix_carries_the_original_caption_topics_and_cameos(engine: Any) -> 
     st = engine.state
     row = next(
         r
-        for r, c in enumerate(st.cameos)
-        if len(c) == 1 and st.topics[r] and not st.profiles[c[0]]["is_teen"]
+        for r, c in enumerate(st.catalogue.cameos)
+        if len(c) == 1 and st.catalogue.topics[r] and not st.profiles.by_user[c[0]]["is_teen"]
     )
-    subject = st.cameos[row][0]
-    requester = next(u for u in sorted(st.users) if u != subject)
+    subject = st.catalogue.cameos[row][0]
+    requester = next(u for u in sorted(st.profiles.users) if u != subject)
     svc.consents.grant(subject, "none")  # whatever the demo world recorded for them
     with pytest.raises(RuleViolation, match="opted in"):
-        svc.submit("the same, at night", requested_by=requester, remix_of=int(st.item_ids[row]))
+        svc.submit(
+            "the same, at night", requested_by=requester, remix_of=int(st.catalogue.item_ids[row])
+        )
     svc.consents.grant(subject, "everyone")
-    job = svc.submit("the same, at night", requested_by=requester, remix_of=int(st.item_ids[row]))
-    assert job.kind == "remix" and job.remix_of == int(st.item_ids[row])
-    assert st.captions[row] in job.prompt and subject in job.cameo_user_ids
-    assert job.topics == list(st.topics[row])
+    job = svc.submit(
+        "the same, at night", requested_by=requester, remix_of=int(st.catalogue.item_ids[row])
+    )
+    assert job.kind == "remix" and job.remix_of == int(st.catalogue.item_ids[row])
+    assert st.catalogue.captions[row] in job.prompt and subject in job.cameo_user_ids
+    assert job.topics == list(st.catalogue.topics[row])

@@ -43,8 +43,8 @@ def test_the_operator_list_protects_a_name_until_it_is_removed(engine: Any) -> N
 
 def test_a_protected_person_who_is_a_consenting_user_may_be_their_own_cameo(engine: Any) -> None:
     svc = engine.generation
-    uid = min(engine.state.users)
-    other = max(engine.state.users)
+    uid = min(engine.state.profiles.users)
+    other = max(engine.state.profiles.users)
     svc.people.add("Ada Quill", user_id=uid)
     prompt = "Ada Quill reading a book in a cafe"
     with pytest.raises(RuleViolation) as refused:
@@ -68,11 +68,11 @@ def test_m1ckey_mouse_is_refused_once_mickey_mouse_is_registered(engine: Any) ->
 def test_catalogue_clips_spelled_differently_are_filtered(engine: Any) -> None:
     svc = engine.generation
     st = engine.state
-    n = len(st.item_ids)
+    n = len(st.catalogue.item_ids)
     new = pl.DataFrame(
         {
             "item_id": [10_000_001, 10_000_002],
-            "author_id": [min(st.users)] * 2,
+            "author_id": [min(st.profiles.users)] * 2,
             "caption": ["my c4pt41n z0rbl4x cosplay", "a captain on a ship"],
             "topics": [["comedy"], ["comedy"]],
             "hashtags": [[], []],
@@ -81,16 +81,18 @@ def test_catalogue_clips_spelled_differently_are_filtered(engine: Any) -> None:
         }
     )
     engine.add_clips(new, embed=False)
-    assert len(st.item_ids) == n + 2
+    assert len(st.catalogue.item_ids) == n + 2
     svc.optouts.register("Acme Studios", ["Captain Zorblax"], kind="character")
     flt = RightsOptOutFilter(st, svc.optouts)
     cands = pl.DataFrame({"item_id": [10_000_001, 10_000_002]})
-    assert flt.apply(_query(min(st.users)), cands).removed["item_id"].to_list() == [10_000_001]
+    assert flt.apply(_query(min(st.profiles.users)), cands).removed["item_id"].to_list() == [
+        10_000_001
+    ]
 
 
 def test_holder_names_wait_for_an_admin_and_the_log_shows_refusals(engine: Any) -> None:
     svc = engine.generation
-    uid = min(engine.state.users)
+    uid = min(engine.state.profiles.users)
     clip = pl.DataFrame(
         {
             "item_id": [10_000_003],
@@ -130,7 +132,7 @@ def test_holder_names_wait_for_an_admin_and_the_log_shows_refusals(engine: Any) 
 def test_a_rejected_holders_names_never_take_effect(engine: Any) -> None:
     svc = engine.generation
     holder, _ = svc.holders.apply(
-        user_id=min(engine.state.users), name="Squatter Ltd", names=["Sunset"], kind="work"
+        user_id=min(engine.state.profiles.users), name="Squatter Ltd", names=["Sunset"], kind="work"
     )
     svc.verify_holder(holder.holder_id, verified=False, note="no evidence")
     svc.check("a sunset over the sea", requested_by=None)
@@ -158,10 +160,10 @@ def test_reports_queue_a_generated_clip_and_hide_it_after_n_reporters(engine: An
     n_hide = svc.settings.report_hide_threshold
     row = next(
         r
-        for r in range(len(st.item_ids))
-        if st.generated[r] and svc.reviews.get(int(st.item_ids[r])) is None
+        for r in range(len(st.catalogue.item_ids))
+        if st.catalogue.generated[r] and svc.reviews.get(int(st.catalogue.item_ids[r])) is None
     )
-    item = int(st.item_ids[row])
+    item = int(st.catalogue.item_ids[row])
     # Count reports the world already had, so the test needs exactly the missing ones.
     before = int(
         engine.store.scalar(
@@ -170,7 +172,7 @@ def test_reports_queue_a_generated_clip_and_hide_it_after_n_reporters(engine: An
             [item],
         )
     )
-    reporters = [u for u in sorted(st.users)][: n_hide + 2]
+    reporters = [u for u in sorted(st.profiles.users)][: n_hide + 2]
     flt = ClipReviewFilter(svc.reviews)
     cands = pl.DataFrame({"item_id": [item]})
     if before + 1 < n_hide:
@@ -189,7 +191,7 @@ def test_reports_queue_a_generated_clip_and_hide_it_after_n_reporters(engine: An
     _report(engine, item, reporters[:n_hide])  # old reporters again: nothing new
     entry = svc.reviews.get(item)
     assert entry is not None and entry.status == "restored" and not svc.is_hidden(item)
-    fresh = sorted(st.users)[-n_hide:]
+    fresh = sorted(st.profiles.users)[-n_hide:]
     _report(engine, item, fresh[:1])
     entry = svc.reviews.get(item)
     assert entry is not None and entry.status == "pending" and not svc.is_hidden(item)
@@ -200,6 +202,10 @@ def test_reports_queue_a_generated_clip_and_hide_it_after_n_reporters(engine: An
 def test_reports_of_an_uploaded_clip_are_left_to_the_ranker_by_default(engine: Any) -> None:
     svc = engine.generation
     st = engine.state
-    item = next(int(st.item_ids[r]) for r in range(len(st.item_ids)) if not st.generated[r])
-    _report(engine, item, sorted(st.users)[:5])
+    item = next(
+        int(st.catalogue.item_ids[r])
+        for r in range(len(st.catalogue.item_ids))
+        if not st.catalogue.generated[r]
+    )
+    _report(engine, item, sorted(st.profiles.users)[:5])
     assert svc.reviews.get(item) is None

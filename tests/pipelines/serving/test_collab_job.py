@@ -66,7 +66,7 @@ def test_home_feed_gets_collab_candidates_for_a_user_with_history(engine: Any) -
     result = _home(engine, uid)
     assert result.source_counts.get("collab", 0) > 0
     assert "collab" not in result.failed_sources
-    seen = engine.state.seen.get(uid, set())
+    seen = engine.state.activity.seen.get(uid, set())
     got = engine.index.search("collab", engine.collab.users.get(uid), limit=5)
     assert got
     page_ids = set(result.page["item_id"].to_list())

@@ -73,7 +73,7 @@ def test_learned_scorer_serves_when_a_model_is_promoted_and_products_stay_as_dec
 ) -> None:
     home = engine.products["home"]
     before = [str(e) for e in home.describe()]
-    page = engine.feed(min(engine.state.users), limit=5)
+    page = engine.feed(min(engine.state.profiles.users), limit=5)
     skipped = set(page.diagnostics.skipped)
     promoted = engine.learned.serving_version() is not None
     # Exactly one of the two value scorers runs: the learned one while a model is promoted.

@@ -30,7 +30,7 @@ def test_a_page_has_one_span_per_stage_under_the_page_span(
     traced: tuple[Engine, InMemorySpanExporter],
 ) -> None:
     engine, exporter = traced
-    uid = max(engine.state.users)
+    uid = max(engine.state.profiles.users)
     token = bind_request_id("req-trace-1")
     try:
         page = engine.feed(uid, limit=5)

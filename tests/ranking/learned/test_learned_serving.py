@@ -67,7 +67,9 @@ def trained_client(trained_copy: Path) -> Iterator[Any]:
 
 def _busy_user(client: Any) -> int:
     eng = client.app.state.engine
-    return int(max(eng.state.history, key=lambda u: len(eng.state.history[u].rows)))
+    return int(
+        max(eng.state.activity.history, key=lambda u: len(eng.state.activity.history[u].rows))
+    )
 
 
 def _serving(data_dir: Path) -> str | None:
@@ -129,7 +131,7 @@ def test_value_weights_and_ranker_model_overrides_are_honoured(trained_copy: Pat
 
     eng = open_engine(trained_copy)
     try:
-        uid = max(eng.state.history, key=lambda u: len(eng.state.history[u].rows))
+        uid = max(eng.state.activity.history, key=lambda u: len(eng.state.activity.history[u].rows))
         base = eng.feed(uid, limit=10)
         used = base.diagnostics.context.learned_ranker
         assert used is not None and used.weights is not None
@@ -165,7 +167,7 @@ def test_without_a_promoted_model_the_hand_weighted_scorer_serves(engine: Any) -
     q = FeedQuery(user_id=0, limit=5, now=datetime(2026, 1, 1), session_id="s")
     assert not is_enabled(learned, q) and is_enabled(hand, q)
     assert engine.health()["learned_ranker"]["serving"] == "hand_weighted"
-    page = engine.feed(next(iter(engine.state.users)), limit=5)
+    page = engine.feed(next(iter(engine.state.profiles.users)), limit=5)
     assert "s.hand_weighted" in page.diagnostics.timings_ms
     assert "s.learned_value" in page.diagnostics.skipped
     assert page.diagnostics.context.learned_ranker is None
@@ -195,11 +197,11 @@ def test_models_cli_lists_rolls_back_and_promotes_through_the_gate(trained_copy:
 def test_author_stats_job_gives_the_serving_state_credibility(engine: Any) -> None:
     from pipelines.serving.jobs import JobContext, run_job
 
-    assert engine.state.author_stats_computed_at() is None
+    assert engine.state.engagement.author_stats_computed_at() is None
     rep = run_job("author_stats", JobContext(engine))
     assert rep.ok and rep.counts["authors"] > 0
     assert rep.counts["serving"] == "hand_weighted"
-    assert engine.state.author_stats_computed_at() is not None
+    assert engine.state.engagement.author_stats_computed_at() is not None
 
 
 def test_models_api_lists_for_analysts_and_rolls_back_for_admins(trained_client: Any) -> None:
