@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -66,11 +66,16 @@ def to_epoch(ts: Any) -> float:
 
 @dataclass
 class UserHistory:
-    """Recent positive engagement of one user: clip rows, weights and times (bounded)."""
+    """Recent positive engagement of one user: clip rows, weights and times (bounded).
+
+    ``views`` marks the entries a long view made (its watch time), so a person who turned
+    watch time off in their data controls is ranked from their other engagement only.
+    """
 
     rows: list[int]
     weights: list[float]
     times: list[float]
+    views: list[bool] = field(default_factory=list)
 
 
 class FeedState:
@@ -405,6 +410,7 @@ class FeedState:
                 engagers[r] = tuple(dict.fromkeys((*old, *part) if old else part))
             order = np.argsort(up, kind="stable")  # per user, in batch order
             rows_l, w_l, t_l = rp[order].tolist(), ap[order].tolist(), tp[order].tolist()
+            v_l = view[pos][order].tolist()
             for u, lo, hi in _runs(up[order]):
                 h = history.get(u)
                 if h is None:
@@ -412,8 +418,10 @@ class FeedState:
                 h.rows.extend(rows_l[lo:hi])
                 h.weights.extend(w_l[lo:hi])
                 h.times.extend(t_l[lo:hi])
+                h.views.extend(v_l[lo:hi])
                 if len(h.rows) > MAX_HISTORY:
                     del h.rows[:-MAX_HISTORY], h.weights[:-MAX_HISTORY], h.times[:-MAX_HISTORY]
+                    del h.views[:-MAX_HISTORY]
                 self._user_vec.pop(u, None)
 
     def _bump_velocities(self, rows: np.ndarray, amounts: np.ndarray, times: np.ndarray) -> None:

@@ -59,6 +59,7 @@ CLIP_COLUMNS = (
     "prior_views",
     "prior_likes",
     "provenance",
+    "city",
 )
 EVENT_COLUMNS = (
     "event_id",

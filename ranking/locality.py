@@ -1,0 +1,116 @@
+"""Where clips were made, city by city: the catalogue side of the location signal.
+
+Clips carry a ``city`` (``clips.city``, normalised by :func:`ranking.signals.normalise_city`;
+NULL when unknown). :class:`ClipCities` holds them in memory for the request path as sorted
+item ids and small integer city codes, so the locality hydrator matches a page's candidates
+with one vectorised lookup. The set of cities the catalogue holds is also the bounded set a
+person's city is chosen from (:meth:`ClipCities.known`): a city no clip comes from could not
+favour anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import numpy as np
+import polars as pl
+
+from ranking.signals import CityError, normalise_city
+from storage.store import Store
+
+logger = logging.getLogger(__name__)
+
+NO_CITY = -1
+
+
+class ClipCities:
+    """Item id -> city for clips that carry one (others have none)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids = np.zeros(0, dtype=np.int64)
+        self._codes = np.zeros(0, dtype=np.int32)
+        self._names: list[str] = []
+        self._code_of: dict[str, int] = {}
+
+    @classmethod
+    def load(cls, store: Store) -> ClipCities:
+        """Read every clip's city from the store."""
+        out = cls()
+        out.replace(store.query("SELECT item_id, city FROM clips WHERE city IS NOT NULL"))
+        return out
+
+    def reload(self, store: Store) -> None:
+        """Read the cities again (after an erasure deleted clips)."""
+        self.replace(store.query("SELECT item_id, city FROM clips WHERE city IS NOT NULL"))
+
+    def replace(self, frame: pl.DataFrame) -> None:
+        """Hold exactly the ``item_id, city`` rows of ``frame``."""
+        with self._lock:
+            self._ids = np.zeros(0, dtype=np.int64)
+            self._codes = np.zeros(0, dtype=np.int32)
+            self._merge(frame)
+
+    def add(self, frame: pl.DataFrame) -> None:
+        """Add or replace the cities of some clips (frames without a ``city`` column add
+        nothing)."""
+        if "city" not in frame.columns or frame.height == 0:
+            return
+        with self._lock:
+            self._merge(frame)
+
+    def _merge(self, frame: pl.DataFrame) -> None:
+        if "city" not in frame.columns or frame.height == 0:
+            return
+        ids: list[int] = []
+        codes: list[int] = []
+        bad = 0
+        for item, raw in zip(frame["item_id"].to_list(), frame["city"].to_list(), strict=True):
+            if raw is None or not str(raw).strip():
+                continue
+            try:
+                city = normalise_city(str(raw))
+            except CityError:
+                bad += 1  # an imported value finer than a city is dropped, never kept
+                continue
+            code = self._code_of.get(city)
+            if code is None:
+                code = self._code_of[city] = len(self._names)
+                self._names.append(city)
+            ids.append(int(item))
+            codes.append(code)
+        if bad:
+            logger.warning("clip cities: %d values were not city names and were dropped", bad)
+        new_ids = np.asarray(ids, dtype=np.int64)
+        keep = ~np.isin(self._ids, new_ids)
+        all_ids = np.concatenate([self._ids[keep], new_ids])
+        all_codes = np.concatenate([self._codes[keep], np.asarray(codes, dtype=np.int32)])
+        order = np.argsort(all_ids, kind="stable")
+        self._ids, self._codes = all_ids[order], all_codes[order]
+
+    def codes(self, item_ids: np.ndarray) -> np.ndarray:
+        """City code of each clip (:data:`NO_CITY` where it has none)."""
+        ids = np.asarray(item_ids, dtype=np.int64)
+        held_ids, held_codes = self._ids, self._codes
+        if ids.size == 0 or held_ids.size == 0:
+            return np.full(ids.shape, NO_CITY, dtype=np.int32)
+        pos = np.minimum(np.searchsorted(held_ids, ids), held_ids.size - 1)
+        return np.where(held_ids[pos] == ids, held_codes[pos], NO_CITY).astype(np.int32)
+
+    def same_city(self, item_ids: np.ndarray, city: str | None) -> np.ndarray:
+        """1.0 where a clip was made in ``city`` (normalised), else 0.0."""
+        code = self._code_of.get(city) if city is not None else None
+        if code is None:
+            return np.zeros(len(item_ids))
+        return (self.codes(item_ids) == code).astype(np.float64)
+
+    def city_of(self, item_id: int) -> str | None:
+        """One clip's city (``None`` when it carries none)."""
+        code = int(self.codes(np.asarray([item_id]))[0])
+        return self._names[code] if code != NO_CITY else None
+
+    def known(self) -> frozenset[str]:
+        """The cities the catalogue's clips come from (the bounded set a person picks from)."""
+        held = set(np.unique(self._codes).tolist())
+        return frozenset(self._names[c] for c in held)
