@@ -64,8 +64,10 @@ MAX_CITY_WORDS = 5
 _CITY = re.compile(r"^[^\W\d_]+(?:[ '\-.]{1,2}[^\W\d_]+)*\.?$")
 
 
-class CityError(RankingError):
-    """A location that is not a plain city name (the message says what to send)."""
+class CityError(RankingError, ValueError):
+    """A location that is not a plain city name (the message says what to send).
+
+    A ``ValueError`` too, so a request model's validator turns it into a 422."""
 
 
 def normalise_city(text: str) -> str:

@@ -149,3 +149,24 @@ def test_erasure_removes_the_data_controls(client: Any) -> None:
     # The person's clips and their cities are gone too.
     mine = eng.store.query("SELECT count(*) AS n FROM clips WHERE author_id = ?", [uid])
     assert mine["n"][0] == 0
+
+
+def test_clips_added_over_the_api_carry_a_city_never_coordinates(client: Any) -> None:
+    h = make_key(client, "service")
+    eng = client.app.state.engine
+    author = _adult(client)
+    bad = {"item_id": 10**9 + 1, "author_id": author, "caption": "harbour", "city": "38.7,-9.1"}
+    r = client.post("/v1/clips", json={"clips": [bad]}, headers=h)
+    assert r.status_code == 422 and "city" in r.text
+    good = {**bad, "city": " Porto "}
+    r = client.post("/v1/clips", json={"clips": [good]}, headers=h)
+    assert r.status_code == 201, r.text
+    assert eng.clip_cities.city_of(10**9 + 1) == "porto"
+    assert "porto" in eng.clip_cities.known()  # a person may now choose it
+    uid = _adult(client)
+    r = client.put(
+        f"/v1/users/{uid}/data-controls",
+        json={"city": "Porto"},
+        headers=make_key(client, "user", uid),
+    )
+    assert r.status_code == 200 and r.json()["city_in_use"] == "porto"
