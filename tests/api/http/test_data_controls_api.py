@@ -123,6 +123,11 @@ def test_what_we_think_you_like_shows_the_data_controls(client: Any) -> None:
     before = client.get(f"/v1/users/{uid}/interests", headers=h).json()
     assert before["interests"] and before["data_controls"]["off"] == []
     assert "how long you watch" in before["inferred_from"]
+    client.put(f"/v1/users/{uid}/data-controls", json={"watch_time": False}, headers=h)
+    no_watch = client.get(f"/v1/users/{uid}/interests", headers=h).json()
+    assert no_watch["data_controls"]["off"] == ["watch_time"]
+    assert "watch time is off" in no_watch["inferred_from"]
+    client.put(f"/v1/users/{uid}/data-controls", json={"watch_time": None}, headers=h)
     client.put(f"/v1/users/{uid}/data-controls", json={"interaction_history": False}, headers=h)
     after = client.get(f"/v1/users/{uid}/interests", headers=h).json()
     assert after["data_controls"]["off"] == ["interaction_history"]
@@ -132,23 +137,35 @@ def test_what_we_think_you_like_shows_the_data_controls(client: Any) -> None:
 
 
 def test_erasure_removes_the_data_controls(client: Any) -> None:
-    uid = _adult(client)
+    eng = client.app.state.engine
+    st = eng.state
+    # A creator: their clips carry a city that must leave memory with them.
+    uid = int(
+        next(
+            a
+            for i, a in zip(st.item_ids, st.author, strict=True)
+            if eng.clip_cities.city_of(int(i)) and not st.profiles[int(a)].get("is_teen")
+        )
+    )
+    theirs = [int(i) for i, a in zip(st.item_ids, st.author, strict=True) if int(a) == uid]
+    assert all(eng.clip_cities.city_of(i) for i in theirs)
     h = make_key(client, "user", uid)
-    client.put(
+    r = client.put(
         f"/v1/users/{uid}/data-controls",
         json={"city": _a_city(client), "watch_time": False},
         headers=h,
     )
-    eng = client.app.state.engine
+    assert r.status_code == 200, r.text
     assert eng.store.query("SELECT * FROM data_controls WHERE user_id = ?", [uid]).height == 1
     token = client.delete(f"/v1/users/{uid}", headers=h).json()["confirm_token"]
     r = client.delete(f"/v1/users/{uid}", params={"confirm": token}, headers=h)
     assert r.status_code == 200, r.text
     assert eng.store.query("SELECT * FROM data_controls WHERE user_id = ?", [uid]).height == 0
     assert eng.data_controls.get(uid).is_default()
-    # The person's clips and their cities are gone too.
+    # The person's clips and their cities are gone too, from the store and from memory.
     mine = eng.store.query("SELECT count(*) AS n FROM clips WHERE author_id = ?", [uid])
     assert mine["n"][0] == 0
+    assert all(eng.clip_cities.city_of(i) is None for i in theirs)
 
 
 def test_clips_added_over_the_api_carry_a_city_never_coordinates(client: Any) -> None:
