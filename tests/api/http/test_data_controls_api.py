@@ -187,3 +187,24 @@ def test_clips_added_over_the_api_carry_a_city_never_coordinates(client: Any) ->
         headers=make_key(client, "user", uid),
     )
     assert r.status_code == 200 and r.json()["city_in_use"] == "porto"
+
+
+PARENT_ID = 9_000_004
+
+
+def test_a_linked_parent_sees_and_sets_a_teens_data_controls_others_cannot(client: Any) -> None:
+    teen = _teen(client)
+    parent = make_key(client, "parent", PARENT_ID)
+    url = f"/v1/users/{teen}/data-controls"
+    assert client.get(url, headers=parent).status_code == 403  # not linked yet
+    link = {"parent_id": PARENT_ID, "child_id": teen}
+    assert (
+        client.post("/v1/parental/links", json=link, headers=make_key(client, "admin")).status_code
+        == 201
+    )
+    r = client.put(url, json={"friends_activity": False}, headers=parent)
+    assert r.status_code == 200, r.text
+    assert r.json()["off"] == ["location", "friends_activity"]  # location: the teen default
+    other = _adult(client)
+    r = client.get(url, headers=make_key(client, "user", other))
+    assert r.status_code == 403
