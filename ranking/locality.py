@@ -33,6 +33,9 @@ class ClipCities:
         self._codes = np.zeros(0, dtype=np.int32)
         self._names: list[str] = []
         self._code_of: dict[str, int] = {}
+        # The known set, cached: a feed request with ?city= checks it (a scan of a million
+        # codes is milliseconds); cleared whenever the held cities change.
+        self._known: frozenset[str] | None = None
 
     @classmethod
     def load(cls, store: Store) -> ClipCities:
@@ -50,6 +53,7 @@ class ClipCities:
         with self._lock:
             self._ids = np.zeros(0, dtype=np.int64)
             self._codes = np.zeros(0, dtype=np.int32)
+            self._known = None
             self._merge(frame)
 
     def add(self, frame: pl.DataFrame) -> None:
@@ -63,31 +67,36 @@ class ClipCities:
     def _merge(self, frame: pl.DataFrame) -> None:
         if "city" not in frame.columns or frame.height == 0:
             return
-        ids: list[int] = []
-        codes: list[int] = []
+        rows = frame.select(pl.col("item_id").cast(pl.Int64), pl.col("city").cast(pl.String))
+        rows = rows.filter(pl.col("city").is_not_null())
+        # Each distinct value is normalised once (a million clips share a few hundred cities).
+        code_of_raw: dict[str, int] = {}
         bad = 0
-        for item, raw in zip(frame["item_id"].to_list(), frame["city"].to_list(), strict=True):
-            if raw is None or not str(raw).strip():
+        for raw in rows["city"].unique().to_list():
+            if not raw.strip():
                 continue
             try:
-                city = normalise_city(str(raw))
+                city = normalise_city(raw)
             except CityError:
-                bad += 1  # an imported value finer than a city is dropped, never kept
+                bad += 1  # a stored value finer than a city is never held in memory
                 continue
             code = self._code_of.get(city)
             if code is None:
                 code = self._code_of[city] = len(self._names)
                 self._names.append(city)
-            ids.append(int(item))
-            codes.append(code)
+            code_of_raw[raw] = code
         if bad:
-            logger.warning("clip cities: %d values were not city names and were dropped", bad)
-        new_ids = np.asarray(ids, dtype=np.int64)
-        keep = ~np.isin(self._ids, new_ids)
+            logger.warning("clip cities: %d distinct values are not city names; ignored", bad)
+        codes_s = rows["city"].replace_strict(code_of_raw, default=NO_CITY, return_dtype=pl.Int32)
+        ok = (codes_s != NO_CITY).to_numpy()
+        new_ids = rows["item_id"].to_numpy()[ok]
+        new_codes = codes_s.to_numpy()[ok].astype(np.int32)
+        keep = ~np.isin(self._ids, frame["item_id"].cast(pl.Int64).to_numpy())
         all_ids = np.concatenate([self._ids[keep], new_ids])
-        all_codes = np.concatenate([self._codes[keep], np.asarray(codes, dtype=np.int32)])
+        all_codes = np.concatenate([self._codes[keep], new_codes])
         order = np.argsort(all_ids, kind="stable")
         self._ids, self._codes = all_ids[order], all_codes[order]
+        self._known = None
 
     def codes(self, item_ids: np.ndarray) -> np.ndarray:
         """City code of each clip (:data:`NO_CITY` where it has none)."""
@@ -112,5 +121,8 @@ class ClipCities:
 
     def known(self) -> frozenset[str]:
         """The cities the catalogue's clips come from (the bounded set a person picks from)."""
-        held = set(np.unique(self._codes).tolist())
-        return frozenset(self._names[c] for c in held)
+        known = self._known
+        if known is None:
+            known = frozenset(self._names[c] for c in np.unique(self._codes).tolist())
+            self._known = known
+        return known
