@@ -207,6 +207,14 @@ FEATURES: tuple[FeatureSpec, ...] = (
         "cosine of the caption vector and the viewer's taste vector",
     ),
     FeatureSpec(
+        "same_city",
+        "user_clip",
+        pl.Float64,
+        0.0,
+        "per request: the city the viewer allows (data controls), the clip's city",
+        "1 when the clip was made in the viewer's city (0 with location off or unknown)",
+    ),
+    FeatureSpec(
         "user_author_affinity",
         "user_author",
         pl.Float64,

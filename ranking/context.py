@@ -12,7 +12,10 @@ fields and each reader reads typed fields, so a misspelt key is a mypy error, no
   logged with the impressions);
 - steering (the active-mood hydrator and the mood-exclusions filter): ``mood_vectors`` (what
   the "made for your mood" source aims at) and ``steering_removed`` (which rule removed a clip);
-- the learned ranker (the learned scorer): ``learned_ranker`` (model and weights used).
+- the learned ranker (the learned scorer): ``learned_ranker`` (model and weights used);
+- the person's data controls (:class:`~ranking.query_hydrators.data_controls.
+  DataControlsQueryHydrator`, first of all): ``signals``, the
+  :class:`~ranking.signals.SignalGate` every component that uses a signal reads.
 
 Facts whose type belongs to a domain above ranking (steering's ``SteeringContext``, the
 governor's ``GovernorView``, the wellbeing page cards) are kept by their type:
@@ -27,6 +30,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import numpy as np
+
+from ranking.signals import SignalGate
 
 T = TypeVar("T")
 
@@ -56,6 +61,10 @@ class RequestContext:
     Every field has a safe default for a request whose hydrator did not run: no vector, empty
     graph sets, the strictest maturity, no experiment exposure.
     """
+
+    # -- the person's data controls ----------------------------------------------------------
+    signals: SignalGate = field(default_factory=SignalGate)
+    """Which signals this request may use, and its city (default: every signal, no city)."""
 
     # -- the requesting user ----------------------------------------------------------------
     timezone: str | None = None

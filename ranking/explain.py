@@ -42,6 +42,7 @@ FEATURE_WORDS = {
     "author_engagement_rate": "the creator's clips get a lot of engagement",
     "author_follower_growth_7d": "the creator is gaining followers",
     "user_author_affinity": "you often engage with this creator",
+    "same_city": "it was made in your city",
     "is_generated": "it is AI-generated",
     "maturity": "its maturity rating",
     "safety": "its safety label",

@@ -56,6 +56,8 @@ class FeedQuery:
     user's graph and vector, experiment arms, steering, the governor ...).
     ``overrides`` carries experiment-arm settings for this request
     (:class:`~ranking.overrides.RequestOverrides`).
+    ``city`` is a city the client passed for this request (normalised and checked by the
+    caller); it is used only while the person allows location.
     """
 
     user_id: int
@@ -67,6 +69,7 @@ class FeedQuery:
     exclude_ids: frozenset[int] = frozenset()
     context: RequestContext = field(default_factory=RequestContext)
     overrides: RequestOverrides = field(default_factory=RequestOverrides)
+    city: str | None = None
 
     @property
     def now_epoch(self) -> float:

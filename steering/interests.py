@@ -4,6 +4,10 @@ Names come from the topics and hashtags of the clips in the user's engagement hi
 (weighted like the user vector: by engagement strength, decayed by age); each name's weight
 mixes its share of that history with the cosine between the user vector and the name's
 embedding. Marking a name writes a standing control (:class:`steering.controls.ControlsService`).
+
+Interests follow the person's data controls (:class:`~ranking.signals.SignalGate`): with
+interaction history off nothing is inferred (only the person's own rules are listed), and with
+watch time off long views do not count.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from typing import Any
 import numpy as np
 
 from features.embedding import TextEmbedder
-from ranking.state import USER_VECTOR_HALF_LIFE_S, FeedState
+from ranking.history import decayed_history, taste_vector
+from ranking.signals import SignalGate
+from ranking.state import FeedState
 from steering.controls import Controls, ControlsError, ControlsService
 
 ACTIONS = {"more": "more_of", "less": "less_of", "never": "never_show"}
@@ -58,23 +64,30 @@ class InterestService:
         self.controls = controls
         self._embedder = embedder
 
-    def list(self, user_id: int, *, k: int = 20, now: float | None = None) -> list[Interest]:
-        """The user's top ``k`` interests, strongest first."""
+    def list(
+        self,
+        user_id: int,
+        *,
+        k: int = 20,
+        now: float | None = None,
+        signals: SignalGate | None = None,
+    ) -> list[Interest]:
+        """The user's top ``k`` interests, strongest first, from the history ``signals``
+        allow (default: all of it)."""
         st = self.state
         now = now or time.time()
+        gate = signals or SignalGate()
         shares: dict[str, float] = defaultdict(float)
         with st.lock:
-            h = st.activity.history.get(user_id)
-            if h is not None:
-                for r, w, t in zip(h.rows, h.weights, h.times, strict=True):
-                    decay = 0.5 ** (max(now - t, 0.0) / USER_VECTOR_HALF_LIFE_S)
-                    names = list(
-                        dict.fromkeys(
-                            x.lower() for x in (*st.catalogue.topics[r], *st.catalogue.hashtags[r])
-                        )
+            rows, weights = decayed_history(st, user_id, now, gate)
+            for r, w in zip(rows.tolist(), weights.tolist(), strict=True):
+                names = list(
+                    dict.fromkeys(
+                        x.lower() for x in (*st.catalogue.topics[r], *st.catalogue.hashtags[r])
                     )
-                    for name in names:
-                        shares[name] += w * decay / len(names)
+                )
+                for name in names:
+                    shares[name] += w / len(names)
         ctrl = self.controls.get(user_id)
         total = sum(shares.values()) or 1.0
         names = sorted(shares, key=lambda x: -shares[x])[: max(k * 3, 30)]
@@ -83,7 +96,7 @@ class InterestService:
                 names.append(rule_name)
         if not names:
             return []
-        uvec = st.activity.user_vector(user_id, now)
+        uvec = taste_vector(st, user_id, now, gate)
         if uvec is not None:
             emb = self._embedder()
             cos = np.asarray([float(emb.embed_one(x) @ uvec) for x in names])

@@ -413,6 +413,27 @@ MIGRATIONS: tuple[Migration, ...] = (
             WHERE regexp_matches(target || ' ' || details, 'erased:[0-9a-f]{16}([^0-9a-f]|$)')""",
         ),
     ),
+    Migration(
+        12,
+        "data controls per signal, and a city on clips",
+        (
+            # One row per person who changed a data control (ranking/data_controls.py); NULL
+            # is "the default for this person" (teens: location off). A city is the finest
+            # location ever stored; erased with the person (user_id).
+            """CREATE TABLE data_controls (
+                user_id BIGINT PRIMARY KEY,
+                location BOOLEAN,
+                watch_time BOOLEAN,
+                friends_activity BOOLEAN,
+                interaction_history BOOLEAN,
+                satisfaction_model BOOLEAN,
+                city VARCHAR,
+                updated_at TIMESTAMP NOT NULL
+            )""",
+            # Where a clip was made, at city level (normalised name; NULL when unknown).
+            "ALTER TABLE clips ADD COLUMN city VARCHAR",
+        ),
+    ),
 )
 
 

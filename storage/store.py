@@ -63,6 +63,7 @@ CLIP_COLUMNS = (
     "prior_views",
     "prior_likes",
     "provenance",
+    "city",
 )
 EVENT_COLUMNS = (
     "event_id",

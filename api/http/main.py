@@ -22,6 +22,7 @@ from api.http.routes import (
     analytics,
     catalog,
     dashboard,
+    data_controls,
     events,
     experiments,
     feed,
@@ -42,6 +43,7 @@ from pipelines.serving.engine import Engine
 from pipelines.serving.scheduler import start_scheduler
 from pipelines.serving.settings import SteerfeedSettings
 from pipelines.serving.telemetry.tracing import shutdown_tracing
+from ranking.data_controls import DataControlsError
 from ranking.errors import BadCursorError
 from storage.errors import DuplicateEntityError, UnknownEntityError
 
@@ -57,6 +59,7 @@ ROUTERS = (
     events.router,
     catalog.router,
     steering.router,
+    data_controls.router,
     wellbeing.router,
     generations.router,
     analytics.router,
@@ -163,6 +166,10 @@ def _install_error_handlers(app: FastAPI, settings: ApiSettings) -> None:
     @app.exception_handler(BadCursorError)
     async def _cursor(_: Request, exc: BadCursorError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(DataControlsError)
+    async def _controls(_: Request, exc: DataControlsError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
 
     @app.exception_handler(DuplicateEntityError)
     async def _dup(_: Request, exc: DuplicateEntityError) -> JSONResponse:

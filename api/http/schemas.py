@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ranking.signals import normalise_city
 from storage.store import EventType
 
 AgeBand = Literal["13-15", "16-17", "18-24", "25-34", "35-44", "45-54", "55+"]
@@ -98,6 +99,17 @@ class ClipIn(Strict):
     cameo_user_ids: list[Annotated[int, Field(ge=0, le=MAX_ID)]] = Field(
         default_factory=list, max_length=20
     )
+    city: str | None = Field(
+        default=None,
+        max_length=100,
+        description="the city the clip was made in (a city name, never coordinates)",
+    )
+
+    @field_validator("city")
+    @classmethod
+    def _city(cls, v: str | None) -> str | None:
+        # Never finer than a city: coordinates, postcodes and addresses are refused (422).
+        return None if v is None else normalise_city(v)
 
     @field_validator("topics", "hashtags")
     @classmethod

@@ -32,6 +32,7 @@ import polars as pl
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipelines.importers.errors import ImporterError
+from ranking.signals import CityError, normalise_city
 from storage.errors import DuplicateEntityError
 from storage.store import EVENT_TYPES, Store
 
@@ -308,9 +309,38 @@ def prepare_frame(
     if kind == "events":
         _check_event_types(out, source=source)
         out = _with_event_ids(out)
+    if kind == "clips" and "city" in out.columns:
+        out = _normalised_cities(out, source=source)
     out = _fill_defaults(out, schema, source=source)
     _check_unique(out, _UNIQUE_KEYS.get(kind, ()), source=source)
     return out
+
+
+def _normalised_cities(clips: pl.DataFrame, *, source: str) -> pl.DataFrame:
+    """Clips' ``city`` values in canonical form; a value finer than a city is refused.
+
+    The message gives the count and the first row, never a value (it may be a location).
+    """
+    values = clips["city"].to_list()
+    out: list[str | None] = []
+    bad: list[int] = []
+    for i, v in enumerate(values):
+        if v is None or not str(v).strip():
+            out.append(None)
+            continue
+        try:
+            out.append(normalise_city(str(v)))
+        except CityError:
+            bad.append(i)
+            out.append(None)
+    if bad:
+        msg = (
+            f"{source}: {len(bad)} clip city value(s) are not city names (first at row "
+            f"{bad[0]}): a city is the finest location stored; coordinates, postcodes and "
+            "addresses are refused. Send a city name, or leave the cell empty"
+        )
+        raise ImporterError(msg)
+    return clips.with_columns(pl.Series("city", out, dtype=pl.String))
 
 
 def check_clip_authors(store: Store, clips: pl.DataFrame, *, source: str) -> None:

@@ -572,6 +572,30 @@ TIMEZONES: tuple[tuple[str, float, float], ...] = (
     ("Asia/Tokyo", 9.0, 0.04),
     ("Australia/Sydney", 10.0, 0.02),
 )
+#: Two cities per zone: a creator's clips carry the city of their zone picked by their index
+#: (no random draw, so every other figure of a seeded world stays as it was).
+ZONE_CITIES: dict[str, tuple[str, str]] = {
+    "America/New_York": ("new york", "boston"),
+    "America/Chicago": ("chicago", "houston"),
+    "America/Denver": ("denver", "salt lake city"),
+    "America/Los_Angeles": ("los angeles", "seattle"),
+    "America/Mexico_City": ("mexico city", "guadalajara"),
+    "America/Sao_Paulo": ("são paulo", "rio de janeiro"),
+    "Europe/London": ("london", "manchester"),
+    "Europe/Paris": ("paris", "lyon"),
+    "Europe/Berlin": ("berlin", "munich"),
+    "Europe/Madrid": ("madrid", "barcelona"),
+    "Europe/Istanbul": ("istanbul", "ankara"),
+    "Africa/Lagos": ("lagos", "abuja"),
+    "Africa/Johannesburg": ("johannesburg", "cape town"),
+    "Asia/Kolkata": ("mumbai", "delhi"),
+    "Asia/Jakarta": ("jakarta", "surabaya"),
+    "Asia/Singapore": ("singapore", "singapore"),
+    "Asia/Manila": ("manila", "cebu"),
+    "Asia/Seoul": ("seoul", "busan"),
+    "Asia/Tokyo": ("tokyo", "osaka"),
+    "Australia/Sydney": ("sydney", "melbourne"),
+}
 
 SOURCES: tuple[str, ...] = ("following", "trending", "fresh", "ann")
 _SOURCE_MIX = np.array([0.30, 0.20, 0.12, 0.38])
@@ -1571,6 +1595,11 @@ def _assemble(
         ),
     )
     remix = np.where(clips.remix_of >= 0, clips.remix_of + 1, 0)
+    zone_city = [ZONE_CITIES[z] for z, _, _ in TIMEZONES]
+    city = [
+        zone_city[z][a % 2]
+        for z, a in zip(users.tz[clips.author].tolist(), clips.author.tolist(), strict=True)
+    ]
     clips_df = pl.DataFrame(
         {
             "item_id": item_ids,
@@ -1591,6 +1620,8 @@ def _assemble(
                 np.where(clips.generated, "generated:demo-world", "upload:demo-world").tolist(),
                 dtype=pl.String,
             ),
+            # Where the creator posts from, at city level (the location signal's clip side).
+            "city": pl.Series(city, dtype=pl.String),
         }
     ).with_columns(pl.when(pl.col("remix_of") > 0).then(pl.col("remix_of")).alias("remix_of"))
 

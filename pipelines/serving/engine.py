@@ -45,10 +45,12 @@ from pipelines.serving.telemetry import Telemetry, current_request_id, new_reque
 from pipelines.serving.telemetry.metrics import ServingCollector, ServingSnapshot
 from pipelines.serving.telemetry.tracing import tracer_for
 from ranking.cursor import Cursor, CursorCodec
+from ranking.data_controls import DataControlsService
 from ranking.errors import BadCursorError
 from ranking.explain import reason_text, top_contributions
 from ranking.learned.services import build_learned
 from ranking.learned.serving import LearnedModels
+from ranking.locality import ClipCities
 from ranking.overrides import NO_OVERRIDES, RequestOverrides
 from ranking.pipeline import FeedQuery, PipelineResult, RankingPipeline
 from ranking.retrieval.services import CollabServices, build_collab
@@ -130,6 +132,9 @@ class Engine:
         cached = self.store.get_vectors(CAPTION_SPACE)
         self.store.release_memory()  # the matrix is in hand; its blocks need not stay cached
         self.state = FeedState.load(self.store, vectors=cached)
+        # Clips' cities and people's data controls (read once; written through).
+        self.clip_cities = ClipCities.load(self.store)
+        self.data_controls = DataControlsService(self.store, self.state, self.clip_cities)
         self.writer = BackgroundEventWriter(
             self.store,
             on_commit=self._events_committed,
@@ -181,7 +186,12 @@ class Engine:
             "experiments": self._experiments_health,
         }
         # Services that hold per-user memory an erasure must clear.
-        self.forgetters: dict[str, Callable[[int], None]] = {"collab": self.collab.forget_user}
+        self.forgetters: dict[str, Callable[[int], None]] = {
+            "collab": self.collab.forget_user,
+            "data_controls": self.data_controls.forget,
+            # The erased person's clips are gone from the store: drop their cities too.
+            "clip_cities": lambda _uid: self.clip_cities.reload(self.store),
+        }
         self.product_deps = ProductDeps(
             state=self.state,
             index=self.index,
@@ -196,6 +206,9 @@ class Engine:
             media_access=self.media_access,
             experiments=self.experiments,
             experiment_settings=settings.experiments,
+            data_controls=self.data_controls,
+            clip_cities=self.clip_cities,
+            local_boost=self.feed_settings.local_boost,
         )
         self.products: dict[str, RankingPipeline] = {
             HOME: build_home_feed(self.product_deps),
@@ -337,6 +350,7 @@ class Engine:
             [clips["item_id"].to_list()],
         )
         self.state.add_clips(full)
+        self.clip_cities.add(full)
         if embed:
             self.index_clips(full)
         return n
@@ -434,12 +448,18 @@ class Engine:
         product: str = "home",
         now: datetime | None = None,
         overrides: RequestOverrides | None = None,
+        city: str | None = None,
     ) -> FeedPage:
         """Serve one page of a product for a user.
+
+        ``city`` is a city the client passes for this request (used only while the person
+        allows location); it is checked first (:class:`~ranking.data_controls.
+        DataControlsError` for coordinates or a city no clip comes from).
 
         The page and its side effects (impressions, a survey prompt) run inside the user's
         fence, so an erasure waits for them and none of them writes after it.
         """
+        resolved = self.data_controls.resolve_city(city) if city is not None else None
         t0 = time.perf_counter()
         request_id = current_request_id() or new_request_id()
         with self.telemetry.page_span(request_id) as span:
@@ -447,7 +467,7 @@ class Engine:
             try:
                 self.require_user(user_id)
                 page, effects = self._feed(
-                    user_id, limit, cursor, product, now, overrides, request_id
+                    user_id, limit, cursor, product, now, overrides, request_id, city=resolved
                 )
             except BaseException as exc:
                 self.fence.leave(held)
@@ -502,6 +522,8 @@ class Engine:
         now: datetime | None,
         overrides: RequestOverrides | None,
         request_id: str,
+        *,
+        city: str | None = None,
     ) -> tuple[FeedPage, list[Any]]:
         limit = min(limit or self.feed_settings.default_limit, self.feed_settings.max_limit)
         now = now or datetime.now(UTC).replace(tzinfo=None)
@@ -518,6 +540,7 @@ class Engine:
             page=cur.page,
             exclude_ids=cur.served,
             overrides=overrides or NO_OVERRIDES,
+            city=city,
         )
         pipeline = self.products[self.choose_product(user_id, product)]
         result = pipeline.run(query, observer=self.telemetry)

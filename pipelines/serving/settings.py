@@ -42,6 +42,9 @@ class FeedSettings(BaseSettings):
     # core). A page's matrix products are small: waking BLAS worker threads for them cost
     # more than the products (measured: page p50 44-47 vs 23-24 ms on a busy 2-core machine).
     blas_threads: int | None = Field(default=1, ge=1)
+    # How far a clip made in the person's city rises (standard deviations of the page's
+    # scores); only for people who allow location and have a city. 0 turns the boost off.
+    local_boost: float = Field(default=0.3, ge=0.0, le=2.0)
 
 
 class TrainJobSettings(BaseSettings):

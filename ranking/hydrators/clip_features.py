@@ -6,6 +6,7 @@ import numpy as np
 import polars as pl
 
 from ranking.pipeline import FeedQuery, set_columns
+from ranking.signals import Signal
 from ranking.state import COUNTERS, FeedState
 
 _C = {c: i for i, c in enumerate(COUNTERS)}
@@ -23,7 +24,12 @@ def _member(values: np.ndarray, members: set[int]) -> np.ndarray:
 
 
 class ClipFeaturesHydrator:
-    """Adds per-candidate feature columns (names listed in :attr:`FEATURES`)."""
+    """Adds per-candidate feature columns (names listed in :attr:`FEATURES`).
+
+    Data controls (``context.signals``): with friends' activity off, ``friends_engaged``,
+    ``friend_cameo`` and ``remix_of_friend`` read their neutral default (0); the taste cosine
+    reads the context's vector, which is already ``None`` while interaction history is off.
+    """
 
     name = "clip_features"
 
@@ -82,7 +88,7 @@ class ClipFeaturesHydrator:
             followers = np.fromiter(
                 (len(st.graph.followers.get(a, ())) for a in uniq.tolist()), np.float64, len(uniq)
             )[inverse]
-            if friends:
+            if friends and ctx.signals.allows(Signal.FRIENDS_ACTIVITY):
                 # Most candidates have no friend among their engagers: a disjointness test
                 # (no set built) first, the count only for the few that do.
                 engagers = st.engagement.engagers

@@ -22,7 +22,9 @@ import polars as pl
 
 from features.author_stats import AUTHOR_STAT_COLUMNS
 from features.registry import spec
+from ranking.history import decayed_history
 from ranking.pipeline import FeedQuery, set_columns
+from ranking.signals import SignalGate
 from ranking.state import USER_VECTOR_HALF_LIFE_S, FeedState
 
 
@@ -79,7 +81,9 @@ class LearnedFeaturesHydrator:
                 c: st.engagement.author_stats(authors, c, spec(c).default)
                 for c in AUTHOR_STAT_COLUMNS
             }
-            cols["user_author_affinity"] = self._affinity(query.user_id, authors, now)
+            cols["user_author_affinity"] = self._affinity(
+                query.user_id, authors, now, query.context.signals
+            )
             tz = query.context.timezone
             if tz is None:  # the user hydrator did not run (a replay): read the profile
                 tz = str((st.profiles.by_user.get(query.user_id) or {}).get("timezone") or "UTC")
@@ -89,15 +93,18 @@ class LearnedFeaturesHydrator:
             candidates, {k: np.asarray(v, dtype=np.float64) for k, v in cols.items()}
         )
 
-    def _affinity(self, user_id: int, authors: np.ndarray, now: float) -> np.ndarray:
-        """log(1 + decayed positive engagement of the user with each author); lock held."""
+    def _affinity(
+        self, user_id: int, authors: np.ndarray, now: float, signals: SignalGate
+    ) -> np.ndarray:
+        """log(1 + decayed positive engagement of the user with each author); lock held.
+
+        Reads the history the data controls allow (none with interaction history off: 0, the
+        feature's neutral default; no long views with watch time off).
+        """
         st = self.state
-        h = st.activity.history.get(user_id)
-        if h is None or not h.rows:
+        rows, w = decayed_history(st, user_id, now, signals, half_life_s=self.half_life_s)
+        if not len(rows):
             return np.zeros(len(authors))
-        rows = np.asarray(h.rows, dtype=np.int64)
-        age = np.clip(now - np.asarray(h.times), 0.0, None)
-        w = np.asarray(h.weights) * np.power(0.5, age / self.half_life_s)
         hist_authors = st.catalogue.author[rows]
         uniq, inv = np.unique(hist_authors, return_inverse=True)
         strength = np.bincount(inv, weights=w, minlength=len(uniq))

@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from features.author_stats import AUTHOR_STAT_COLUMNS, compute_author_stats, follow_edges
-from features.registry import feature_names
+from features.registry import feature_names, spec
 from ranking.hydrators.clip_features import ClipFeaturesHydrator
 from ranking.hydrators.learned_features import LearnedFeaturesHydrator
 from ranking.pipeline import CandidateHydrator, FeedQuery
@@ -152,7 +152,16 @@ def replay_features(
             cands = h.hydrate(query, cands)
         out_ids.append(row["event_id"])
         out_users.extend(row["row_user_ids"])
-        out_feats.append(cands.select(pl.col(n).cast(pl.Float64) for n in names))
+        # A feature these hydrators cannot replay (``same_city``: the request's city is not
+        # kept) takes its neutral default, as a row logged without it would.
+        out_feats.append(
+            cands.select(
+                pl.col(n).cast(pl.Float64)
+                if n in cands.columns
+                else pl.lit(spec(n).default, dtype=pl.Float64).alias(n)
+                for n in names
+            )
+        )
     feats = pl.concat(out_feats)
     # event ids are unique per user (not across users): join on both
     filled = pl.DataFrame(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ranking.history import taste_vector
 from ranking.pipeline import FeedQuery
 from ranking.state import FeedState
 
@@ -11,7 +12,12 @@ TEEN_MATURITY_MAX = 0
 
 class UserContextQueryHydrator:
     """Sets the user's fields of ``query.context``: ``timezone``, ``maturity_max``,
-    ``user_vector``, ``following``, ``friends``, ``blocked`` and ``seen``."""
+    ``user_vector``, ``following``, ``friends``, ``blocked`` and ``seen``.
+
+    The taste vector follows the data controls in ``context.signals``: none while interaction
+    history is off, built without long views while watch time is off. ``seen`` is kept either
+    way: it only stops a clip being shown twice, it ranks nothing.
+    """
 
     name = "user_context"
 
@@ -32,7 +38,7 @@ class UserContextQueryHydrator:
         ctx = query.context
         ctx.timezone = str(profile.get("timezone") or "UTC")
         ctx.maturity_max = maturity_max
-        ctx.user_vector = st.activity.user_vector(uid, query.now_epoch)
+        ctx.user_vector = taste_vector(st, uid, query.now_epoch, ctx.signals)
         ctx.following = st.graph.following.get(uid, set())
         ctx.friends = st.graph.friends(uid)
         ctx.blocked = st.graph.blocked.get(uid, set())

@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 
 from ranking.pipeline import CANDIDATE_SCHEMA, FeedQuery
+from ranking.signals import Signal
 from storage.index.base import SearchFilter, VectorIndex
 
 logger = logging.getLogger(__name__)
@@ -69,8 +70,9 @@ class CollabSource:
         self.timeout_s = timeout_s
 
     def enabled(self, query: FeedQuery) -> bool:
-        """Only while the vector index is open (the feed serves without ANN otherwise)."""
-        return self.index is not None
+        """Only while the vector index is open (the feed serves without ANN otherwise) and the
+        person allows their interaction history (the collab vector is learned from it)."""
+        return self.index is not None and query.context.signals.allows(Signal.INTERACTION_HISTORY)
 
     def fetch(self, query: FeedQuery) -> pl.DataFrame:
         """Return the clips with the highest dot product with the user's collab vector."""

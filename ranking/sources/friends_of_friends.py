@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 
 from ranking.pipeline import FeedQuery
+from ranking.signals import Signal
 from ranking.sources._util import rows_to_candidates
 from ranking.state import FeedState
 
@@ -34,6 +35,10 @@ class FriendsOfFriendsSource:
         self.max_authors = max_authors
         self.per_author = per_author
         self.timeout_s = timeout_s
+
+    def enabled(self, query: FeedQuery) -> bool:
+        """Off while the person turned friends' activity off (who their friends follow)."""
+        return query.context.signals.allows(Signal.FRIENDS_ACTIVITY)
 
     def fetch(self, query: FeedQuery) -> pl.DataFrame:
         """Return recent clips of the most-shared second-hop authors."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,11 +25,16 @@ MAX_HISTORY = 500
 
 @dataclass
 class UserHistory:
-    """Recent positive engagement of one user: clip rows, weights and times (bounded)."""
+    """Recent positive engagement of one user: clip rows, weights and times (bounded).
+
+    ``views`` marks the entries a long view made (its watch time), so a person who turned
+    watch time off in their data controls is ranked from their other engagement only.
+    """
 
     rows: list[int]
     weights: list[float]
     times: list[float]
+    views: list[bool] = field(default_factory=list)
 
 
 class UserActivity:
@@ -63,6 +68,7 @@ class UserActivity:
             up = batch.users[pos]
             order = np.argsort(up, kind="stable")  # per user, in batch order
             rows_l, w_l, t_l = rp[order].tolist(), ap[order].tolist(), tp[order].tolist()
+            v_l = batch.masks["view"][pos][order].tolist()
             history = self.history
             for u, lo, hi in runs(up[order]):
                 h = history.get(u)
@@ -71,8 +77,10 @@ class UserActivity:
                 h.rows.extend(rows_l[lo:hi])
                 h.weights.extend(w_l[lo:hi])
                 h.times.extend(t_l[lo:hi])
+                h.views.extend(v_l[lo:hi])
                 if len(h.rows) > MAX_HISTORY:
                     del h.rows[:-MAX_HISTORY], h.weights[:-MAX_HISTORY], h.times[:-MAX_HISTORY]
+                    del h.views[:-MAX_HISTORY]
                 self._user_vec.pop(u, None)
 
     def user_vector(self, user_id: int, now: float) -> np.ndarray | None:

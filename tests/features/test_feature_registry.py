@@ -17,10 +17,15 @@ from features.registry import (
 )
 from ranking.hydrators.clip_features import ClipFeaturesHydrator
 from ranking.hydrators.learned_features import LearnedFeaturesHydrator
+from ranking.hydrators.locality import LocalityHydrator
 
 
 def test_every_served_feature_is_declared_and_every_declared_one_is_served() -> None:
-    served = [n for n in (*ClipFeaturesHydrator.FEATURES, *LearnedFeaturesHydrator.FEATURES)]
+    served = [
+        *ClipFeaturesHydrator.FEATURES,
+        *LearnedFeaturesHydrator.FEATURES,
+        *LocalityHydrator.FEATURES,
+    ]
     assert len(served) == len(set(served))
     assert set(served) == set(feature_names())
 

@@ -72,8 +72,9 @@ class Reference:
             h.rows.append(r)
             h.weights.append(strength)
             h.times.append(ts)
+            h.views.append(et == "view")
             if len(h.rows) > MAX_HISTORY:
-                del h.rows[0], h.weights[0], h.times[0]
+                del h.rows[0], h.weights[0], h.times[0], h.views[0]
 
 
 def _events(rng: np.random.Generator, items: np.ndarray, n: int, t0: datetime) -> pl.DataFrame:
@@ -129,5 +130,5 @@ def test_apply_events_keeps_the_event_at_a_time_rules() -> None:
     assert max(len(h.rows) for h in ref.history.values()) == MAX_HISTORY
     for u, h in ref.history.items():
         got = state.activity.history[u]
-        assert got.rows == h.rows and got.times == h.times, u
+        assert got.rows == h.rows and got.times == h.times and got.views == h.views, u
         assert np.allclose(got.weights, h.weights)

@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 
 from ranking.pipeline import FeedQuery
+from ranking.signals import Signal
 
 if TYPE_CHECKING:
     from wellbeing.service import SatisfactionService
@@ -20,7 +21,8 @@ class SatisfactionHeadScorer:
 
     ``weight`` defaults to the package setting (``STEERFEED_WELLBEING_SATISFACTION_WEIGHT``)
     and is overridden per request by ``query.overrides.satisfaction_weight``; 0, or no
-    fitted model yet, passes the score through unchanged.
+    fitted model yet, passes the score through unchanged, and so does a person who turned
+    the satisfaction model off in their data controls.
     """
 
     name = "satisfaction_head"
@@ -35,7 +37,12 @@ class SatisfactionHeadScorer:
         override = query.overrides.satisfaction_weight
         weight = self.weight if override is None else override
         model = self.satisfaction.model
-        if model is None or weight == 0.0 or candidates.height == 0:
+        if (
+            model is None
+            or weight == 0.0
+            or candidates.height == 0
+            or not query.context.signals.allows(Signal.SATISFACTION_MODEL)
+        ):
             return incoming
         head = model.clip_head(candidates)
         spread = float(np.std(incoming)) or 1.0

@@ -49,6 +49,7 @@ def post_clips(batch: ClipBatchIn, engine: EngineDep, principal: PrincipalDep) -
             "hashtags": pl.List(pl.String),
             "created_at": pl.Datetime("us"),
             "maturity": pl.Int16,
+            "city": pl.String,
         },
     )
     ids = df["item_id"].to_list()

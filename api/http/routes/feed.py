@@ -16,7 +16,16 @@ router = APIRouter(prefix="/v1", tags=["feed"])
 @router.get(
     "/feed",
     response_model=FeedPage,
-    responses=errors(400, 404, why={400: "a tampered or malformed cursor", 404: "unknown user"}),
+    responses=errors(
+        400,
+        404,
+        422,
+        why={
+            400: "a tampered or malformed cursor",
+            404: "unknown user",
+            422: "the city is not a city name (coordinates, digits) or no clip comes from it",
+        },
+    ),
 )
 def get_feed(
     engine: EngineDep,
@@ -26,8 +35,16 @@ def get_feed(
     cursor: Annotated[
         str | None, Query(max_length=65536, description="next_cursor of the previous page")
     ] = None,
+    city: Annotated[
+        str | None,
+        Query(
+            max_length=100,
+            description="the city the person is in (a city name, never coordinates); used "
+            "only while they allow location in their data controls",
+        ),
+    ] = None,
 ) -> FeedPage:
     """Return the next ranked page; each item says why it is there."""
     principal.require_user_access(user_id, parent_of=parent_links(engine, principal))
     # The engine's page is the response: built once, serialised as it is.
-    return engine.feed(user_id, limit=limit, cursor=cursor)
+    return engine.feed(user_id, limit=limit, cursor=cursor, city=city)

@@ -135,11 +135,31 @@ def get_interests(
     principal: PrincipalDep,
     k: Annotated[int, Query(ge=1, le=100, description="how many interests")] = 20,
 ) -> dict[str, Any]:
-    """What the engine thinks the user likes, strongest first, with the user's rules."""
+    """What the engine thinks the user likes, strongest first, with the user's rules, and the
+    data controls that shaped it (signals off are not used: with interaction history off
+    nothing is inferred and only the user's own rules are listed)."""
     _access(engine, principal, user_id)
     svc = engine.steering
     interests = InterestService(engine.state, svc.controls, lambda: engine.embedder)
-    return {"interests": [i.to_dict() for i in interests.list(user_id, k=k)]}
+    gate = engine.data_controls.gate(user_id)
+    listed = interests.list(user_id, k=k, signals=gate)
+    return {
+        "interests": [i.to_dict() for i in listed],
+        "data_controls": engine.data_controls.describe(user_id),
+        "inferred_from": _inferred_from(gate.off()),
+    }
+
+
+def _inferred_from(off: list[str]) -> str:
+    """One sentence saying what the interests were read from, as the data controls allow."""
+    if "interaction_history" in off:
+        return (
+            "nothing: your interaction history is off in your data controls, so only the "
+            "rules you set yourself are listed"
+        )
+    if "watch_time" in off:
+        return "your likes, shares, comments, remixes and follows (watch time is off)"
+    return "your likes, shares, comments, remixes, follows and how long you watch"
 
 
 @router.post("/{user_id}/interests/{topic}", responses=errors(422))

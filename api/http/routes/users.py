@@ -27,6 +27,7 @@ CONFIRM_TTL_S = 15 * 60
 # What an erasure removes (said in the first step's answer).
 ERASES = (
     "account, settings and API keys",
+    "data controls and the city you set",
     "events, impressions, surveys, moods, governor settings and usage",
     "follows, blocks and parental links",
     "cameo consent and generation jobs",

@@ -8,7 +8,9 @@ from pipelines.experiments.repository import ExperimentRepository
 from pipelines.experiments.settings import ExperimentSettings
 from pipelines.generation.media_access import MediaAccess
 from pipelines.generation.service import GenerationService
+from ranking.data_controls import DataControlsService
 from ranking.learned.serving import LearnedModels
+from ranking.locality import ClipCities
 from ranking.retrieval.services import CollabServices
 from ranking.scorers.hand_weighted import HandWeights
 from ranking.side_effects.log_impressions import EventSink
@@ -39,3 +41,6 @@ class ProductDeps:
     media_access: MediaAccess
     experiments: ExperimentRepository
     experiment_settings: ExperimentSettings
+    data_controls: DataControlsService
+    clip_cities: ClipCities
+    local_boost: float

@@ -21,6 +21,7 @@ from ranking.filters.unknown_clip import UnknownClipFilter
 from ranking.hydrators.clip_features import ClipFeaturesHydrator
 from ranking.pipeline import RankingPipeline
 from ranking.post_hydrators.learned_explanations import LearnedExplanationsPostHydrator
+from ranking.query_hydrators.data_controls import DataControlsQueryHydrator
 from ranking.query_hydrators.user_context import UserContextQueryHydrator
 from ranking.scorers.recency import RecencyScorer
 from ranking.selectors.newest_first import NewestFirstSelector
@@ -43,6 +44,7 @@ def build_following_only_feed(deps: ProductDeps) -> RankingPipeline:
     return RankingPipeline(
         name=FOLLOWING_ONLY,
         query_hydrators=[
+            DataControlsQueryHydrator(deps.data_controls),  # first: the signals allowed
             UserContextQueryHydrator(deps.state),
             ExperimentArmsQueryHydrator(deps.experiments.running),
             ActiveMoodQueryHydrator(steer.moods, steer.controls, steer.concepts),

@@ -24,12 +24,15 @@ from ranking.filters.safety import SafetyFilter
 from ranking.filters.unknown_clip import UnknownClipFilter
 from ranking.hydrators.clip_features import ClipFeaturesHydrator
 from ranking.hydrators.learned_features import LearnedFeaturesHydrator
+from ranking.hydrators.locality import LocalityHydrator
 from ranking.pipeline import RankingPipeline, Scorer
 from ranking.post_hydrators.learned_explanations import LearnedExplanationsPostHydrator
+from ranking.query_hydrators.data_controls import DataControlsQueryHydrator
 from ranking.query_hydrators.user_context import UserContextQueryHydrator
 from ranking.retrieval.settings import COLLAB_SPACE
 from ranking.scorers.hand_weighted import HandWeightedScorer
 from ranking.scorers.lightgbm_scorer import LightGbmScorer
+from ranking.scorers.local_boost import LocalBoostScorer
 from ranking.selectors.diverse_top_k import DiverseTopKSelector
 from ranking.side_effects.log_impressions import LogImpressionsSideEffect
 from ranking.sources.ann_user_vector import AnnUserVectorSource
@@ -66,6 +69,7 @@ def build_home_feed(deps: ProductDeps) -> RankingPipeline:
     scorers: list[Scorer] = [
         learned,  # enabled while a model is promoted (or an experiment arm names one)
         HandWeightedScorer(deps.hand_weights, unless=learned.enabled),
+        LocalBoostScorer(weight=deps.local_boost),  # a request with a city the person allows
         MoodScorer(),  # blends the value with the mood; the wellbeing scorers see the result
         GovernorTaperScorer(strength=wb.settings.governor_taper),
         SatisfactionHeadScorer(wb.satisfaction, weight=wb.settings.satisfaction_weight),
@@ -74,6 +78,8 @@ def build_home_feed(deps: ProductDeps) -> RankingPipeline:
     return RankingPipeline(
         name=HOME,
         query_hydrators=[
+            # First: every later component reads the signals the person allows.
+            DataControlsQueryHydrator(deps.data_controls),
             UserContextQueryHydrator(deps.state),
             # Before the others: the mood, governor and survey hydrators read the arm's overrides.
             ExperimentArmsQueryHydrator(deps.experiments.running),
@@ -106,6 +112,7 @@ def build_home_feed(deps: ProductDeps) -> RankingPipeline:
         hydrators=[
             ClipFeaturesHydrator(deps.state),
             LearnedFeaturesHydrator(deps.state),
+            LocalityHydrator(deps.clip_cities),
             IntensityHydrator(wb.intensity),
         ],
         # Cheapest first: id lookups, then set membership, then column predicates; the stop

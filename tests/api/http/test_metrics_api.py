@@ -37,8 +37,13 @@ def _value(samples: dict[Any, float], name: str, **labels: str) -> float:
 
 def _user(client: Any) -> int:
     st = client.app.state.engine.state
-    adults = [u for u, p in st.profiles.items() if not p.get("is_teen")]
-    return int(max(adults, key=lambda u: len(st.history[u].rows) if u in st.history else 0))
+    adults = [u for u, p in st.profiles.by_user.items() if not p.get("is_teen")]
+    return int(
+        max(
+            adults,
+            key=lambda u: len(st.activity.history[u].rows) if u in st.activity.history else 0,
+        )
+    )
 
 
 def test_metrics_after_pages_events_surveys_and_a_job(client: Any) -> None:
@@ -71,7 +76,7 @@ def test_metrics_after_pages_events_surveys_and_a_job(client: Any) -> None:
     ).json()
     assert stopped["stop_card"]["reason"] == "page_cap"
 
-    item = int(engine.state.item_ids[0])
+    item = int(engine.state.catalogue.item_ids[0])
     ev = [
         {"event_id": uuid.uuid4().hex, "user_id": uid, "event_type": "like", "item_id": item}
         for _ in range(4)
@@ -125,7 +130,7 @@ def test_metrics_after_pages_events_surveys_and_a_job(client: Any) -> None:
     # The serving state, read at the scrape.
     assert _value(after, "steerfeed_ready", part="store") == 1
     assert _value(after, "steerfeed_impression_queue_frames") == 0
-    assert _value(after, "steerfeed_catalogue_clips") == len(engine.state.item_ids)
+    assert _value(after, "steerfeed_catalogue_clips") == len(engine.state.catalogue.item_ids)
     assert _value(after, "steerfeed_model_serving_info", version="hand_weighted") == 1
     assert ("steerfeed_generation_jobs", (("status", "queued"),)) in after
 

@@ -150,7 +150,8 @@ def test_arms_hydrator_runs_before_the_others_and_exploration_wraps_the_selector
     home = engine.products["home"]
     names = [q.name for q in home.query_hydrators]
     arms = next(q for q in home.query_hydrators if isinstance(q, ExperimentArmsQueryHydrator))
-    assert names.index(arms.name) == 1  # right after the user context: the others read it
+    # Right after the data controls and the user context: the others read the arm.
+    assert names.index(arms.name) == names.index("user_context") + 1 == 2
     assert isinstance(home.selector, ExploringSelector)
     assert not isinstance(home.selector.inner, ExploringSelector)
 

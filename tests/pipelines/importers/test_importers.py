@@ -353,3 +353,20 @@ def test_microlens_refuses_to_overwrite_lastfm_clips(store: Store, lastfm_subset
 
     with pytest.raises(ImporterError, match="separate store"):
         import_microlens(store, MICROLENS_DIR, limit=50)
+
+
+def test_clip_cities_are_normalised_and_coordinates_refused(store: Store, tmp_path: Path) -> None:
+    good = write_csv(
+        tmp_path / "clips.csv", "item_id,author_id,caption,city\n1,5,a, São  Paulo \n2,5,b,\n"
+    )
+    assert import_table(store, "clips", good).rows_inserted == 2
+    assert rows(store, "SELECT item_id, city FROM clips ORDER BY item_id") == [
+        (1, "são paulo"),
+        (2, None),
+    ]
+    bad = write_csv(
+        tmp_path / "bad.csv", 'item_id,author_id,caption,city\n3,5,c,lisbon\n4,5,d,"38.7,-9.1"\n'
+    )
+    with pytest.raises(ImporterError, match=r"1 clip city value\(s\).*row 1.*coordinates"):
+        import_table(store, "clips", bad)
+    assert store.count("clips") == 2  # nothing of the bad file was written

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 HOME = [
+    "query_hydrator: data_controls [DataControlsQueryHydrator]",
     "query_hydrator: user_context [UserContextQueryHydrator]",
     "query_hydrator: experiment_arms [ExperimentArmsQueryHydrator]",
     "query_hydrator: active_mood [ActiveMoodQueryHydrator]",
@@ -20,11 +21,12 @@ HOME = [
     "source: more_of [MoreOfSource] (conditional)",
     "source: following [FollowingSource]",
     "source: ann_user_vector [AnnUserVectorSource] (conditional)",
-    "source: friends_of_friends [FriendsOfFriendsSource]",
+    "source: friends_of_friends [FriendsOfFriendsSource] (conditional)",
     "source: trending [TrendingSource]",
     "source: fresh [FreshSource]",
     "hydrator: clip_features [ClipFeaturesHydrator]",
     "hydrator: learned_features [LearnedFeaturesHydrator]",
+    "hydrator: locality [LocalityHydrator]",
     "hydrator: intensity [IntensityHydrator]",
     "filter: unknown_clip [UnknownClipFilter]",
     "filter: already_seen [AlreadySeenFilter]",
@@ -37,6 +39,7 @@ HOME = [
     "filter: rights_opt_out [RightsOptOutFilter]",
     "scorer: learned_value [LightGbmScorer] (conditional)",
     "scorer: hand_weighted [HandWeightedScorer] (conditional)",
+    "scorer: local_boost [LocalBoostScorer] (conditional)",
     "scorer: mood [MoodScorer]",
     "scorer: governor_taper [GovernorTaperScorer]",
     "scorer: satisfaction_head [SatisfactionHeadScorer]",
@@ -49,7 +52,7 @@ HOME = [
 ]
 
 FOLLOWING_ONLY = [
-    *HOME[:5],
+    *HOME[:6],
     "source: following [FollowingSource]",
     "hydrator: clip_features [ClipFeaturesHydrator]",
     *[e for e in HOME if e.startswith("filter: ")],

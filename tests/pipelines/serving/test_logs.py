@@ -73,7 +73,7 @@ def test_configure_logging_writes_json_lines_with_the_request_id() -> None:
 
 def test_a_requests_log_lines_carry_its_id(client: Any, json_lines: io.StringIO) -> None:
     engine = client.app.state.engine
-    uid = max(engine.state.users)
+    uid = max(engine.state.profiles.users)
     r = client.get(
         "/v1/feed",
         params={"user_id": uid},
