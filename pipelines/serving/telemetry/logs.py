@@ -37,6 +37,9 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+_HANDLER_NAME = "steerfeed"
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object a line: time, level, logger, message, request id, and the exception."""
 
@@ -54,19 +57,35 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
+class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a line is logged: a test runner swaps and closes
+    its captured streams, and a background thread logging later must not hit a closed one."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def configure_logging(
     *, level: int = logging.INFO, fmt: Literal["text", "json"] = "text", stream: Any = None
 ) -> logging.Handler:
     """Log to ``stream`` (stderr) in ``fmt`` at ``level``, every line with its request id.
 
-    Replaces the root logger's handlers (the CLI calls it once per process); returns the handler.
+    Replaces the handler an earlier call installed, leaving others alone (a test runner's);
+    returns the handler.
     """
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _CurrentStderrHandler()
     handler.addFilter(RequestIdFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.set_name(_HANDLER_NAME)
     root = logging.getLogger()
     for old in list(root.handlers):
-        root.removeHandler(old)
+        if old.get_name() == _HANDLER_NAME:
+            root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
     for name in QUIET_LOGGERS:

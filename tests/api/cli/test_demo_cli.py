@@ -19,7 +19,8 @@ def test_demo_builds_trains_and_the_feed_is_scored_by_the_learned_model(tmp_path
     args += ["--clips", "1500", "--events", "40000", "--seed", "5"]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
-    report = json.loads(res.output[res.output.index("{") : res.output.index("\nTry:")])
+    out = res.stdout  # the log lines go to stderr
+    report = json.loads(out[out.index("{") : out.index("\nTry:")])
     assert report["jobs"]["train"]["ok"], report["jobs"]
     assert "service key:" in res.output
     engine = open_engine(data)
