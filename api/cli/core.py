@@ -103,7 +103,7 @@ def serve(
 
     On SIGTERM (or Ctrl-C) the server stops listening, lets in-flight requests finish (up to
     ``--drain-timeout`` seconds), waits for their side effects, flushes the queued impressions
-    and closes the store, then exits 0.
+    and closes the store; then the process ends (by the signal it got, as uvicorn does).
     """
     import uvicorn
 
