@@ -41,6 +41,7 @@ from api.http.telemetry import RequestTelemetryMiddleware
 from pipelines.serving.engine import Engine
 from pipelines.serving.scheduler import start_scheduler
 from pipelines.serving.settings import SteerfeedSettings
+from pipelines.serving.telemetry.metrics import mark_worker_gone
 from pipelines.serving.telemetry.tracing import shutdown_tracing
 from ranking.errors import BadCursorError
 from storage.errors import DuplicateEntityError, UnknownEntityError
@@ -98,6 +99,7 @@ def create_app(
             engine.close()
             app.state.engine = None
             shutdown_tracing()
+            mark_worker_gone()
 
     app = FastAPI(
         title="steerfeed",

@@ -225,6 +225,13 @@ def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
+def mark_worker_gone() -> None:
+    """In multiprocess mode, drop this worker's live gauges (requests in flight) from the
+    merged view; its counters stay. Called when the app shuts down."""
+    if multiprocess_dir():
+        multiprocess.mark_process_dead(os.getpid())
+
+
 def render(serving: Collector | None = None) -> bytes:
     """The text exposition of every metric (all workers' in multiprocess mode) plus the
     serving-state gauges of ``serving``."""

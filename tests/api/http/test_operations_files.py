@@ -1,8 +1,9 @@
 """docs/operations/: the alert rules and the Grafana dashboard use only metrics the server
 exports, every alert has its runbook section, and docs/operations.md explains every metric.
 
-promtool (``apt-get install prometheus``) checks the rules' syntax when it is installed; the
-names are checked against a real scrape of ``/metrics`` either way.
+promtool (``apt-get install prometheus``) checks the rules' syntax and runs their unit tests
+(docs/operations/alerts_test.yml) when it is installed; the names are checked against a real
+scrape of ``/metrics`` either way.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tests.conftest import make_key
 ROOT = Path(__file__).resolve().parents[3]
 OPS = ROOT / "docs" / "operations"
 ALERTS = OPS / "alerts.yml"
+ALERT_TESTS = OPS / "alerts_test.yml"
 DASHBOARD = OPS / "grafana-dashboard.json"
 DOC = ROOT / "docs" / "operations.md"
 NAME = re.compile(r"\bsteerfeed_[a-z0-9_]+\b")
@@ -57,7 +59,12 @@ def exported(client: Any) -> dict[str, str]:
 
 
 def test_alerts_and_dashboard_use_only_exported_metrics(exported: dict[str, str]) -> None:
-    exprs = [r["expr"] for r in _rules()] + _dashboard_exprs()
+    series = [
+        s["series"]
+        for t in yaml.safe_load(ALERT_TESTS.read_text())["tests"]
+        for s in t["input_series"]
+    ]
+    exprs = [r["expr"] for r in _rules()] + _dashboard_exprs() + series
     used = {n for e in exprs for n in NAME.findall(e)}
     unknown = sorted(used - set(exported))
     assert not unknown, f"not exported by /metrics: {unknown}"
@@ -109,3 +116,13 @@ def test_promtool_accepts_the_rules() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"SUCCESS: {len(_rules())} rules found" in done.stdout
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
+def test_alerts_fire_on_the_series_they_watch() -> None:
+    """docs/operations/alerts_test.yml: each tested alert stays quiet, then fires with its
+    labels and annotations once its condition has held long enough."""
+    done = subprocess.run(
+        ["promtool", "test", "rules", str(ALERT_TESTS)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
