@@ -55,16 +55,24 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(
-    *, level: int = logging.INFO, fmt: Literal["text", "json"] = "text", stream: Any = None
-) -> logging.Handler:
+    *,
+    level: int = logging.INFO,
+    fmt: Literal["text", "json"] = "text",
+    stream: Any = None,
+    force: bool = False,
+) -> logging.Handler | None:
     """Log to ``stream`` (stderr) in ``fmt`` at ``level``, every line with its request id.
 
-    Replaces the root logger's handlers (the CLI calls it once per process); returns the handler.
+    Like ``logging.basicConfig``: when the root logger already has handlers (a host that set up
+    its own logging, a test runner) nothing changes and None is returned, unless ``force``
+    replaces them. The CLI calls it once per process; returns the handler it installed.
     """
+    root = logging.getLogger()
+    if root.handlers and not force:
+        return None
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(RequestIdFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
-    root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
