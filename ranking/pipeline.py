@@ -210,6 +210,8 @@ class PipelineResult:
     n_candidates: int
     effects: list[Future[None]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    # Rows each filter removed on this page (``removed`` keeps only the first filter per item).
+    removed_counts: dict[str, int] = field(default_factory=dict)
 
 
 class PipelineObserver(Protocol):
@@ -359,8 +361,11 @@ class RankingPipeline:
                 cands = _hydrate(query, cands, h, "h", timings, skipped)
 
         removed: dict[int, str] = {}
+        removed_counts: dict[str, int] = {}
         with _stage(observer, self.name, "filter"):
-            cands = self._filter(query, cands, self.filters, removed, timings, skipped)
+            cands = self._filter(
+                query, cands, self.filters, removed, timings, skipped, removed_counts
+            )
 
         with _stage(observer, self.name, "scorer"):
             cands = self._score(query, cands, timings, skipped)
@@ -376,7 +381,9 @@ class RankingPipeline:
             timings["select"] = (time.perf_counter() - t) * 1e3
         if self.post_filters:
             with _stage(observer, self.name, "post_filter"):
-                page = self._filter(query, page, self.post_filters, removed, timings, skipped)
+                page = self._filter(
+                    query, page, self.post_filters, removed, timings, skipped, removed_counts
+                )
         if self.post_hydrators:
             with _stage(observer, self.name, "post_hydrator"):
                 for ph in self.post_hydrators:
@@ -409,7 +416,16 @@ class RankingPipeline:
             timings["total"],
         )
         result = PipelineResult(
-            query, page, removed, counts, failed, timings, n_candidates, effects, skipped
+            query,
+            page,
+            removed,
+            counts,
+            failed,
+            timings,
+            n_candidates,
+            effects,
+            skipped,
+            removed_counts,
         )
         if observer is not None:
             observer.finished(self.name, result)
@@ -529,6 +545,7 @@ class RankingPipeline:
         removed: dict[int, str],
         timings: dict[str, float],
         skipped: list[str],
+        removed_counts: dict[str, int] | None = None,
     ) -> pl.DataFrame:
         for f in filters:
             if cands.height == 0:
@@ -547,6 +564,8 @@ class RankingPipeline:
                 raise ContractViolation(msg)
             for item_id in res.removed["item_id"].to_list():
                 removed.setdefault(int(item_id), f.name)
+            if res.removed.height and removed_counts is not None:
+                removed_counts[f.name] = removed_counts.get(f.name, 0) + res.removed.height
             cands = res.kept
             timings[f"f.{f.name}"] = (time.perf_counter() - t) * 1e3
         return cands

@@ -30,6 +30,9 @@ def bench(
     concurrency: Annotated[int, typer.Option(help="concurrent HTTP connections")] = 16,
     batch: Annotated[int, typer.Option(help="events per HTTP batch")] = 500,
     mood_prompts: Annotated[int, typer.Option(help="mood prompts to time")] = 20,
+    telemetry_pages: Annotated[
+        int, typer.Option(help="rounds of the metrics/tracing overhead measurement (0: skip)")
+    ] = 200,
     store_events: Annotated[
         str,
         typer.Option(
@@ -60,6 +63,7 @@ def bench(
             http_concurrency=concurrency,
             http_batch=batch,
             mood_prompts=mood_prompts,
+            telemetry_pages=telemetry_pages,
             reuse=reuse,
         )
         counts = [int(x) for x in store_events.split(",") if x.strip()]

@@ -103,7 +103,7 @@ def serve(
 
     On SIGTERM (or Ctrl-C) the server stops listening, lets in-flight requests finish (up to
     ``--drain-timeout`` seconds), waits for their side effects, flushes the queued impressions
-    and closes the store, then exits 0.
+    and closes the store; then the process ends (by the signal it got, as uvicorn does).
     """
     import uvicorn
 
@@ -114,6 +114,11 @@ def serve(
         )
     os.environ["STEERFEED_DATA_DIR"] = str(data_dir)
     os.environ["STEERFEED_API_SCHEDULER"] = "true" if scheduler else "false"
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Several workers: each keeps its metrics in this folder and /metrics merges them.
+        import tempfile
+
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="steerfeed-metrics-")
     uvicorn.run(
         "api.http.main:create_app",
         factory=True,

@@ -42,6 +42,7 @@ from api.http.telemetry import RequestTelemetryMiddleware
 from pipelines.serving.engine import Engine
 from pipelines.serving.scheduler import start_scheduler
 from pipelines.serving.settings import SteerfeedSettings
+from pipelines.serving.telemetry.metrics import mark_worker_gone
 from pipelines.serving.telemetry.tracing import shutdown_tracing
 from ranking.data_controls import DataControlsError
 from ranking.errors import BadCursorError
@@ -101,6 +102,7 @@ def create_app(
             engine.close()
             app.state.engine = None
             shutdown_tracing()
+            mark_worker_gone()
 
     app = FastAPI(
         title="steerfeed",

@@ -12,6 +12,8 @@ Every number comes from the real engine on a real DuckDB file and Qdrant Edge sh
   ``wrk`` load generator (a separate process, loopback): pages, and event batches with fresh
   ids; throughput and latency p50/p99 as wrk measures them. Without ``wrk`` on the PATH the
   HTTP part is skipped and ``http_skipped`` says why (no other client stands in for it);
+- ``telemetry``: what metrics and tracing add to a page (hook time per page, and page latency
+  with them off, metrics only, metrics and tracing, interleaved; see ``bench_telemetry``);
 - ``mood_prompt``: ``POST /v1/users/{id}/mood`` latency when steering is wired;
 - ``peak_rss_mb``: peak resident memory of this process and of the server.
 
@@ -43,6 +45,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipelines.offline.bench_telemetry import telemetry_overhead
 from pipelines.offline.demo import build_demo
 from pipelines.serving.engine import open_engine
 
@@ -66,6 +69,9 @@ class BenchConfig(BaseModel):
     http_concurrency: int = Field(default=16, ge=1, le=512)
     http_batch: int = Field(default=500, ge=1, le=10_000)
     mood_prompts: int = Field(default=20, ge=0)
+    telemetry_pages: int = Field(
+        default=200, ge=0, description="rounds of the metrics/tracing overhead A/B (0: skip)"
+    )
     reuse: bool = Field(default=False, description="measure an existing data dir; do not build")
 
 
@@ -432,6 +438,11 @@ def _in_process(
             "stage_mean_ms": {k: round(float(np.mean(v)), 2) for k, v in stages.items()},
         }
         report["in_process_first_page"] = _pct(first) if first else {}
+        if cfg.telemetry_pages:
+            # What metrics and tracing add to a page, against the same engine with them off.
+            report["telemetry"] = telemetry_overhead(
+                engine, pool, pages=cfg.telemetry_pages, rng=rng
+            )
         if cfg.bulk_events:
             df = _synthetic_events(users, items, cfg.bulk_events, rng, start=_now())
             t1 = time.perf_counter()

@@ -11,20 +11,30 @@ from pipelines.offline.bench import WRK_MISSING, BenchConfig, run_bench, store_s
 
 
 def test_bench_in_process_stages(world_dir: Path) -> None:
-    cfg = BenchConfig(pages=10, train=False, bulk_events=2000, http=False, reuse=True)
+    cfg = BenchConfig(
+        pages=10, train=False, bulk_events=2000, http=False, reuse=True, telemetry_pages=5
+    )
     report = run_bench(cfg, world_dir)
     inp = report["in_process"]
     assert inp["n"] == 10 and 0 < inp["p50_ms"] <= inp["p99_ms"]
     assert inp["stage_mean_ms"], "per-stage timings are reported"
     assert report["ingest_bulk"]["events"] == 2000
     assert "http_pages" not in report
+    tel = report["telemetry"]
+    assert tel["pages_per_config"] == 5
+    assert tel["off"]["hook_cpu_mean_ms"] < tel["metrics_tracing"]["hook_cpu_mean_ms"]
+    assert tel["metrics"]["hook_wall_mean_ms"] > 0
+    # a page span, its stage spans and nothing else: at least one span per stage a page ran
+    assert tel["spans_exported"] >= 5 * 7 and tel["otlp_bytes_per_span"] > 0
 
 
 def test_bench_without_wrk_skips_the_http_part_and_says_why(
     world_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # a PATH with no wrk on it
-    cfg = BenchConfig(pages=10, train=False, bulk_events=0, http=True, reuse=True)
+    cfg = BenchConfig(
+        pages=10, train=False, bulk_events=0, http=True, reuse=True, telemetry_pages=0
+    )
     report = run_bench(cfg, world_dir)
     assert report["http_skipped"] == WRK_MISSING and "apt-get install wrk" in WRK_MISSING
     assert not {"http_pages", "http_events", "server_start_s", "mood_prompt"} & set(report)
@@ -42,6 +52,7 @@ def test_bench_measures_every_stage_without_errors(world_dir: Path) -> None:
         http_concurrency=2,
         http_batch=50,
         mood_prompts=0,
+        telemetry_pages=0,
         reuse=True,
     )
     report = run_bench(cfg, world_dir)

@@ -6,11 +6,24 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from api.http.deps import EngineDep
 from api.http.scrub import scrub_paths
 
 router = APIRouter(tags=["health"])
+
+
+class ReadinessOut(BaseModel):
+    """The readiness probe's answer (the same body with 200 and 503)."""
+
+    ready: bool = Field(description="whether to send this server traffic")
+    parts: dict[str, str] = Field(
+        description="store, index, model, concepts: ok, degraded: why, unavailable: why, or "
+        "the concept catalogue's state (building, ready, stale, empty)"
+    )
+    not_ready: list[str] = Field(description="the parts that make the server not ready")
+    degraded: list[str] = Field(description="parts that serve degraded; the server stays ready")
 
 
 @router.get("/healthz")
@@ -30,7 +43,8 @@ async def livez() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    responses={503: {"description": "not ready: the body names the parts that are not"}},
+    response_model=ReadinessOut,
+    responses={503: {"model": ReadinessOut, "description": "not ready: `not_ready` names why"}},
 )
 def readyz(request: Request) -> JSONResponse:
     """Whether to send this server traffic: 200 when ready (parts that serve degraded are

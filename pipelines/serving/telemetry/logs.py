@@ -37,9 +37,6 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-_HANDLER_NAME = "steerfeed"
-
-
 class JsonFormatter(logging.Formatter):
     """One JSON object a line: time, level, logger, message, request id, and the exception."""
 
@@ -71,21 +68,26 @@ class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def configure_logging(
-    *, level: int = logging.INFO, fmt: Literal["text", "json"] = "text", stream: Any = None
-) -> logging.Handler:
+    *,
+    level: int = logging.INFO,
+    fmt: Literal["text", "json"] = "text",
+    stream: Any = None,
+    force: bool = False,
+) -> logging.Handler | None:
     """Log to ``stream`` (stderr) in ``fmt`` at ``level``, every line with its request id.
 
-    Replaces the handler an earlier call installed, leaving others alone (a test runner's);
-    returns the handler.
+    Like ``logging.basicConfig``: when the root logger already has handlers (a host that set up
+    its own logging, a test runner) nothing changes and None is returned, unless ``force``
+    replaces them. The CLI calls it once per process; returns the handler it installed.
     """
+    root = logging.getLogger()
+    if root.handlers and not force:
+        return None
     handler = logging.StreamHandler(stream) if stream is not None else _CurrentStderrHandler()
     handler.addFilter(RequestIdFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
-    handler.set_name(_HANDLER_NAME)
-    root = logging.getLogger()
     for old in list(root.handlers):
-        if old.get_name() == _HANDLER_NAME:
-            root.removeHandler(old)
+        root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
     for name in QUIET_LOGGERS:

@@ -22,6 +22,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
     multiprocess,
 )
@@ -29,6 +30,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 __all__ = ["CONTENT_TYPE_LATEST", "ServingCollector", "ServingSnapshot", "render"]
+
+# No ``*_created`` series: a timestamp per counter and histogram that no alert or panel reads.
+disable_created_metrics()
 
 # Seconds. A page takes ~5-50 ms; a component ~0.05-10 ms.
 PAGE_BUCKETS = (0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -107,15 +111,16 @@ IMPRESSION_LAG = Histogram(
     buckets=LAG_BUCKETS,
 )
 
-# -- jobs, the model gate --------------------------------------------------------------------------
+# -- jobs, the model gate -------------------------------------------------------------------
+# The label is job_name: Prometheus keeps ``job`` for the scrape target.
 JOB_RUNS = Counter(
-    "steerfeed_job_runs", "Job runs by job and outcome (ok, failed)", ["job", "outcome"]
+    "steerfeed_job_runs", "Job runs by job and outcome (ok, failed)", ["job_name", "outcome"]
 )
-JOB_SECONDS = Histogram("steerfeed_job_seconds", "Job run time", ["job"], buckets=JOB_BUCKETS)
+JOB_SECONDS = Histogram("steerfeed_job_seconds", "Job run time", ["job_name"], buckets=JOB_BUCKETS)
 JOB_LAST_SUCCESS = Gauge(
     "steerfeed_job_last_success_timestamp_seconds",
     "When each job last succeeded (Unix time)",
-    ["job"],
+    ["job_name"],
     multiprocess_mode="max",
 )
 MODEL_GATE = Counter(
@@ -218,6 +223,13 @@ class ServingCollector(Collector):
 def multiprocess_dir() -> str | None:
     """The multiprocess folder when several workers share metrics, else None."""
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def mark_worker_gone() -> None:
+    """In multiprocess mode, drop this worker's live gauges (requests in flight) from the
+    merged view; its counters stay. Called when the app shuts down."""
+    if multiprocess_dir():
+        multiprocess.mark_process_dead(os.getpid())
 
 
 def render(serving: Collector | None = None) -> bytes:

@@ -9,7 +9,6 @@ metrics in one pass. No component records anything itself.
 from __future__ import annotations
 
 import contextlib
-from collections import Counter as Tally
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
@@ -34,6 +33,22 @@ _PREFIX_STAGE = {
     "s": "scorer",
     "ph": "post_hydrator",
     "se": "side_effect",
+}
+
+
+_STAGE_SPAN_NAMES = {
+    s: f"stage {s}"
+    for s in (
+        "query_hydrator",
+        "source",
+        "hydrator",
+        "filter",
+        "scorer",
+        "selector",
+        "post_filter",
+        "post_hydrator",
+        "side_effect",
+    )
 }
 
 
@@ -70,11 +85,11 @@ class Telemetry:
     # -- the pipeline observer ---------------------------------------------------------------
     def stage(self, pipeline: str, stage: str) -> AbstractContextManager[Any]:
         """A span around one stage of a page (nothing when tracing is off)."""
-        if self.tracer is None:
-            return _NULL
-        return self.tracer.start_as_current_span(
-            f"stage {stage}", attributes={"steerfeed.stage": stage, "steerfeed.product": pipeline}
-        )
+        if self.tracer is None or not trace.get_current_span().is_recording():
+            return _NULL  # tracing off, or this page was not sampled: no stage spans either
+        # No attributes: the name says the stage and the page span the product (each
+        # attribute costs a locked insert on a path that runs nine times a page).
+        return self.tracer.start_as_current_span(_STAGE_SPAN_NAMES.get(stage) or f"stage {stage}")
 
     def finished(self, pipeline: str, result: PipelineResult) -> None:
         """Record a finished run: stage and component times, candidates per source, removals."""
@@ -98,9 +113,8 @@ class Telemetry:
         for source, n in result.source_counts.items():
             if n:
                 self._child(m.SOURCE_CANDIDATES, pipeline, source).inc(n)
-        if result.removed:
-            for name, n in Tally(result.removed.values()).items():
-                self._child(m.FILTER_REMOVED, pipeline, name).inc(n)
+        for name, n in result.removed_counts.items():
+            self._child(m.FILTER_REMOVED, pipeline, name).inc(n)
 
     # -- pages ------------------------------------------------------------------------------------
     @contextlib.contextmanager

@@ -18,7 +18,9 @@ class TelemetrySettings(BaseSettings):
     ``metrics`` records the Prometheus metrics served at ``/metrics`` (on by default).
     Traces are exported by OTLP over HTTP to ``otlp_endpoint`` (or the standard
     ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_ENDPOINT``); with no endpoint
-    tracing is off and costs nothing. ``log_format`` is ``text`` (the default, for a terminal)
+    tracing is off and costs nothing. ``trace_sample_ratio`` of the requests are traced (a
+    caller's sampled parent span is followed); the standard ``OTEL_TRACES_SAMPLER`` variables
+    override it. ``log_format`` is ``text`` (the default, for a terminal)
     or ``json`` (one JSON object a line, for a log pipeline); either way every line of a request
     or a job carries its request id.
     """
@@ -30,6 +32,12 @@ class TelemetrySettings(BaseSettings):
         default=None, description="OTLP/HTTP traces endpoint, e.g. http://collector:4318/v1/traces"
     )
     service_name: str = Field(default="steerfeed", min_length=1, max_length=100)
+    trace_sample_ratio: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=1.0,
+        description="share of pages (root spans) traced, parent-based; OTEL_TRACES_SAMPLER wins",
+    )
     log_format: Literal["text", "json"] = "text"
 
     def resolved_otlp_endpoint(self) -> str | None:

@@ -8,12 +8,14 @@ tracing is off (then no span is made at all: nothing is paid on the page path).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
 from pipelines.serving.telemetry.settings import TelemetrySettings
 
@@ -39,12 +41,24 @@ def configure_tracing(settings: TelemetrySettings) -> TracerProvider | None:
         # Loaded only when an endpoint is configured (it brings protobuf and requests along).
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        provider = TracerProvider(resource=Resource.create({"service.name": settings.service_name}))
+        # A span costs ~50 us of CPU on a busy 2-core machine and a page makes nine
+        # (docs/benchmarks.md): trace a share of the requests unless the operator chose a
+        # sampler with the standard variable.
+        sampler = None
+        if not os.environ.get("OTEL_TRACES_SAMPLER"):
+            sampler = ParentBased(TraceIdRatioBased(settings.trace_sample_ratio))
+        provider = TracerProvider(
+            resource=Resource.create({"service.name": settings.service_name}), sampler=sampler
+        )
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
         trace.set_tracer_provider(provider)
         _configured = provider
         # The endpoint is configuration, not a secret; its credentials (headers) are not logged.
-        logger.info("tracing on: spans exported by OTLP to %s", endpoint)
+        logger.info(
+            "tracing on: spans exported by OTLP to %s (sampler %s)",
+            endpoint,
+            provider.sampler.get_description(),
+        )
         return provider
 
 

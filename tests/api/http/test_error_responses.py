@@ -34,7 +34,8 @@ OPS = [
 ]
 #: Routes that answer HTML (the dashboard and its sign-in form): their errors are HTML pages.
 HTML_ROUTES = {("/dashboard", "get"), ("/dashboard/login", "post")}
-JSON_ERROR_SCHEMAS = {"ErrorOut", "HTTPValidationError", "RefusalOrInvalid"}
+# ReadinessOut: /readyz answers 503 with the same body as 200 (what is not ready), by design.
+JSON_ERROR_SCHEMAS = {"ErrorOut", "HTTPValidationError", "RefusalOrInvalid", "ReadinessOut"}
 
 
 def _op_id(item: tuple[str, str, Any]) -> str:

@@ -40,7 +40,9 @@ APP = create_app(
         scheduler=False, rate_limit_per_s=0, rate_limit_roles={}, auth_fail_per_s=0
     ),
 )
-schema = schemathesis.openapi.from_dict(APP.openapi())
+# /readyz answers 503 by design while the concept catalogue builds (tests/api/http/
+# test_probes_api.py covers it); the fuzzer's "no server error" check would count that.
+schema = schemathesis.openapi.from_dict(APP.openapi()).exclude(path="/readyz")
 schema.app = APP  # calls go to the app in process (ASGI), started on first use
 CHECKS = [not_a_server_error, response_schema_conformance]
 

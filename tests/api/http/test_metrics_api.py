@@ -122,8 +122,9 @@ def test_metrics_after_pages_events_surveys_and_a_job(client: Any) -> None:
     n_cards = sum(1 for p in served_pages if p["survey"] is not None)
     assert delta("steerfeed_survey_cards_total", outcome="shown") == n_cards
     assert delta("steerfeed_survey_cards_total", outcome="answered") == 1
-    assert delta("steerfeed_job_runs_total", job="author_stats", outcome="ok") == 1
-    assert _value(after, "steerfeed_job_last_success_timestamp_seconds", job="author_stats") > 0
+    assert delta("steerfeed_job_runs_total", job_name="author_stats", outcome="ok") == 1
+    last_ok = "steerfeed_job_last_success_timestamp_seconds"
+    assert _value(after, last_ok, job_name="author_stats") > 0
     assert delta("steerfeed_http_requests_total", route="/v1/feed", status="200") == 5
     assert delta("steerfeed_http_requests_total", route="/v1/feed", status="404") == 1
     assert delta("steerfeed_http_requests_total", route="/v1/events", method="POST") == 2

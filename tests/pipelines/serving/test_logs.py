@@ -41,7 +41,8 @@ def test_configure_logging_writes_json_lines_with_the_request_id() -> None:
     saved = (list(root.handlers), root.level)
     stream = io.StringIO()
     try:
-        configure_logging(level=logging.INFO, fmt="json", stream=stream)
+        assert configure_logging(fmt="json", stream=stream) is None  # pytest's handlers stay
+        configure_logging(level=logging.INFO, fmt="json", stream=stream, force=True)
         log = logging.getLogger("ranking.pipeline")
         log.info("outside a request")
         token = bind_request_id("req-42")
