@@ -52,6 +52,17 @@ _EVENT_TO_COUNTER = {
 # How much each event says "I want more like this" (used for user vectors and velocity).
 POSITIVE_WEIGHTS = {"like": 1.0, "comment": 1.0, "share": 1.5, "remix": 2.0, "follow": 1.0}
 LONG_VIEW_FRACTION = 0.6
+# How much each event says "less like this" (the user vector and topic mix move away, with
+# decay): an explicit "see less" counts fully, a report twice, a skip a little; a quick skip
+# (a skip before QUICK_SKIP_FRACTION of the clip) more than a late one.
+NEGATIVE_WEIGHTS = {"see_less": 1.0, "report": 2.0, "skip": 0.3}
+QUICK_SKIP_FRACTION = 0.2
+QUICK_SKIP_WEIGHT = 0.6
+NEGATIVE_HALF_LIFE_S = 3 * 86400.0
+# Pull of the negative direction on the user vector: ``u - NEGATIVE_PULL * s / (s + 2) * n``
+# for ``s`` decayed negative weight and ``n`` its mean direction (Rocchio's gamma term).
+NEGATIVE_PULL = 0.6
+MAX_NEGATIVE = 200
 USER_VECTOR_HALF_LIFE_S = 7 * 86400.0
 VELOCITY_HALF_LIFE_S = 6 * 3600.0
 MAX_HISTORY = 500
@@ -117,6 +128,8 @@ class FeedState:
         self.blocked: dict[int, set[int]] = defaultdict(set)
         self.seen: dict[int, set[int]] = defaultdict(set)
         self.history: dict[int, UserHistory] = {}
+        # Recent negative feedback per user (see NEGATIVE_WEIGHTS), bounded like the history.
+        self.negative: dict[int, UserHistory] = {}
         # Users who engaged with each clip row: tuples, not sets (a set is 216 bytes even for
         # one user; 0.8 GB for 2.8M engagements at a million clips, ~0.2 GB as tuples).
         self.engagers: dict[int, tuple[int, ...]] = {}
@@ -393,6 +406,7 @@ class FeedState:
             seen = self.seen
             for u, part in _groups(users[known], item_ids[known]):
                 seen[u].update(part)
+            self._record_negative(events, masks, rows, users)
             pos = known & (strength > 0)
             if not pos.any():
                 return
@@ -415,6 +429,81 @@ class FeedState:
                 if len(h.rows) > MAX_HISTORY:
                     del h.rows[:-MAX_HISTORY], h.weights[:-MAX_HISTORY], h.times[:-MAX_HISTORY]
                 self._user_vec.pop(u, None)
+
+    def _record_negative(
+        self,
+        events: pl.DataFrame,
+        masks: dict[str, np.ndarray],
+        rows: np.ndarray,
+        users: np.ndarray,
+    ) -> None:
+        """Append see-less, report and skip events to the users' negative histories (a quick
+        skip weighs more) and drop their cached vectors. Called by :meth:`apply_events`."""
+        weight = np.zeros(len(rows))
+        for et, w in NEGATIVE_WEIGHTS.items():
+            weight[masks[et]] = w
+        skip = masks["skip"]
+        if skip.any() and "watch_frac" in events.columns:
+            frac = events["watch_frac"].cast(pl.Float64).fill_null(1.0).to_numpy()
+            weight[skip & (frac < QUICK_SKIP_FRACTION)] = QUICK_SKIP_WEIGHT
+        neg = weight > 0
+        if not neg.any():
+            return
+        times = _epoch_col(events, "ts")[neg]
+        rn, wn, un = rows[neg].tolist(), weight[neg].tolist(), users[neg].tolist()
+        for r, w, t, u in zip(rn, wn, times.tolist(), un, strict=True):
+            h = self.negative.get(u)
+            if h is None:
+                h = self.negative[u] = UserHistory([], [], [])
+            h.rows.append(r)
+            h.weights.append(w)
+            h.times.append(t)
+            if len(h.rows) > MAX_NEGATIVE:
+                del h.rows[:-MAX_NEGATIVE], h.weights[:-MAX_NEGATIVE], h.times[:-MAX_NEGATIVE]
+            self._user_vec.pop(u, None)
+
+    def negative_weights(self, user_id: int, now: float) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of the user's recent negative feedback and their weights decayed to ``now``
+        (half-life :data:`NEGATIVE_HALF_LIFE_S`)."""
+        with self.lock:
+            h = self.negative.get(user_id)
+            if h is None or not h.rows:
+                return np.zeros(0, dtype=np.int64), np.zeros(0)
+            rows = np.asarray(h.rows, dtype=np.int64)
+            age = np.clip(now - np.asarray(h.times), 0.0, None)
+            return rows, np.asarray(h.weights) * np.power(0.5, age / NEGATIVE_HALF_LIFE_S)
+
+    def topic_feedback(self, user_id: int, now: float) -> dict[str, float]:
+        """Decayed negative feedback per primary topic (see :data:`NEGATIVE_WEIGHTS`)."""
+        rows, neg = self.negative_weights(user_id, now)
+        against: dict[str, float] = defaultdict(float)
+        with self.lock:
+            for t, x in zip(self.primary_topic[rows].tolist(), neg.tolist(), strict=True):
+                if t:
+                    against[t] += x
+        return dict(against)
+
+    def topic_mix(self, user_id: int, now: float, *, sensitivity: float = 0.3) -> dict[str, float]:
+        """The user's interest mix over primary topics (sums to 1; empty without history).
+
+        Each topic's share of the decayed positive history, multiplied by
+        ``exp(-sensitivity * negative)`` where ``negative`` is the topic's decayed negative
+        feedback (:meth:`topic_feedback`): six "see less" on a topic keep ~17% of its weight,
+        one skip ~91%.
+        """
+        with self.lock:
+            mix: dict[str, float] = defaultdict(float)
+            h = self.history.get(user_id)
+            if h is not None and h.rows:
+                age = np.clip(now - np.asarray(h.times), 0.0, None)
+                w = np.asarray(h.weights) * np.power(0.5, age / USER_VECTOR_HALF_LIFE_S)
+                for t, x in zip(self.primary_topic[h.rows].tolist(), w.tolist(), strict=True):
+                    if t:
+                        mix[t] += x
+        against = self.topic_feedback(user_id, now)
+        out = {t: v * float(np.exp(-sensitivity * against.get(t, 0.0))) for t, v in mix.items()}
+        total = sum(out.values())
+        return {t: v / total for t, v in out.items() if v > 0} if total > 0 else {}
 
     def _bump_velocities(self, rows: np.ndarray, amounts: np.ndarray, times: np.ndarray) -> None:
         """Add engagement to clips' velocities: each touched clip moves to its latest time,
@@ -456,8 +545,26 @@ class FeedState:
                     v = (self.vectors[rows[ok]] * w[:, None].astype(np.float32)).sum(axis=0)
                     norm = float(np.linalg.norm(v))
                     vec = (v / norm).astype(np.float32) if norm > 0 else None
+            if vec is not None:
+                vec = self._away_from_negative(user_id, vec, now)
             self._user_vec[user_id] = vec
             return vec
+
+    def _away_from_negative(self, user_id: int, vec: np.ndarray, now: float) -> np.ndarray:
+        """``vec`` moved away from the mean direction of the user's negative feedback
+        (:data:`NEGATIVE_PULL`), renormalised; unchanged without negative feedback."""
+        rows, w = self.negative_weights(user_id, now)
+        ok = self.has_vector[rows] if len(rows) else np.zeros(0, dtype=bool)
+        if not ok.any():
+            return vec
+        n = (self.vectors[rows[ok]] * w[ok, None].astype(np.float32)).sum(axis=0)
+        nn = float(np.linalg.norm(n))
+        if nn <= 0:
+            return vec
+        mass = float(w[ok].sum())
+        out = vec - np.float32(NEGATIVE_PULL * mass / (mass + 2.0)) * (n / nn)
+        norm = float(np.linalg.norm(out))
+        return (out / norm).astype(np.float32) if norm > 0 else vec
 
     def trending(self, now: float, *, k: int = 500, ttl_s: float = 30.0) -> np.ndarray:
         """Rows of the clips with the highest engagement velocity (cached for ``ttl_s``)."""

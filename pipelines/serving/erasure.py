@@ -85,6 +85,7 @@ def forget_user_in_state(state: FeedState, user_id: int, item_ids: list[int]) ->
             blocked.discard(user_id)
         state.seen.pop(user_id, None)
         state.history.pop(user_id, None)
+        state.negative.pop(user_id, None)
         state._user_vec.pop(user_id, None)
         for row, engagers in list(state.engagers.items()):
             if user_id in engagers:

@@ -11,6 +11,7 @@ from typing import Any
 HOME = [
     "query_hydrator: user_context [UserContextQueryHydrator]",
     "query_hydrator: experiment_arms [ExperimentArmsQueryHydrator]",
+    "query_hydrator: topic_mix [TopicMixQueryHydrator]",
     "query_hydrator: active_mood [ActiveMoodQueryHydrator]",
     "query_hydrator: governor [GovernorQueryHydrator]",
     "query_hydrator: survey_card [SurveyCardQueryHydrator]",
@@ -18,6 +19,7 @@ HOME = [
     "source: collab [CollabSource] (conditional)",
     "source: mood [MoodSource]",
     "source: more_of [MoreOfSource] (conditional)",
+    "source: friends_creations [FriendsCreationsSource]",
     "source: following [FollowingSource]",
     "source: ann_user_vector [AnnUserVectorSource] (conditional)",
     "source: friends_of_friends [FriendsOfFriendsSource]",
@@ -38,9 +40,11 @@ HOME = [
     "scorer: learned_value [LightGbmScorer] (conditional)",
     "scorer: hand_weighted [HandWeightedScorer] (conditional)",
     "scorer: mood [MoodScorer]",
+    "scorer: taste_feedback [TasteFeedbackScorer] (conditional)",
     "scorer: governor_taper [GovernorTaperScorer]",
     "scorer: satisfaction_head [SatisfactionHeadScorer]",
-    "selector: exploring > interleaving > diverse_top_k [ExploringSelector]",
+    "selector: exploring > interleaving > own_generated_first > calibrated > diverse_top_k "
+    "[ExploringSelector]",
     "post_filter: governor_page [GovernorPageFilter] (conditional)",
     "post_hydrator: learned_explanations [LearnedExplanationsPostHydrator]",
     "post_hydrator: generated_label [GeneratedLabelPostHydrator]",
@@ -49,7 +53,7 @@ HOME = [
 ]
 
 FOLLOWING_ONLY = [
-    *HOME[:5],
+    *[e for e in HOME[:6] if "topic_mix" not in e],
     "source: following [FollowingSource]",
     "hydrator: clip_features [ClipFeaturesHydrator]",
     *[e for e in HOME if e.startswith("filter: ")],

@@ -1,0 +1,62 @@
+"""Query hydrator: the user's interest mix over topics (what a calibrated page follows) and the
+negative feedback per topic (what the taste-feedback scorer demotes)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ranking.pipeline import FeedQuery
+from ranking.state import FeedState
+
+#: Share a standing "more of" topic is given before renormalising (a topic the user never
+#: watched gets room on the page; one they watch a lot gains that much more).
+MORE_SHARE = 0.25
+#: Factor on a "less of" topic's share.
+LESS_FACTOR = 0.25
+
+
+@dataclass
+class TopicMix:
+    """The user's interest mix over primary topics (``shares`` sums to 1).
+
+    Built from the decayed engagement history, with negative feedback (see-less, skips,
+    reports) taking weight away (:meth:`~ranking.state.FeedState.topic_mix`). Steering may
+    adjust it for the request (:meth:`steer`) or switch calibration off (``calibrate``: a mood
+    says what the page is about, the history does not).
+    """
+
+    shares: dict[str, float] = field(default_factory=dict)
+    calibrate: bool = True
+    against: dict[str, float] = field(default_factory=dict)
+    """Decayed negative feedback per topic (what the taste-feedback scorer demotes)."""
+
+    def steer(
+        self, *, more: Iterable[str] = (), less: Iterable[str] = (), never: Iterable[str] = ()
+    ) -> None:
+        """Apply standing rules to the mix: "more" adds :data:`MORE_SHARE`, "less" keeps
+        :data:`LESS_FACTOR` of the share, "never" removes the topic; then renormalise."""
+        shares = dict(self.shares)
+        for t in more:
+            shares[t] = shares.get(t, 0.0) + MORE_SHARE
+        for t in less:
+            if t in shares:
+                shares[t] *= LESS_FACTOR
+        for t in never:
+            shares.pop(t, None)
+        total = sum(shares.values())
+        self.shares = {t: v / total for t, v in shares.items()} if total > 0 else {}
+
+
+class TopicMixQueryHydrator:
+    """Puts the user's :class:`TopicMix` into the query context (memory only)."""
+
+    name = "topic_mix"
+
+    def __init__(self, state: FeedState) -> None:
+        self.state = state
+
+    def hydrate(self, query: FeedQuery) -> None:
+        """Put the mix (an empty one for a user without history)."""
+        st, uid, now = self.state, query.user_id, query.now_epoch
+        query.context.put(TopicMix(st.topic_mix(uid, now), against=st.topic_feedback(uid, now)))
