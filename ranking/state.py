@@ -484,12 +484,14 @@ class FeedState:
         return dict(against)
 
     def topic_mix(self, user_id: int, now: float, *, sensitivity: float = 0.3) -> dict[str, float]:
-        """The user's interest mix over primary topics (sums to 1; empty without history).
+        """The user's interest mix over primary topics (empty without history).
 
         Each topic's share of the decayed positive history, multiplied by
         ``exp(-sensitivity * negative)`` where ``negative`` is the topic's decayed negative
         feedback (:meth:`topic_feedback`): six "see less" on a topic keep ~17% of its weight,
-        one skip ~91%.
+        one skip ~91%. The shares sum to at most 1: what negative feedback took away is not
+        given to the other topics of the history (a person whose history is all cats and who
+        says "see less" to the cats would get cats back) but left free, for exploration.
         """
         with self.lock:
             mix: dict[str, float] = defaultdict(float)
@@ -502,7 +504,7 @@ class FeedState:
                         mix[t] += x
         against = self.topic_feedback(user_id, now)
         out = {t: v * float(np.exp(-sensitivity * against.get(t, 0.0))) for t, v in mix.items()}
-        total = sum(out.values())
+        total = sum(mix.values())
         return {t: v / total for t, v in out.items() if v > 0} if total > 0 else {}
 
     def _bump_velocities(self, rows: np.ndarray, amounts: np.ndarray, times: np.ndarray) -> None:

@@ -27,6 +27,9 @@ def eval_feedback(
     clips: Annotated[int, typer.Option(min=200, help="clips in the demo world")] = 4000,
     events: Annotated[int, typer.Option(min=1000, help="events in the demo world")] = 60_000,
     seed: Annotated[int, typer.Option(help="seed of the demo world")] = 7,
+    train: Annotated[
+        bool, typer.Option("--train/--no-train", help="train a learned ranker into the world")
+    ] = True,
 ) -> None:
     """Measure on the demo world, as JSON: the drop of a topic's share after "see less" on
     every clip of it, the pages' calibration KL against the users' interest mix and the
@@ -42,6 +45,7 @@ def eval_feedback(
             n_clips=clips,
             n_events=events,
             seed=seed,
+            train=train,
         )
     except FeedbackEvalError as exc:
         _fail(str(exc))

@@ -54,14 +54,18 @@ class FeedbackEvalError(Exception):
     """The evaluation cannot run as asked (unknown split, too few users)."""
 
 
-def ensure_world(data_dir: Path, *, n_users: int, n_clips: int, n_events: int, seed: int) -> Path:
-    """Build the demo world into ``data_dir`` unless the same one is already there."""
+def ensure_world(
+    data_dir: Path, *, n_users: int, n_clips: int, n_events: int, seed: int, train: bool = False
+) -> Path:
+    """Build the demo world into ``data_dir`` unless the same one is already there (with
+    ``train``, the author-stats and train jobs run: a learned ranker serves, as in the demo)."""
     stamp = data_dir / "eval_feedback_world.txt"
-    key = f"{n_users} {n_clips} {n_events} {seed}"
+    key = f"{n_users} {n_clips} {n_events} {seed} train={train}"
     if stamp.exists() and stamp.read_text() == key:
         return data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
-    build_demo(data_dir, n_users=n_users, n_clips=n_clips, n_events=n_events, seed=seed)
+    jobs = ("author_stats", "train") if train else ()
+    build_demo(data_dir, n_users=n_users, n_clips=n_clips, n_events=n_events, seed=seed, jobs=jobs)
     stamp.write_text(key)
     return data_dir
 
@@ -109,9 +113,11 @@ def calibration_for_user(
 ) -> dict[str, Any] | None:
     """KL, collapse and friends' share of one user's session (``None``: no interest mix)."""
     st = eng.state
-    mix = st.topic_mix(uid, now.replace(tzinfo=UTC).timestamp())
-    if not mix:
+    held = st.topic_mix(uid, now.replace(tzinfo=UTC).timestamp())
+    if not held:
         return None
+    total = sum(held.values())
+    mix = {t: v / total for t, v in held.items()}  # the interest distribution (sums to 1)
     rows = _session(eng, pipe, uid, now, pages=pages, per_page=per)
     if not rows:
         return None
@@ -213,15 +219,19 @@ def run_feedback_eval(
     n_clips: int = 4000,
     n_events: int = 60_000,
     seed: int = 7,
+    train: bool = False,
 ) -> dict[str, Any]:
     """Run the four measures on ``users`` users of ``split``; return the JSON report."""
     if split not in SPLITS:
         msg = f"unknown split {split!r}; valid: {', '.join(SPLITS)}"
         raise FeedbackEvalError(msg)
     t0 = time.perf_counter()
-    ensure_world(data_dir, n_users=n_users, n_clips=n_clips, n_events=n_events, seed=seed)
+    ensure_world(
+        data_dir, n_users=n_users, n_clips=n_clips, n_events=n_events, seed=seed, train=train
+    )
     eng = open_engine(data_dir)
     try:
+        ranker = eng.learned.serving_version() or "hand_weighted"
         st = eng.state
         chosen = sorted(
             (u for u in st.history if in_split(u, split) and len(st.history[u].rows) >= 10),
@@ -257,7 +267,13 @@ def run_feedback_eval(
 
     return {
         "split": split,
-        "world": {"users": n_users, "clips": n_clips, "events": n_events, "seed": seed},
+        "world": {
+            "users": n_users,
+            "clips": n_clips,
+            "events": n_events,
+            "seed": seed,
+            "ranker": ranker,
+        },
         "users": len(chosen),
         "see_less": {
             "users": len(less),

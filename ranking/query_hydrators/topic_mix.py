@@ -18,7 +18,8 @@ LESS_FACTOR = 0.25
 
 @dataclass
 class TopicMix:
-    """The user's interest mix over primary topics (``shares`` sums to 1).
+    """The user's interest mix over primary topics (``shares`` sums to at most 1; the rest,
+    :attr:`free`, is what negative feedback took away, left to exploration).
 
     Built from the decayed engagement history, with negative feedback (see-less, skips,
     reports) taking weight away (:meth:`~ranking.state.FeedState.topic_mix`). Steering may
@@ -31,12 +32,19 @@ class TopicMix:
     against: dict[str, float] = field(default_factory=dict)
     """Decayed negative feedback per topic (what the taste-feedback scorer demotes)."""
 
+    @property
+    def free(self) -> float:
+        """The share no topic of the history holds (left to exploration)."""
+        return max(0.0, 1.0 - sum(self.shares.values()))
+
     def steer(
         self, *, more: Iterable[str] = (), less: Iterable[str] = (), never: Iterable[str] = ()
     ) -> None:
         """Apply standing rules to the mix: "more" adds :data:`MORE_SHARE`, "less" keeps
-        :data:`LESS_FACTOR` of the share, "never" removes the topic; then renormalise."""
+        :data:`LESS_FACTOR` of the share, "never" removes the topic; then rescale to the total
+        the mix had (the free share stays free)."""
         shares = dict(self.shares)
+        before = sum(shares.values())
         for t in more:
             shares[t] = shares.get(t, 0.0) + MORE_SHARE
         for t in less:
@@ -45,7 +53,8 @@ class TopicMix:
         for t in never:
             shares.pop(t, None)
         total = sum(shares.values())
-        self.shares = {t: v / total for t, v in shares.items()} if total > 0 else {}
+        scale = (before if before > 0 else 1.0) / total if total > 0 else 0.0
+        self.shares = {t: v * scale for t, v in shares.items()} if total > 0 else {}
 
 
 class TopicMixQueryHydrator:

@@ -75,7 +75,7 @@ class CalibratedSelector:
         *,
         weight: float = 0.5,
         explore: float = 0.1,
-        pool_size: int = 300,
+        pool_size: int = 1000,
         max_per_author: int = 2,
     ) -> None:
         if not 0.0 <= weight <= 1.0 or not 0.0 <= explore <= 1.0:
@@ -93,14 +93,15 @@ class CalibratedSelector:
         return mix if mix is not None and mix.calibrate and mix.shares else None
 
     def target(self, mix: TopicMix, pool_topics: list[str]) -> dict[str, float]:
-        """``p~``: the mix with ``explore`` spread over the pool's topics (less onto a topic
-        the user gave negative feedback on: ``exp(-0.3 * negative)``, as in the mix)."""
+        """``p~``: the mix with ``explore`` (and the mix's free share) spread over the pool's
+        topics, less onto a topic the user gave negative feedback on (``exp(-0.3 *
+        negative)``, as in the mix); sums to 1."""
         cats = set(pool_topics) | set(mix.shares)
         room = {t: math.exp(-0.3 * mix.against.get(t, 0.0)) for t in cats}
         total = sum(room.values())
+        spread = self.explore + (1 - self.explore) * mix.free  # what negative feedback freed
         return {
-            t: (1 - self.explore) * mix.shares.get(t, 0.0) + self.explore * room[t] / total
-            for t in cats
+            t: (1 - self.explore) * mix.shares.get(t, 0.0) + spread * room[t] / total for t in cats
         }
 
     def select(self, query: FeedQuery, candidates: pl.DataFrame) -> pl.DataFrame:

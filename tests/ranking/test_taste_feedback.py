@@ -66,6 +66,8 @@ def test_see_less_moves_the_topic_mix_and_the_vector_away() -> None:
     st.apply_events(_events(1, [14, 15, 16], "see_less", NOW))
     after = st.topic_mix(1, now)
     assert after["finance"] < 0.5 * before["finance"]
+    # What the feedback took is left free (to explore), not handed to cooking.
+    assert abs(after["cooking"] - before["cooking"]) < 1e-9
     vec_after = st.user_vector(1, now)
     assert vec_after is not None
     # The vector turned away from the finance direction and stays a unit vector.

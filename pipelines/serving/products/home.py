@@ -42,6 +42,7 @@ from ranking.sources.following import FollowingSource
 from ranking.sources.fresh import FreshSource
 from ranking.sources.friends_creations import FriendsCreationsSource
 from ranking.sources.friends_of_friends import FriendsOfFriendsSource
+from ranking.sources.topic_mix import TopicMixSource
 from ranking.sources.trending import TrendingSource
 from steering.filters.mood_exclusions import MoodExclusionsFilter
 from steering.query_hydrators.active_mood import ActiveMoodQueryHydrator
@@ -111,6 +112,7 @@ def build_home_feed(deps: ProductDeps) -> RankingPipeline:
             FriendsOfFriendsSource(deps.state),
             TrendingSource(deps.state),
             FreshSource(deps.state),
+            TopicMixSource(deps.state),  # each topic of the user's mix has candidates
         ],
         hydrators=[
             ClipFeaturesHydrator(deps.state),

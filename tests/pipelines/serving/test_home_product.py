@@ -25,6 +25,7 @@ HOME = [
     "source: friends_of_friends [FriendsOfFriendsSource]",
     "source: trending [TrendingSource]",
     "source: fresh [FreshSource]",
+    "source: topic_mix [TopicMixSource] (conditional)",
     "hydrator: clip_features [ClipFeaturesHydrator]",
     "hydrator: learned_features [LearnedFeaturesHydrator]",
     "hydrator: intensity [IntensityHydrator]",
