@@ -30,6 +30,7 @@ from ranking.post_hydrators.learned_explanations import LearnedExplanationsPostH
 from ranking.query_hydrators.topic_mix import TopicMixQueryHydrator
 from ranking.query_hydrators.user_context import UserContextQueryHydrator
 from ranking.retrieval.settings import COLLAB_SPACE
+from ranking.scorers.friends_connection import FriendsConnectionScorer
 from ranking.scorers.hand_weighted import HandWeightedScorer
 from ranking.scorers.lightgbm_scorer import LightGbmScorer
 from ranking.scorers.taste_feedback import TasteFeedbackScorer
@@ -74,6 +75,7 @@ def build_home_feed(deps: ProductDeps) -> RankingPipeline:
         HandWeightedScorer(deps.hand_weights, unless=learned.enabled),
         MoodScorer(),  # blends the value with the mood; the wellbeing scorers see the result
         TasteFeedbackScorer(),  # enabled after see-less, skips or reports: demotes the topic
+        FriendsConnectionScorer(),  # enabled for a user with friends: their creations rise
         GovernorTaperScorer(strength=wb.settings.governor_taper),
         SatisfactionHeadScorer(wb.satisfaction, weight=wb.settings.satisfaction_weight),
     ]

@@ -42,6 +42,7 @@ HOME = [
     "scorer: hand_weighted [HandWeightedScorer] (conditional)",
     "scorer: mood [MoodScorer]",
     "scorer: taste_feedback [TasteFeedbackScorer] (conditional)",
+    "scorer: friends_connection [FriendsConnectionScorer] (conditional)",
     "scorer: governor_taper [GovernorTaperScorer]",
     "scorer: satisfaction_head [SatisfactionHeadScorer]",
     "selector: exploring > interleaving > own_generated_first > calibrated > diverse_top_k "
