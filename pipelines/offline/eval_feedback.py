@@ -1,6 +1,6 @@
 """Feedback and calibration evaluation on the demo world (``steerfeed eval feedback``).
 
-Four measures, each over the users of one split (``tuning``: even user ids, ``held_out``: odd
+Five measures, each over the users of one split (``tuning``: even user ids, ``held_out``: odd
 ones; settings are chosen on the first, the second is reported once):
 
 - **see-less drop**: serve a page of 20 (its impressions are logged), pick the topic with the
@@ -15,7 +15,9 @@ ones; settings are chosen on the first, the second is reported once):
   than the user's interest in it (the 30%-finance user served 50 finance clips of 50). Both
   for the home feed and for the same feed with the uncalibrated diverse top-k selector.
 - **friends' items share**: of those 50 clips, the share where a friend appears (a cameo) or
-  that remixes a friend's clip, and how many such clips each user could have been served.
+  that remixes a friend's clip, and how many such clips each user could have been served;
+- **more of a rare topic**: a topic under 5% of the user's mix is marked "more of"; its clips
+  on the next page of 20, before and after (the issue: "more of dance" moved 1 to 2 of 20).
 
 Nothing here reads a label the engine would not have: the world's latent tastes stay unused.
 """
@@ -202,6 +204,39 @@ def see_less_for_user(
     }
 
 
+def more_of_for_user(
+    eng: Engine, uid: int, now: datetime, *, limit: int = 20
+) -> dict[str, Any] | None:
+    """Mark a topic the user barely has (the rarest of the catalogue's topics with clips left,
+    under 5% of their mix) "more of" and count its clips on the next page of ``limit``, before
+    and after. The control is written to the serving state only (the store stays as built)."""
+    st = eng.state
+    pipe = eng.products["home"]
+    held = st.topic_mix(uid, now.replace(tzinfo=UTC).timestamp())
+    seen = st.seen.get(uid, set())
+    avail = Counter(
+        str(t)
+        for i, t in zip(st.item_ids.tolist(), st.primary_topic.tolist(), strict=True)
+        if t and int(i) not in seen
+    )
+    rare = [t for t, n in avail.items() if n >= limit and held.get(t, 0.0) < 0.05]
+    if not rare:
+        return None
+    topic = sorted(rare, key=lambda t: (held.get(t, 0.0), t))[0]
+    before = _page_rows(pipe, uid, now, limit, frozenset())
+    profile = st.profiles.get(uid) or {}
+    settings = dict(profile.get("settings") or {})
+    st.set_user_settings(uid, {**settings, "more_of": [topic]})
+    try:
+        after = _page_rows(pipe, uid, now, limit, frozenset())
+    finally:
+        st.set_user_settings(uid, settings)
+    return {
+        "before": sum(str(st.primary_topic[r]) == topic for r in before),
+        "after": sum(str(st.primary_topic[r]) == topic for r in after),
+    }
+
+
 def _mean_ci(values: list[float]) -> dict[str, float]:
     a = np.asarray(values, dtype=np.float64)
     if len(a) == 0:
@@ -251,6 +286,7 @@ def run_feedback_eval(
                 if res is not None:
                     cal[name].append(res)
             available.append(friend_clips_available(eng, u))
+        more = [r for u in chosen if (r := more_of_for_user(eng, u, now)) is not None]
         less = [r for u in chosen if (r := see_less_for_user(eng, u, now)) is not None]
     finally:
         eng.close()
@@ -290,6 +326,11 @@ def run_feedback_eval(
             "topic_after": round(float(np.mean([r["topic_after"] for r in less])), 2)
             if less
             else None,
+        },
+        "more_of_rare_topic": {
+            "users": len(more),
+            "clips_of_20_before": _mean_ci([float(r["before"]) for r in more]),
+            "clips_of_20_after": _mean_ci([float(r["after"]) for r in more]),
         },
         "calibration": {k: summary(v) for k, v in cal.items()},
         "friends_clips_available_per_user": round(float(np.mean(available)), 1),

@@ -40,21 +40,21 @@ class TopicMix:
     def steer(
         self, *, more: Iterable[str] = (), less: Iterable[str] = (), never: Iterable[str] = ()
     ) -> None:
-        """Apply standing rules to the mix: "more" adds :data:`MORE_SHARE`, "less" keeps
-        :data:`LESS_FACTOR` of the share, "never" removes the topic; then rescale to the total
-        the mix had (the free share stays free)."""
+        """Apply standing rules to the mix: "less" keeps :data:`LESS_FACTOR` of the topic's
+        share and "never" removes it, the share taken left free (handed to the history's other
+        topics, a user whose history is 92% science kept 77% science after "less science");
+        "more" adds :data:`MORE_SHARE`, the mix scaled back to a total of 1 if it went over."""
         shares = dict(self.shares)
-        before = sum(shares.values())
-        for t in more:
-            shares[t] = shares.get(t, 0.0) + MORE_SHARE
         for t in less:
             if t in shares:
                 shares[t] *= LESS_FACTOR
         for t in never:
             shares.pop(t, None)
+        for t in more:
+            shares[t] = shares.get(t, 0.0) + MORE_SHARE
         total = sum(shares.values())
-        scale = (before if before > 0 else 1.0) / total if total > 0 else 0.0
-        self.shares = {t: v * scale for t, v in shares.items()} if total > 0 else {}
+        scale = 1.0 / total if total > 1.0 else 1.0
+        self.shares = {t: v * scale for t, v in shares.items() if v > 0}
 
 
 class TopicMixQueryHydrator:

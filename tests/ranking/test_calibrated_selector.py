@@ -74,5 +74,12 @@ def test_steering_the_mix_adds_more_and_removes_never() -> None:
     mix = TopicMix({"finance": 0.5, "cooking": 0.5})
     mix.steer(more=["dance"], less=["finance"], never=["cooking"])
     assert set(mix.shares) == {"finance", "dance"}
-    assert abs(sum(mix.shares.values()) - 1.0) < 1e-9
-    assert mix.shares["dance"] > mix.shares["finance"]
+    assert mix.shares == {"finance": 0.125, "dance": 0.25}
+    # What "less" and "never" took is left free, not handed to the other topics.
+    assert abs(mix.free - 0.625) < 1e-9
+    one = TopicMix({"science": 0.92, "news": 0.08})
+    one.steer(less=["science"])
+    assert one.shares["science"] == 0.23 and one.shares["news"] == 0.08
+    full = TopicMix({"cooking": 1.0})
+    full.steer(more=["dance"])
+    assert abs(sum(full.shares.values()) - 1.0) < 1e-9 and full.shares["dance"] == 0.2

@@ -12,6 +12,7 @@ from pipelines.offline.eval_feedback import (
     FeedbackEvalError,
     calibration_for_user,
     in_split,
+    more_of_for_user,
     run_feedback_eval,
     see_less_for_user,
 )
@@ -30,6 +31,9 @@ def test_measures_on_the_tiny_world(engine: Any) -> None:
     assert all(r["kl"] >= 0.0 and r["items"] <= 50 for r in cal)
     # The calibrated home feed follows the users' mixes more closely than the diverse top-k.
     assert sum(r["kl"] for r in cal) / len(cal) < sum(r["kl"] for r in base) / len(base)
+    more = [r for u in users if (r := more_of_for_user(engine, u, now))]
+    assert more and sum(r["after"] for r in more) > sum(r["before"] for r in more)
+    assert all(engine.steering.controls.get(u).more_of == [] for u in users)  # restored
     drops = [r for u in users if (r := see_less_for_user(engine, u, now))]
     assert drops
     assert sum(r["drop"] for r in drops) / len(drops) >= 0.6
