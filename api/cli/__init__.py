@@ -10,6 +10,7 @@ from __future__ import annotations
 from api.cli import (  # noqa: F401  (importing registers the commands)
     bench,
     experiments,
+    feedback,
     generation,
     models,
     retrieval,

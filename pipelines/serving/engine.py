@@ -586,7 +586,7 @@ class Engine:
                     position=int(row["position"]),
                     score=float(row["score"]),
                     source=source,
-                    reason=reason_text(source, contribs),
+                    reason=reason_text(source, contribs, facts=row),
                     is_generated=bool(st.catalogue.generated[r]),
                     explanation=Explanation(
                         source=source,

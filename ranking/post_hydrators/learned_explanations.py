@@ -73,26 +73,38 @@ class LearnedExplanationsPostHydrator:
         if used is not None and used.weights:
             weights = model.weights.model_copy(update=used.weights)
         contribs = model.contributions(model.matrix(candidates), weights, k=self.top_k)
+        # The clips' own values of the features named, so every phrase is true of the clip.
+        named = sorted(
+            {str(c["feature"]) for row in contribs for c in row} & set(candidates.columns)
+        )
+        values = candidates.select(named).to_dicts() if named else [{}] * candidates.height
         explain = []
-        for row in contribs:
+        for row, vals in zip(contribs, values, strict=True):
             pairs = [(str(c["feature"]), float(c["value"])) for c in row]
-            why, held_back = contribution_phrases(pairs)
+            why, held_back = contribution_phrases(pairs, values=vals)
             explain.append({"model": str(version), "why": why, "held_back": held_back})
+        new_explain = pl.Series(
+            "_explain",
+            explain,
+            dtype=pl.Struct(
+                {"model": pl.String, "why": pl.List(pl.String), "held_back": pl.List(pl.String)}
+            ),
+        )
+        if "_explain" in candidates.columns and isinstance(
+            candidates.schema["_explain"], pl.Struct
+        ):
+            # Keep what the steering filter wrote (mood, mood_match, rules_applied): replacing
+            # the struct dropped them from every page a learned model explained.
+            prev = candidates["_explain"].struct.unnest()
+            prev = prev.drop([c for c in ("model", "why", "held_back") if c in prev.columns])
+            new_explain = pl.concat(
+                [prev, new_explain.struct.unnest()], how="horizontal"
+            ).to_struct("_explain")
         annotated = set_columns(
             candidates,
             {
                 "_contributions": contributions_series(contribs),
-                "_explain": pl.Series(
-                    "_explain",
-                    explain,
-                    dtype=pl.Struct(
-                        {
-                            "model": pl.String,
-                            "why": pl.List(pl.String),
-                            "held_back": pl.List(pl.String),
-                        }
-                    ),
-                ),
+                "_explain": new_explain,
             },
         )
         return annotated

@@ -10,7 +10,7 @@ streams the store's event log through such a handler, which is how a part is reb
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -47,6 +47,8 @@ EVENT_TO_COUNTER = {
 # How much each event says "I want more like this" (used for user vectors and velocity).
 POSITIVE_WEIGHTS = {"like": 1.0, "comment": 1.0, "share": 1.5, "remix": 2.0, "follow": 1.0}
 LONG_VIEW_FRACTION = 0.6
+# A skip before this fraction of the clip is a quick skip (a skip with no fraction is not).
+QUICK_SKIP_FRACTION = 0.2
 #: The columns of the event log the state reads.
 EVENT_LOG_COLUMNS = "user_id, item_id, target_user_id, event_type, ts, watch_frac, weight"
 
@@ -67,6 +69,7 @@ class EventBatch:
     strength: np.ndarray
     watch_frac: np.ndarray
     times: np.ndarray
+    quick_skip: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     @classmethod
     def decode(
@@ -103,6 +106,12 @@ class EventBatch:
             strength[view] = (scale * np.where(frac >= LONG_VIEW_FRACTION, frac, 0.0))[view]
         if listen.any():
             strength[listen] = np.log1p(np.where(weights != 0.0, weights, 1.0))[listen]
+        # A skip with no watch fraction is not a quick one.
+        skip_frac = (
+            events["watch_frac"].cast(pl.Float64).fill_null(1.0).to_numpy()[known]
+            if "watch_frac" in cols
+            else np.ones(int(known.sum()))
+        )
         return cls(
             follows=follows,
             users=events["user_id"].to_numpy()[known],
@@ -112,6 +121,7 @@ class EventBatch:
             strength=strength,
             watch_frac=frac,
             times=epoch_col(events, "ts")[known],
+            quick_skip=masks["skip"] & (skip_frac < QUICK_SKIP_FRACTION),
         )
 
     @classmethod

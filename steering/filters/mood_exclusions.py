@@ -45,6 +45,11 @@ LEXICAL_Z = 4.0
 """Score floor of a clip that names the concept in its topics, hashtags or caption words: a
 concept that covers much of the catalogue has a small calibrated z even where it is named."""
 
+RULE_ACTS_Z = 1.0
+"""Calibrated concept z above which a standing more/less rule or a mood's "less" moves a clip
+(the mood scorer reads the same floor, so ``rules_applied`` names a rule exactly when it
+moved the clip; below it, a typical clip, the rule does nothing)."""
+
 
 def _max_z(concepts: list[ConceptScores], rows: np.ndarray) -> np.ndarray:
     if not concepts:
@@ -170,7 +175,7 @@ class MoodExclusionsFilter:
             common.append(f"mood:{mood_text}")
         if abs(sc.controls.connected_vs_global - 0.5) > 1e-9:
             common.append(f"connected_vs_global={sc.controls.connected_vs_global:g}")
-        t = self.restrict_threshold
+        t = RULE_ACTS_Z
         flags = [
             (more > t) if more_t else np.zeros(len(rows), dtype=bool),
             (less > t) if less_t else np.zeros(len(rows), dtype=bool),
@@ -187,7 +192,14 @@ class MoodExclusionsFilter:
             dtype=pl.List(pl.String),
         )
         n = len(rows)
-        match = np.round(1.0 / (1.0 + np.exp(-(sim - 2.0))), 3) if facets else None
+        if facets:
+            match: np.ndarray | None = np.round(1.0 / (1.0 + np.exp(-(sim - 2.0))), 3)
+        elif sc.moods:
+            # A mood of negations only ("nothing scary"): the match is how unlike the negated
+            # and "less" concepts the clip is (it acted on every clip it kept).
+            match = np.round(1.0 / (1.0 + np.exp(np.maximum(avoid, mood_less) - 2.0)), 3)
+        else:
+            match = None
         no_match = pl.Series("mood_match", [None], dtype=pl.Float64).new_from_index(0, n)
         explain = pl.DataFrame(
             [

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ranking.pipeline import FeedQuery
+from ranking.query_hydrators.topic_mix import TopicMix
 from steering.concepts import ConceptIndex, ConceptScores
 from steering.controls import Controls, ControlsService
 from steering.moods import CompiledMood, MoodService
@@ -40,7 +41,10 @@ class SteeringContext:
 class ActiveMoodQueryHydrator:
     """Puts a :class:`SteeringContext` into the query context, sets ``mood_vectors`` (the
     facets' vectors, for the generated-clips source) and tightens ``maturity_max`` when a mood
-    asks for it. Reads memory only: a mood created a moment ago applies to this page."""
+    asks for it. Steers the request's :class:`~ranking.query_hydrators.topic_mix.TopicMix`
+    (what a calibrated page follows): the standing more / less / never topics move it, and an
+    active mood switches calibration off (the mood says what the page is about). Reads memory
+    only: a mood created a moment ago applies to this page."""
 
     name = "active_mood"
 
@@ -72,3 +76,7 @@ class ActiveMoodQueryHydrator:
             ctx.maturity_max = min(ctx.maturity_max, min(caps))
         ctx.mood_vectors = tuple(s.vector for m in moods for s in (*m.facets, *m.restrict_to))
         ctx.put(sc)
+        mix = ctx.get(TopicMix)
+        if mix is not None:
+            mix.steer(more=ctrl.more_of, less=ctrl.less_of, never=ctrl.never_show)
+            mix.calibrate = mix.calibrate and not moods

@@ -9,6 +9,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict
 
 from ranking.pipeline import FeedQuery
+from steering.filters.mood_exclusions import RULE_ACTS_Z
 from steering.query_hydrators.active_mood import SteeringContext
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,11 @@ class MoodScorer:
                 return np.zeros(candidates.height)
             return candidates[name].cast(pl.Float64).fill_null(0.0).to_numpy()
 
+        def acting(name: str) -> np.ndarray:
+            # A rule moves a clip only above the floor the filter's ``rules_applied`` uses.
+            v = col(name)
+            return np.where(v > RULE_ACTS_Z, np.clip(v, 0.0, 9.0), 0.0)
+
         sd = float(np.std(incoming))
         z_in = (incoming - float(np.mean(incoming))) / sd if sd > 1e-12 else incoming * 0.0
         total = z_in
@@ -83,12 +89,12 @@ class MoodScorer:
             mood = (
                 w.similarity * sim
                 + w.energy * col("mood_energy") / w.z_scale
-                - w.mood_less * np.clip(col("mood_less"), 0.0, None) / w.z_scale
+                - w.mood_less * acting("mood_less") / w.z_scale
                 - w.avoid * np.clip(col("steer_avoid"), 0.0, None) / w.z_scale
             )
             total = (1.0 - s) * z_in + s * mood
-        total = total + w.more_of * np.clip(col("steer_more"), 0.0, 9.0) / w.z_scale
-        total = total - w.less_of * np.clip(col("steer_less"), 0.0, 9.0) / w.z_scale
+        total = total + w.more_of * acting("steer_more") / w.z_scale
+        total = total - w.less_of * acting("steer_less") / w.z_scale
         dial = sc.controls.connected_vs_global - 0.5
         if abs(dial) > 1e-9:
             social = np.clip(

@@ -16,6 +16,7 @@ from pipelines.generation.filters.cameo_consent import CameoConsentFilter
 from pipelines.generation.filters.clip_review import ClipReviewFilter
 from pipelines.generation.filters.rights_optout import RightsOptOutFilter
 from pipelines.generation.post_hydrators.generated_label import GeneratedLabelPostHydrator
+from pipelines.generation.selectors.own_generated_first import OwnGeneratedFirstSelector
 from pipelines.generation.sources.generated import GeneratedForMoodSource
 from pipelines.serving.products.deps import ProductDeps
 from ranking.filters.already_seen import AlreadySeenFilter
@@ -28,18 +29,24 @@ from ranking.hydrators.locality import LocalityHydrator
 from ranking.pipeline import RankingPipeline, Scorer
 from ranking.post_hydrators.learned_explanations import LearnedExplanationsPostHydrator
 from ranking.query_hydrators.data_controls import DataControlsQueryHydrator
+from ranking.query_hydrators.topic_mix import TopicMixQueryHydrator
 from ranking.query_hydrators.user_context import UserContextQueryHydrator
 from ranking.retrieval.settings import COLLAB_SPACE
+from ranking.scorers.friends_connection import FriendsConnectionScorer
 from ranking.scorers.hand_weighted import HandWeightedScorer
 from ranking.scorers.lightgbm_scorer import LightGbmScorer
 from ranking.scorers.local_boost import LocalBoostScorer
+from ranking.scorers.taste_feedback import TasteFeedbackScorer
+from ranking.selectors.calibrated import CalibratedSelector
 from ranking.selectors.diverse_top_k import DiverseTopKSelector
 from ranking.side_effects.log_impressions import LogImpressionsSideEffect
 from ranking.sources.ann_user_vector import AnnUserVectorSource
 from ranking.sources.collab import CollabSource
 from ranking.sources.following import FollowingSource
 from ranking.sources.fresh import FreshSource
+from ranking.sources.friends_creations import FriendsCreationsSource
 from ranking.sources.friends_of_friends import FriendsOfFriendsSource
+from ranking.sources.topic_mix import TopicMixSource
 from ranking.sources.trending import TrendingSource
 from steering.filters.mood_exclusions import MoodExclusionsFilter
 from steering.query_hydrators.active_mood import ActiveMoodQueryHydrator
@@ -71,6 +78,8 @@ def build_home_feed(deps: ProductDeps) -> RankingPipeline:
         HandWeightedScorer(deps.hand_weights, unless=learned.enabled),
         LocalBoostScorer(weight=deps.local_boost),  # a request with a city the person allows
         MoodScorer(),  # blends the value with the mood; the wellbeing scorers see the result
+        TasteFeedbackScorer(),  # enabled after see-less, skips or reports: demotes the topic
+        FriendsConnectionScorer(),  # enabled for a user with friends: their creations rise
         GovernorTaperScorer(strength=wb.settings.governor_taper),
         SatisfactionHeadScorer(wb.satisfaction, weight=wb.settings.satisfaction_weight),
     ]
@@ -83,6 +92,7 @@ def build_home_feed(deps: ProductDeps) -> RankingPipeline:
             UserContextQueryHydrator(deps.state),
             # Before the others: the mood, governor and survey hydrators read the arm's overrides.
             ExperimentArmsQueryHydrator(deps.experiments.running),
+            TopicMixQueryHydrator(deps.state),  # before active_mood, which steers the mix
             ActiveMoodQueryHydrator(steer.moods, steer.controls, steer.concepts),
             GovernorQueryHydrator(wb.governor),
             SurveyCardQueryHydrator(wb.surveys),
@@ -103,11 +113,14 @@ def build_home_feed(deps: ProductDeps) -> RankingPipeline:
             ),
             MoodSource(deps.index, deps.state),
             MoreOfSource(deps.state),  # enabled while the user has a standing more_of topic
+            # Before following: a friend's cameo by a followed creator says "a friend appears".
+            FriendsCreationsSource(deps.state),
             FollowingSource(deps.state),
             AnnUserVectorSource(deps.index, deps.state),
             FriendsOfFriendsSource(deps.state),
             TrendingSource(deps.state),
             FreshSource(deps.state),
+            TopicMixSource(deps.state),  # each topic of the user's mix has candidates
         ],
         hydrators=[
             ClipFeaturesHydrator(deps.state),
@@ -131,10 +144,18 @@ def build_home_feed(deps: ProductDeps) -> RankingPipeline:
         ],
         scorers=scorers,
         # Exploration (logged propensities) over team-draft interleaving (for users in an
-        # interleaving experiment; it re-runs these scorers per arm) over the diverse top-k.
+        # interleaving experiment; it re-runs these scorers per arm) over the user's own new
+        # generated clips first, then the calibrated top-k (the page follows the user's topic
+        # mix; the diverse top-k without one).
         selector=ExploringSelector(
             InterleavingSelector(
-                DiverseTopKSelector(max_per_author=deps.max_per_author),
+                OwnGeneratedFirstSelector(
+                    CalibratedSelector(
+                        DiverseTopKSelector(max_per_author=deps.max_per_author),
+                        max_per_author=deps.max_per_author,
+                    ),
+                    deps.state,
+                ),
                 running=deps.experiments.running,
                 scorers=lambda: scorers,
             ),

@@ -221,3 +221,41 @@ def test_models_api_lists_for_analysts_and_rolls_back_for_admins(trained_client:
     assert all(i["explanation"]["model"] is None for i in page["items"])
     again = trained_client.post("/v1/models/rollback", headers=h_admin)
     assert again.status_code == 409 and "nothing to roll back" in again.json()["detail"]
+
+
+def test_learned_explanations_say_only_what_is_true_and_keep_the_steering_fields(
+    trained_client: Any,
+) -> None:
+    from tests.steering.helpers import reason_parts, statement_holds
+
+    eng = trained_client.app.state.engine
+    users = sorted(
+        eng.state.activity.history, key=lambda u: -len(eng.state.activity.history[u].rows)
+    )[:5]
+    checked = 0
+    for uid in users:
+        h = make_key(trained_client, "user", uid)
+        items = trained_client.get(
+            "/v1/feed", params={"user_id": uid, "limit": 20}, headers=h
+        ).json()["items"]
+        for it in items:
+            ex = it["explanation"]
+            assert ex["model"] is not None
+            for phrase in [*reason_parts(it["reason"]), *ex["why"], *ex["held_back"]]:
+                holds = statement_holds(eng, uid, it["item_id"], phrase)
+                if holds is not None:
+                    assert holds, (uid, it["item_id"], phrase)
+                    checked += 1
+    assert checked > 0
+    # With a mood, the learned explanation and the steering fields arrive together.
+    uid = users[0]
+    h = make_key(trained_client, "user", uid)
+    r = trained_client.post(f"/v1/users/{uid}/mood", json={"text": "calm nature"}, headers=h)
+    assert r.status_code == 201
+    items = trained_client.get("/v1/feed", params={"user_id": uid, "limit": 10}, headers=h).json()[
+        "items"
+    ]
+    for it in items:
+        ex = it["explanation"]
+        assert ex["model"] is not None and ex["mood"] == "calm nature"
+        assert ex["mood_match"] is not None and "mood:calm nature" in ex["rules_applied"]
