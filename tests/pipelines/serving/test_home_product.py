@@ -58,7 +58,7 @@ HOME = [
 ]
 
 FOLLOWING_ONLY = [
-    *[e for e in HOME[:6] if "topic_mix" not in e],
+    *[e for e in HOME[:7] if "topic_mix" not in e],
     "source: following [FollowingSource]",
     "hydrator: clip_features [ClipFeaturesHydrator]",
     *[e for e in HOME if e.startswith("filter: ")],
