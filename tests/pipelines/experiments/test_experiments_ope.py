@@ -203,7 +203,7 @@ def test_cli_ope_prints_the_estimates(tmp_path: Path) -> None:
         ["experiments", "ope", "--data-dir", str(tmp_path), "--target-rate", "0.1", "--json"],
     )
     assert res.exit_code == 0, res.output
-    report = json.loads(res.output)
+    report = json.loads(res.stdout)
     assert set(report["targets"]) == {"greedy", "explore_only", "rate_0.1"}
     assert report["impressions"] == 60 * PAGE
     text = runner.invoke(app, ["experiments", "ope", "--data-dir", str(tmp_path)])

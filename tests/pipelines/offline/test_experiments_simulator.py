@@ -111,13 +111,13 @@ def test_simulate_command_runs_the_experiment_on_the_real_pipeline(tmp_path: Pat
     # The experiments commands read the same store.
     res = runner.invoke(app, ["experiments", "list", "--data-dir", str(out), "--json"])
     assert res.exit_code == 0, res.output
-    items = json.loads(res.output)["experiments"]
+    items = json.loads(res.stdout)["experiments"]
     assert [(e["name"], e["status"]) for e in items] == [("wellbeing-vs-engagement", "running")]
     res = runner.invoke(
         app, ["experiments", "analyze", "wellbeing-vs-engagement", "--data-dir", str(out), "--json"]
     )
     assert res.exit_code == 0, res.output
-    assert {a["name"]: a["users"] for a in json.loads(res.output)["arms"]} == logged
+    assert {a["name"]: a["users"] for a in json.loads(res.stdout)["arms"]} == logged
     res = runner.invoke(
         app, ["experiments", "stop", "wellbeing-vs-engagement", "--data-dir", str(out)]
     )
@@ -141,7 +141,7 @@ def test_add_command_rejects_a_bad_definition(tmp_path: Path) -> None:
 def test_verify_command_reports_the_statistical_checks() -> None:
     res = CliRunner().invoke(app, ["experiments", "verify", "--runs", "200", "--json"])
     assert res.exit_code == 0, res.output
-    report = json.loads(res.output)
+    report = json.loads(res.stdout)
     assert report["n_runs"] == 200
     assert 0.0 <= report["aa_false_positive_rate"] <= 0.12  # 5 % +/- sampling error of 200 runs
     assert report["cuped"]["variance_reduction_mean"] >= 0.3
