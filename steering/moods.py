@@ -185,7 +185,9 @@ class MoodService:
         if scope not in SCOPES:
             msg = f"unknown mood scope {scope!r}; valid: {', '.join(SCOPES)}"
             raise SteeringError(msg)
-        parsed = parse_mood(text, max_chars=self.settings.max_chars)
+        parsed = parse_mood(
+            text, max_chars=self.settings.max_chars, vocabulary=self.concepts.vocabulary()
+        )
         now = now or _utcnow()
         ttl = parsed.expires_in_s
         if ttl is None and scope == "session":
@@ -310,19 +312,7 @@ class MoodService:
 
 
 def _parsed_from_json(raw: str) -> ParsedMood:
-    d = json.loads(raw)
-    return ParsedMood(
-        text=d.get("text", ""),
-        facets=tuple(d.get("facets", ())),
-        exclusions=tuple(d.get("exclusions", ())),
-        less=tuple(d.get("less", ())),
-        restrict_to=tuple(d.get("restrict_to", ())),
-        energy=d.get("energy"),
-        maturity_max=d.get("maturity_max"),
-        expires_in_s=d.get("expires_in_s"),
-        warnings=tuple(d.get("warnings", ())),
-        language=d.get("language", "en"),
-    )
+    return ParsedMood.from_dict(json.loads(raw))
 
 
 def mood_vectors(moods: list[CompiledMood]) -> list[np.ndarray]:
