@@ -42,6 +42,10 @@ ACCESS: dict[str, set[str]] = {
     "DELETE /v1/users/{user_id}/mood/{mood_id}": SVC,
     "GET /v1/users/{user_id}/controls": SVC,
     "PUT /v1/users/{user_id}/controls": SVC,
+    "GET /v1/users/{user_id}/controls/rules": SVC,
+    "POST /v1/users/{user_id}/controls/rules": SVC,
+    "PUT /v1/users/{user_id}/controls/rules/{rule_id}": SVC,
+    "DELETE /v1/users/{user_id}/controls/rules/{rule_id}": SVC,
     "GET /v1/users/{user_id}/interests": SVC,
     "POST /v1/users/{user_id}/interests/{topic}": SVC,
     "GET /v1/users/{user_id}/why-not/{clip_id}": SVC,
@@ -187,6 +191,7 @@ def _call(client: Any, w: dict[str, Any], op: str, role: str, k: int) -> Any:
         template.replace("{user_id}", str(user_id))
         .replace("{child_id}", str(other))
         .replace("{mood_id}", "nope")
+        .replace("{rule_id}", "nope")
         .replace("{topic}", "cats")
         .replace("{clip_id}", str(item))
         .replace("{survey_id}", w["survey"])
@@ -220,6 +225,8 @@ def _call(client: Any, w: dict[str, Any], op: str, role: str, k: int) -> Any:
         "POST /v1/blocks": {"user_id": other, "target_id": w["me"]},
         "POST /v1/users/{user_id}/mood": {"text": "calm nature"},
         "PUT /v1/users/{user_id}/controls": {"muted_words": ["matrix"]},
+        "POST /v1/users/{user_id}/controls/rules": {"text": "never horror after 21:00"},
+        "PUT /v1/users/{user_id}/controls/rules/{rule_id}": {"text": "less politics"},
         "PATCH /v1/users/{user_id}/governor": {"daily_limit_min": 50},
         "POST /v1/surveys/{survey_id}/answer": {"answer": 3},
         "POST /v1/generations": {"user_id": other, "prompt": f"a calm lake, take {k}"},

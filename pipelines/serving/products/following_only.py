@@ -45,7 +45,7 @@ def build_following_only_feed(deps: ProductDeps) -> RankingPipeline:
         query_hydrators=[
             UserContextQueryHydrator(deps.state),
             ExperimentArmsQueryHydrator(deps.experiments.running),
-            ActiveMoodQueryHydrator(steer.moods, steer.controls, steer.concepts),
+            ActiveMoodQueryHydrator(steer.moods, steer.controls, steer.concepts, rules=steer.rules),
             GovernorQueryHydrator(wb.governor),
             SurveyCardQueryHydrator(wb.surveys),
         ],

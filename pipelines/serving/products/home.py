@@ -76,7 +76,7 @@ def build_home_feed(deps: ProductDeps) -> RankingPipeline:
             UserContextQueryHydrator(deps.state),
             # Before the others: the mood, governor and survey hydrators read the arm's overrides.
             ExperimentArmsQueryHydrator(deps.experiments.running),
-            ActiveMoodQueryHydrator(steer.moods, steer.controls, steer.concepts),
+            ActiveMoodQueryHydrator(steer.moods, steer.controls, steer.concepts, rules=steer.rules),
             GovernorQueryHydrator(wb.governor),
             SurveyCardQueryHydrator(wb.surveys),
         ],
