@@ -75,8 +75,9 @@ class ConceptSettings(BaseModel):
     top_k: int = Field(default=300, ge=1)
     # Phrases of several words ("funny animals") are also scored word by word and blended
     # with the weakest word (a soft AND): a whole-phrase embedding leans on its most common
-    # word and finds everything "funny". 0 turns it off.
-    compose_weight: float = Field(default=0.75, ge=0.0, le=1.0)
+    # word and finds everything "funny". 0 turns it off. Tuned on the benchmark's tuning
+    # set: compliance@10 0.684 at 0, 0.718 at 0.5, 0.701 at 0.75.
+    compose_weight: float = Field(default=0.5, ge=0.0, le=1.0)
     compose_max_words: int = Field(default=4, ge=2)
 
 
@@ -361,19 +362,25 @@ class ConceptIndex:
         t.start()
         return t
 
-    def scores(self, text: str) -> ConceptScores:
-        """Calibrated scores of ``text`` over every clip (cached per text and catalogue)."""
+    def scores(self, text: str, *, compose: bool = True) -> ConceptScores:
+        """Calibrated scores of ``text`` over every clip (cached per text and catalogue).
+
+        ``compose=False`` scores a phrase of several words as a whole, without the soft AND of
+        its words: what negations use, since "no video games" means no games at all (a soft
+        AND with "video" would narrow what is removed).
+        """
         key = text.strip().lower()
+        cache_key = key if compose else f"{key}\x00whole"
         cat = self.catalogue()
         with self._lock:
-            hit = self._cache.get(key)
+            hit = self._cache.get(cache_key)
             if hit is not None and hit.n_rows == cat.n:
-                self._cache.move_to_end(key)
+                self._cache.move_to_end(cache_key)
                 return hit
         t0 = time.perf_counter()
-        out = self._compute(key, cat)
+        out = self._compute(key, cat, compose=compose)
         with self._lock:
-            self._cache[key] = out
+            self._cache[cache_key] = out
             while len(self._cache) > self.settings.cache_size:
                 self._cache.popitem(last=False)
         # Not the concept's text: it comes from a user's mood.
@@ -395,7 +402,7 @@ class ConceptIndex:
         weakest = np.min(np.vstack([p.z for p in parts]), axis=0)
         return _robust_z((1.0 - s.compose_weight) * z + s.compose_weight * weakest)
 
-    def _compute(self, text: str, cat: _Catalogue) -> ConceptScores:
+    def _compute(self, text: str, cat: _Catalogue, *, compose: bool = True) -> ConceptScores:
         s = self.settings
         q = self.embed(text).astype(np.float32)
         n = cat.n
@@ -436,7 +443,10 @@ class ConceptIndex:
             z = z + s.tag_weight * np.clip(tag_best, 0.0, None)
         if cat.neighbours is not None and s.graph_alpha > 0:
             z = (1.0 - s.graph_alpha) * z + s.graph_alpha * z[cat.neighbours].mean(axis=1)
-        z = self._compose(text, _robust_z(z), n).astype(np.float32)
+        z = _robust_z(z)
+        if compose:
+            z = self._compose(text, z, n)
+        z = z.astype(np.float32)
         k_top = min(s.top_k, n)
         top_rows = np.argpartition(-z, k_top - 1)[:k_top]
         top_rows = top_rows[np.argsort(-z[top_rows])]

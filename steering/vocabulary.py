@@ -79,7 +79,8 @@ class CatalogueVocabulary:
         A word is corrected only when no clip holds it, it has four letters or more, and a word
         held by at least ``min_count`` clips starts with the same letter and is one edit away
         (two from eight letters on). A four-letter word is only ever lengthened ("fnny" ->
-        "funny", never "cast" -> "cats"). Ties go to the word more clips hold.
+        "funny", never "cast" -> "cats"). At equal distance a letter added or dropped beats a
+        letter changed, then the word more clips hold wins.
         """
         w = word.lower()
         if len(w) < 4 or not w.isalpha() or self.knows(w):
@@ -89,11 +90,13 @@ class CatalogueVocabulary:
         if not bucket:
             return None
         hits = process.extract(w, bucket, scorer=OSA.distance, score_cutoff=allowed, limit=20)
-        best: tuple[int, int, str] | None = None
+        best: tuple[int, bool, int, str] | None = None
         for target, dist, _ in hits:
             if len(w) == 4 and len(target) <= len(w):
                 continue
-            key = (int(dist), -self.counts[target], target)
+            # A dropped or doubled letter is the commonest typo: at equal distance, a word of
+            # another length wins over a same-length swap ("snaks" -> "snacks", not "snake").
+            key = (int(dist), len(target) == len(w), -self.counts[target], target)
             if best is None or key < best:
                 best = key
-        return best[2] if best is not None else None
+        return best[3] if best is not None else None

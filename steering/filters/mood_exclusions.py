@@ -39,10 +39,11 @@ from steering.rules import CompiledRule
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_THRESHOLD = 2.0
+DEFAULT_THRESHOLD = 1.5
 """Calibrated concept z above which a negated concept removes a clip (tuned on the tuning
-prompts of ``steerfeed eval steering``: between 1.0 and 3.0 removal hardly changes once the
-scorer demotes what stays, and 2.0 removes few clips of other kinds; see notes/steering.md)."""
+prompts and users of ``steerfeed eval steering``: negation removal 0.798 at 2.0, 0.844 at 1.5
+with the stronger ``avoid`` weight, 0.846 at 1.0, which removes many more clips of other
+kinds; see docs/benchmarks.md)."""
 DEFAULT_RESTRICT_THRESHOLD = 2.0
 
 

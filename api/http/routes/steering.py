@@ -137,8 +137,11 @@ def put_controls(
         ctrl = svc.controls.update(user_id, body.model_dump(exclude_unset=True))
     except ControlsError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
-    for t in (*ctrl.never_show, *ctrl.more_of, *ctrl.less_of):
-        svc.concepts.scores(t)  # warm the cache so the next page pays nothing
+    # Warm the cache so the next page pays nothing (negations are scored whole).
+    for t in ctrl.never_show:
+        svc.concepts.scores(t, compose=False)
+    for t in (*ctrl.more_of, *ctrl.less_of):
+        svc.concepts.scores(t)
     return ctrl.model_dump()
 
 
