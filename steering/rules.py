@@ -383,6 +383,17 @@ class RuleService:
             ]
             self._compiled.pop(rule_id, None)
 
+    def forget_user(self, user_id: int) -> None:
+        """Drop from memory the user's rules and every rule about them as a creator (their
+        rows are deleted by the erasure: ``user_id`` and ``author_id`` name them)."""
+        with self._lock:
+            gone = [r.rule_id for r in self._by_user.pop(user_id, [])]
+            for uid, rules in list(self._by_user.items()):
+                gone += [r.rule_id for r in rules if r.scope.author_id == user_id]
+                self._by_user[uid] = [r for r in rules if r.scope.author_id != user_id]
+            for rule_id in gone:
+                self._compiled.pop(rule_id, None)
+
     # -- reads --------------------------------------------------------------------------------
     def list(self, user_id: int) -> list[Rule]:
         """The user's rules, oldest first."""

@@ -165,7 +165,10 @@ class Engine:
             "experiments": self._experiments_health,
         }
         # Services that hold per-user memory an erasure must clear.
-        self.forgetters: dict[str, Callable[[int], None]] = {"collab": self.collab.forget_user}
+        self.forgetters: dict[str, Callable[[int], None]] = {
+            "collab": self.collab.forget_user,
+            "standing_rules": self.steering.rules.forget_user,
+        }
         self.product_deps = ProductDeps(
             state=self.state,
             index=self.index,

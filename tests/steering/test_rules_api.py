@@ -164,3 +164,24 @@ def test_time_window_follows_the_users_own_clock(engine: Any) -> None:
     assert len(rules.active(uid, now=datetime(2026, 1, 5, 2, 30))) == 1
     st.profiles[uid]["timezone"] = "Asia/Tokyo"
     assert rules.active(uid, now=datetime(2026, 1, 5, 2, 30)) == []
+
+
+def test_erasing_a_creator_or_the_user_removes_their_rules(engine: Any) -> None:
+    from pipelines.serving.erasure import erase_user
+
+    st = engine.state
+    users = sorted(st.history)
+    uid, other = int(users[0]), int(users[1])
+    author = next(int(a) for a in st.by_author if int(a) not in (uid, other))
+    rules = engine.steering.rules
+    about = rules.create(uid, f"from @{author} never news")
+    kept = rules.create(uid, "less politics")
+    mine = rules.create(other, "never horror")
+    erase_user(engine, author)
+    assert [r.rule_id for r in rules.list(uid)] == [kept.rule_id]
+    left = engine.store.query("SELECT rule_id FROM standing_rules")["rule_id"].to_list()
+    assert about.rule_id not in left and kept.rule_id in left
+    erase_user(engine, other)
+    assert rules.list(other) == []
+    left = engine.store.query("SELECT rule_id FROM standing_rules")["rule_id"].to_list()
+    assert mine.rule_id not in left
