@@ -28,7 +28,7 @@ import logging
 import re
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -39,10 +39,15 @@ from scipy import sparse
 from features.embedding import TextEmbedder
 from ranking.state import FeedState
 from steering.knn import knn_graph, knn_rows
+from steering.vocabulary import CatalogueVocabulary, count_words
 
 logger = logging.getLogger(__name__)
 
 _WORD_RE = re.compile(r"[^\W_]+")
+# Words that never stand alone as a concept when a phrase is scored word by word.
+_COMPOSE_SKIP = frozenset(
+    ["the", "and", "for", "with", "from", "about", "that", "this", "some", "any", "all", "of"]
+)
 
 
 class ConceptSettings(BaseModel):
@@ -68,6 +73,12 @@ class ConceptSettings(BaseModel):
     graph_exact_max_rows: int = Field(default=30_000, ge=0)
     cache_size: int = Field(default=512, ge=1)
     top_k: int = Field(default=300, ge=1)
+    # Phrases of several words ("funny animals") are also scored word by word and blended
+    # with the weakest word (a soft AND): a whole-phrase embedding leans on its most common
+    # word and finds everything "funny". 0 turns it off. Tuned on the benchmark's tuning
+    # set: compliance@10 0.684 at 0, 0.718 at 0.5, 0.701 at 0.75.
+    compose_weight: float = Field(default=0.5, ge=0.0, le=1.0)
+    compose_max_words: int = Field(default=4, ge=2)
 
 
 def word_stem(word: str) -> str:
@@ -183,6 +194,8 @@ class _Catalogue:
         self.neighbours = (
             self._knn(settings, previous) if self.n <= settings.graph_max_rows else None
         )
+        # The words of captions, topics and hashtags (typo correction); built on first use.
+        self.vocabulary: CatalogueVocabulary | None = None
         logger.info(
             "concept catalogue built: rows=%d tags=%d graph=%s ms=%.0f",
             self.n,
@@ -262,6 +275,36 @@ class ConceptIndex:
                 self._masks.popitem(last=False)
         return mask
 
+    def vocabulary(self) -> CatalogueVocabulary:
+        """The catalogue's words with how many clips hold each (for typo correction in
+        prompts); built once per catalogue, from distinct captions and tag lists."""
+        cat = self.catalogue()
+        vocab = cat.vocabulary
+        if vocab is not None:
+            return vocab
+        t0 = time.perf_counter()
+        st = self.state
+        texts: Counter[tuple[str, tuple[str, ...], tuple[str, ...]]] = Counter()
+        with st.lock:
+            for r in range(cat.n):
+                texts[
+                    (
+                        st.catalogue.captions[r] or "",
+                        tuple(st.catalogue.topics[r]),
+                        tuple(st.catalogue.hashtags[r]),
+                    )
+                ] += 1
+        vocab = CatalogueVocabulary(
+            count_words((" ".join((c, *t, *h)), k) for (c, t, h), k in texts.items())
+        )
+        cat.vocabulary = vocab
+        logger.info(
+            "catalogue vocabulary built: words=%d ms=%.0f",
+            len(vocab),
+            (time.perf_counter() - t0) * 1e3,
+        )
+        return vocab
+
     def embed(self, text: str) -> np.ndarray:
         """The (cached) unit embedding of a text."""
         return self._embedder().embed_one(text)
@@ -327,26 +370,47 @@ class ConceptIndex:
         t.start()
         return t
 
-    def scores(self, text: str) -> ConceptScores:
-        """Calibrated scores of ``text`` over every clip (cached per text and catalogue)."""
+    def scores(self, text: str, *, compose: bool = True) -> ConceptScores:
+        """Calibrated scores of ``text`` over every clip (cached per text and catalogue).
+
+        ``compose=False`` scores a phrase of several words as a whole, without the soft AND of
+        its words: what negations use, since "no video games" means no games at all (a soft
+        AND with "video" would narrow what is removed).
+        """
         key = text.strip().lower()
+        cache_key = key if compose else f"{key}\x00whole"
         cat = self.catalogue()
         with self._lock:
-            hit = self._cache.get(key)
+            hit = self._cache.get(cache_key)
             if hit is not None and hit.n_rows == cat.n:
-                self._cache.move_to_end(key)
+                self._cache.move_to_end(cache_key)
                 return hit
         t0 = time.perf_counter()
-        out = self._compute(key, cat)
+        out = self._compute(key, cat, compose=compose)
         with self._lock:
-            self._cache[key] = out
+            self._cache[cache_key] = out
             while len(self._cache) > self.settings.cache_size:
                 self._cache.popitem(last=False)
         # Not the concept's text: it comes from a user's mood.
         logger.debug("concept scored in %.1f ms", (time.perf_counter() - t0) * 1e3)
         return out
 
-    def _compute(self, text: str, cat: _Catalogue) -> ConceptScores:
+    def _compose(self, text: str, z: np.ndarray, n: int) -> np.ndarray:
+        """Blend a phrase's scores with the minimum of its words' scores (a soft AND), so a
+        clip must be about every word: "funny animals" is animals that are funny, not anything
+        funny. Words are scored (and cached) as concepts of their own."""
+        s = self.settings
+        words = [w for w in dict.fromkeys(_WORD_RE.findall(text)) if len(w) > 2]
+        words = [w for w in words if w not in _COMPOSE_SKIP]
+        if s.compose_weight <= 0 or not 2 <= len(words) <= s.compose_max_words:
+            return z
+        parts = [self.scores(w) for w in words]
+        if any(p.n_rows != n for p in parts):  # the catalogue moved on meanwhile
+            return z
+        weakest = np.min(np.vstack([p.z for p in parts]), axis=0)
+        return _robust_z((1.0 - s.compose_weight) * z + s.compose_weight * weakest)
+
+    def _compute(self, text: str, cat: _Catalogue, *, compose: bool = True) -> ConceptScores:
         s = self.settings
         q = self.embed(text).astype(np.float32)
         n = cat.n
@@ -387,7 +451,10 @@ class ConceptIndex:
             z = z + s.tag_weight * np.clip(tag_best, 0.0, None)
         if cat.neighbours is not None and s.graph_alpha > 0:
             z = (1.0 - s.graph_alpha) * z + s.graph_alpha * z[cat.neighbours].mean(axis=1)
-        z = _robust_z(z).astype(np.float32)
+        z = _robust_z(z)
+        if compose:
+            z = self._compose(text, z, n)
+        z = z.astype(np.float32)
         k_top = min(s.top_k, n)
         top_rows = np.argpartition(-z, k_top - 1)[:k_top]
         top_rows = top_rows[np.argsort(-z[top_rows])]

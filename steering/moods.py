@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -48,7 +48,9 @@ class MoodSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     session_ttl_s: int = Field(default=3 * 3600, ge=60)
-    default_strength: float = Field(default=0.75, ge=0.0, le=1.0)
+    # How much a mood outweighs the person's usual ranking (tuned on the benchmark's tuning
+    # set: compliance@10 0.718 at 0.75, 0.739 at 0.9 with the stronger negation demotion).
+    default_strength: float = Field(default=0.9, ge=0.0, le=1.0)
     max_active: int = Field(default=5, ge=1)
     max_chars: int = Field(default=MAX_PROMPT_CHARS, ge=1)
 
@@ -141,6 +143,8 @@ class MoodService:
         self._lock = threading.Lock()
         self._by_user: dict[int, list[Mood]] = {}
         self._compiled: dict[str, CompiledMood] = {}
+        self._pending: dict[str, Future[CompiledMood]] = {}
+        self._compiler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mood-compile")
         self._load()
 
     def _load(self) -> None:
@@ -184,7 +188,9 @@ class MoodService:
         if scope not in SCOPES:
             msg = f"unknown mood scope {scope!r}; valid: {', '.join(SCOPES)}"
             raise SteeringError(msg)
-        parsed = parse_mood(text, max_chars=self.settings.max_chars)
+        parsed = parse_mood(
+            text, max_chars=self.settings.max_chars, vocabulary=self.concepts.vocabulary()
+        )
         now = now or _utcnow()
         ttl = parsed.expires_in_s
         if ttl is None and scope == "session":
@@ -199,9 +205,11 @@ class MoodService:
             created_at=now,
             expires_at=now + timedelta(seconds=ttl) if ttl is not None else None,
         )
-        t0 = time.perf_counter()
-        self._compile(mood)
-        compile_ms = (time.perf_counter() - t0) * 1e3
+        # Expanding a phrase never seen before costs a pass over the whole catalogue (seconds
+        # at a million clips): it runs in the background, so the prompt is answered at once
+        # with how it was understood, and the next page waits for it only if it comes first.
+        with self._lock:
+            self._pending[mood.mood_id] = self._compiler.submit(self._compile, mood)
         with self.store.write() as cur:
             cur.execute(
                 "INSERT INTO moods (mood_id, user_id, text, parsed, scope, strength, created_at, "
@@ -229,13 +237,12 @@ class MoodService:
             # Already out of memory, so not through delete() (which would not find them).
             self._mark_deleted(user_id, [m.mood_id for m in dropped])
         logger.info(
-            "mood created mood=%s scope=%s facets=%d exclusions=%d evicted=%d compile_ms=%.1f",
+            "mood created mood=%s scope=%s facets=%d exclusions=%d evicted=%d",
             mood.mood_id,
             scope,
             len(parsed.facets),
             len(parsed.exclusions),
             len(dropped),
-            compile_ms,
         )
         return mood
 
@@ -285,9 +292,19 @@ class MoodService:
         for m in self.list(user_id, now=now):
             compiled = self._compiled.get(m.mood_id)
             if compiled is None:
-                compiled = self._compile(m)
+                with self._lock:
+                    pending = self._pending.get(m.mood_id)
+                # A mood posted a moment ago: wait for its background compile.
+                compiled = pending.result() if pending is not None else self._compile(m)
             out.append(compiled)
         return out
+
+    def wait_compiled(self, timeout_s: float | None = None) -> None:
+        """Block until every mood posted so far is compiled (tests, benchmarks)."""
+        with self._lock:
+            pending = list(self._pending.values())
+        for f in pending:
+            f.result(timeout=timeout_s)
 
     def _compile(self, mood: Mood) -> CompiledMood:
         p = mood.parsed
@@ -297,7 +314,7 @@ class MoodService:
             text=mood.text,
             strength=mood.strength,
             facets=[c.scores(f) for f in p.facets],
-            exclusions=[c.scores(f) for f in p.exclusions],
+            exclusions=[c.scores(f, compose=False) for f in p.exclusions],
             less=[c.scores(f) for f in p.less],
             restrict_to=[c.scores(f) for f in p.restrict_to],
             energy=p.energy,
@@ -305,20 +322,9 @@ class MoodService:
         )
         with self._lock:
             self._compiled[mood.mood_id] = compiled
+            self._pending.pop(mood.mood_id, None)
         return compiled
 
 
 def _parsed_from_json(raw: str) -> ParsedMood:
-    d = json.loads(raw)
-    return ParsedMood(
-        text=d.get("text", ""),
-        facets=tuple(d.get("facets", ())),
-        exclusions=tuple(d.get("exclusions", ())),
-        less=tuple(d.get("less", ())),
-        restrict_to=tuple(d.get("restrict_to", ())),
-        energy=d.get("energy"),
-        maturity_max=d.get("maturity_max"),
-        expires_in_s=d.get("expires_in_s"),
-        warnings=tuple(d.get("warnings", ())),
-        language=d.get("language", "en"),
-    )
+    return ParsedMood.from_dict(json.loads(raw))

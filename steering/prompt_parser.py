@@ -40,7 +40,9 @@ import time
 import unicodedata
 from collections.abc import Iterable, Sequence
 from enum import Enum
+from typing import Any, Protocol
 
+import emoji
 from rapidfuzz.distance import OSA
 
 from steering.errors import MoodParseError, MoodTooLongError
@@ -64,6 +66,18 @@ NOTHING_FOUND_WARNING = (
 
 # How far a negated or down-weighted energy word moves the energy ("not too intense").
 _NEGATED_ENERGY = 0.4
+
+
+class WordCorrector(Protocol):
+    """Corrects a typed word against a vocabulary (the catalogue's own words).
+
+    :class:`steering.vocabulary.CatalogueVocabulary` is the implementation; the parser only
+    needs this one method, so it stays free of the catalogue.
+    """
+
+    def correct(self, word: str) -> str | None:
+        """The vocabulary word ``word`` is most likely a typo of; ``None`` to keep it."""
+        ...
 
 
 # --------------------------------------------------------------------------------------------
@@ -109,6 +123,23 @@ class ParsedMood:
     expires_in_s: int | None = None
     warnings: tuple[str, ...] = ()
     language: str = "en"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ParsedMood:
+        """Read back what :meth:`to_dict` wrote (as stored in the ``moods`` and
+        ``standing_rules`` tables); missing keys take their defaults."""
+        return cls(
+            text=d.get("text", ""),
+            facets=tuple(d.get("facets", ())),
+            exclusions=tuple(d.get("exclusions", ())),
+            less=tuple(d.get("less", ())),
+            restrict_to=tuple(d.get("restrict_to", ())),
+            energy=d.get("energy"),
+            maturity_max=d.get("maturity_max"),
+            expires_in_s=d.get("expires_in_s"),
+            warnings=tuple(d.get("warnings", ())),
+            language=d.get("language", "en"),
+        )
 
     def to_dict(self) -> dict[str, object]:
         """Return the mood as plain JSON-ready data for the API response.
@@ -235,6 +266,10 @@ _ENERGY: dict[tuple[str, ...], float] = {
     ("crazy",): 0.6, ("action-packed",): 0.8, ("action", "packed"): 0.8,
     ("high-energy",): 0.9, ("high", "energy"): 0.9, ("fast-paced",): 0.7,
     ("fast", "paced"): 0.7, ("fast",): 0.6, ("faster",): 0.5, ("loud",): 0.6,
+    ("low", "intensity"): -0.6, ("low-intensity",): -0.6, ("high", "intensity"): 0.8,
+    ("high-intensity",): 0.8, ("light-hearted",): -0.3, ("lighthearted",): -0.3,
+    ("wild",): 0.6, ("rowdy",): 0.7, ("chaotic",): 0.7, ("energizing",): 0.7,
+    ("energising",): 0.7, ("winding", "down"): -0.7,
 }  # fmt: skip
 _WEAK_ENERGY: frozenset[tuple[str, ...]] = frozenset(
     _phrases("slow", "slower", "quiet", "quieter", "boring", "fast", "faster", "loud")
@@ -261,6 +296,9 @@ _LEADING_FILLER: frozenset[tuple[str, ...]] = frozenset(
         "in the mood for", "the mood for", "mood for", "feel like", "kind of", "sort of",
         "a bit of", "a bit", "a little", "a lot of", "lots of", "looking for", "bunch of",
         "how about", "what about", "all about", "any more",
+        # "keep it family friendly", "make it chill": the verb only carries the setting
+        "keep", "keep it", "keeping", "keeping it", "make", "make it", "make sure", "stay",
+        "staying",
     )
 )  # fmt: skip
 _TRAILING_FILLER: frozenset[tuple[str, ...]] = frozenset(
@@ -354,6 +392,11 @@ _KNOWN_WORDS: frozenset[str] = (
 
 _MAX_PHRASE = max(len(p) for p in (*_CUES, *_MATURITY, *_FIXED_PHRASES))
 
+# Words that leave an emoji standing alone (cues and filler, not topics or energy words).
+_BOUNDARY_WORDS: frozenset[str] = frozenset(
+    w for table in (_CUES, _LEADING_FILLER, _TRAILING_FILLER) for phrase in table for w in phrase
+)
+
 # --------------------------------------------------------------------------------------------
 # Duration phrases
 # --------------------------------------------------------------------------------------------
@@ -386,10 +429,73 @@ _TONIGHT_RE = re.compile(
 )
 
 # --------------------------------------------------------------------------------------------
+# Emoji
+# --------------------------------------------------------------------------------------------
+
+# An emoji becomes one token, its English name between these brackets ("⟦cat⟧"), until the
+# parser knows whether it stands for a word or only decorates one (see _read_emoji).
+_EMOJI_OPEN, _EMOJI_CLOSE = "\u27e6", "\u27e7"
+_SKIN_TONE_RE = re.compile(r"_(?:medium-light|medium-dark|light|medium|dark)_skin_tone")
+# Parts of an emoji's name that say how it is drawn, not what it means ("cat face").
+_EMOJI_DROP = frozenset(["face", "button", "symbol", "sign", "mark", "light", "dark"])
+
+
+def _emoji_name(data: dict[str, str]) -> str:
+    """Words of an emoji's English name in the maintained table of the ``emoji`` package
+    (``:cat_face:`` -> ``cat``, ``:face_with_tears_of_joy:`` -> ``tears of joy``)."""
+    name = _SKIN_TONE_RE.sub("", str(data.get("en", "")).strip(":").lower())
+    words = [w for w in re.split(r"[_\s]+", name) if w]
+    kept = [w for w in words if w not in _EMOJI_DROP] or words
+    while len(kept) > 1 and kept[0] in ("with", "of", "in"):
+        kept = kept[1:]
+    return "_".join(kept)
+
+
+def _mark_emoji(text: str) -> str:
+    """Replace each emoji (sequences, skin tones and flags included) by a bracketed token."""
+
+    def one(chars: str, data: dict[str, str]) -> str:
+        name = _emoji_name(data)
+        return f" {_EMOJI_OPEN}{name}{_EMOJI_CLOSE} " if name else " "
+
+    return str(emoji.replace_emoji(text, replace=one))
+
+
+def _strip_emoji_marks(text: str) -> str:
+    return re.sub(f"{_EMOJI_OPEN}[^{_EMOJI_CLOSE}]*{_EMOJI_CLOSE}", " ", text)
+
+
+def _read_emoji(tokens: Sequence[str]) -> list[str]:
+    """Read an emoji for its meaning when it stands for a word ("🐱", "no 📰", "🐱 or 🐶"):
+    nothing but breaks, cue words or filler on either side. Next to a word it only decorates
+    it ("🐱 cats", "no 🤡 politics") and becomes a list break."""
+    out: list[str] = []
+
+    def boundary(j: int, step: int) -> bool:
+        while 0 <= j < len(tokens) and tokens[j][0] == _EMOJI_OPEN:
+            j += step
+        if not 0 <= j < len(tokens):
+            return True
+        t = tokens[j]
+        return t in (_CLAUSE, _LIST) or t in _BOUNDARY_WORDS
+
+    for i, token in enumerate(tokens):
+        if token[0] != _EMOJI_OPEN:
+            out.append(token)
+            continue
+        words = token[1:-1].split("_")
+        if any(words) and boundary(i - 1, -1) and boundary(i + 1, 1):
+            out.extend((_LIST, *words, _LIST))
+        else:
+            out.append(_LIST)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
 # Tokenizer
 # --------------------------------------------------------------------------------------------
 
-_TOKEN_RE = re.compile(r"[^\W_]+(?:['\-][^\W_]+)*|[,;.!?:()\[\]{}\"\n]|\S")
+_TOKEN_RE = re.compile(r"⟦[^⟧\s]*⟧|[^\W_]+(?:['\-][^\W_]+)*|[,;.!?:()\[\]{}\"\n]|\S")
 _CLAUSE_CHARS = frozenset(',;.!?:()[]{}"\n')
 _CLAUSE = ","
 _LIST = "|"
@@ -417,7 +523,9 @@ class _Collected:
 # --------------------------------------------------------------------------------------------
 
 
-def parse_mood(text: str, *, max_chars: int = MAX_PROMPT_CHARS) -> ParsedMood:
+def parse_mood(
+    text: str, *, max_chars: int = MAX_PROMPT_CHARS, vocabulary: WordCorrector | None = None
+) -> ParsedMood:
     """Parse a typed mood prompt into facets, exclusions and settings.
 
     Parameters
@@ -426,6 +534,10 @@ def parse_mood(text: str, *, max_chars: int = MAX_PROMPT_CHARS) -> ParsedMood:
         What the user typed, e.g. ``"something calm, nature, no news for an hour"``.
     max_chars : int, optional
         Longest prompt accepted, counted after stripping surrounding whitespace.
+    vocabulary : WordCorrector, optional
+        The catalogue's own words: a topic word that is in neither the parser's vocabulary nor
+        the catalogue's is corrected to the catalogue word it is a likely typo of ("fnny" ->
+        "funny"), with a warning saying so. Without it topics are taken as typed.
 
     Returns
     -------
@@ -436,17 +548,18 @@ def parse_mood(text: str, *, max_chars: int = MAX_PROMPT_CHARS) -> ParsedMood:
     Raises
     ------
     MoodParseError
-        If the prompt is empty, whitespace only, or has no letters at all.
+        If the prompt is empty, whitespace only, or has no letters and no emoji.
     MoodTooLongError
         If the prompt is longer than `max_chars`.
     """
     started = time.perf_counter()
     stripped = _check(text, max_chars=max_chars)
-    normalised = _normalise(stripped)
-    if _looks_non_english(normalised):
-        mood = _non_english(stripped, normalised)
+    normalised = _normalise(_mark_emoji(stripped))
+    plain = re.sub(r"\s+", " ", _strip_emoji_marks(normalised)).strip()
+    if plain and _looks_non_english(plain):
+        mood = _non_english(stripped, plain)
     else:
-        mood = _parse_english(stripped, normalised)
+        mood = _parse_english(stripped, normalised, vocabulary)
     logger.debug(
         "parsed mood prompt chars=%d language=%s facets=%d exclusions=%d less=%d "
         "restrict=%d energy=%s maturity_max=%s expires_in_s=%s warnings=%d ms=%.2f",
@@ -476,7 +589,7 @@ def _check(text: str, *, max_chars: int) -> str:
             "Shorten it to a few topics, e.g. 'cooking and travel, no news'"
         )
         raise MoodTooLongError(msg)
-    if not any(ch.isalpha() for ch in stripped):
+    if not any(ch.isalpha() for ch in stripped) and not emoji.emoji_count(stripped):
         msg = "mood prompt has no words; write what you are in the mood for, e.g. 'cats or cooking'"
         raise MoodParseError(msg)
     return stripped
@@ -520,10 +633,14 @@ def _non_english(stripped: str, normalised: str) -> ParsedMood:
     )
 
 
-def _parse_english(stripped: str, normalised: str) -> ParsedMood:
+def _parse_english(
+    stripped: str, normalised: str, vocabulary: WordCorrector | None = None
+) -> ParsedMood:
     warnings: list[str] = []
     expires_in_s, rest = _extract_expiry(normalised, warnings)
-    tokens = [_correct_typo(t) for t in _expand_contractions(_tokenise(rest))]
+    tokens = [_correct_typo(t) for t in _read_emoji(_expand_contractions(_tokenise(rest)))]
+    if vocabulary is not None:
+        tokens = _correct_topic_words(tokens, vocabulary, warnings)
     collected = _Collected()
     _walk(_mark(tokens), collected)
 
@@ -615,7 +732,7 @@ def _tokenise(text: str) -> list[str]:
     text = re.sub(r"\s[-\u2013\u2014]+\s|[\u2013\u2014|]", " , ", text)
     tokens: list[str] = []
     for token in _TOKEN_RE.findall(text):
-        if token[0].isalnum():
+        if token[0] == _EMOJI_OPEN or token[0].isalnum():
             tokens.append(token)
         elif token in _CLAUSE_CHARS:
             tokens.append(_CLAUSE)
@@ -657,6 +774,21 @@ def _correct_typo(token: str) -> str:
         if _close_enough(token, target, allowed):
             best.append(target)
     return best[0] if len(best) == 1 else token
+
+
+def _correct_topic_words(
+    tokens: Sequence[str], vocabulary: WordCorrector, warnings: list[str]
+) -> list[str]:
+    """Correct topic words against the catalogue's vocabulary; say what was read how."""
+    out: list[str] = []
+    for token in tokens:
+        if len(token) >= 4 and token.isalpha() and token not in _KNOWN_WORDS:
+            fixed = vocabulary.correct(token)
+            if fixed and fixed != token:
+                warnings.append(f"read {token!r} as {fixed!r}")
+                token = fixed
+        out.append(token)
+    return out
 
 
 def _fuzzy_targets(token: str) -> Iterable[tuple[str, int]]:
@@ -886,4 +1018,10 @@ def _filler_length_at_end(words: Sequence[str], start: int, end: int) -> int:
 
 
 def _dedupe(items: Iterable[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(items))
+    """Drop repeats, counting a plural as its singular ("cats or 🐱": one facet)."""
+    seen: dict[str, str] = {}
+    for item in items:
+        key = " ".join(w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w
+                       for w in item.split())  # fmt: skip
+        seen.setdefault(key, item)
+    return tuple(seen.values())

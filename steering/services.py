@@ -17,6 +17,7 @@ from ranking.state import FeedState
 from steering.concepts import ConceptIndex
 from steering.controls import ControlsService, controls_from_settings
 from steering.moods import MoodService
+from steering.rules import RuleService
 from storage.store import Store
 
 
@@ -27,6 +28,7 @@ class SteeringServices:
     concepts: ConceptIndex
     moods: MoodService
     controls: ControlsService
+    rules: RuleService
 
     def health(self) -> dict[str, Any]:
         """Health check: the concept catalogue's status."""
@@ -42,6 +44,7 @@ def build_steering(
         concepts=concepts,
         moods=MoodService(store, state, embedder, concepts=concepts),
         controls=ControlsService(store, state),
+        rules=RuleService(store, state, concepts),
     )
 
 

@@ -434,6 +434,28 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE clips ADD COLUMN city VARCHAR",
         ),
     ),
+    Migration(
+        13,
+        "steering: standing rules in plain words, per creator and time of day",
+        (
+            # One row per saved sentence; `parsed` is how it was read (steering/rules.py).
+            # author_id: the creator the rule is about (NULL: every creator); start_min /
+            # end_min: the daily window in minutes after local midnight (NULL: all day).
+            """CREATE TABLE standing_rules (
+                rule_id VARCHAR PRIMARY KEY,
+                user_id BIGINT NOT NULL,
+                text VARCHAR NOT NULL,
+                parsed VARCHAR NOT NULL,
+                author_id BIGINT,
+                author_ref VARCHAR,
+                start_min SMALLINT,
+                end_min SMALLINT,
+                created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+                updated_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+                deleted_at TIMESTAMP
+            )""",
+        ),
+    ),
 )
 
 

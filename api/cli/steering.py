@@ -40,7 +40,17 @@ def eval_steering(
         bool,
         typer.Option("--score", help="only score the pages already in --out (and its baseline)"),
     ] = False,
-    users: Annotated[int, typer.Option(min=20, help="test users")] = 24,
+    split: Annotated[
+        str,
+        typer.Option(
+            help="tune: tuning prompts x tuning users (choose settings here); heldout: held-out "
+            "prompts x held-out users (run once, at the end)"
+        ),
+    ] = "tune",
+    users: Annotated[int, typer.Option(min=20, help="test users (tuning and held-out)")] = 64,
+    tune_users: Annotated[
+        int, typer.Option(min=1, help="the first this many users are the tuning users")
+    ] = 16,
     history: Annotated[int, typer.Option(min=20, help="clips in each user's history")] = 30,
     seed: Annotated[int, typer.Option(help="random seed of the users' histories")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
@@ -49,19 +59,31 @@ def eval_steering(
     write the pages as Parquet and report the latency a mood adds; prompts labelled with
     ``categories``/``avoid`` are scored (compliance@10, negation removal)."""
     from pipelines.offline.eval_steering import (
+        SPLITS,
         SteeringEvalError,
         WorldConfig,
         rescore,
         run_steering_eval,
     )
 
-    cfg = WorldConfig(n_users=users, history_len=history, seed=seed, limit_clips=limit)
+    if split not in SPLITS:
+        _fail(f"unknown --split {split!r}; valid: {', '.join(SPLITS)}")
+        return
+    cfg = WorldConfig(
+        n_users=users, n_tune_users=tune_users, history_len=history, seed=seed, limit_clips=limit
+    )
     try:
         if score_only:
             report = rescore(data, prompts, out)
         else:
             report = run_steering_eval(
-                data, prompts, out, data_dir=data_dir, cfg=cfg, progress=not as_json
+                data,
+                prompts,
+                out,
+                data_dir=data_dir,
+                cfg=cfg,
+                split="heldout" if split == "heldout" else "tune",
+                progress=not as_json,
             )
     except SteeringEvalError as exc:
         _fail(str(exc))

@@ -14,7 +14,8 @@ Every number comes from the real engine on a real DuckDB file and Qdrant Edge sh
   HTTP part is skipped and ``http_skipped`` says why (no other client stands in for it);
 - ``telemetry``: what metrics and tracing add to a page (hook time per page, and page latency
   with them off, metrics only, metrics and tracing, interleaved; see ``bench_telemetry``);
-- ``mood_prompt``: ``POST /v1/users/{id}/mood`` latency when steering is wired;
+- ``mood_prompt``: ``POST /v1/users/{id}/mood`` latency when steering is wired, and of the
+  page right after each prompt (``next_page``); timed even without wrk;
 - ``peak_rss_mb``: peak resident memory of this process and of the server.
 
 :func:`store_scale` measures what one DuckDB file holds (event inserts and serving-state load
@@ -378,9 +379,10 @@ def run_bench(cfg: BenchConfig, data_dir: Path, *, progress: bool = False) -> di
     if cfg.http:
         wrk = shutil.which("wrk")
         if wrk is None:
+            # The page and event loads need wrk; mood prompts are timed without it.
             logger.warning(WRK_MISSING)
             report["http_skipped"] = WRK_MISSING
-        else:
+        if wrk is not None or cfg.mood_prompts:
             report.update(_http(cfg, data_dir, users, items, service_key, mood_keys, wrk))
     report["peak_rss_mb"] = {
         "bench_process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -488,7 +490,7 @@ def _http(
     items: np.ndarray,
     service_key: str,
     mood_keys: dict[int, str],
-    wrk: str,
+    wrk: str | None,
 ) -> dict[str, Any]:
     import httpx
 
@@ -504,8 +506,9 @@ def _http(
             # Measure the steady state: the steering concept catalogue builds in the background
             # after start-up (a readiness probe would hold traffic back the same way).
             out["warm_up_s"] = round(_wait_warm(url), 1)
-            out["http_pages"] = _wrk_load(wrk, url, service_key, ids_dir, "pages", cfg)
-            out["http_events"] = _wrk_load(wrk, url, service_key, ids_dir, "events", cfg)
+            if wrk is not None:
+                out["http_pages"] = _wrk_load(wrk, url, service_key, ids_dir, "pages", cfg)
+                out["http_events"] = _wrk_load(wrk, url, service_key, ids_dir, "events", cfg)
             if cfg.mood_prompts:
                 out["mood_prompt"] = _moods(url, mood_keys, httpx)
         finally:
@@ -528,6 +531,7 @@ def _moods(url: str, keys: dict[int, str], httpx: Any) -> dict[str, Any]:
         "high energy dance, no politics",
     ]
     lat: list[float] = []
+    page_lat: list[float] = []
     codes: dict[str, int] = {}
     if "/v1/users/{user_id}/mood" not in httpx.get(url + "/openapi.json").json()["paths"]:
         return {"wired": False}
@@ -553,10 +557,24 @@ def _moods(url: str, keys: dict[int, str], httpx: Any) -> dict[str, Any]:
             codes[code] = codes.get(code, 0) + 1
             if code == "client_timeout_120s":
                 break
+            # The page right after the prompt: it follows the mood, so it waits for a phrase
+            # never seen before to be expanded (the prompt itself is answered before that).
+            t0 = time.perf_counter()
+            try:
+                c.get(
+                    "/v1/feed",
+                    params={"user_id": uid, "limit": 20},
+                    headers={"Authorization": f"Bearer {key}"},
+                )
+            except httpx.TimeoutException:
+                break
+            if i >= 2:
+                page_lat.append((time.perf_counter() - t0) * 1000)
     return {
         "wired": True,
         "first_prompt_s": first_s,  # includes building the concept catalogue once
         **(_pct(lat) if lat else {}),
+        "next_page": _pct(page_lat) if page_lat else None,
         "status_counts": codes,
     }
 

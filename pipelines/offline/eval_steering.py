@@ -72,17 +72,48 @@ class PromptSpec(BaseModel):
     split: Literal["tune", "heldout"] = "heldout"
 
 
+Split = Literal["tune", "heldout"]
+SPLITS: tuple[str, ...] = ("tune", "heldout")
+
+
 class WorldConfig(BaseModel):
-    """The evaluation world: how many users and how their histories are drawn."""
+    """The evaluation world: how many users and how their histories are drawn.
+
+    Users are split like prompts: the first ``n_tune_users`` are the tuning users, the rest the
+    held-out users (:func:`split_users`). Settings are chosen on tuning prompts x tuning users
+    only; held-out prompts x held-out users are run once, at the end, and reported as such.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    n_users: int = Field(default=24, ge=1)
+    n_users: int = Field(default=64, ge=1)
+    n_tune_users: int = Field(default=16, ge=0)
     history_len: int = Field(default=30, ge=1)
     n_clusters: int = Field(default=40, ge=2)
     clusters_per_user: int = Field(default=2, ge=1)
     seed: int = 0
     limit_clips: int | None = Field(default=None, ge=10)
+
+
+def split_users(users: list[int], cfg: WorldConfig, split: Split) -> list[int]:
+    """The tuning users (the first ``cfg.n_tune_users``) or the held-out users (the rest).
+
+    Raises
+    ------
+    SteeringEvalError
+        The split holds no user.
+    """
+    if split not in SPLITS:
+        msg = f"unknown split {split!r}; valid: {', '.join(SPLITS)}"
+        raise SteeringEvalError(msg)
+    chosen = users[: cfg.n_tune_users] if split == "tune" else users[cfg.n_tune_users :]
+    if not chosen:
+        msg = (
+            f"the {split} split holds no user ({cfg.n_users} users, {cfg.n_tune_users} for "
+            "tuning); raise --users or change --tune-users"
+        )
+        raise SteeringEvalError(msg)
+    return chosen
 
 
 def load_prompts(path: Path) -> list[PromptSpec]:
@@ -525,21 +556,26 @@ def score_pages(
     share without it`` over the top 20, summed over users whose no-mood page shows any.
     """
     cat = dict(zip(categories["item_id"].to_list(), categories["category"].to_list(), strict=True))
+    per_user_split: dict[str, dict[int, list[float]]] = {s: {} for s in SPLITS}
     pg = pages.with_columns(
         pl.col("item_id").replace_strict(cat, default=None, return_dtype=pl.String).alias("cat")
     )
     base = pg.filter(pl.col("prompt") == "")
     per_prompt: dict[str, dict[str, Any]] = {}
+    served = set(pg["prompt"].unique().to_list())
+    prompts = [spec for spec in prompts if spec.prompt in served]  # one split per run
     for spec in prompts:
         p = pg.filter(pl.col("prompt") == spec.prompt)
         row: dict[str, Any] = {"split": spec.split}
         if spec.categories:
             top = p.filter(pl.col("rank") <= 10)
-            per_user = top.group_by("user_id").agg(
+            per_user = top.group_by("user_id", maintain_order=True).agg(
                 pl.col("cat").is_in(spec.categories).mean().alias("c")
             )
             shares = per_user["c"].cast(pl.Float64).to_numpy()
             row["compliance_at_10"] = round(float(shares.mean()) if len(shares) else 0.0, 4)
+            for uid, c in zip(per_user["user_id"].to_list(), shares.tolist(), strict=True):
+                per_user_split[spec.split].setdefault(int(uid), []).append(float(c))
         if spec.avoid:
             before = int(base.filter(pl.col("rank") <= 20)["cat"].is_in(spec.avoid).sum())
             after = int(p.filter(pl.col("rank") <= 20)["cat"].is_in(spec.avoid).sum())
@@ -560,11 +596,40 @@ def score_pages(
         after = sum(r["avoided_after"] for r in rows)
         return round(1.0 - after / before, 4) if before else None
 
+    negation_only = {
+        s: {
+            spec.prompt: per_prompt[spec.prompt].get("negation_removed")
+            for spec in prompts
+            if spec.split == s and spec.avoid and not spec.categories
+        }
+        for s in SPLITS
+    }
     return {
         "compliance_at_10": {s: mean_of("compliance_at_10", s) for s in ("tune", "heldout")},
+        "compliance_at_10_ci95": {
+            s: user_mean_ci(per_user_split[s]) for s in SPLITS if per_user_split[s]
+        },
+        "negation_only_removed": {s: v for s, v in negation_only.items() if v},
         "negation_removed": {s: pooled_removal(s) for s in ("tune", "heldout")},
         "negation_removed_mean": {s: mean_of("negation_removed", s) for s in ("tune", "heldout")},
         "per_prompt": per_prompt,
+    }
+
+
+def user_mean_ci(
+    per_user: dict[int, list[float]], *, resamples: int = 2000, seed: int = 0
+) -> dict[str, float | int]:
+    """Mean over users of each user's mean compliance, with a 95% bootstrap interval over
+    users (users are the unit that varies; prompts are fixed)."""
+    values = np.asarray([float(np.mean(v)) for v in per_user.values()])
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(values), size=(resamples, len(values)))
+    means = values[idx].mean(axis=1)
+    return {
+        "users": len(values),
+        "mean": round(float(values.mean()), 4),
+        "low": round(float(np.percentile(means, 2.5)), 4),
+        "high": round(float(np.percentile(means, 97.5)), 4),
     }
 
 
@@ -575,17 +640,24 @@ def run_steering_eval(
     *,
     data_dir: Path,
     cfg: WorldConfig | None = None,
+    split: Split = "tune",
     page_size: int = 20,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Run the benchmark end to end; write the pages to ``out_file`` and return the report.
+    """Run the benchmark on one split; write the pages to ``out_file`` and return the report.
 
+    ``split="tune"`` serves the tuning prompts to the tuning users (choose settings on this);
+    ``split="heldout"`` the held-out prompts to the held-out users (run once, at the end).
     The baseline's pages go next to it (``<out>.baseline.parquet``) and are scored alike.
     """
     cfg = cfg or WorldConfig()
-    prompts = load_prompts(prompts_file)
+    prompts = [p for p in load_prompts(prompts_file) if p.split == split]
+    if not prompts:
+        msg = f"{prompts_file} holds no {split} prompts"
+        raise SteeringEvalError(msg)
     t0 = time.perf_counter()
-    engine, users = open_world(microlens_dir, data_dir, cfg, progress=progress)
+    engine, all_users = open_world(microlens_dir, data_dir, cfg, progress=progress)
+    users = split_users(all_users, cfg, split)
     try:
         pages, latency, no_mood = run_pages(
             engine, users, prompts, page_size=page_size, progress=progress
@@ -604,6 +676,7 @@ def run_steering_eval(
     base_file = out_file.with_name(out_file.stem + ".baseline.parquet")
     base.write_parquet(base_file)
     report: dict[str, Any] = {
+        "split": split,
         "clips": n_clips,
         "limit": cfg.limit_clips,
         "users": len(users),

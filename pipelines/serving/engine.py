@@ -191,6 +191,7 @@ class Engine:
             "data_controls": self.data_controls.forget,
             # The erased person's clips are gone from the store: drop their cities too.
             "clip_cities": lambda _uid: self.clip_cities.reload(self.store),
+            "standing_rules": self.steering.rules.forget_user,
         }
         self.product_deps = ProductDeps(
             state=self.state,

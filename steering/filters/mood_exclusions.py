@@ -9,7 +9,9 @@ Rules, cheapest first (each removed clip is named with the first rule that remov
    clip's calibrated concept score (:mod:`steering.concepts`) is above
    :attr:`MoodExclusionsFilter.threshold`;
 4. ``mood_exclusion:<t>`` - the same test for a mood's negated concept ("no news");
-5. ``mood_only:<t>`` - a mood says "only X" and the clip scores below
+5. ``rule:<id>:<text>`` - a standing rule (:mod:`steering.rules`) removes it within its
+   creator: "never X", "only X", an age cap;
+6. ``mood_only:<t>`` - a mood says "only X" and the clip scores below
    :attr:`MoodExclusionsFilter.restrict_threshold` for every X (skipped when it would empty the
    page).
 
@@ -23,6 +25,7 @@ and was ranked down for it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 import polars as pl
@@ -30,14 +33,17 @@ import polars as pl
 from ranking.pipeline import FeedQuery, FilterResult
 from ranking.state import FeedState
 from steering.concepts import ConceptIndex, ConceptScores, stems
+from steering.moods import CompiledMood
 from steering.query_hydrators.active_mood import SteeringContext
+from steering.rules import CompiledRule
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_THRESHOLD = 2.0
+DEFAULT_THRESHOLD = 1.5
 """Calibrated concept z above which a negated concept removes a clip (tuned on the tuning
-prompts of ``steerfeed eval steering``: between 1.0 and 3.0 removal hardly changes once the
-scorer demotes what stays, and 2.0 removes few clips of other kinds; see notes/steering.md)."""
+prompts and users of ``steerfeed eval steering``: negation removal 0.798 at 2.0, 0.844 at 1.5
+with the stronger ``avoid`` weight, 0.846 at 1.0, which removes many more clips of other
+kinds; see docs/benchmarks.md)."""
 DEFAULT_RESTRICT_THRESHOLD = 2.0
 
 
@@ -60,6 +66,15 @@ def _max_z(concepts: list[ConceptScores], rows: np.ndarray) -> np.ndarray:
             axis=0,
         )
     )
+
+
+def _wanted_z(mood: CompiledMood, rows: np.ndarray) -> np.ndarray:
+    """How much each row is like what the mood asks for (its facets and "only" phrases);
+    ``-inf`` when it asks for nothing, so a negation alone is never softened."""
+    wanted = [*mood.facets, *mood.restrict_to]
+    if not wanted:
+        return np.full(len(rows), -np.inf)
+    return np.asarray(np.max(np.vstack([c.at(rows) for c in wanted]), axis=0))
 
 
 class MoodExclusionsFilter:
@@ -133,11 +148,16 @@ class MoodExclusionsFilter:
                 f"never_show:{c.text}",
             )
         for m in sc.moods:
+            wanted = _wanted_z(m, rows)
             for c in m.exclusions:
-                mark(
-                    self._word_match(rows, c.text) | (c.at(rows) > self.threshold),
-                    f"mood_exclusion:{c.text}",
-                )
+                z = c.at(rows)
+                # "funny animals but not cats": a dog clip is somewhat like "cats", but more
+                # like what was asked for; only what is more like the negated concept goes
+                # (every clip that names it goes whatever it is like).
+                alike = (z > self.threshold) & (z > wanted)
+                mark(self._word_match(rows, c.text) | alike, f"mood_exclusion:{c.text}")
+        if sc.rules:
+            self._apply_rules(sc, candidates, rows, mark, reason)
         restrict = [c for m in sc.moods for c in m.restrict_to]
         if restrict:
             ok = np.zeros(n, dtype=bool)
@@ -154,6 +174,73 @@ class MoodExclusionsFilter:
         removed = candidates.filter(pl.Series(removed_mask))
         return FilterResult(self._annotate(sc, kept), removed)
 
+    def _rule_scope(self, rule: CompiledRule, candidates: pl.DataFrame) -> np.ndarray:
+        if rule.scope.author_id is None:
+            return np.ones(candidates.height, dtype=bool)
+        return np.asarray(candidates["author_id"].to_numpy() == rule.scope.author_id)
+
+    def _only_ok(self, rule: CompiledRule, rows: np.ndarray) -> np.ndarray:
+        ok = np.zeros(len(rows), dtype=bool)
+        for c in rule.only:
+            ok |= (c.at(rows) > self.restrict_threshold) | c.lexical_at(rows)
+        return ok
+
+    def _apply_rules(
+        self,
+        sc: SteeringContext,
+        candidates: pl.DataFrame,
+        rows: np.ndarray,
+        mark: Callable[[np.ndarray, str], None],
+        reason: np.ndarray,
+    ) -> None:
+        """Standing rules (:mod:`steering.rules`), each within its creator: "never X" removes
+        X, "only X" removes what is not X, an age cap removes what is above it. An unscoped
+        "only" rule that would leave nothing is skipped, as a mood's is."""
+        maturity = np.asarray(self.state.catalogue.maturity)[np.clip(rows, 0, None)]
+        for rule in sc.rules:
+            scope = self._rule_scope(rule, candidates)
+            for c in rule.never:
+                hit = self._word_match(rows, c.text) | (c.at(rows) > self.threshold)
+                mark(scope & hit, rule.label)
+            if rule.only:
+                ok = self._only_ok(rule, rows)
+                if rule.scope.author_id is not None or (ok & (reason < 0)).any():
+                    mark(scope & ~ok, rule.label)
+            if rule.maturity_max is not None and rule.scope.author_id is not None:
+                mark(scope & (maturity > rule.maturity_max), rule.label)
+
+    def _rule_effects(
+        self, sc: SteeringContext, kept: pl.DataFrame, rows: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
+        """What the kept rows get from the standing rules: more/less scores (within each
+        rule's creator) and, per row, the labels of the rules that acted on it (an "only" rule
+        it passed, a "more"/"less" it matched, a "never" it is somewhat like)."""
+        n = kept.height
+        more = np.zeros(n)
+        less = np.zeros(n)
+        labels: list[list[str]] = [[] for _ in range(n)]
+        t = self.restrict_threshold
+        for rule in sc.rules:
+            scope = self._rule_scope(rule, kept)
+            acted = np.zeros(n, dtype=bool)
+            if rule.only:
+                acted |= scope & self._only_ok(rule, rows)
+            if rule.more:
+                z = np.where(scope, _max_z(rule.more, rows), 0.0)
+                more = np.maximum(more, z)
+                acted |= z > t
+            if rule.less:
+                z = np.where(scope, _max_z(rule.less, rows), 0.0)
+                less = np.maximum(less, z)
+                acted |= z > t
+            if rule.never:
+                acted |= scope & (_max_z(rule.never, rows) > 0.0)
+            if rule.maturity_max is not None:
+                acted |= scope
+            for i in np.flatnonzero(acted).tolist():
+                labels[i].append(rule.label)
+        return more, less, labels
+
     def _annotate(self, sc: SteeringContext, kept: pl.DataFrame) -> pl.DataFrame:
         rows = kept["row"].to_numpy().astype(np.int64)
         facets = [c for m in sc.moods for c in (*m.facets, *m.restrict_to)]
@@ -164,9 +251,19 @@ class MoodExclusionsFilter:
             axis = sc.energy_high.at(rows) - sc.energy_low.at(rows)
             energy = float(np.mean(target)) * np.clip(axis, -6.0, 6.0)
         mood_less = _max_z([c for m in sc.moods for c in m.less], rows)
-        avoid = _max_z([c for m in sc.moods for c in m.exclusions] + sc.never, rows)
+        avoid = _max_z(sc.never, rows)
+        for m in sc.moods:
+            if m.exclusions:
+                # What is more like the wanted facets than the negated concept is not sunk.
+                excl = _max_z(m.exclusions, rows) - np.clip(_wanted_z(m, rows), 0.0, None)
+                avoid = np.maximum(avoid, excl)
         more = _max_z(sc.more, rows)
         less = _max_z(sc.less, rows)
+        rule_labels: list[list[str]] | None = None
+        if sc.rules:
+            rule_more, rule_less, rule_labels = self._rule_effects(sc, kept, rows)
+            more = np.maximum(more, rule_more)
+            less = np.maximum(less, rule_less)
         mood_text = "; ".join(m.text for m in sc.moods) or None
         more_t = ",".join(c.text for c in sc.more)
         less_t = ",".join(c.text for c in sc.less)
@@ -192,6 +289,13 @@ class MoodExclusionsFilter:
             dtype=pl.List(pl.String),
         )
         n = len(rows)
+        applied = lookup.gather(code)
+        if rule_labels is not None and any(rule_labels):
+            applied = pl.Series(
+                "rules_applied",
+                [base + extra for base, extra in zip(applied.to_list(), rule_labels, strict=True)],
+                dtype=pl.List(pl.String),
+            )
         if facets:
             match: np.ndarray | None = np.round(1.0 / (1.0 + np.exp(-(sim - 2.0))), 3)
         elif sc.moods:
@@ -205,7 +309,7 @@ class MoodExclusionsFilter:
             [
                 pl.Series("mood", [mood_text], dtype=pl.String).new_from_index(0, n),
                 no_match if match is None else pl.Series("mood_match", match, dtype=pl.Float64),
-                lookup.gather(code),
+                applied,
             ]
         ).to_struct("_explain")
         out = kept.with_columns(

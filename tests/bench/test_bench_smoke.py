@@ -32,8 +32,15 @@ def test_bench_without_wrk_skips_the_http_part_and_says_why(
     world_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # a PATH with no wrk on it
+    # Mood prompts are timed without wrk (they need only the server); none asked for here.
     cfg = BenchConfig(
-        pages=10, train=False, bulk_events=0, http=True, reuse=True, telemetry_pages=0
+        pages=10,
+        train=False,
+        bulk_events=0,
+        http=True,
+        mood_prompts=0,
+        reuse=True,
+        telemetry_pages=0,
     )
     report = run_bench(cfg, world_dir)
     assert report["http_skipped"] == WRK_MISSING and "apt-get install wrk" in WRK_MISSING

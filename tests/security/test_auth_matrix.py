@@ -47,6 +47,10 @@ ACCESS: dict[str, set[str]] = {
     "DELETE /v1/users/{user_id}/mood/{mood_id}": SVC,
     "GET /v1/users/{user_id}/controls": SVC,
     "PUT /v1/users/{user_id}/controls": SVC,
+    "GET /v1/users/{user_id}/controls/rules": SVC,
+    "POST /v1/users/{user_id}/controls/rules": SVC,
+    "PUT /v1/users/{user_id}/controls/rules/{rule_id}": SVC,
+    "DELETE /v1/users/{user_id}/controls/rules/{rule_id}": SVC,
     "GET /v1/users/{user_id}/interests": SVC,
     "POST /v1/users/{user_id}/interests/{topic}": SVC,
     "GET /v1/users/{user_id}/data-controls": SVC,
@@ -194,6 +198,7 @@ def _call(client: Any, w: dict[str, Any], op: str, role: str, k: int) -> Any:
         template.replace("{user_id}", str(user_id))
         .replace("{child_id}", str(other))
         .replace("{mood_id}", "nope")
+        .replace("{rule_id}", "nope")
         .replace("{topic}", "cats")
         .replace("{clip_id}", str(item))
         .replace("{survey_id}", w["survey"])
@@ -228,6 +233,8 @@ def _call(client: Any, w: dict[str, Any], op: str, role: str, k: int) -> Any:
         "POST /v1/users/{user_id}/mood": {"text": "calm nature"},
         "PUT /v1/users/{user_id}/controls": {"muted_words": ["matrix"]},
         "PUT /v1/users/{user_id}/data-controls": {"watch_time": False},
+        "POST /v1/users/{user_id}/controls/rules": {"text": "never horror after 21:00"},
+        "PUT /v1/users/{user_id}/controls/rules/{rule_id}": {"text": "less politics"},
         "PATCH /v1/users/{user_id}/governor": {"daily_limit_min": 50},
         "POST /v1/surveys/{survey_id}/answer": {"answer": 3},
         "POST /v1/generations": {"user_id": other, "prompt": f"a calm lake, take {k}"},

@@ -215,3 +215,22 @@ def test_personalized_false_serves_following_only_newest_first(client: Any) -> N
     following = eng.state.graph.following.get(uid, set())
     assert all(i["author_id"] in following for i in items)
     assert all(i["source"] == "following" for i in items)
+
+
+def test_x_but_not_y_keeps_x(client: Any) -> None:
+    # "animals but not cats": the dog clips are somewhat like "cats" but more like "animals";
+    # they stay and fill the page, while every cat clip goes.
+    eng = client.app.state.engine
+    st = eng.state
+    uid = int(min(st.activity.history, key=lambda u: len(st.activity.seen.get(u, ()))))
+    h = make_key(client, "user", uid)
+    before = _page(client, uid, h)
+    r = client.post(f"/v1/users/{uid}/mood", json={"text": "animals but not cats"}, headers=h)
+    assert r.status_code == 201, r.text
+    assert r.json()["understood"]["facets"] == ["animals"]
+    assert r.json()["understood"]["exclusions"] == ["cats"]
+    after = _page(client, uid, h)
+    assert not [i for i in after if "cats" in i["topics"]]
+    dogs_before = sum("dogs" in i["topics"] for i in before)
+    dogs_after = sum("dogs" in i["topics"] for i in after)
+    assert dogs_after >= 4 and dogs_after > dogs_before

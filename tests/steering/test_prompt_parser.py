@@ -185,6 +185,26 @@ CASES: list[Case] = [
     Case("18+ horror", ("horror",), maturity_max=2),
     Case("no adult cartoons", exclusions=("adult cartoons",), maturity_max=1),
     Case("nothing scary, kid friendly please", exclusions=("scary",), maturity_max=0),
+    # --- composition: "X but not Y", "A or B", intensity and settings as whole clauses -------
+    Case("funny animals but not cats", ("funny animals",), ("cats",)),
+    Case("funny animals except cats", ("funny animals",), ("cats",)),
+    Case("recipes or travel", ("recipes", "travel")),
+    Case("either cooking or baking", ("cooking", "baking")),
+    Case(
+        "nothing too intense, keep it family friendly", energy=-1, maturity_max=0
+    ),  # the issue's prompt: no facet "keep"
+    Case("keep it calm, no news", ("calm",), ("news",), energy=-1),
+    Case("make it chill", ("chill",), energy=-1),
+    Case("low intensity workouts", ("low intensity workouts",), energy=-1),
+    Case("something high energy but not loud", ("high energy",), energy=1),
+    # --- emoji, read for their meaning when they stand for a word ----------------------------
+    Case("🐱", ("cat",)),
+    Case("🐱 or 🐶", ("cat", "dog")),
+    Case("cats or 🐱", ("cats",)),
+    Case("no 📰", exclusions=("newspaper",)),
+    Case("no 📰 please", exclusions=("newspaper",)),
+    Case("🍜, no 🎮", ("steaming bowl",), ("video game",)),
+    Case("only ⚽", restrict_to=("soccer ball",)),
 ]
 
 
@@ -235,10 +255,46 @@ def test_empty_prompt_says_what_to_write(prompt: str) -> None:
         parse_mood(prompt)
 
 
-@pytest.mark.parametrize("prompt", ["!!!", "🙂🙂", "123 456", "?!.,;"])
+@pytest.mark.parametrize("prompt", ["!!!", "→ ← ↑", "123 456", "?!.,;"])
 def test_prompt_without_letters_is_rejected(prompt: str) -> None:
     with pytest.raises(MoodParseError, match="no words"):
         parse_mood(prompt)
+
+
+def test_emoji_only_prompt_is_understood_not_rejected() -> None:
+    mood = parse_mood("🙂🙂")
+    assert mood.facets == ("slightly smiling",)
+    assert parse_mood("👍🏽").facets == ("thumbs up",)  # the skin tone is not a topic
+
+
+class _Vocabulary:
+    """A real catalogue vocabulary over a few words (what ConceptIndex.vocabulary builds)."""
+
+    def __init__(self) -> None:
+        from steering.vocabulary import CatalogueVocabulary
+
+        self.inner = CatalogueVocabulary(
+            {"funny": 40, "cats": 30, "cooking": 12, "news": 20, "politics": 15}
+        )
+
+    def correct(self, word: str) -> str | None:
+        return self.inner.correct(word)
+
+
+def test_topic_typos_are_corrected_against_the_catalogue_and_said_back() -> None:
+    mood = parse_mood("fnny cats, no poltics", vocabulary=_Vocabulary())
+    assert mood.facets == ("funny cats",)
+    assert mood.exclusions == ("politics",)
+    assert "read 'fnny' as 'funny'" in mood.warnings
+    assert "read 'poltics' as 'politics'" in mood.warnings
+
+
+def test_words_the_catalogue_holds_or_parser_words_are_never_corrected() -> None:
+    vocab = _Vocabulary()
+    assert parse_mood("cats, no news", vocabulary=vocab).warnings == ()
+    # "cast" is a real word: a four-letter word is only lengthened, never swapped.
+    assert parse_mood("cast", vocabulary=vocab).facets == ("cast",)
+    assert parse_mood("fnny cats").facets == ("fnny cats",)  # no vocabulary: as typed
 
 
 def test_too_long_prompt_names_the_limit() -> None:

@@ -13,6 +13,7 @@ from pipelines.serving.products.home import HOME
 from steering.controls import MAX_MUTED_AUTHORS, MAX_RULE_CHARS, MAX_RULES, ControlsError
 from steering.errors import MoodParseError, MoodTooLongError, SteeringError
 from steering.interests import InterestService
+from steering.rules import MAX_RULE_TEXT, RuleError
 from steering.why_not import why_not
 
 router = APIRouter(prefix="/v1/users", tags=["steering"])
@@ -52,6 +53,18 @@ class ControlsIn(BaseModel):
     maturity_max: int | None = Field(default=None, ge=0, le=3)
     connected_vs_global: float | None = Field(default=None, ge=0.0, le=1.0)
     personalized: bool | None = None
+
+
+class RuleIn(BaseModel):
+    """A standing rule in plain words ("never horror after 21:00", "from @chef_ana only
+    recipes"); at most 200 characters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=MAX_RULE_TEXT)
+
+
+RuleId = Annotated[str, Path(min_length=1, max_length=64)]
 
 
 def _access(engine: Any, principal: Any, user_id: int) -> None:
@@ -123,9 +136,68 @@ def put_controls(
         ctrl = svc.controls.update(user_id, body.model_dump(exclude_unset=True))
     except ControlsError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
-    for t in (*ctrl.never_show, *ctrl.more_of, *ctrl.less_of):
-        svc.concepts.scores(t)  # warm the cache so the next page pays nothing
+    # Warm the cache so the next page pays nothing (negations are scored whole).
+    for t in ctrl.never_show:
+        svc.concepts.scores(t, compose=False)
+    for t in (*ctrl.more_of, *ctrl.less_of):
+        svc.concepts.scores(t)
     return ctrl.model_dump()
+
+
+@router.get("/{user_id}/controls/rules")
+def list_rules(user_id: UserId, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
+    """The user's standing rules, each with how it was understood."""
+    _access(engine, principal, user_id)
+    return {"rules": [r.to_dict() for r in engine.steering.rules.list(user_id)]}
+
+
+@router.post(
+    "/{user_id}/controls/rules",
+    status_code=status.HTTP_201_CREATED,
+    responses=errors(422, why={422: "the sentence could not be used; the detail says why"}),
+)
+def create_rule(
+    user_id: UserId, body: RuleIn, engine: EngineDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    """Save a sentence as a standing rule; every page follows it until it is deleted. The
+    response shows how it was understood (never / only / less / more, creator, time window)."""
+    _access(engine, principal, user_id)
+    try:
+        rule = engine.steering.rules.create(user_id, body.text)
+    except RuleError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
+    return rule.to_dict()
+
+
+@router.put(
+    "/{user_id}/controls/rules/{rule_id}",
+    responses=errors(
+        404, 422, why={404: "unknown user, or no such rule", 422: "the new sentence is unusable"}
+    ),
+)
+def put_rule(
+    user_id: UserId, rule_id: RuleId, body: RuleIn, engine: EngineDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    """Change a rule's sentence (an unusable one leaves the old rule in place)."""
+    _access(engine, principal, user_id)
+    try:
+        rule = engine.steering.rules.update(user_id, rule_id, body.text)
+    except RuleError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
+    return rule.to_dict()
+
+
+@router.delete(
+    "/{user_id}/controls/rules/{rule_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=errors(404, why={404: "unknown user, or no such rule"}),
+)
+def delete_rule(
+    user_id: UserId, rule_id: RuleId, engine: EngineDep, principal: PrincipalDep
+) -> None:
+    """Delete a rule; the next page no longer follows it."""
+    _access(engine, principal, user_id)
+    engine.steering.rules.delete(user_id, rule_id)
 
 
 @router.get("/{user_id}/interests")

@@ -47,7 +47,7 @@ def build_following_only_feed(deps: ProductDeps) -> RankingPipeline:
             DataControlsQueryHydrator(deps.data_controls),  # first: the signals allowed
             UserContextQueryHydrator(deps.state),
             ExperimentArmsQueryHydrator(deps.experiments.running),
-            ActiveMoodQueryHydrator(steer.moods, steer.controls, steer.concepts),
+            ActiveMoodQueryHydrator(steer.moods, steer.controls, steer.concepts, rules=steer.rules),
             GovernorQueryHydrator(wb.governor),
             SurveyCardQueryHydrator(wb.surveys),
         ],

@@ -93,7 +93,7 @@ def build_home_feed(deps: ProductDeps) -> RankingPipeline:
             # Before the others: the mood, governor and survey hydrators read the arm's overrides.
             ExperimentArmsQueryHydrator(deps.experiments.running),
             TopicMixQueryHydrator(deps.state),  # before active_mood, which steers the mix
-            ActiveMoodQueryHydrator(steer.moods, steer.controls, steer.concepts),
+            ActiveMoodQueryHydrator(steer.moods, steer.controls, steer.concepts, rules=steer.rules),
             GovernorQueryHydrator(wb.governor),
             SurveyCardQueryHydrator(wb.surveys),
         ],

@@ -17,6 +17,8 @@ from pipelines.offline.eval_steering import (
     rescore,
     run_steering_eval,
     score_pages,
+    split_users,
+    user_mean_ci,
 )
 
 
@@ -64,6 +66,28 @@ def test_scores_compliance_and_negation_against_the_no_mood_page() -> None:
     assert r["per_prompt"]["no B"]["avoided_before"] == 2
     assert r["per_prompt"]["no B"]["avoided_after"] == 1
     assert r["negation_removed"]["heldout"] == 0.5
+    assert r["negation_only_removed"] == {"heldout": {"no B": 0.5}}
+    assert r["compliance_at_10_ci95"]["tune"]["users"] == 1
+
+
+def test_tuning_and_held_out_users_never_overlap() -> None:
+    cfg = WorldConfig(n_users=64, n_tune_users=16)
+    users = list(range(100, 164))
+    tune, held = split_users(users, cfg, "tune"), split_users(users, cfg, "heldout")
+    assert len(tune) == 16 and len(held) == 48
+    assert not set(tune) & set(held)
+    with pytest.raises(SteeringEvalError, match="holds no user"):
+        split_users(users[:16], WorldConfig(n_users=16, n_tune_users=16), "heldout")
+
+
+def test_confidence_interval_is_over_users_and_narrows_with_more_of_them() -> None:
+    rng = np.random.default_rng(1)
+    few = {u: [float(rng.uniform())] for u in range(10)}
+    many = {u: [float(rng.uniform())] for u in range(400)}
+    a, b = user_mean_ci(few), user_mean_ci(many)
+    assert a["low"] <= a["mean"] <= a["high"] and b["low"] <= b["mean"] <= b["high"]
+    assert b["high"] - b["low"] < a["high"] - a["low"]
+    assert b["users"] == 400
 
 
 class _CountingEmbedder:
@@ -134,15 +158,26 @@ def test_tiny_benchmark_writes_pages_and_scores_them(tmp_path: Path) -> None:
         ],
     )
     out = tmp_path / "pages.parquet"
-    cfg = WorldConfig(n_users=20, history_len=20, n_clusters=4, limit_clips=200)
+    cfg = WorldConfig(n_users=20, n_tune_users=8, history_len=20, n_clusters=4, limit_clips=200)
     report = run_steering_eval(data, prompts, out, data_dir=tmp_path / "eval", cfg=cfg)
     pages = pl.read_parquet(out)
     assert pages.columns == ["prompt", "user_id", "item_id", "rank"]
-    assert set(pages["prompt"].unique()) == {"", "cooking", "no games"}
-    assert pages.filter(pl.col("prompt") == "")["user_id"].n_unique() == 20
+    # The tuning run: tuning prompts only, tuning users only.
+    assert set(pages["prompt"].unique()) == {"", "cooking"}
+    assert pages.filter(pl.col("prompt") == "")["user_id"].n_unique() == 8
+    assert report["split"] == "tune" and report["users"] == 8
     assert report["clips"] == 200 and report["min_history_clips"] >= 20
     assert report["latency"]["added_ms_p99"] is not None
     assert report["scores"]["compliance_at_10"]["tune"] > 0.5
+    assert report["scores"]["compliance_at_10"]["heldout"] is None
     assert report["baseline_scores"]["compliance_at_10"]["tune"] is not None
     again = rescore(data, prompts, out)
     assert again["scores"] == report["scores"]
+    held_out = tmp_path / "heldout.parquet"
+    held = run_steering_eval(
+        data, prompts, held_out, data_dir=tmp_path / "eval", cfg=cfg, split="heldout"
+    )
+    held_pages = pl.read_parquet(held_out)
+    assert set(held_pages["prompt"].unique()) == {"", "no games"}
+    assert not set(held_pages["user_id"]) & set(pages["user_id"])
+    assert held["users"] == 12 and "no games" in held["scores"]["negation_only_removed"]["heldout"]
