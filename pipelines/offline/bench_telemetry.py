@@ -7,9 +7,9 @@ Two measurements on one open engine, in one run, so the machine's load is shared
   request thread's CPU time (``hook_cpu_*``: the work telemetry adds to the page path, which
   a busy machine's preemption does not inflate) and as wall time (``hook_wall_*``).
 - **page latency A/B**: pages served with telemetry off (the reference), with metrics only,
-  with metrics and tracing of every page, and with traces sampled at 10% (parent-based
-  trace-id ratio, as ``OTEL_TRACES_SAMPLER=parentbased_traceidratio`` and
-  ``OTEL_TRACES_SAMPLER_ARG=0.1`` configure the server): each round draws a user and serves
+  with metrics and tracing of every page, and with traces sampled at the server's default
+  ratio (``TelemetrySettings.trace_sample_ratio``, parent-based trace-id ratio, what the server
+  does when an OTLP endpoint is set): each round draws a user and serves
   it one page under each, in a rotating order; the mean of the paired differences has a 95%
   interval (it is small against the page's own variance on a busy machine, which is why the
   hook time is reported too).
@@ -39,6 +39,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRati
 from pipelines.serving.engine import Engine
 from pipelines.serving.page import FeedPage
 from pipelines.serving.telemetry import Telemetry
+from pipelines.serving.telemetry.settings import TelemetrySettings
 from ranking.pipeline import PipelineResult
 
 
@@ -133,16 +134,15 @@ def telemetry_overhead(
     exporter = EncodeOnlyExporter()
     provider = TracerProvider(sampler=ALWAYS_ON)
     provider.add_span_processor(BatchSpanProcessor(exporter))
-    # What OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.1 gives.
-    sampled = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.1)))
+    # What the server's default sampler gives once an OTLP endpoint is configured.
+    ratio = TelemetrySettings().trace_sample_ratio
+    sampled = TracerProvider(sampler=ParentBased(TraceIdRatioBased(ratio)))
     sampled.add_span_processor(BatchSpanProcessor(exporter))
     configs: dict[str, TimedTelemetry] = {
         "off": TimedTelemetry(metrics=False, tracer=None),
         "metrics": TimedTelemetry(metrics=True, tracer=None),
         "metrics_tracing": TimedTelemetry(metrics=True, tracer=provider.get_tracer("bench")),
-        "metrics_tracing_sampled_10pct": TimedTelemetry(
-            metrics=True, tracer=sampled.get_tracer("bench")
-        ),
+        "metrics_tracing_sampled": TimedTelemetry(metrics=True, tracer=sampled.get_tracer("bench")),
     }
     saved = engine.telemetry
     lat: dict[str, list[float]] = {k: [] for k in configs}
@@ -170,7 +170,11 @@ def telemetry_overhead(
         engine.telemetry = saved
         provider.shutdown()  # exports what is left
         sampled.shutdown()
-    out: dict[str, Any] = {"pages_per_config": pages, "spans_exported": exporter.spans}
+    out: dict[str, Any] = {
+        "pages_per_config": pages,
+        "spans_exported": exporter.spans,
+        "trace_sample_ratio": ratio,
+    }
     ref = np.asarray(lat["off"])
     for name in names:
         a = np.asarray(lat[name])

@@ -33,7 +33,9 @@ class TelemetrySettings(BaseSettings):
     )
     service_name: str = Field(default="steerfeed", min_length=1, max_length=100)
     trace_sample_ratio: float = Field(
-        default=0.1,
+        # A traced page costs ~1.3 ms of CPU more than an untraced one (nine spans, ~50 us
+        # each, and their export): 5% keeps metrics plus tracing under 0.5 ms a page.
+        default=0.05,
         ge=0.0,
         le=1.0,
         description="share of pages (root spans) traced, parent-based; OTEL_TRACES_SAMPLER wins",
