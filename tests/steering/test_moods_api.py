@@ -231,6 +231,8 @@ def test_x_but_not_y_keeps_x(client: Any) -> None:
     assert r.json()["understood"]["exclusions"] == ["cats"]
     after = _page(client, uid, h)
     assert not [i for i in after if "cats" in i["topics"]]
+    # X stays: the defect was a page with no animals at all (every "funny" clip but the cats).
+    # The page before is not a floor: the person's calibrated mix may already hold dogs.
     dogs_before = sum("dogs" in i["topics"] for i in before)
     dogs_after = sum("dogs" in i["topics"] for i in after)
-    assert dogs_after >= 4 and dogs_after > dogs_before
+    assert dogs_after >= 4, (dogs_before, dogs_after)
