@@ -102,7 +102,9 @@ def test_rule_acts_on_one_creator_by_handle_and_names_itself_on_the_items(client
     items = _page(client, uid, h)
     named = [i for i in items if f"rule:{more['rule_id']}:more {keep}" in _applied(i)]
     assert named, "the 'more' rule acted on no item"
-    assert all(keep in i["topics"] or keep in i["caption"] for i in named[:3])
+    # It acts on clips like the topic (the concept's calibrated z), which need not name it;
+    # clips that name it are among them.
+    assert any(keep in i["topics"] or keep in i["caption"] for i in named)
 
 
 def _applied(item: dict[str, Any]) -> list[str]:
