@@ -33,6 +33,7 @@ from api.http.routes import (
     models,
     parental,
     steering,
+    transparency,
     users,
     wellbeing,
 )
@@ -70,6 +71,7 @@ ROUTERS = (
     experiments.router,
     models.router,
     media.router,
+    transparency.router,
 )
 
 
