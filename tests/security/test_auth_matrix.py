@@ -113,6 +113,8 @@ ACCESS: dict[str, set[str]] = {
     "GET /v1/models": READ,
     "POST /v1/models/rollback": ADMIN,
     "GET /media/clips/{name}": PUBLIC,
+    "GET /v1/transparency": PUBLIC,
+    "GET /transparency": PUBLIC,
 }
 
 

@@ -117,7 +117,7 @@ def transparency_page(engine: EngineDep) -> HTMLResponse:
         + "</p>"
     )
     body = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
-<title>steerfeed transparency report</title>
+<title>steerfeed transparency report</title><link rel="icon" href="data:,">
 <style>body{{font:14px system-ui,sans-serif;margin:2em;max-width:70em}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ddd;padding:.3em .6em;text-align:right}}
 .sup{{color:#888}}.ok{{color:#2a7a3b}}.bad{{color:#b00020;font-weight:bold}}.h{{font-family:monospace}}
