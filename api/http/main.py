@@ -28,6 +28,7 @@ from api.http.routes import (
     feed,
     generations,
     health,
+    me,
     media,
     metrics,
     models,
@@ -72,6 +73,7 @@ ROUTERS = (
     models.router,
     media.router,
     transparency.router,
+    me.router,
 )
 
 
