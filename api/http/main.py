@@ -28,11 +28,13 @@ from api.http.routes import (
     feed,
     generations,
     health,
+    me,
     media,
     metrics,
     models,
     parental,
     steering,
+    transparency,
     users,
     wellbeing,
 )
@@ -70,6 +72,8 @@ ROUTERS = (
     experiments.router,
     models.router,
     media.router,
+    transparency.router,
+    me.router,
 )
 
 
