@@ -1,24 +1,26 @@
 """:class:`Telemetry`: what the engine records about each page (metrics and spans).
 
 It is the ranking pipeline's observer (:class:`ranking.pipeline.PipelineObserver`): the runner
-wraps each stage in :meth:`Telemetry.stage` (a span, when tracing is on) and hands the finished
-run to :meth:`Telemetry.finished`, which turns its timings, source counts and removals into
-metrics in one pass. No component records anything itself.
+wraps each stage in :meth:`Telemetry.stage` (a span, when the page is traced) and hands the
+finished run to :meth:`Telemetry.finished`, which turns its timings, source counts and removals
+into metric observations in one pass, logged to the metrics buffer
+(:mod:`~pipelines.serving.telemetry.buffer`) and replayed into Prometheus in batches. No
+component records anything itself.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
+from prometheus_client import Histogram
 
 from pipelines.serving.telemetry import metrics as m
+from pipelines.serving.telemetry.buffer import BUFFER
 
 if TYPE_CHECKING:
     from pipelines.serving.page import FeedPage
@@ -59,55 +61,19 @@ _STAGE_SPAN_NAMES = {
 #: span, so each stage asks a context variable instead of the OpenTelemetry context.
 _PAGE_TRACED: ContextVar[bool | None] = ContextVar("steerfeed_page_traced", default=None)
 
-Observe = Callable[[float], None]
-
-
-def histogram_observer(child: Any) -> Observe:
-    """A function that observes a value into one labelled histogram child, as
-    ``child.observe`` does, without its per-call checks: the bucket is found by bisection
-    instead of a Python loop over the bounds (a page makes ~50 observations).
-
-    Falls back to ``child.observe`` when the child does not have the attributes this relies
-    on (another prometheus_client), so a change there costs speed, never counts; a test
-    checks both give the same exposition.
-    """
-    bounds = getattr(child, "_upper_bounds", None)
-    buckets = getattr(child, "_buckets", None)
-    total = getattr(child, "_sum", None)
-    if (
-        not isinstance(bounds, list)
-        or not isinstance(buckets, list)
-        or len(bounds) != len(buckets)
-        or not bounds
-        or bounds[-1] != math.inf
-        or total is None
-    ):
-        return child.observe  # type: ignore[no-any-return]
-    sum_inc = total.inc
-    bucket_incs = [b.inc for b in buckets]
-
-    def observe(amount: float) -> None:
-        sum_inc(amount)
-        # The first bound >= amount is the bucket ``observe`` increments; NaN falls in none.
-        i = bisect_left(bounds, amount)
-        if i < len(bucket_incs) and amount <= bounds[i]:
-            bucket_incs[i](1)
-
-    return observe
-
 
 class _PipelineChildren:
-    """One pipeline's metric children, resolved once: what each timing key records, and the
-    children of its stages, sources and filters (a lookup per item instead of a labels())."""
+    """One pipeline's metric slots in the buffer, resolved once: what each timing key records,
+    and the slots of its stages, sources and filters (a lookup per item, no labels())."""
 
     __slots__ = ("filters", "sources", "stages", "timings")
 
     def __init__(self) -> None:
-        # timing key -> (component histogram observer or None, stage or None, is a stage wall)
-        self.timings: dict[str, tuple[Observe | None, str | None, bool]] = {}
-        self.stages: dict[str, Observe] = {}
-        self.sources: dict[str, Any] = {}
-        self.filters: dict[str, Any] = {}
+        # timing key -> (component histogram slot or -1, stage or None, is a stage wall)
+        self.timings: dict[str, tuple[int, str | None, bool]] = {}
+        self.stages: dict[str, int] = {}
+        self.sources: dict[str, int] = {}
+        self.filters: dict[str, int] = {}
 
 
 class _PageSpan:
@@ -151,6 +117,7 @@ class Telemetry:
         self.tracer = tracer
         # Label children looked up once (a labels() call takes a lock and builds a tuple).
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._slots: dict[tuple[Any, ...], int] = {}
         self._pipelines: dict[str, _PipelineChildren] = {}
 
     @classmethod
@@ -165,6 +132,16 @@ class Telemetry:
             child = metric.labels(*labels)
             self._children[key] = child
         return child
+
+    def _slot(self, metric: Any, *labels: str) -> int:
+        """The buffer slot of a labelled child: its ``observe`` (histogram) or ``inc``."""
+        key = (id(metric), *labels)
+        slot = self._slots.get(key)
+        if slot is None:
+            child = self._child(metric, *labels)
+            record = child.observe if isinstance(metric, Histogram) else child.inc
+            slot = self._slots[key] = BUFFER.slot(record)
+        return slot
 
     # -- the pipeline observer ---------------------------------------------------------------
     def stage(self, pipeline: str, stage: str) -> AbstractContextManager[Any]:
@@ -183,7 +160,8 @@ class Telemetry:
     def finished(self, pipeline: str, result: PipelineResult) -> None:
         """Record a finished run: stage and component times, candidates per source, removals.
 
-        One pass over the timings the runner collected; every metric child is resolved the
+        One pass over the timings the runner collected, logged to the metrics buffer under
+        one lock (:mod:`~pipelines.serving.telemetry.buffer`); every slot is resolved the
         first time a pipeline reports it and reused after (see :class:`_PipelineChildren`).
         """
         if not self.metrics:
@@ -192,48 +170,54 @@ class Telemetry:
         if children is None:
             children = self._pipelines[pipeline] = _PipelineChildren()
         plan = children.timings
+        slots: list[int] = []
+        values: list[float] = []
         walls: dict[str, float] = {}
         for key, ms in result.timings_ms.items():
             step = plan.get(key)
             if step is None:
                 step = plan[key] = self._timing_step(pipeline, key)
-            observe, stage, is_wall = step
-            if observe is not None:
-                observe(ms / 1e3)
+            slot, stage, is_wall = step
+            if slot >= 0:
+                slots.append(slot)
+                values.append(ms / 1e3)
             if stage is not None:
                 walls[stage] = ms if is_wall else walls.get(stage, 0.0) + ms
         stages = children.stages
         for stage, ms in walls.items():
-            observe = stages.get(stage)
-            if observe is None:
-                child = self._child(m.STAGE_SECONDS, pipeline, stage)
-                observe = stages[stage] = histogram_observer(child)
-            observe(ms / 1e3)
+            found = stages.get(stage)
+            if found is None:
+                found = stages[stage] = self._slot(m.STAGE_SECONDS, pipeline, stage)
+            slots.append(found)
+            values.append(ms / 1e3)
         sources = children.sources
         for source, n in result.source_counts.items():
             if n:
-                counter = sources.get(source)
-                if counter is None:
-                    counter = sources[source] = self._child(m.SOURCE_CANDIDATES, pipeline, source)
-                counter.inc(n)
+                found = sources.get(source)
+                if found is None:
+                    found = sources[source] = self._slot(m.SOURCE_CANDIDATES, pipeline, source)
+                slots.append(found)
+                values.append(n)
         filters = children.filters
         for name, n in result.removed_counts.items():
-            counter = filters.get(name)
-            if counter is None:
-                counter = filters[name] = self._child(m.FILTER_REMOVED, pipeline, name)
-            counter.inc(n)
+            found = filters.get(name)
+            if found is None:
+                found = filters[name] = self._slot(m.FILTER_REMOVED, pipeline, name)
+            slots.append(found)
+            values.append(n)
+        BUFFER.record(slots, values)
 
-    def _timing_step(self, pipeline: str, key: str) -> tuple[Observe | None, str | None, bool]:
+    def _timing_step(self, pipeline: str, key: str) -> tuple[int, str | None, bool]:
         """What one timing key of the runner records: a component time (``qh.*``, ``src.*``,
         ``h.*``, ``f.*``, ``s.*``, ``ph.*``, ``se.*``) added to its stage's time, or a stage's
         wall time (``sources``, ``select``), or nothing (``total``: the page has its own)."""
         if key == "total":
-            return None, None, False
+            return -1, None, False
         wall = _STAGE_KEYS.get(key)
         if wall is not None:
-            return None, wall, True
-        observe = histogram_observer(self._child(m.COMPONENT_SECONDS, pipeline, key))
-        return observe, _PREFIX_STAGE.get(key.split(".", 1)[0]), False
+            return -1, wall, True
+        slot = self._slot(m.COMPONENT_SECONDS, pipeline, key)
+        return slot, _PREFIX_STAGE.get(key.split(".", 1)[0]), False
 
     # -- pages ------------------------------------------------------------------------------------
     def page_span(self, request_id: str) -> AbstractContextManager[trace.Span | None]:
@@ -249,15 +233,20 @@ class Telemetry:
         product = page.pipeline
         if page.stop_card is not None:
             status = "stopped"
-            self._child(m.GOVERNOR_STOPS, str(page.stop_card.reason)).inc()
+            slots = [self._slot(m.GOVERNOR_STOPS, str(page.stop_card.reason))]
+            values = [1.0]
         else:
             status = "ok" if page.items else "empty"
-        self._child(m.PAGES, product, status).inc()
-        self._child(m.PAGE_SECONDS, product).observe(seconds)
+            slots, values = [], []
+        slots += (self._slot(m.PAGES, product, status), self._slot(m.PAGE_SECONDS, product))
+        values += (1.0, seconds)
         for source in page.degraded_sources:
-            self._child(m.DEGRADED_SOURCES, product, source).inc()
+            slots.append(self._slot(m.DEGRADED_SOURCES, product, source))
+            values.append(1.0)
         if page.survey is not None:
-            self._child(m.SURVEY_CARDS, "shown").inc()
+            slots.append(self._slot(m.SURVEY_CARDS, "shown"))
+            values.append(1.0)
+        BUFFER.record(slots, values)
 
     def page_failed(self, product: str, *, refused: bool) -> None:
         """Count a page that was refused (a client error: unknown user, bad cursor) or failed."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from datetime import datetime
 
 import polars as pl
@@ -10,30 +11,51 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
-from prometheus_client import REGISTRY, CollectorRegistry, Histogram, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 
 from pipelines.serving.telemetry import Telemetry
-from pipelines.serving.telemetry.recorder import histogram_observer
+from pipelines.serving.telemetry.buffer import MetricsBuffer
+from pipelines.serving.telemetry.metrics import render
 from ranking.pipeline import FeedQuery, PipelineResult
 
 BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
 
 
-def test_the_histogram_observer_counts_as_observe_does() -> None:
+def test_replayed_observations_expose_as_direct_ones() -> None:
     registry = CollectorRegistry()
     plain = Histogram("plain", "h", ["product"], buckets=BUCKETS, registry=registry)
-    fast = Histogram("fast", "h", ["product"], buckets=BUCKETS, registry=registry)
-    observe = histogram_observer(fast.labels("home"))
+    logged = Histogram("logged", "h", ["product"], buckets=BUCKETS, registry=registry)
+    plain_n = Counter("plain_n", "c", registry=registry)
+    logged_n = Counter("logged_n", "c", registry=registry)
+    buffer = MetricsBuffer(interval_s=3600.0)  # replayed below, by hand
+    seconds = buffer.slot(logged.labels("home").observe)
+    count = buffer.slot(logged_n.inc)
+    assert buffer.slot(logged.labels("home").observe) == seconds  # registered once
     # On every bound, between bounds, below the first, above the last, zero and negative.
     values = [*BUCKETS, 0.0, -1.0, 0.00007, 0.0003, 0.07, 0.6, 3.0, math.inf]
     for v in values:
         plain.labels("home").observe(v)
-        observe(v)
+        plain_n.inc(3)
+        buffer.record([seconds, count], [v, 3])
+    assert registry.get_sample_value("logged_count", {"product": "home"}) == 0  # logged only
+    buffer.flush()
     text = generate_latest(registry).decode()
-    lines = sorted(line.replace("fast", "plain") for line in text.splitlines() if "fast" in line)
-    assert lines == sorted(line for line in text.splitlines() if "plain" in line)
-    assert 'fast_bucket{le="0.0001",product="home"} 4.0' in text
-    assert f'fast_count{{product="home"}} {float(len(values))}' in text
+    lines = text.splitlines()
+    replayed = sorted(line.replace("logged", "plain") for line in lines if "logged" in line)
+    assert replayed == sorted(line for line in lines if "plain" in line)
+    assert f'logged_count{{product="home"}} {float(len(values))}' in text
+    assert f"logged_n_total {3.0 * len(values)}" in text
+
+
+def test_logged_observations_reach_their_child_without_a_scrape() -> None:
+    registry = CollectorRegistry()
+    pages = Counter("pages", "c", registry=registry)
+    buffer = MetricsBuffer(interval_s=0.01)
+    buffer.record([buffer.slot(pages.inc)], [1.0])
+    deadline = time.monotonic() + 30  # the flusher thread replays it within its interval
+    while registry.get_sample_value("pages_total") != 1.0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert registry.get_sample_value("pages_total") == 1.0
 
 
 def _result(timings: dict[str, float]) -> PipelineResult:
@@ -67,8 +89,9 @@ def test_a_finished_run_records_each_component_its_stage_sources_and_removals() 
         "total": 30.0,
     }
     tel = Telemetry(metrics=True)
-    for _ in range(2):  # the second run reuses the children the first resolved
+    for _ in range(2):  # the second run reuses the slots the first resolved
         tel.finished(product, _result(timings))
+    render()  # a scrape replays what the page path logged
     stage_sum = "steerfeed_stage_seconds_sum"
     # Components of a stage add up to its time; sources and select are walls of their own.
     assert math.isclose(_value(stage_sum, product=product, stage="query_hydrator"), 2 * 0.003)
