@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.http.auth import PUBLIC_TAG, Principal
 from api.http.deps import EngineDep
-from api.http.errors import ERROR_MEANINGS
+from api.http.errors import ERROR_MEANINGS, errors
 from api.http.signin import page_principal, read_login_key
 from pipelines.serving.engine import Engine
 from wellbeing.my_view import personal_view
@@ -28,7 +28,7 @@ router = APIRouter(tags=["me", PUBLIC_TAG])
 COOKIE = "steerfeed_me_key"
 _SIGN_IN: dict[int | str, dict[str, Any]] = {
     code: {"description": f"the sign-in form (HTML): {ERROR_MEANINGS[code]}"}
-    for code in (401, 403, 429)
+    for code in (401, 403, 404, 429)
 }
 
 
@@ -150,7 +150,7 @@ def my_view_page(
     "/me/export",
     responses={
         200: {"description": "the view as a JSON file (a year)"},
-        **{c: {"description": ERROR_MEANINGS[c]} for c in (401, 403, 429)},
+        **errors(401, 403, 404, 429),
     },
 )
 def my_view_export(
