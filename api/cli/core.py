@@ -22,6 +22,7 @@ class SteerfeedGroup(TyperGroup):
 
     def invoke(self, ctx: Any) -> Any:  # typer's (vendored) click Context
         """Run the command; turn DuckDB's lock error into a one-line error (exit 2)."""
+        what = self._command_words(ctx)
         try:
             return super().invoke(ctx)
         except Exception as exc:
@@ -31,10 +32,19 @@ class SteerfeedGroup(TyperGroup):
                 raise
             found = re.search(r'on file "([^"]+)"', str(exc))
             data_dir = Path(found.group(1)).parent if found else DEFAULT_DATA
-            typer.secho(
-                f"error: {held_store_message(data_dir, exc=exc)}", fg=typer.colors.RED, err=True
-            )
+            msg = held_store_message(data_dir, what=what, exc=exc)
+            typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
             raise typer.Exit(2) from None
+
+    def _command_words(self, ctx: Any) -> str:
+        """``'steerfeed import clips'``: the command about to run, for messages."""
+        words = [*getattr(ctx, "_protected_args", []), *ctx.args][:2]
+        if not words:
+            return "this command"
+        sub = self.get_command(ctx, words[0])
+        if len(words) == 2 and not isinstance(sub, TyperGroup):
+            words = words[:1]  # a command's argument, not a subcommand
+        return "'steerfeed " + " ".join(words) + "'"
 
 
 app = typer.Typer(

@@ -26,6 +26,7 @@ from api.http.local_access import (
     ServerRecord,
     read_server_record,
     read_token,
+    server_alive,
 )
 
 logger = logging.getLogger(__name__)
@@ -103,16 +104,6 @@ def _detail(r: httpx.Response) -> str:
     return str(body)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
-
-
 def _answers(record: ServerRecord) -> bool:
     try:
         return httpx.get(record.url + "/livez", timeout=2.0).status_code == 200
@@ -123,7 +114,7 @@ def _answers(record: ServerRecord) -> bool:
 def holding_server(data_dir: Path) -> ServerRecord | None:
     """``server.json`` of ``data_dir`` when its server process is alive, else ``None``."""
     record = read_server_record(data_dir)
-    return record if record is not None and _pid_alive(record.pid) else None
+    return record if record is not None and server_alive(record) else None
 
 
 def find_live_server(data_dir: Path, *, wait_s: float = STARTING_WAIT_S) -> LiveServer | None:
@@ -157,7 +148,7 @@ def find_live_server(data_dir: Path, *, wait_s: float = STARTING_WAIT_S) -> Live
     deadline = time.monotonic() + wait_s
     waited = False
     while not _answers(record):
-        if not _pid_alive(record.pid):
+        if not server_alive(record):
             return None
         if time.monotonic() > deadline:
             msg = f"{where} did not answer /livez within {wait_s:.0f} s; is it stuck?"

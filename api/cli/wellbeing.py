@@ -133,7 +133,7 @@ def simulate_surveys_cmd(
     from pipelines.offline.wellbeing_simulate import simulate_surveys
 
     # No route writes simulated answers: say so before the world is rebuilt (the slow part).
-    _refuse_beside_server(data_dir, "'wellbeing simulate-surveys'")
+    _refuse_beside_server(data_dir, "'steerfeed wellbeing simulate-surveys'")
     world = build_world(
         WorldConfig(n_users=users, n_clips=clips, n_events=events, seed=seed), progress=True
     )

@@ -44,6 +44,8 @@ class ServerRecord:
     host: str
     port: int
     started_at: float
+    #: The process's start time in clock ticks (Linux), so a reused pid is not taken for it.
+    proc_start: str | None = None
 
     @property
     def url(self) -> str:
@@ -83,7 +85,10 @@ def announce_server(data_dir: Path, *, host: str, port: int) -> ServerRecord:
     fd = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(secrets.token_urlsafe(32))
-    record = ServerRecord(pid=os.getpid(), host=host, port=port, started_at=time.time())
+    pid = os.getpid()
+    record = ServerRecord(
+        pid=pid, host=host, port=port, started_at=time.time(), proc_start=process_start(pid)
+    )
     tmp = data_dir / f".{SERVER_FILE}.{os.getpid()}"
     tmp.write_text(json.dumps(asdict(record)))
     os.replace(tmp, data_dir / SERVER_FILE)  # readers never see half a file
@@ -109,9 +114,35 @@ def read_server_record(data_dir: Path) -> ServerRecord | None:
             host=str(raw["host"]),
             port=int(raw["port"]),
             started_at=float(raw["started_at"]),
+            proc_start=raw.get("proc_start"),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from ``/proc``), or ``None``
+    where there is no ``/proc`` or no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 22; the command name (field 2) is in parentheses and may hold spaces.
+    return stat.rsplit(")", 1)[-1].split()[19]
+
+
+def server_alive(record: ServerRecord) -> bool:
+    """Whether the process that wrote ``record`` still runs (not just some process that got
+    its pid since)."""
+    try:
+        os.kill(record.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        pass
+    if record.proc_start is None:
+        return True
+    return process_start(record.pid) in (record.proc_start, None)
 
 
 def read_token(data_dir: Path) -> str:
