@@ -248,15 +248,16 @@ def serve(
         import tempfile
 
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="steerfeed-metrics-")
-    from api.cli.live_server import NoLocalAccessError, find_live_server
+    from api.cli.live_server import holding_server
     from api.http.local_access import announce_server, withdraw_server
 
-    try:
-        running = find_live_server(data_dir, wait_s=0)
-    except NoLocalAccessError:
-        running = None
+    running = holding_server(data_dir)
     if running is not None:
-        _fail(f"a server already serves {data_dir} ({running.describe()})")
+        _fail(f"a server already serves {data_dir} (pid {running.pid}, {running.url})")
+    import duckdb
+
+    # Held by another process: one line (SteerfeedGroup), not uvicorn's start-up traceback.
+    duckdb.connect(str(data_dir / "steerfeed.duckdb")).close()
     # server.json and the local token: CLI commands beside this server go through it.
     announce_server(data_dir, host=host, port=port)
     try:
