@@ -10,7 +10,6 @@ the others stop with :func:`held_store_message` instead of DuckDB's lock traceba
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from dataclasses import dataclass
