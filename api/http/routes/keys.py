@@ -60,7 +60,7 @@ def _check_key_request(body: KeyIn) -> None:
         msg = f"unknown role {body.role!r}; valid: {', '.join(ROLES)}"
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=msg)
     if body.role in _USER_ROLES and body.user_id is None:
-        msg = f"a {body.role!r} key acts for one user: send user_id"
+        msg = f"a {body.role!r} key acts for one user: send user_id (CLI: --user-id N)"
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=msg)
     if body.role not in _USER_ROLES and body.user_id is not None:
         msg = f"a {body.role!r} key acts for no single user: drop user_id"
