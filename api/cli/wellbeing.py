@@ -149,3 +149,77 @@ def simulate_surveys_cmd(
     finally:
         eng.close()
     typer.echo(json.dumps(report.to_dict()))
+
+
+transparency_app = typer.Typer(
+    help="The public transparency report (hash-chained log).", no_args_is_help=True
+)
+app.add_typer(transparency_app, name="transparency")
+
+
+def _anchors(expect: list[str]) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for item in expect:
+        seq, _, digest = item.partition(":")
+        if not seq.isdigit() or len(digest) != 64:
+            _fail(
+                f"--expect takes SEQ:HASH (a sequence number and a 64-character hash), got {item!r}"
+            )
+        out[int(seq)] = digest
+    return out
+
+
+@transparency_app.command("publish")
+def transparency_publish(data_dir: DataDir = DEFAULT_DATA) -> None:
+    """Publish every completed period not yet in the log (what the hourly job does)."""
+    from wellbeing.transparency import publish_due
+
+    eng = _engine(data_dir)
+    try:
+        published = publish_due(eng.store, eng.settings.wellbeing.transparency)
+    finally:
+        eng.close()
+    typer.echo(json.dumps({"published": [e.seq for e in published]}))
+
+
+@transparency_app.command("verify")
+def transparency_verify(
+    data_dir: DataDir = DEFAULT_DATA,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", help="a report saved from GET /v1/transparency (else the store)"),
+    ] = None,
+    expect: Annotated[
+        list[str] | None,
+        typer.Option("--expect", help="SEQ:HASH seen in an earlier copy (repeatable)"),
+    ] = None,
+) -> None:
+    """Check the chain: altered, removed or missing periods make it fail (exit code 1)."""
+    from datetime import UTC, datetime
+
+    from wellbeing.transparency import entries, verify
+
+    anchors = _anchors(expect or [])
+    if file is not None:
+        try:
+            report = json.loads(file.read_text())
+            items = report["entries"]
+            period_days = int(report["period_days"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            _fail(f"{file} is not a report saved from GET /v1/transparency: {exc}")
+            return
+    else:
+        eng = _engine(data_dir)
+        try:
+            items = entries(eng.store)
+            period_days = eng.settings.wellbeing.transparency.period_days
+        finally:
+            eng.close()
+    try:
+        result = verify(items, period_days=period_days, now=datetime.now(UTC), anchors=anchors)
+    except (KeyError, ValueError, TypeError) as exc:
+        _fail(f"malformed entry in the report: {exc}")
+        return
+    typer.echo(json.dumps(result.as_dict(), indent=2))
+    if not result.ok:
+        raise typer.Exit(1)

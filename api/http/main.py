@@ -31,11 +31,13 @@ from api.http.routes import (
     health,
     jobs,
     keys,
+    me,
     media,
     metrics,
     models,
     parental,
     steering,
+    transparency,
     users,
     wellbeing,
 )
@@ -75,6 +77,8 @@ ROUTERS = (
     keys.router,
     jobs.router,
     media.router,
+    transparency.router,
+    me.router,
 )
 
 

@@ -120,6 +120,14 @@ ACCESS: dict[str, set[str]] = {
     "POST /v1/admin/jobs/{name}/run": ADMIN,
     "GET /v1/analytics/satisfaction-report": READ,
     "GET /media/clips/{name}": PUBLIC,
+    "GET /v1/transparency": PUBLIC,
+    "GET /transparency": PUBLIC,
+    # A person's own page: their own user key (the matrix's user key is the caller's own).
+    "GET /me": {"anon", "user"},  # no key: the sign-in form
+    "POST /me/login": {"anon", "user"},  # no key in the form: 422, asks for one
+    "GET /me/export": {"user"},
+    "GET /v1/users/{user_id}/my-view": SVC,
+    "GET /v1/users/{user_id}/my-view/export": SVC,
 }
 
 
@@ -278,7 +286,7 @@ def _call(client: Any, w: dict[str, Any], op: str, role: str, k: int) -> Any:
         headers["Authorization"] = f"Bearer sf_000000000000_wrong{k}"
     elif role != "anon":
         headers["Authorization"] = f"Bearer {w['keys'][role]}"
-    if op == "POST /dashboard/login":
+    if op in ("POST /dashboard/login", "POST /me/login"):
         key = headers.pop("Authorization", "Bearer ").split(" ", 1)[1]
         return client.post(path, data={"key": key} if key else {}, follow_redirects=False)
     return client.request(method, path, params=params, json=body, headers=headers)
