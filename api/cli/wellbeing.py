@@ -9,7 +9,17 @@ from typing import Annotated
 
 import typer
 
-from api.cli.core import DEFAULT_DATA, DataDir, _engine, _fail, app, eval_app
+from api.cli.core import (
+    DEFAULT_DATA,
+    DataDir,
+    _call,
+    _engine,
+    _fail,
+    _live_server,
+    _refuse_beside_server,
+    app,
+    eval_app,
+)
 
 report_app = typer.Typer(help="Reports rendered to HTML.", no_args_is_help=True)
 wellbeing_app = typer.Typer(help="Wellbeing: parent links and surveys.", no_args_is_help=True)
@@ -22,15 +32,29 @@ def report_satisfaction(
     out: Annotated[Path, typer.Option("--out", help="HTML file to write")] = Path("report.html"),
     data_dir: DataDir = DEFAULT_DATA,
 ) -> None:
-    """Render the long-term satisfaction reports (with plots) to one HTML file."""
-    from pipelines.offline.wellbeing_evaluate import EVAL_FILE
-    from wellbeing.report import render_report
+    """Render the long-term satisfaction reports (with plots) to one HTML file.
+
+    Beside a running server on this data folder, the server renders it
+    (GET /v1/analytics/satisfaction-report).
+    """
+    from wellbeing.report import read_evaluation, render_report
 
     if not (data_dir / "steerfeed.duckdb").exists():
         _fail(f"no store in {data_dir}; build one with 'steerfeed demo --no-serve'")
-    evaluation = None
-    if (data_dir / EVAL_FILE).exists():
-        evaluation = json.loads((data_dir / EVAL_FILE).read_text())
+    server = _live_server(data_dir)
+    if server is not None:
+        from api.cli.live_server import ServerCallError
+
+        try:
+            page = server.call("GET", "/v1/analytics/satisfaction-report").text
+        except ServerCallError as exc:
+            _fail(str(exc))
+            return
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(page, encoding="utf-8")
+        typer.echo(f"wrote {out}")
+        return
+    evaluation = read_evaluation(data_dir)
     eng = _engine(data_dir)
     try:
         path = render_report(eng.store, out, evaluation=evaluation)
@@ -78,8 +102,13 @@ def link_parent(
     child_id: Annotated[int, typer.Option(min=0, help="the child's user id")],
     data_dir: DataDir = DEFAULT_DATA,
 ) -> None:
-    """Link a parent account to a child (what POST /v1/parental/links does)."""
-
+    """Link a parent account to a child (what POST /v1/parental/links does; beside a running
+    server, through that route)."""
+    server = _live_server(data_dir)
+    if server is not None:
+        body = {"parent_id": parent_id, "child_id": child_id}
+        typer.echo(json.dumps(_call(server, "POST", "/v1/parental/links", json=body)))
+        return
     eng = _engine(data_dir)
     try:
         if child_id not in eng.state.profiles.users:
@@ -103,6 +132,8 @@ def simulate_surveys_cmd(
     from pipelines.offline.demo_world import WorldConfig, build_world
     from pipelines.offline.wellbeing_simulate import simulate_surveys
 
+    # No route writes simulated answers: say so before the world is rebuilt (the slow part).
+    _refuse_beside_server(data_dir, "'steerfeed wellbeing simulate-surveys'")
     world = build_world(
         WorldConfig(n_users=users, n_clips=clips, n_events=events, seed=seed), progress=True
     )

@@ -112,6 +112,13 @@ ACCESS: dict[str, set[str]] = {
     "GET /v1/experiments/{name}/analysis": READ,
     "GET /v1/models": READ,
     "POST /v1/models/rollback": ADMIN,
+    # Keys and job runs: admin only (analysts may read other admin lists, not these).
+    "POST /v1/admin/keys": ADMIN,
+    "GET /v1/admin/keys": ADMIN,
+    "DELETE /v1/admin/keys/{key_id}": ADMIN,
+    "GET /v1/admin/jobs": ADMIN,
+    "POST /v1/admin/jobs/{name}/run": ADMIN,
+    "GET /v1/analytics/satisfaction-report": READ,
     "GET /media/clips/{name}": PUBLIC,
     "GET /v1/transparency": PUBLIC,
     "GET /transparency": PUBLIC,
@@ -182,6 +189,7 @@ def _world(client: Any) -> dict[str, Any]:
         "service": store.create_api_key("service"),
         "admin": admin,
     }
+    spare_key = store.create_api_key("analyst")  # the one the revoke route revokes
     return {
         "me": me,
         "other": other,
@@ -194,6 +202,7 @@ def _world(client: Any) -> dict[str, Any]:
         "person": person.person_id,
         "survey": survey_id,
         "keys": keys,
+        "spare_key_id": spare_key.split("_")[1],
     }
 
 
@@ -215,8 +224,14 @@ def _call(client: Any, w: dict[str, Any], op: str, role: str, k: int) -> Any:
         .replace("{holder_id}", w["holder"])
         .replace("{person_id}", w["person"])
         .replace("{item_id}", str(item))
-        .replace("{name}", next(iter(REPORTS)) if "analytics" in template else "mx")
+        .replace("{key_id}", w["spare_key_id"])
     )
+    name = "mx"
+    if "analytics" in template:
+        name = next(iter(REPORTS))
+    elif "jobs" in template:
+        name = "wellbeing_refresh"  # a job of a few milliseconds
+    path = path.replace("{name}", name)
     if template == "/media/clips/{name}":
         path = "/media/clips/1.mp4"
     params: dict[str, Any] = {}
@@ -258,6 +273,7 @@ def _call(client: Any, w: dict[str, Any], op: str, role: str, k: int) -> Any:
         "POST /v1/admin/clip-reviews/{item_id}/take-down": {"reason": "matrix"},
         "POST /v1/parental/links": {"parent_id": PARENT_ID + 1, "child_id": w["spare"]},
         "PATCH /v1/parental/children/{child_id}/controls": {"daily_limit_min": 30},
+        "POST /v1/admin/keys": {"role": "analyst"},
         "POST /v1/experiments": {
             "name": f"mx-{k}",
             "salt": "s",
