@@ -19,12 +19,13 @@ from pydantic import BaseModel
 class OrjsonResponse(JSONResponse):
     """``application/json`` written by orjson; a pydantic model is dumped, not re-validated.
 
-    Non-finite floats become ``null`` and naive datetimes are written without an offset, as
-    pydantic's own JSON does, so the body is the one FastAPI's default path would send.
+    Non-finite floats become ``null``, naive datetimes are written without an offset and UTC
+    ones with ``Z``, as pydantic's own JSON does, so the body is the one FastAPI's default path
+    would send (tests/api/http/test_feed_json.py compares them).
     """
 
     def render(self, content: Any) -> bytes:
         """The body: ``content`` (a model, or plain JSON-able data) as JSON bytes."""
         if isinstance(content, BaseModel):
             content = content.model_dump()
-        return orjson.dumps(content)
+        return orjson.dumps(content, option=orjson.OPT_UTC_Z)
