@@ -16,6 +16,8 @@ writes one JSON report:
   learned explanations, serialised the way FastAPI's default path does for a ``response_model``
   (validate on a worker thread, then pydantic's JSON) and by :class:`OrjsonResponse`, on the
   same pages in the same event loop; and the whole ``GET /v1/feed`` through the TestClient.
+- ``engine`` (with ``--world`` and ``--engine-pages N``): the engine's ``s.learned_value`` stage
+  and whole page, boosters vs compiled forests, alternating page by page on one engine.
 """
 
 from __future__ import annotations
@@ -259,6 +261,49 @@ def bench_json(world: Path, *, pages: int, reps: int, limit: int = 20) -> dict[s
     }
 
 
+def bench_engine_scorer(world: Path, *, pages: int, limit: int = 20) -> dict[str, Any]:
+    """The engine's learned-value stage on real pages, boosters vs compiled, alternating.
+
+    One open engine; the serving model's compiled set is swapped out and back in between
+    pages, so both are timed on the same users and state. Users cycle over the 50 with the
+    longest histories, each page a fresh session (no cursor).
+    """
+    from pipelines.serving.engine import open_engine
+
+    eng = open_engine(world)
+    try:
+        version = eng.learned.serving_version()
+        if version is None:
+            msg = f"no model serves in {world}"
+            raise SystemExit(msg)
+        model = eng.learned.get(version)
+        eng.learned.wait_compiled(version, timeout=600)
+        compiled = dict(model.compiled)
+        hist = eng.state.activity.history
+        users = sorted(hist, key=lambda u: -len(hist[u].rows))[:50]
+        stage: dict[str, list[float]] = {"booster": [], "lleaves": []}
+        page: dict[str, list[float]] = {"booster": [], "lleaves": []}
+        for r in range(-4, pages):  # four warm-up rounds
+            uid = int(users[r % len(users)])
+            order = ["booster", "lleaves"] if r % 2 == 0 else ["lleaves", "booster"]
+            for name in order:
+                model.compiled = compiled if name == "lleaves" else {}
+                t = time.perf_counter()
+                p = eng.feed(uid, limit=limit)
+                if r >= 0:
+                    page[name].append(time.perf_counter() - t)
+                    stage[name].append(p.diagnostics.timings_ms.get("s.learned_value", 0.0) / 1e3)
+        model.compiled = compiled
+        return {
+            "pages": pages,
+            "forests_compiled": len(compiled),
+            "s.learned_value": {k: _pcts(v) for k, v in stage.items()},
+            "page": {k: _pcts(v) for k, v in page.items()},
+        }
+    finally:
+        eng.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the measurements asked for and print the report as JSON."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
@@ -269,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=300)
     ap.add_argument("--pages", type=int, default=10)
     ap.add_argument("--json-reps", type=int, default=50)
+    ap.add_argument("--engine-pages", type=int, default=0, help="pages per arm in the engine")
     ap.add_argument("--synthetic", action="store_true")
     ap.add_argument("--out", type=Path, help="write the report here (tl2cgen logs to stdout)")
     args = ap.parse_args(argv)
@@ -277,8 +323,10 @@ def main(argv: list[str] | None = None) -> int:
         report["trees"] = bench_trees(
             args.models, rows=args.rows, heavy=args.heavy, reps=args.reps, synthetic=args.synthetic
         )
-    if args.world:
+    if args.world and args.json_reps:
         report["json"] = bench_json(args.world, pages=args.pages, reps=args.json_reps)
+    if args.world and args.engine_pages:
+        report["engine"] = bench_engine_scorer(args.world, pages=args.engine_pages)
     report["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
     text = json.dumps(report, indent=1) + "\n"
     if args.out:
