@@ -15,6 +15,7 @@ SOURCE_REASONS = {
     "more_of": "a topic you asked to see more of",
     "friends_creations": "made with your friends",
     "generated": "made for your mood",
+    "goal": "toward one of your goals",
 }
 
 FEATURE_WORDS = {

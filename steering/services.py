@@ -16,6 +16,7 @@ from features.embedding import TextEmbedder
 from ranking.state import FeedState
 from steering.concepts import ConceptIndex
 from steering.controls import ControlsService, controls_from_settings
+from steering.goals import GoalService
 from steering.moods import MoodService
 from steering.rules import RuleService
 from storage.store import Store
@@ -29,6 +30,7 @@ class SteeringServices:
     moods: MoodService
     controls: ControlsService
     rules: RuleService
+    goals: GoalService
 
     def health(self) -> dict[str, Any]:
         """Health check: the concept catalogue's status."""
@@ -45,6 +47,7 @@ def build_steering(
         moods=MoodService(store, state, embedder, concepts=concepts),
         controls=ControlsService(store, state),
         rules=RuleService(store, state, concepts),
+        goals=GoalService(store, state, concepts),
     )
 
 

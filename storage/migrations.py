@@ -475,6 +475,23 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        15,
+        "steering: long-term goals in plain words",
+        (
+            # One row per goal a person set (steering/goals.py); `kind` is connect or topic,
+            # `phrase` what a topic goal is about. Erased with the person (user_id).
+            """CREATE TABLE goals (
+                goal_id VARCHAR PRIMARY KEY,
+                user_id BIGINT NOT NULL,
+                text VARCHAR NOT NULL,
+                kind VARCHAR NOT NULL,
+                phrase VARCHAR NOT NULL,
+                created_at TIMESTAMP NOT NULL,
+                deleted_at TIMESTAMP
+            )""",
+        ),
+    ),
 )
 
 

@@ -192,6 +192,7 @@ class Engine:
             # The erased person's clips are gone from the store: drop their cities too.
             "clip_cities": lambda _uid: self.clip_cities.reload(self.store),
             "standing_rules": self.steering.rules.forget_user,
+            "goals": self.steering.goals.forget_user,
         }
         self.product_deps = ProductDeps(
             state=self.state,

@@ -48,6 +48,9 @@ ACCESS: dict[str, set[str]] = {
     "GET /v1/users/{user_id}/controls": SVC,
     "PUT /v1/users/{user_id}/controls": SVC,
     "GET /v1/users/{user_id}/controls/rules": SVC,
+    "GET /v1/users/{user_id}/goals": SVC,
+    "POST /v1/users/{user_id}/goals": SVC,
+    "DELETE /v1/users/{user_id}/goals/{goal_id}": SVC,
     "POST /v1/users/{user_id}/controls/rules": SVC,
     "PUT /v1/users/{user_id}/controls/rules/{rule_id}": SVC,
     "DELETE /v1/users/{user_id}/controls/rules/{rule_id}": SVC,
@@ -216,6 +219,7 @@ def _call(client: Any, w: dict[str, Any], op: str, role: str, k: int) -> Any:
         .replace("{child_id}", str(other))
         .replace("{mood_id}", "nope")
         .replace("{rule_id}", "nope")
+        .replace("{goal_id}", "nope")
         .replace("{topic}", "cats")
         .replace("{clip_id}", str(item))
         .replace("{survey_id}", w["survey"])
@@ -257,6 +261,7 @@ def _call(client: Any, w: dict[str, Any], op: str, role: str, k: int) -> Any:
         "PUT /v1/users/{user_id}/controls": {"muted_words": ["matrix"]},
         "PUT /v1/users/{user_id}/data-controls": {"watch_time": False},
         "POST /v1/users/{user_id}/controls/rules": {"text": "never horror after 21:00"},
+        "POST /v1/users/{user_id}/goals": {"text": "learn to cook"},
         "PUT /v1/users/{user_id}/controls/rules/{rule_id}": {"text": "less politics"},
         "PATCH /v1/users/{user_id}/governor": {"daily_limit_min": 50},
         "POST /v1/surveys/{survey_id}/answer": {"answer": 3},

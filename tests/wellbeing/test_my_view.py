@@ -67,6 +67,10 @@ def test_minutes_surveys_and_changes_are_the_persons_own(client: Any) -> None:
     assert what["rule saved"] == "never horror after 21:00"
     assert "watch_time" in what["data controls (current)"]
     assert "daily_limit_min=45" in what["time limits set by you"]
+    assert view["goals"] == []
+    client.post(f"/v1/users/{uid}/goals", json={"text": "learn to cook"}, headers=h)
+    again = client.get(f"/v1/users/{uid}/my-view", headers=h).json()
+    assert [g["text"] for g in again["goals"]] == ["learn to cook"]
 
     exported = client.get(f"/v1/users/{uid}/my-view/export", headers=h)
     assert exported.status_code == 200

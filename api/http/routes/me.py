@@ -9,7 +9,6 @@ rendered, no JavaScript, no external resources; the same data as
 from __future__ import annotations
 
 import html
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Cookie, Header, HTTPException, Query, Request, status
@@ -19,9 +18,9 @@ from starlette.concurrency import run_in_threadpool
 from api.http.auth import PUBLIC_TAG, Principal
 from api.http.deps import EngineDep
 from api.http.errors import ERROR_MEANINGS, errors
+from api.http.routes.wellbeing import my_view
 from api.http.signin import page_principal, read_login_key
 from pipelines.serving.engine import Engine
-from wellbeing.my_view import personal_view
 
 router = APIRouter(tags=["me", PUBLIC_TAG])
 
@@ -70,11 +69,6 @@ def _principal(
     return principal
 
 
-def _view(engine: Engine, user_id: int, days: int) -> dict[str, Any]:
-    tz = engine.wellbeing.governor.profile(user_id).timezone
-    return personal_view(engine.store, user_id, timezone=tz, now=datetime.now(UTC), days=days)
-
-
 def render(view: dict[str, Any]) -> str:
     """The view as HTML: minutes per day and week, survey answers, what changed."""
     top = max([float(d["minutes"]) for d in view["minutes_per_day"]] + [1.0])
@@ -104,12 +98,22 @@ def render(view: dict[str, Any]) -> str:
         )
         or "<tr><td colspan='3'>Nothing changed in this period.</td></tr>"
     )
+    goals = (
+        "".join(
+            f"<tr><td>{_e(g['text'])}</td><td>{int(g['clips_watched'])}</td>"
+            f"<td>{_e(g.get('friends_seen', ''))}</td></tr>"
+            for g in view.get("goals", [])
+        )
+        or "<tr><td colspan='3'>No goals: just scrolling.</td></tr>"
+    )
     total = sum(float(d["minutes"]) for d in view["minutes_per_day"])
     return _page(
         "steerfeed: your view",
         f"<h1>Your time and your feed</h1><p id='summary'>{total:.0f} minutes over the last "
         f"{view['days']} days ({_e(view['timezone'])}). "
         f"<a href='/me/export' download>Download all of it (JSON)</a></p>"
+        "<h2>Your goals</h2><table id='goals'><tr><th>goal</th><th>clips watched toward it"
+        f"</th><th>friends seen</th></tr>{goals}</table>"
         "<h2>Minutes per week</h2><table id='weeks'><tr><th>week</th><th>minutes</th></tr>"
         f"{weeks}</table>"
         "<h2>Minutes per day</h2><table id='days'><tr><th>day</th><th>minutes</th><th></th></tr>"
@@ -143,7 +147,7 @@ def my_view_page(
         p = _principal(request, engine, authorization, steerfeed_me_key)
     except HTTPException as exc:
         return _refused(exc)
-    return HTMLResponse(render(_view(engine, int(p.user_id or 0), days)))
+    return HTMLResponse(render(my_view(engine, int(p.user_id or 0), days)))
 
 
 @router.get(
@@ -163,7 +167,7 @@ def my_view_export(
     p = _principal(request, engine, authorization, steerfeed_me_key)
     uid = int(p.user_id or 0)
     return JSONResponse(
-        _view(engine, uid, 366),
+        my_view(engine, uid, 366),
         headers={"Content-Disposition": f'attachment; filename="steerfeed-my-view-{uid}.json"'},
     )
 

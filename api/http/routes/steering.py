@@ -12,6 +12,7 @@ from api.http.errors import errors
 from pipelines.serving.products.home import HOME
 from steering.controls import MAX_MUTED_AUTHORS, MAX_RULE_CHARS, MAX_RULES, ControlsError
 from steering.errors import MoodParseError, MoodTooLongError, SteeringError
+from steering.goals import MAX_GOAL_TEXT, GoalError
 from steering.interests import InterestService
 from steering.rules import MAX_RULE_TEXT, RuleError
 from steering.why_not import why_not
@@ -65,6 +66,15 @@ class RuleIn(BaseModel):
 
 
 RuleId = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+class GoalIn(BaseModel):
+    """A long-term goal in plain words ("get fit", "learn to cook", "see more of my friends";
+    "just let me scroll" removes every goal); at most 120 characters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=MAX_GOAL_TEXT)
 
 
 def _access(engine: Any, principal: Any, user_id: int) -> None:
@@ -198,6 +208,50 @@ def delete_rule(
     """Delete a rule; the next page no longer follows it."""
     _access(engine, principal, user_id)
     engine.steering.rules.delete(user_id, rule_id)
+
+
+def _goals_body(engine: Any, user_id: int) -> dict[str, Any]:
+    goals = engine.steering.goals
+    return {"goals": goals.progress(user_id), "page_share": goals.settings.share}
+
+
+@router.get("/{user_id}/goals")
+def list_goals(user_id: UserId, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
+    """The person's goals, how each was understood, and progress since it was set (clips
+    watched toward it; for a friends goal also the friends seen)."""
+    _access(engine, principal, user_id)
+    return _goals_body(engine, user_id)
+
+
+@router.post(
+    "/{user_id}/goals",
+    status_code=status.HTTP_201_CREATED,
+    responses=errors(422, why={422: "the sentence could not be used, or three goals already"}),
+)
+def set_goal(
+    user_id: UserId, body: GoalIn, engine: EngineDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    """Set a goal; pages serve it in at most ``page_share`` of their places. "Just let me
+    scroll" is a choice too: it removes every goal (``goal`` is then null)."""
+    _access(engine, principal, user_id)
+    try:
+        goal = engine.steering.goals.set(user_id, body.text)
+    except GoalError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
+    return {"goal": goal.to_dict() if goal else None, **_goals_body(engine, user_id)}
+
+
+@router.delete(
+    "/{user_id}/goals/{goal_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=errors(404, why={404: "unknown user, or no such goal"}),
+)
+def delete_goal(
+    user_id: UserId, goal_id: RuleId, engine: EngineDep, principal: PrincipalDep
+) -> None:
+    """Remove a goal; the next page no longer serves it."""
+    _access(engine, principal, user_id)
+    engine.steering.goals.remove(user_id, goal_id)
 
 
 @router.get("/{user_id}/interests")

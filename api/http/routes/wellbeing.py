@@ -159,11 +159,15 @@ def dismiss_survey(
 MyViewDays = Annotated[int, Query(ge=1, le=366, description="how many days back (1-366)")]
 
 
-def _my_view(engine: Any, user_id: int, days: int) -> dict[str, Any]:
+def my_view(engine: Any, user_id: int, days: int) -> dict[str, Any]:
+    """The person's own view (:func:`wellbeing.my_view.personal_view`) with their goals and
+    the progress toward each."""
     prof = engine.wellbeing.governor.profile(user_id)
-    return personal_view(
+    view = personal_view(
         engine.store, user_id, timezone=prof.timezone, now=datetime.now(UTC), days=days
     )
+    view["goals"] = engine.steering.goals.progress(user_id)
+    return view
 
 
 @router.get("/users/{user_id}/my-view")
@@ -179,7 +183,7 @@ def get_my_view(
     ``/v1/parental``, not a teen's answers and moods."""
     principal.require_user_access(user_id)
     engine.require_user(user_id)
-    return _my_view(engine, user_id, days)
+    return my_view(engine, user_id, days)
 
 
 @router.get("/users/{user_id}/my-view/export")
@@ -192,7 +196,7 @@ def export_my_view(
     """The same as a file to keep (a year by default)."""
     principal.require_user_access(user_id)
     engine.require_user(user_id)
-    body = _my_view(engine, user_id, days)
+    body = my_view(engine, user_id, days)
     return JSONResponse(
         body,
         headers={"Content-Disposition": f'attachment; filename="steerfeed-my-view-{user_id}.json"'},

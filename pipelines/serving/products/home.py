@@ -49,8 +49,11 @@ from ranking.sources.friends_of_friends import FriendsOfFriendsSource
 from ranking.sources.topic_mix import TopicMixSource
 from ranking.sources.trending import TrendingSource
 from steering.filters.mood_exclusions import MoodExclusionsFilter
+from steering.post_hydrators.goal_explanation import GoalExplanationPostHydrator
 from steering.query_hydrators.active_mood import ActiveMoodQueryHydrator
 from steering.scorers.mood import MoodScorer
+from steering.selectors.goal_share import GoalShareSelector
+from steering.sources.goal import GoalSource
 from steering.sources.mood import MoodSource
 from steering.sources.more_of import MoreOfSource
 from wellbeing.filters.governor_page import GovernorPageFilter
@@ -113,6 +116,7 @@ def build_home_feed(deps: ProductDeps) -> RankingPipeline:
             ),
             MoodSource(deps.index, deps.state),
             MoreOfSource(deps.state),  # enabled while the user has a standing more_of topic
+            GoalSource(deps.state, steer.goals),  # enabled for a person with a goal
             # Before following: a friend's cameo by a followed creator says "a friend appears".
             FriendsCreationsSource(deps.state),
             FollowingSource(deps.state),
@@ -150,9 +154,13 @@ def build_home_feed(deps: ProductDeps) -> RankingPipeline:
         selector=ExploringSelector(
             InterleavingSelector(
                 OwnGeneratedFirstSelector(
-                    CalibratedSelector(
-                        DiverseTopKSelector(max_per_author=deps.max_per_author),
-                        max_per_author=deps.max_per_author,
+                    # A person's goals get at most their share of the page (20%).
+                    GoalShareSelector(
+                        CalibratedSelector(
+                            DiverseTopKSelector(max_per_author=deps.max_per_author),
+                            max_per_author=deps.max_per_author,
+                        ),
+                        steer.goals,
                     ),
                     deps.state,
                 ),
@@ -168,6 +176,9 @@ def build_home_feed(deps: ProductDeps) -> RankingPipeline:
                 deps.learned, top_k=deps.learned.settings.explain_top_k
             ),
             GeneratedLabelPostHydrator(deps.state, deps.media_access.url),
+            GoalExplanationPostHydrator(
+                steer.goals
+            ),  # after the learned explanations rewrite "why"
         ],
         side_effects=[
             GovernorPageCountSideEffect(wb.governor),  # inline: before the response leaves

@@ -20,6 +20,7 @@ HOME = [
     "source: collab [CollabSource] (conditional)",
     "source: mood [MoodSource]",
     "source: more_of [MoreOfSource] (conditional)",
+    "source: goal [GoalSource] (conditional)",
     "source: friends_creations [FriendsCreationsSource]",
     "source: following [FollowingSource]",
     "source: ann_user_vector [AnnUserVectorSource] (conditional)",
@@ -48,11 +49,12 @@ HOME = [
     "scorer: friends_connection [FriendsConnectionScorer] (conditional)",
     "scorer: governor_taper [GovernorTaperScorer]",
     "scorer: satisfaction_head [SatisfactionHeadScorer]",
-    "selector: exploring > interleaving > own_generated_first > calibrated > diverse_top_k "
-    "[ExploringSelector]",
+    "selector: exploring > interleaving > own_generated_first > goal_share > calibrated > "
+    "diverse_top_k [ExploringSelector]",
     "post_filter: governor_page [GovernorPageFilter] (conditional)",
     "post_hydrator: learned_explanations [LearnedExplanationsPostHydrator]",
     "post_hydrator: generated_label [GeneratedLabelPostHydrator]",
+    "post_hydrator: goal_explanation [GoalExplanationPostHydrator] (conditional)",
     "side_effect: governor_page_count [GovernorPageCountSideEffect] (conditional)",
     "side_effect: log_impressions [LogImpressionsSideEffect]",
 ]
@@ -64,7 +66,7 @@ FOLLOWING_ONLY = [
     *[e for e in HOME if e.startswith("filter: ")],
     "scorer: recency [RecencyScorer]",
     "selector: newest_first [NewestFirstSelector]",
-    *HOME[-5:],
+    *[e for e in HOME[-6:] if "goal_explanation" not in e],
 ]
 
 

@@ -1,0 +1,1 @@
+"""Post-selection hydrators of the steering package."""
