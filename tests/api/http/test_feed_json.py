@@ -42,7 +42,7 @@ def test_orjson_body_is_the_pydantic_json_of_the_same_page(client: Any) -> None:
         page = eng.feed(uid, limit=20, cursor=cursor)
         assert page.items
         body = OrjsonResponse(page).body
-        _same(json.loads(body), json.loads(page.model_dump_json()))
+        _same(json.loads(bytes(body)), json.loads(page.model_dump_json()))
         assert body == page.model_dump_json().encode()  # byte for byte, as it happens
         cursor = page.next_cursor
 
