@@ -205,12 +205,9 @@ class MoodService:
             created_at=now,
             expires_at=now + timedelta(seconds=ttl) if ttl is not None else None,
         )
-        # Expanding a phrase never seen before costs a pass over the whole catalogue (seconds
-        # at a million clips): it runs in the background, so the prompt is answered at once
-        # with how it was understood, and the next page waits for it only if it comes first.
-        with self._lock:
-            self._pending[mood.mood_id] = self._compiler.submit(self._compile, mood)
-        with self.store.write() as cur:
+        # Committed before the 201 goes out, ahead of any event batch or impressions flush
+        # waiting for the write lock (it waits only for the write in progress).
+        with self.store.short_write() as cur:
             cur.execute(
                 "INSERT INTO moods (mood_id, user_id, text, parsed, scope, strength, created_at, "
                 "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -225,7 +222,12 @@ class MoodService:
                     mood.expires_at,
                 ],
             )
+        # Expanding a phrase never seen before costs a pass over the whole catalogue (seconds
+        # at a million clips): it runs in the background, so the prompt is answered at once
+        # with how it was understood, and the next page waits for it only if it comes first.
+        # Queued after the insert, so the expansion does not compete with it for the CPU.
         with self._lock:
+            self._pending[mood.mood_id] = self._compiler.submit(self._compile, mood)
             moods = [m for m in self._by_user.get(user_id, []) if m.active_at(now)]
             moods.append(mood)
             # Oldest moods beyond the cap stop applying (they stay in the DB, marked deleted).
