@@ -245,6 +245,7 @@ class ConceptIndex:
         self._lock = threading.Lock()
         self._build_lock = threading.Lock()
         self._rebuilding = False
+        self._warmed = False
         self._catalogue: _Catalogue | None = None
         self._cache: OrderedDict[str, ConceptScores] = OrderedDict()
         self._masks: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -360,15 +361,34 @@ class ConceptIndex:
                 return "empty" if len(self.state.catalogue.item_ids) == 0 else "building"
             return "ready" if cat.n == len(self.state.catalogue.item_ids) else "stale"
 
+    def warm(self) -> None:
+        """Build what the first mood or rule would otherwise wait for: the catalogue, its
+        vocabulary (typo correction of prompts) and the embedding model, with one text embedded
+        (the model's first call is slower than the rest)."""
+        if len(self.state.catalogue.item_ids) == 0:
+            return
+        t0 = time.perf_counter()
+        self.catalogue()
+        self.vocabulary()
+        self.embed("warm up")
+        self._warmed = True
+        logger.info("steering warmed ms=%.0f", (time.perf_counter() - t0) * 1e3)
+
     def warm_async(self) -> threading.Thread | None:
-        """Build the catalogue in a background thread (the server does this at start-up, so no
-        page waits for the first build); ``None`` when there are no clips or it exists."""
+        """:meth:`warm` in a background thread (the server does this at start-up, so no prompt
+        or page waits for it); ``None`` when there are no clips or it was done."""
         with self._lock:
-            if self._catalogue is not None or len(self.state.catalogue.item_ids) == 0:
+            if self._warmed or len(self.state.catalogue.item_ids) == 0:
                 return None
-        t = threading.Thread(target=self.catalogue, name="concept-catalogue-warm", daemon=True)
+        t = threading.Thread(target=self._warm_logged, name="concept-catalogue-warm", daemon=True)
         t.start()
         return t
+
+    def _warm_logged(self) -> None:
+        try:
+            self.warm()
+        except Exception:  # the first mood then builds what is missing, or says why it cannot
+            logger.exception("warming steering at start-up failed")
 
     def scores(self, text: str, *, compose: bool = True) -> ConceptScores:
         """Calibrated scores of ``text`` over every clip (cached per text and catalogue).

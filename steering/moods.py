@@ -144,6 +144,8 @@ class MoodService:
         self._by_user: dict[int, list[Mood]] = {}
         self._compiled: dict[str, CompiledMood] = {}
         self._pending: dict[str, Future[CompiledMood]] = {}
+        # Moods created with expand=False whose expansion has not been started yet.
+        self._deferred: dict[str, Mood] = {}
         self._compiler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mood-compile")
         self._load()
 
@@ -175,8 +177,14 @@ class MoodService:
         scope: str = "session",
         strength: float | None = None,
         now: datetime | None = None,
+        expand: bool = True,
     ) -> Mood:
         """Parse, store and compile a mood; it applies from the next page on.
+
+        The mood is committed before this returns; its expansion into concept scores runs in
+        the background. ``expand=False`` leaves the expansion to :meth:`expand` (the API calls
+        it once the response is sent, so answering the prompt does not compete with its own
+        expansion for the CPU); a page that comes first starts it itself.
 
         Raises
         ------
@@ -205,12 +213,9 @@ class MoodService:
             created_at=now,
             expires_at=now + timedelta(seconds=ttl) if ttl is not None else None,
         )
-        # Expanding a phrase never seen before costs a pass over the whole catalogue (seconds
-        # at a million clips): it runs in the background, so the prompt is answered at once
-        # with how it was understood, and the next page waits for it only if it comes first.
-        with self._lock:
-            self._pending[mood.mood_id] = self._compiler.submit(self._compile, mood)
-        with self.store.write() as cur:
+        # Committed before the 201 goes out, ahead of any event batch or impressions flush
+        # waiting for the write lock (it waits only for the write in progress).
+        with self.store.short_write() as cur:
             cur.execute(
                 "INSERT INTO moods (mood_id, user_id, text, parsed, scope, strength, created_at, "
                 "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -225,7 +230,14 @@ class MoodService:
                     mood.expires_at,
                 ],
             )
+        # Expanding a phrase never seen before costs a pass over the whole catalogue (seconds
+        # at a million clips): it runs in the background, so the prompt is answered at once
+        # with how it was understood, and the next page waits for it only if it comes first.
+        # Started after the insert, so the expansion does not compete with it for the CPU.
         with self._lock:
+            self._deferred[mood.mood_id] = mood
+            if expand:
+                self._start_expansion(mood.mood_id)
             moods = [m for m in self._by_user.get(user_id, []) if m.active_at(now)]
             moods.append(mood)
             # Oldest moods beyond the cap stop applying (they stay in the DB, marked deleted).
@@ -233,6 +245,7 @@ class MoodService:
             self._by_user[user_id] = moods[-self.settings.max_active :]
             for m in dropped:
                 self._compiled.pop(m.mood_id, None)
+                self._deferred.pop(m.mood_id, None)
         if dropped:
             # Already out of memory, so not through delete() (which would not find them).
             self._mark_deleted(user_id, [m.mood_id for m in dropped])
@@ -245,6 +258,18 @@ class MoodService:
             len(dropped),
         )
         return mood
+
+    def expand(self, mood_id: str) -> None:
+        """Start the background expansion of a mood created with ``expand=False`` (nothing
+        when it was started already or the mood is gone)."""
+        with self._lock:
+            self._start_expansion(mood_id)
+
+    def _start_expansion(self, mood_id: str) -> None:
+        """Queue a deferred mood's expansion (call with ``self._lock`` held)."""
+        mood = self._deferred.pop(mood_id, None)
+        if mood is not None:
+            self._pending[mood_id] = self._compiler.submit(self._compile, mood)
 
     def _mark_deleted(self, user_id: int, mood_ids: list[str]) -> None:
         with self.store.write() as cur:
@@ -270,6 +295,7 @@ class MoodService:
                 raise UnknownMoodError(msg)
             self._by_user[user_id] = keep
             self._compiled.pop(mood_id, None)
+            self._deferred.pop(mood_id, None)
         self._mark_deleted(user_id, [mood_id])
 
     def clear(self, user_id: int) -> int:
@@ -293,6 +319,7 @@ class MoodService:
             compiled = self._compiled.get(m.mood_id)
             if compiled is None:
                 with self._lock:
+                    self._start_expansion(m.mood_id)  # when the API has not started it yet
                     pending = self._pending.get(m.mood_id)
                 # A mood posted a moment ago: wait for its background compile.
                 compiled = pending.result() if pending is not None else self._compile(m)
@@ -302,6 +329,8 @@ class MoodService:
     def wait_compiled(self, timeout_s: float | None = None) -> None:
         """Block until every mood posted so far is compiled (tests, benchmarks)."""
         with self._lock:
+            for mood_id in list(self._deferred):
+                self._start_expansion(mood_id)
             pending = list(self._pending.values())
         for f in pending:
             f.result(timeout=timeout_s)

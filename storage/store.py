@@ -1,7 +1,9 @@
 """The embedded DuckDB store: clips, users, follows, blocks, the event log and API keys.
 
 One process owns the file. Reads use per-call cursors (safe across threads); writes go through
-one lock so an acknowledged write is committed before the caller returns.
+one lock so an acknowledged write is committed before the caller returns. A short write (a row
+a person is waiting for, such as a mood) goes before bulk writes waiting for that lock (event
+batches, impression flushes): see :meth:`Store.short_write`.
 """
 
 from __future__ import annotations
@@ -170,6 +172,68 @@ class _GatedCursor:
                 self.close()
 
 
+class _WriteLock:
+    """The store's write lock: reentrant, one holder at a time, and a short write waiting for
+    it goes before every bulk write waiting for it (it still waits for the write in progress).
+
+    With a plain lock, whichever waiter the OS wakes first wins, so under a stream of event
+    batches a one-row write a person is waiting for could queue behind several of them. Short
+    writes are few (moods), so bulk writes are not starved.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._owner: int | None = None
+        self._depth = 0
+        self._short_waiting = 0
+        self._bulk_waiting = 0
+
+    def acquire(self, *, short: bool = False) -> None:
+        """Take the lock (again, when this thread holds it)."""
+        me = threading.get_ident()
+        with self._cond:
+            if self._owner == me:
+                self._depth += 1
+                return
+            if short:
+                self._short_waiting += 1
+            else:
+                self._bulk_waiting += 1
+            try:
+                while self._owner is not None or (not short and self._short_waiting):
+                    self._cond.wait()
+            finally:
+                if short:
+                    self._short_waiting -= 1
+                else:
+                    self._bulk_waiting -= 1
+            self._owner = me
+            self._depth = 1
+
+    def waiting(self) -> tuple[int, int]:
+        """``(short, bulk)``: how many writes of each kind wait for the lock now."""
+        with self._cond:
+            return self._short_waiting, self._bulk_waiting
+
+    def release(self) -> None:
+        """Give the lock back (once per :meth:`acquire`)."""
+        with self._cond:
+            if self._owner != threading.get_ident():
+                msg = "write lock released by a thread that does not hold it"
+                raise RuntimeError(msg)
+            self._depth -= 1
+            if self._depth == 0:
+                self._owner = None
+                self._cond.notify_all()
+
+    def __enter__(self) -> _WriteLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 class Store:
     """The DuckDB file and the operations the engine needs on it.
 
@@ -206,7 +270,7 @@ class Store:
         except (duckdb.InvalidInputException, duckdb.ParserException) as exc:
             msg = f"invalid DuckDB memory limit {memory_limit!r} (use e.g. '3GB' or '25%'): {exc}"
             raise ValueError(msg) from exc
-        self._write_lock = threading.RLock()
+        self._write_lock = _WriteLock()
         self.read_only = read_only
         # Applied to every event batch before it is appended (the engine drops events of users
         # being erased here, whichever path or queue they come through).
@@ -241,7 +305,22 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """Run writes in one transaction under the write lock; commit before returning."""
-        with self._write_lock:
+        with self._transaction(short=False) as cur:
+            yield cur
+
+    @contextmanager
+    def short_write(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Like :meth:`write` (one transaction, committed before returning, so as durable), for
+        a row or two a person is waiting for (a mood): it takes the write lock before any bulk
+        write waiting for it (an event batch, an impressions flush), so it waits at most for
+        the write in progress. Keep it short: bulk writes queue behind it."""
+        with self._transaction(short=True) as cur:
+            yield cur
+
+    @contextmanager
+    def _transaction(self, *, short: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+        self._write_lock.acquire(short=short)
+        try:
             cur = self._con.cursor()
             cur.execute("BEGIN TRANSACTION")
             try:
@@ -252,6 +331,8 @@ class Store:
                 raise
             finally:
                 cur.close()
+        finally:
+            self._write_lock.release()
 
     def query(self, sql: str, params: list[Any] | None = None) -> pl.DataFrame:
         """Run a read query and return a polars frame."""

@@ -9,10 +9,11 @@ an app-wide dependency; routes then ask for :data:`PrincipalDep` and add their o
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, NoReturn
 
 from fastapi import Depends, Header, HTTPException, Request, status
+from starlette.concurrency import run_in_threadpool
 from starlette.types import Scope
 
 from api.http.auth import (
@@ -37,12 +38,20 @@ _key_cache = KeyCache(ttl_s=_KEY_CACHE_TTL_S)
 AUTHENTICATED_STATE = "authenticated"
 
 
-def get_engine(request: Request) -> Engine:
-    """The engine opened in the app's lifespan."""
+def engine_of(request: Request) -> Engine:
+    """The engine opened in the app's lifespan (503 while it is starting)."""
     engine: Engine | None = getattr(request.app.state, "engine", None)
     if engine is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="engine is starting")
     return engine
+
+
+# The dependencies below are ``async``: FastAPI runs a plain ``def`` dependency in a worker
+# thread, and each such hand-off and back costs a wake-up of two threads (milliseconds on a
+# busy machine, several per request). What may block on the database still runs in a worker.
+async def get_engine(request: Request) -> Engine:
+    """The engine opened in the app's lifespan."""
+    return engine_of(request)
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
@@ -173,7 +182,7 @@ def parent_links(engine: Engine, principal: Principal) -> set[int] | None:
     return set(engine.children_of(principal.user_id))
 
 
-def get_principal(
+async def get_principal(
     request: Request,
     engine: EngineDep,
     authorization: Annotated[str | None, Header(max_length=4096)] = None,
@@ -182,6 +191,20 @@ def get_principal(
     policy; done once per request (the result is kept on ``request.state``). The first two
     steps are usually done already, before the body was read, by
     :class:`api.gate.AuthGateMiddleware`."""
+    done: Principal | None = getattr(request.state, "principal", None)
+    if done is not None:
+        return done
+    gated: Principal | None = getattr(request.state, AUTHENTICATED_STATE, None)
+    if gated is not None and gated.role != ROLE_PARENT:
+        # Only the route policy is left, a check of the path: nothing that blocks.
+        return resolve_principal(request, engine, authorization)
+    # A key looked up in the store, or a parent's linked teens read from it.
+    return await run_in_threadpool(resolve_principal, request, engine, authorization)
+
+
+def resolve_principal(request: Request, engine: Engine, authorization: str | None) -> Principal:
+    """:func:`get_principal`'s work, blocking (a key lookup or a parent's links may read the
+    store)."""
     done: Principal | None = getattr(request.state, "principal", None)
     if done is not None:
         return done
@@ -243,13 +266,13 @@ def _fenced_users(request: Request, principal: Principal) -> list[int]:
     return ids
 
 
-def enforce_auth(
+async def enforce_auth(
     request: Request,
     authorization: Annotated[
         str | None,
         Header(max_length=4096, description="'Bearer <API key>'; not needed for /healthz"),
     ] = None,
-) -> Iterator[None]:
+) -> AsyncIterator[None]:
     """App-wide dependency: every route that is not public needs a valid key within its rate
     limit and the route policy, whether or not the route asks for the caller.
 
@@ -259,8 +282,9 @@ def enforce_auth(
     if is_public_route(request):
         yield
         return
-    engine = get_engine(request)
-    principal = get_principal(request, engine, authorization)
+    engine = engine_of(request)
+    principal = await get_principal(request, engine, authorization)
+    # Entering and leaving the fence take its lock for a moment; they never wait.
     with engine.fence.hold(_fenced_users(request, principal)):
         yield
 

@@ -3,7 +3,9 @@
 :class:`RequestTelemetryMiddleware` is the outermost middleware: it takes the caller's
 ``X-Request-ID`` (when it looks like an id) or makes one, makes it current for the request
 (every log line and the page's span carry it) and sends it back in the response's
-``X-Request-ID``; it counts the request by route template and status and times it.
+``X-Request-ID``; it counts the request by route template and status and times it. The
+response's ``Server-Timing: app;dur=<ms>`` says how long the server took until the response
+started (what a client's own timing adds on top is the network and the client).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pipelines.serving.telemetry.context import VALID_REQUEST_ID
 from pipelines.serving.telemetry.metrics import HTTP_IN_FLIGHT, HTTP_REQUESTS, HTTP_SECONDS
 
 REQUEST_ID_HEADER = "x-request-id"
+SERVER_TIMING_HEADER = "server-timing"
 
 # Label children looked up once per (method, route[, status]): labels() takes a lock and
 # builds a tuple on every request. As many entries as the metrics have series.
@@ -48,7 +51,12 @@ class RequestTelemetryMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-                message["headers"] = [*message.get("headers", []), header]
+                timing = f"app;dur={(time.perf_counter() - t0) * 1000:.2f}".encode()
+                message["headers"] = [
+                    *message.get("headers", []),
+                    header,
+                    (SERVER_TIMING_HEADER.encode(), timing),
+                ]
             await send(message)
 
         tracer = _tracer(scope)

@@ -14,7 +14,11 @@ Every number comes from the real engine on a real DuckDB file and Qdrant Edge sh
   HTTP part is skipped and ``http_skipped`` says why (no other client stands in for it);
 - ``telemetry``: what metrics and tracing add to a page (hook time per page, and page latency
   with them off, metrics only, metrics and tracing, interleaved; see ``bench_telemetry``);
-- ``mood_prompt``: ``POST /v1/users/{id}/mood`` latency when steering is wired, and of the
+- ``mood_in_process``: :meth:`MoodService.create` (parse, durable store insert, queue the
+  expansion) and parsing alone over ``mood_prompts`` distinct prompts (:func:`mood_prompts`,
+  a third with words no clip holds), each followed by a page as in life;
+- ``mood_prompt``: ``POST /v1/users/{id}/mood`` latency over the same number of other distinct
+  prompts as the client sees it, the server's own time (its ``Server-Timing`` header), and the
   page right after each prompt (``next_page``); timed even without wrk;
 - ``peak_rss_mb``: peak resident memory of this process and of the server.
 
@@ -69,11 +73,62 @@ class BenchConfig(BaseModel):
     http_seconds: float = Field(default=15.0, gt=0)
     http_concurrency: int = Field(default=16, ge=1, le=512)
     http_batch: int = Field(default=500, ge=1, le=10_000)
-    mood_prompts: int = Field(default=20, ge=0)
+    mood_prompts: int = Field(
+        default=20,
+        ge=0,
+        le=5000,
+        description="distinct mood prompts to time, in process and over HTTP",
+    )
     telemetry_pages: int = Field(
         default=200, ge=0, description="rounds of the metrics/tracing overhead A/B (0: skip)"
     )
     reuse: bool = Field(default=False, description="measure an existing data dir; do not build")
+
+
+# Words for the timed mood prompts: topics the demo world's clips hold, and words no clip holds
+# (made up, or typos of topics), so a run times phrases the server has never seen and the typo
+# correction's misses as well as its hits.
+_MOOD_TOPICS = (
+    "cats", "dogs", "cooking", "baking", "travel", "nature", "hiking", "gaming", "football",
+    "music", "dance", "comedy", "news", "politics", "finance", "science", "fashion", "fitness",
+    "art", "cars", "puppies", "recipes", "space", "history",
+)  # fmt: skip
+_MOOD_UNSEEN = (
+    "zorblat", "quenfish", "plimsy", "vortag", "snerkle", "gravlins", "munderwok", "feltrix",
+    "cookng", "travle", "comdey", "sceince", "footbal", "fashon", "hikking", "politcs",
+)  # fmt: skip
+_MOOD_TEMPLATES = (
+    "something calm, {a}, no {b}",
+    "funny {a} but no {b}",
+    "{a} or {b}",
+    "only {a} for 20 minutes",
+    "less {a}, more {b}",
+    "high energy {a}, nothing about {b}",
+    "{a} and {b} tonight",
+    "no {a} please",
+    "chill {a} videos",
+    "not in the mood for {a}",
+    "{a} 🎉 but not {b}",
+    "quick {a} for the next hour, family friendly",
+)
+
+
+def mood_prompts(n: int, *, seed: int = 0, offset: int = 0) -> list[str]:
+    """``n`` distinct mood prompts (composition, negation, restriction, duration, energy, emoji;
+    about a third name a word no clip holds). ``offset`` skips that many, so two calls with
+    different offsets share no prompt."""
+    rng = np.random.default_rng(seed)
+    words = (*_MOOD_TOPICS, *_MOOD_UNSEEN)
+    out: list[str] = []
+    seen: set[str] = set()
+    while len(out) < offset + n:
+        tmpl = _MOOD_TEMPLATES[int(rng.integers(len(_MOOD_TEMPLATES)))]
+        a, b = (words[int(i)] for i in rng.choice(len(words), size=2, replace=False))
+        text = tmpl.format(a=a, b=b)
+        if text not in seen:
+            seen.add(text)
+            out.append(text)
+    return out[offset:]
 
 
 def _pct(ms: list[float]) -> dict[str, float]:
@@ -455,8 +510,11 @@ def _in_process(
                 "seconds": round(secs, 2),
                 "events_per_s": round(n / secs, 1),
             }
+        if cfg.mood_prompts:
+            report["mood_in_process"] = _moods_in_process(engine, users, cfg)
         service_key = engine.store.create_api_key("service")
-        # one user per prompt (as in life; also keeps each user under the active-mood cap)
+        # one user per prompt while there are users enough (as in life; also keeps each user
+        # under the active-mood cap); more prompts than users go round them again
         mood_keys = {
             int(u): engine.store.create_api_key("user", user_id=int(u))
             for u in users[: cfg.mood_prompts + 2]
@@ -464,6 +522,47 @@ def _in_process(
     finally:
         engine.close()
     return users, items, service_key, mood_keys
+
+
+def _moods_in_process(engine: Any, users: np.ndarray, cfg: BenchConfig) -> dict[str, Any]:
+    """Time :meth:`MoodService.create` and parsing alone over distinct prompts, each followed by
+    a page for its user (the page waits for the prompt's expansion; the prompt does not), with
+    the steering structures warmed first as the server warms them at start; the moods are
+    deleted afterwards so the server starts without them."""
+    from steering.prompt_parser import parse_mood
+
+    steering = engine.steering
+    t0 = time.perf_counter()
+    steering.concepts.warm()
+    warm_s = time.perf_counter() - t0
+    prompts = mood_prompts(cfg.mood_prompts + 2, seed=cfg.seed)
+    vocab = steering.concepts.vocabulary()
+    parse: list[float] = []
+    create: list[float] = []
+    page: list[float] = []
+    touched: set[int] = set()
+    for i, text in enumerate(prompts):
+        uid = int(users[i % len(users)])
+        touched.add(uid)
+        t1 = time.perf_counter()
+        parse_mood(text, vocabulary=vocab)
+        t2 = time.perf_counter()
+        steering.moods.create(uid, text)
+        t3 = time.perf_counter()
+        engine.feed(uid, limit=20)
+        t4 = time.perf_counter()
+        if i >= 2:  # as over HTTP: the first prompts are left out
+            parse.append((t2 - t1) * 1000)
+            create.append((t3 - t2) * 1000)
+            page.append((t4 - t3) * 1000)
+    for uid in touched:
+        steering.moods.clear(uid)
+    return {
+        "warm_s": round(warm_s, 2),  # catalogue, vocabulary, embedding model
+        "create": _pct(create),
+        "parse": _pct(parse),
+        "next_page": _pct(page),
+    }
 
 
 def _now() -> datetime:
@@ -510,7 +609,9 @@ def _http(
                 out["http_pages"] = _wrk_load(wrk, url, service_key, ids_dir, "pages", cfg)
                 out["http_events"] = _wrk_load(wrk, url, service_key, ids_dir, "events", cfg)
             if cfg.mood_prompts:
-                out["mood_prompt"] = _moods(url, mood_keys, httpx)
+                out["mood_prompt"] = _moods(
+                    url, mood_keys, httpx, n=cfg.mood_prompts, seed=cfg.seed
+                )
         finally:
             proc.terminate()
             try:
@@ -523,29 +624,37 @@ def _http(
     return out
 
 
-def _moods(url: str, keys: dict[int, str], httpx: Any) -> dict[str, Any]:
-    prompts = [
-        "something calm, nature, no news",
-        "funny animals but no cats",
-        "cooking videos, quick recipes",
-        "high energy dance, no politics",
-    ]
+def _server_ms(headers: Any) -> float | None:
+    """The server's own time from a ``Server-Timing: app;dur=<ms>`` header."""
+    found = re.search(r"\bapp;dur=([0-9.]+)", headers.get("server-timing", ""))
+    return float(found.group(1)) if found else None
+
+
+def _moods(url: str, keys: dict[int, str], httpx: Any, *, n: int, seed: int = 0) -> dict[str, Any]:
+    """Time ``n`` distinct prompts (and two warm-up ones) over HTTP, each with the next page."""
+    # Other prompts than the in-process run's: each is new to this server too.
+    prompts = mood_prompts(n + 2, seed=seed, offset=n + 2)
+    users = list(keys.items())
     lat: list[float] = []
+    server: list[float] = []
     page_lat: list[float] = []
     codes: dict[str, int] = {}
     if "/v1/users/{user_id}/mood" not in httpx.get(url + "/openapi.json").json()["paths"]:
         return {"wired": False}
     first_s: float | None = None
     with httpx.Client(base_url=url, timeout=120.0) as c:
-        for i, (uid, key) in enumerate(keys.items()):
+        for i, text in enumerate(prompts):
+            uid, key = users[i % len(users)]
             t0 = time.perf_counter()
+            server_ms: float | None = None
             try:
                 r = c.post(
                     f"/v1/users/{uid}/mood",
-                    json={"text": prompts[i % len(prompts)]},
+                    json={"text": text},
                     headers={"Authorization": f"Bearer {key}"},
                 )
                 code = str(r.status_code)
+                server_ms = _server_ms(r.headers)
             except httpx.TimeoutException:
                 # reported, not raised: the rest of the bench report must survive
                 code = "client_timeout_120s"
@@ -554,6 +663,8 @@ def _moods(url: str, keys: dict[int, str], httpx: Any) -> dict[str, Any]:
                 first_s = round(ms / 1000, 1)
             if i >= 2:  # the first prompts load the embedder and the concept index
                 lat.append(ms)
+                if server_ms is not None:
+                    server.append(server_ms)
             codes[code] = codes.get(code, 0) + 1
             if code == "client_timeout_120s":
                 break
@@ -574,6 +685,8 @@ def _moods(url: str, keys: dict[int, str], httpx: Any) -> dict[str, Any]:
         "wired": True,
         "first_prompt_s": first_s,  # includes building the concept catalogue once
         **(_pct(lat) if lat else {}),
+        # from the Server-Timing header: the same requests without the client and loopback
+        "server": _pct(server) if server else None,
         "next_page": _pct(page_lat) if page_lat else None,
         "status_counts": codes,
     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -178,3 +180,51 @@ def test_a_chained_cursor_call_keeps_its_cursor_open(tmp_path: Path) -> None:
         assert store.cursor().execute("SELECT 41 + 1").fetchall() == [(42,)]
     finally:
         store.close()
+
+
+def _wait_until(cond: object, what: str) -> None:
+    deadline = time.monotonic() + 30
+    while not cond():  # type: ignore[operator]
+        assert time.monotonic() < deadline, what
+        time.sleep(0.005)
+
+
+def test_a_short_write_goes_before_bulk_writes_waiting_for_the_lock(tmp_path: Path) -> None:
+    s = Store(tmp_path / "a.duckdb")
+    order: list[str] = []
+
+    def bulk() -> None:
+        s.append_events(_events(["bulk"]))
+        order.append("bulk")
+
+    def short() -> None:
+        with s.short_write() as cur:
+            cur.execute(
+                "INSERT INTO api_keys (key_id, key_hash, role) VALUES ('k', 'h', 'service')"
+            )
+        order.append("short")
+
+    with s.write() as cur:  # a write in progress: both others queue behind it
+        cur.execute("SELECT 1")
+        tb = threading.Thread(target=bulk)
+        tb.start()
+        _wait_until(lambda: s._write_lock.waiting() == (0, 1), "bulk write queued")
+        ts = threading.Thread(target=short)
+        ts.start()
+        _wait_until(lambda: s._write_lock.waiting() == (1, 1), "short write queued")
+    tb.join(30)
+    ts.join(30)
+    assert order == ["short", "bulk"]  # queued second, served first
+    s.close()
+    s2 = Store(tmp_path / "a.duckdb")  # both committed
+    assert s2.count("api_keys") == 1 and s2.count("events") == 1
+    s2.close()
+
+
+def test_the_write_lock_is_reentrant_and_checks_its_holder(tmp_path: Path) -> None:
+    s = Store(tmp_path / "a.duckdb")
+    with s._write_lock, s.short_write() as cur:  # nested in one thread: no deadlock
+        cur.execute("SELECT 1")
+    with pytest.raises(RuntimeError, match="does not hold"):
+        s._write_lock.release()
+    s.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.http.deps import EngineDep, PrincipalDep, parent_links
@@ -90,18 +90,27 @@ def _access(engine: Any, principal: Any, user_id: int) -> None:
     ),
 )
 def create_mood(
-    user_id: UserId, body: MoodIn, engine: EngineDep, principal: PrincipalDep
+    user_id: UserId,
+    body: MoodIn,
+    engine: EngineDep,
+    principal: PrincipalDep,
+    background: BackgroundTasks,
 ) -> dict[str, Any]:
     """Set a mood; the next page follows it. The response shows how the prompt was understood
     (facets, exclusions, energy, expiry, warnings) so it can be corrected."""
     _access(engine, principal, user_id)
-    svc = engine.steering
+    moods = engine.steering.moods
     try:
-        mood = svc.moods.create(user_id, body.text, scope=body.scope, strength=body.strength)
+        mood = moods.create(
+            user_id, body.text, scope=body.scope, strength=body.strength, expand=False
+        )
     except MoodTooLongError as exc:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail=str(exc)) from exc
     except MoodParseError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
+    # The mood is stored; its expansion starts once the answer is sent (a page asking first
+    # starts it itself), so the answer does not wait for the CPU the expansion takes.
+    background.add_task(moods.expand, mood.mood_id)
     return mood.to_dict()
 
 

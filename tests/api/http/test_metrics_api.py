@@ -144,6 +144,9 @@ def test_request_id_is_the_pages_and_comes_back_in_a_header(client: Any) -> None
     )
     assert r.status_code == 200
     assert r.headers["x-request-id"] == "lb-abc.123" == r.json()["request_id"]
+    # The server's own time comes back too (what the bench separates from the client's).
+    timing = r.headers["server-timing"]
+    assert timing.startswith("app;dur=") and float(timing.removeprefix("app;dur=")) > 0
     # An id that does not look like one (spaces, too long) is replaced by a fresh one.
     r = client.get("/v1/feed", params={"user_id": uid}, headers={**svc, "X-Request-ID": "a b"})
     assert r.headers["x-request-id"] == r.json()["request_id"] != "a b"
