@@ -173,6 +173,11 @@ class _GatedCursor:
 class Store:
     """The DuckDB file and the operations the engine needs on it.
 
+    This is also the store's public API: :class:`~storage.postgres_store.PostgresStore`
+    subclasses it and replaces the plumbing (``cursor``, ``write``, ``query``, ``scalar``,
+    bulk inserts, vectors), so every caller typed against ``Store`` takes either. Open one
+    with :func:`storage.factory.open_store`.
+
     Parameters
     ----------
     path
@@ -185,10 +190,13 @@ class Store:
         Queries that need more spill to a temp folder beside the file.
     """
 
+    #: The SQL dialect behind the store ("duckdb" or "postgres").
+    dialect = "duckdb"
+
     def __init__(
         self, path: Path | str, *, read_only: bool = False, memory_limit: str | None = None
     ) -> None:
-        self.path = Path(path) if path != ":memory:" else None
+        self.path: Path | None = Path(path) if path != ":memory:" else None
         if self.path is not None and not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         config: dict[str, str | bool | int | float | list[str]] = (
@@ -520,6 +528,18 @@ class Store:
             cur.execute(
                 "UPDATE users SET settings = ? WHERE user_id = ?", [json.dumps(settings), user_id]
             )
+
+    def table_columns(self) -> list[tuple[str, str, str]]:
+        """``(table, column, type)`` of every base table, in column order, types as DuckDB
+        spells them (``BIGINT``, ``BIGINT[]``, ``VARCHAR``)."""
+        df = self.query(
+            "SELECT c.table_name, c.column_name, c.data_type FROM information_schema.columns c "
+            "JOIN information_schema.tables t ON t.table_name = c.table_name "
+            "AND t.table_schema = c.table_schema "
+            "WHERE c.table_schema = 'main' AND t.table_type = 'BASE TABLE' "
+            "ORDER BY c.table_name, c.ordinal_position"
+        )
+        return [(str(t), str(n), str(d)) for t, n, d in df.iter_rows()]
 
     def count(self, table: str) -> int:
         """Row count of a table (a plain identifier; anything else is a :class:`StorageError`)."""
