@@ -11,7 +11,9 @@ string literals, quoted identifiers and comments:
 4. ``INSERT INTO t BY NAME SELECT * FROM f`` where ``f`` is a frame registered on the cursor
    -> ``INSERT INTO t (<f's columns>) SELECT <each cast to t's column type> FROM f``.
 5. The type name ``DOUBLE`` (in casts) -> ``DOUBLE PRECISION``.
-6. ``list_contains(a, b)`` (plain arguments) -> ``(b = ANY(a))``.
+6. ``list_contains(a, b)`` -> ``(b = ANY(a))`` and the two-argument
+   ``regexp_matches(s, p)`` -> ``(s ~ p)`` (arguments without commas, at most one level of
+   parentheses).
 
 The ``ON CONFLICT`` clause goes before a ``RETURNING``. Nothing else is translated: DuckDB-only
 constructs (``SEMI JOIN``, ``len(list)``, ``$1`` placeholders, ``.sql()`` relations, list
@@ -39,7 +41,10 @@ _BY_NAME = re.compile(
 )
 _RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
 _DOUBLE = re.compile(r"\bDOUBLE\b(?!\s+PRECISION)", re.IGNORECASE)
-_LIST_CONTAINS = re.compile(r"\blist_contains\(\s*([^(),]+?)\s*,\s*([^(),]+?)\s*\)", re.IGNORECASE)
+# A function argument: no commas, at most one level of parentheses (``CAST(c AS VARCHAR)``).
+_ARG = r"((?:[^(),]|\([^()]*\))+?)"
+_LIST_CONTAINS = re.compile(rf"\blist_contains\(\s*{_ARG}\s*,\s*{_ARG}\s*\)", re.IGNORECASE)
+_REGEXP_MATCHES = re.compile(rf"\bregexp_matches\(\s*{_ARG}\s*,\s*{_ARG}\s*\)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,7 @@ def translate(
     code = code.replace("?", "%s")
     code = _DOUBLE.sub("DOUBLE PRECISION", code)
     code = _LIST_CONTAINS.sub(r"(\2 = ANY(\1))", code)
+    code = _REGEXP_MATCHES.sub(r"(\1 ~ \2)", code)
     conflict = ""
     m = _INSERT_OR.search(code)
     mode = m.group(1).upper() if m else ""
