@@ -393,10 +393,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             # month's partition before a batch lands in it; the default partition takes the
             # rest), so retention drops a partition and a time-bounded scan reads only its
             # months. A partitioned table's key must hold the partition column, so the key
-            # (event_id, user_id) is kept in event_keys: a retry with another ts is still a
-            # repeat.
-            f"""CREATE TABLE events_by_user ({_EVENT_COLUMNS_PG},
-                PRIMARY KEY (event_id, user_id, ts)
+            # (event_id, user_id) is kept in event_keys instead, which every append goes
+            # through: a retry with another ts is still a repeat. events itself has no key:
+            # a key (event_id, user_id, ts) would decide nothing event_keys does not, and
+            # measured 2.5x slower bulk appends (200k events: 6.7-7.2 s vs 2.7 s, loaded host).
+            f"""CREATE TABLE events_by_user ({_EVENT_COLUMNS_PG}
             ) PARTITION BY RANGE (ts)""",
             "CREATE TABLE events_default PARTITION OF events_by_user DEFAULT",
             """CREATE TABLE event_keys (

