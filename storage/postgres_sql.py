@@ -4,21 +4,24 @@ Callers write DuckDB SQL with ``?`` placeholders (``store.query``, ``store.write
 PostgreSQL each statement goes through :func:`translate`, which rewrites exactly these, outside
 string literals, quoted identifiers and comments:
 
-1. ``?`` -> ``%s`` (psycopg's placeholder); every ``%`` (literals included) -> ``%%``.
+1. ``?`` -> ``%s`` (psycopg's placeholder) and ``$n`` -> ``%(pn)s`` (bound from the
+   parameter list by :func:`bind_params`); every ``%`` (literals included) -> ``%%``.
 2. ``INSERT OR IGNORE INTO t ...`` -> ``INSERT INTO t ... ON CONFLICT DO NOTHING``.
 3. ``INSERT OR REPLACE INTO t (cols) ...`` -> ``INSERT INTO t (cols) ... ON CONFLICT (<t's
    primary key>) DO UPDATE SET c = EXCLUDED.c`` for the inserted columns outside the key.
 4. ``INSERT INTO t BY NAME SELECT * FROM f`` where ``f`` is a frame registered on the cursor
    -> ``INSERT INTO t (<f's columns>) SELECT <each cast to t's column type> FROM f``.
-5. The type name ``DOUBLE`` (in casts) -> ``DOUBLE PRECISION``.
+5. The type name ``DOUBLE`` (in casts) -> ``DOUBLE PRECISION``; ``len(list)`` ->
+   ``cardinality(list)``.
 6. ``list_contains(a, b)`` -> ``(b = ANY(a))`` and the two-argument
    ``regexp_matches(s, p)`` -> ``(s ~ p)`` (arguments without commas, at most one level of
    parentheses).
 
 The ``ON CONFLICT`` clause goes before a ``RETURNING``. Nothing else is translated: DuckDB-only
-constructs (``SEMI JOIN``, ``len(list)``, ``$1`` placeholders, ``.sql()`` relations, list
-literals ``[...]``) fail on PostgreSQL with its own error, and a caller that needs them should be
-written in SQL both dialects accept (``EXISTS``, ``cardinality``, ``?``).
+constructs (``SEMI JOIN``, ``GROUP BY ALL``, ``.sql()`` relations, list literals ``[...]``,
+``strftime``, ``date_diff``) fail on PostgreSQL with its own error; a caller that needs them
+is written in SQL both dialects accept (``EXISTS``, explicit ``GROUP BY`` columns,
+``extract(epoch FROM ...)``, ``array_agg``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from storage.errors import StorageError
 
@@ -39,6 +43,8 @@ _BY_NAME = re.compile(
     r"([A-Za-z_][A-Za-z0-9_]*)",
     re.IGNORECASE,
 )
+_DOLLAR = re.compile(r"\$(\d+)\b")
+_LEN = re.compile(r"\blen\(", re.IGNORECASE)
 _RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
 _DOUBLE = re.compile(r"\bDOUBLE\b(?!\s+PRECISION)", re.IGNORECASE)
 # A function argument: no commas, at most one level of parentheses (``CAST(c AS VARCHAR)``).
@@ -76,7 +82,9 @@ def translate(
 
     code = _OPAQUE.sub(_mask, sql)
     code = code.replace("?", "%s")
+    code = _DOLLAR.sub(r"%(p\1)s", code)
     code = _DOUBLE.sub("DOUBLE PRECISION", code)
+    code = _LEN.sub("cardinality(", code)
     code = _LIST_CONTAINS.sub(r"(\2 = ANY(\1))", code)
     code = _REGEXP_MATCHES.sub(r"(\1 ~ \2)", code)
     conflict = ""
@@ -138,3 +146,14 @@ def translate(
             else code + conflict
         )
     return _MASK.sub(lambda mm: masked[int(mm.group(1))], code)
+
+
+_NAMED = re.compile(r"%\(p(\d+)\)s")
+
+
+def bind_params(pg_sql: str, params: Sequence[Any] | None) -> Sequence[Any] | dict[str, Any]:
+    """The parameters for a translated statement: a dict when it used ``$n`` placeholders."""
+    values = list(params or [])
+    if _NAMED.search(pg_sql) is None:
+        return values
+    return {f"p{i + 1}": v for i, v in enumerate(values)}

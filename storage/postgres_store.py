@@ -35,7 +35,7 @@ from psycopg_pool import ConnectionPool
 
 from storage.errors import DuplicateEntityError, StorageError
 from storage.migrations import MIGRATIONS, Migration
-from storage.postgres_sql import TableInfo, translate
+from storage.postgres_sql import TableInfo, bind_params, translate
 from storage.store import EVENT_COLUMNS, Store, sql_identifier
 
 logger = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ class PostgresCursor:
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> PostgresCursor:
         """Translate and run one statement (``?`` placeholders); return the cursor."""
         pg_sql = translate(sql, registered=self._registered, table_info=self._store.table_info)
-        self._cur.execute(pg_sql.encode(), list(params or []))
+        self._cur.execute(pg_sql.encode(), bind_params(pg_sql, params))
         if self._cur.description is None:
             status = (self._cur.statusmessage or "").split(" ", 1)[0]
             n = self._cur.rowcount
@@ -171,14 +171,7 @@ class PostgresCursor:
 
     def frame(self) -> pl.DataFrame:
         """The last statement's rows as a polars frame with DuckDB's column types."""
-        desc = self._cur.description or []
-        rows = self._cur.fetchall()
-        names = _unique_names([d.name for d in desc])
-        schema = {
-            n: _POLARS_BY_OID.get(d.type_code, pl.Object())
-            for n, d in zip(names, desc, strict=True)
-        }
-        return pl.DataFrame(rows, schema=schema, orient="row", strict=False)
+        return _frame(self._cur.description or [], self._cur.fetchall())
 
     # -- frames ---------------------------------------------------------------------------
     def register(self, name: str, frame: Any) -> PostgresCursor:
@@ -229,6 +222,15 @@ class PostgresCursor:
             "fetchone, register, unregister, close); write the caller in SQL both dialects accept"
         )
         raise StorageError(msg)
+
+
+def _frame(desc: Sequence[Any], rows: list[Any]) -> pl.DataFrame:
+    """Rows as a polars frame typed from the result's columns (DuckDB's types)."""
+    names = _unique_names([d.name for d in desc])
+    schema = {
+        n: _POLARS_BY_OID.get(d.type_code, pl.Object()) for n, d in zip(names, desc, strict=True)
+    }
+    return pl.DataFrame(rows, schema=schema, orient="row", strict=False)
 
 
 def _unique_names(names: list[str]) -> list[str]:
@@ -417,6 +419,24 @@ class PostgresStore(Store):
                 return cur.frame()
             finally:
                 cur.close()
+
+    def query_batches(
+        self, sql: str, params: list[Any] | None = None, *, batch_rows: int = 1_000_000
+    ) -> Iterator[pl.DataFrame]:
+        """Run a read query and yield polars frames of up to ``batch_rows`` rows, read through
+        a server-side cursor (the result is never held whole in this process)."""
+        pg_sql = translate(sql, table_info=self.table_info)
+        with (
+            self._pool.connection() as conn,
+            conn.transaction(),
+            conn.cursor(name="steerfeed_batches") as cur,
+        ):
+            cur.execute(pg_sql.encode(), bind_params(pg_sql, params))
+            while True:
+                rows = cur.fetchmany(batch_rows)
+                if not rows:
+                    break
+                yield _frame(cur.description or [], rows)
 
     def scalar(self, sql: str, params: list[Any] | None = None) -> Any:
         """Run a query returning one value."""

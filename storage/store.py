@@ -269,6 +269,19 @@ class Store:
         finally:
             cur.close()
 
+    def query_batches(
+        self, sql: str, params: list[Any] | None = None, *, batch_rows: int = 1_000_000
+    ) -> Iterator[pl.DataFrame]:
+        """Run a read query and yield its rows as polars frames of up to ``batch_rows`` (a
+        large scan without holding it whole)."""
+        cur = self.cursor()
+        try:
+            reader = cur.sql(sql, params=params or None).to_arrow_reader(batch_rows)
+            for batch in reader:
+                yield cast(pl.DataFrame, pl.from_arrow(batch))
+        finally:
+            cur.close()
+
     def scalar(self, sql: str, params: list[Any] | None = None) -> Any:
         """Run a query returning one value."""
         cur = self.cursor()
