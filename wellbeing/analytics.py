@@ -32,22 +32,25 @@ logger = logging.getLogger(__name__)
 
 LONG_SESSION_QUANTILE = 0.75
 
+# The views and all reports but by_experiment_arm (DuckDB's JSON functions) are written in SQL
+# that DuckDB and PostgreSQL both run.
 VIEWS: tuple[str, ...] = (
     """CREATE OR REPLACE VIEW wb_answers AS
     SELECT p.survey_id, p.user_id, p.question_key, p.kind, p.stratum, p.status, p.source,
            p.answer, p.shown_at, p.inclusion_probability, p.response_propensity,
            date_trunc('week', p.shown_at) AS week,
-           strftime(date_trunc('month', u.created_at), '%Y-%m') AS cohort,
+           substr(CAST(date_trunc('month', u.created_at) AS VARCHAR), 1, 7) AS cohort,
            coalesce(u.is_teen, FALSE) AS is_teen,
            1.0 / greatest(p.inclusion_probability * coalesce(p.response_propensity, 1.0), 1e-4)
                AS weight
     FROM survey_prompts p LEFT JOIN users u USING (user_id)
     WHERE p.status <> 'shown'""",
     f"""CREATE OR REPLACE VIEW wb_sessions AS
-    WITH cut AS (SELECT quantile_cont(minutes, {LONG_SESSION_QUANTILE}) AS long_min
+    WITH cut AS (SELECT percentile_cont({LONG_SESSION_QUANTILE}) WITHIN GROUP (ORDER BY minutes)
+                        AS long_min
                  FROM session_satisfaction)
     SELECT s.*, date_trunc('week', s.session_start) AS week,
-           strftime(date_trunc('month', u.created_at), '%Y-%m') AS cohort,
+           substr(CAST(date_trunc('month', u.created_at) AS VARCHAR), 1, 7) AS cohort,
            coalesce(u.is_teen, FALSE) AS is_teen,
            s.minutes >= cut.long_min AS long,
            (s.minutes >= cut.long_min AND (s.n_see_less > 0 OR s.abrupt_exit)) AS regret,
@@ -86,7 +89,7 @@ REPORTS: dict[str, Report] = {
                    (SELECT avg(s.predicted) FROM wb_sessions s
                      WHERE s.week = a.week AND s.cohort = a.cohort) AS imputed_mean
             FROM wb_answers a WHERE {_IN_MOMENT}
-            GROUP BY ALL ORDER BY a.week, a.cohort""",  # noqa: S608
+            GROUP BY a.week, a.cohort ORDER BY a.week, a.cohort""",  # noqa: S608
         ),
         Report(
             "life_better_over_time",
@@ -123,7 +126,7 @@ REPORTS: dict[str, Report] = {
                    count(*) FILTER (WHERE long) AS long_sessions,
                    avg(predicted) FILTER (WHERE regret) AS imputed_regret,
                    avg(predicted) FILTER (WHERE NOT regret) AS imputed_no_regret
-            FROM wb_sessions GROUP BY ALL ORDER BY week, is_teen""",
+            FROM wb_sessions GROUP BY week, is_teen ORDER BY week, is_teen""",
         ),
         Report(
             "by_steering_use",
