@@ -47,6 +47,34 @@ def _fail(msg: str) -> None:
     raise typer.Exit(2)
 
 
+def _store_url(data_dir: Path) -> str:
+    """The store the commands open: ``STEERFEED_DB_URL`` (a path, ``duckdb://`` or
+    ``postgresql://``), else the DuckDB file in ``data_dir``."""
+    from storage.settings import StorageSettings
+
+    return StorageSettings(data_dir=data_dir).resolved_db_url()
+
+
+def _has_store(data_dir: Path) -> bool:
+    """Whether there is a store to open (a server is taken to hold one; opening it says if
+    it cannot be reached)."""
+    from storage.factory import duckdb_path, is_postgres_url
+
+    url = _store_url(data_dir)
+    return is_postgres_url(url) or Path(duckdb_path(url)).exists()
+
+
+def _open_store(data_dir: Path) -> Any:
+    """Open the store of ``data_dir`` (or ``STEERFEED_DB_URL``); fail with the reason."""
+    from storage.errors import StorageError
+    from storage.factory import open_store
+
+    try:
+        return open_store(_store_url(data_dir))
+    except StorageError as exc:
+        _fail(str(exc))
+
+
 def _engine(data_dir: Path) -> Any:
     from pipelines.serving.engine import open_engine
 
@@ -69,9 +97,7 @@ def keys_create(
     data_dir: DataDir = DEFAULT_DATA,
 ) -> None:
     """Create an API key; the last token printed is the key (shown once)."""
-    from storage.store import Store
-
-    store = Store(data_dir / "steerfeed.duckdb")
+    store = _open_store(data_dir)
     try:
         key = store.create_api_key(role, user_id=user_id)
     except ValueError as exc:
@@ -107,7 +133,7 @@ def serve(
     """
     import uvicorn
 
-    if not (data_dir / "steerfeed.duckdb").exists():
+    if not _has_store(data_dir):
         _fail(
             f"no store in {data_dir}; build one with "
             f"'steerfeed demo --no-serve --data-dir {data_dir}'"
@@ -176,7 +202,8 @@ def demo(
     jobs = ("author_stats", "collab", "train") if train else ()
 
     db = data_dir / "steerfeed.duckdb"
-    if db.exists() and not force:
+    on_server = _store_url(data_dir).startswith(("postgresql://", "postgres://"))
+    if db.exists() and not force and not on_server:
         typer.echo(f"{db} exists; reusing it (pass --force to rebuild)")
     else:
         try:
@@ -193,9 +220,7 @@ def demo(
             _fail(str(exc))
             return
         typer.echo(json.dumps(report, indent=2))
-    from storage.store import Store
-
-    store = Store(db)
+    store = _open_store(data_dir)
     key = store.create_api_key("service")
     uid = int(store.scalar("SELECT min(user_id) FROM users"))
     store.close()
@@ -259,11 +284,10 @@ def jobs_run(
 def _import_generic(kind: str, path: Path, data_dir: Path) -> None:
     from pipelines.importers import import_table
     from pipelines.importers.errors import ImporterError
-    from storage.store import Store
 
     if not path.exists():
         _fail(f"no such file: {path}")
-    store = Store(data_dir / "steerfeed.duckdb")
+    store = _open_store(data_dir)
     try:
         rep = import_table(store, kind, path, progress=True)  # type: ignore[arg-type]
     except ImporterError as exc:
@@ -318,11 +342,10 @@ def import_lastfm_cmd(
 ) -> None:
     """Import LastFM: listens -> weighted view events, friendships -> mutual follows."""
     from pipelines.importers import import_lastfm
-    from storage.store import Store
 
     if not data.exists():
         _fail(f"no such folder: {data}")
-    store = Store(data_dir / "steerfeed.duckdb")
+    store = _open_store(data_dir)
     try:
         counts = import_lastfm(store, data, split_file=split_file, split=split, progress=True)
     finally:
@@ -338,11 +361,10 @@ def import_microlens_cmd(
 ) -> None:
     """Import MicroLens titles as clip captions (categories are never imported)."""
     from pipelines.importers import import_microlens
-    from storage.store import Store
 
     if not data.exists():
         _fail(f"no such folder: {data}")
-    store = Store(data_dir / "steerfeed.duckdb")
+    store = _open_store(data_dir)
     try:
         n = import_microlens(store, data, limit=limit, progress=True)
     finally:

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from api.cli.core import DEFAULT_DATA, DataDir, _engine, _fail, app
+from api.cli.core import DEFAULT_DATA, DataDir, _engine, _fail, _has_store, app
 
 generation_app = typer.Typer(
     help="Clip generation: consent, opt-outs, queue, gaps.", no_args_is_help=True
@@ -32,7 +32,7 @@ ModelOpt = Annotated[
 def _open(data_dir: Path, model: str | None = None) -> Any:
     if model:
         os.environ["STEERFEED_GEN_MODEL"] = model
-    if not (data_dir / "steerfeed.duckdb").exists():
+    if not _has_store(data_dir):
         _fail(f"no store in {data_dir}; build one with 'steerfeed demo --no-serve'")
 
     eng = _engine(data_dir)

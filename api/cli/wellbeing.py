@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from api.cli.core import DEFAULT_DATA, DataDir, _engine, _fail, app, eval_app
+from api.cli.core import DEFAULT_DATA, DataDir, _engine, _fail, _has_store, app, eval_app
 
 report_app = typer.Typer(help="Reports rendered to HTML.", no_args_is_help=True)
 wellbeing_app = typer.Typer(help="Wellbeing: parent links and surveys.", no_args_is_help=True)
@@ -26,7 +26,7 @@ def report_satisfaction(
     from pipelines.offline.wellbeing_evaluate import EVAL_FILE
     from wellbeing.report import render_report
 
-    if not (data_dir / "steerfeed.duckdb").exists():
+    if not _has_store(data_dir):
         _fail(f"no store in {data_dir}; build one with 'steerfeed demo --no-serve'")
     evaluation = None
     if (data_dir / EVAL_FILE).exists():
