@@ -47,10 +47,6 @@ class StorageSettings(BaseSettings):
         ``postgresql://...``), else the DuckDB file under ``data_dir``."""
         return self.db_url or str(self.data_dir / "steerfeed.duckdb")
 
-    def uses_postgres(self) -> bool:
-        """Whether the store is a PostgreSQL server."""
-        return self.resolved_db_url().startswith(("postgresql://", "postgres://"))
-
     def resolved_db_path(self) -> Path:
         """Return the DuckDB file path from ``db_url`` or ``data_dir`` (a
         :class:`ValueError` when ``db_url`` names a server)."""

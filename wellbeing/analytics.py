@@ -32,8 +32,8 @@ logger = logging.getLogger(__name__)
 
 LONG_SESSION_QUANTILE = 0.75
 
-# The views and all reports but by_experiment_arm (DuckDB's JSON functions) are written in SQL
-# that DuckDB and PostgreSQL both run.
+# The views and the reports are written in SQL that DuckDB and PostgreSQL both run, but for
+# by_experiment_arm, which carries its PostgreSQL statement beside it.
 VIEWS: tuple[str, ...] = (
     """CREATE OR REPLACE VIEW wb_answers AS
     SELECT p.survey_id, p.user_id, p.question_key, p.kind, p.stratum, p.status, p.source,
@@ -65,12 +65,15 @@ VIEWS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class Report:
-    """A named report: what it shows and its SQL."""
+    """A named report: what it shows and its SQL (``postgres_sql`` beside it where the
+    dialects differ)."""
 
     name: str
     title: str
     description: str
     sql: str
+    #: The PostgreSQL statement where DuckDB's differs (None: ``sql`` runs on both).
+    postgres_sql: str | None = None
 
 
 _IN_MOMENT = "kind = 'in_moment' AND status = 'answered'"
@@ -154,6 +157,19 @@ REPORTS: dict[str, Report] = {
                    avg(observed) AS observed_mean, avg(minutes) AS mean_minutes,
                    avg(regret::INT) AS regret_share
             FROM arms GROUP BY ALL ORDER BY experiment, arm""",
+            # DuckDB's json_keys and list literal have no PostgreSQL spelling in common.
+            postgres_sql="""WITH arms AS (
+                SELECT s.*, k.experiment
+                FROM wb_sessions s CROSS JOIN LATERAL (
+                    SELECT 'none' AS experiment WHERE s.arms IS NULL
+                    UNION ALL
+                    SELECT json_object_keys(s.arms::json) WHERE s.arms IS NOT NULL) k)
+            SELECT experiment,
+                   CASE WHEN arms IS NULL THEN 'none' ELSE arms::json ->> experiment END AS arm,
+                   count(*) AS sessions, avg(predicted) AS imputed_mean,
+                   avg(observed) AS observed_mean, avg(minutes) AS mean_minutes,
+                   avg(regret::INT) AS regret_share
+            FROM arms GROUP BY 1, 2 ORDER BY experiment, arm""",
         ),
     )
 }
@@ -187,4 +203,5 @@ def run_report(store: Store, name: str) -> pl.DataFrame:
         raise UnknownReportError(msg)
     if not store.read_only:
         create_views(store)
-    return store.query(report.sql)
+    sql = report.postgres_sql if store.dialect == "postgres" and report.postgres_sql else report.sql
+    return store.query(sql)

@@ -188,6 +188,7 @@ def demo(
     """
     from pipelines.offline.demo import DemoError, build_demo, store_holders
     from pipelines.offline.demo_world import WorldConfig, WorldConfigError
+    from storage.factory import is_postgres_url
 
     try:  # arguments first: nothing is touched for a world that cannot be built
         WorldConfig(n_users=users, n_clips=clips, n_events=events, seed=seed).validate()
@@ -202,7 +203,7 @@ def demo(
     jobs = ("author_stats", "collab", "train") if train else ()
 
     db = data_dir / "steerfeed.duckdb"
-    on_server = _store_url(data_dir).startswith(("postgresql://", "postgres://"))
+    on_server = is_postgres_url(_store_url(data_dir))
     if db.exists() and not force and not on_server:
         typer.echo(f"{db} exists; reusing it (pass --force to rebuild)")
     else:

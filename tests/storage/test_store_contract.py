@@ -305,6 +305,15 @@ def test_cursor_register_and_duckdb_insert_forms(store: Store) -> None:
         cur.close()
 
 
+def test_query_batches_and_dollar_placeholders(store: Store) -> None:
+    store.append_events(_events([f"e{i}" for i in range(25)]))
+    batches = list(store.query_batches("SELECT event_id FROM events ORDER BY ts", batch_rows=10))
+    assert sum(b.height for b in batches) == 25 and max(b.height for b in batches) <= 10
+    assert batches[0].schema["event_id"] == pl.String
+    n = store.scalar("SELECT count(*) FROM events WHERE user_id = $1 AND item_id = $2", [1, 10])
+    assert n == 25
+
+
 def test_api_keys_are_stored_hashed(store: Store) -> None:
     key = store.create_api_key("analyst")
     stored = store.query("SELECT key_hash FROM api_keys")["key_hash"].to_list()
