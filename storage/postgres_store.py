@@ -499,7 +499,8 @@ class PostgresStore(Store):
 
         In one transaction: the batch is copied into a temporary table; its keys go into
         ``event_keys`` (``ON CONFLICT DO NOTHING RETURNING``), and only the rows whose key was
-        new go into the partitioned ``events`` (the first of a key repeated in the batch).
+        new go into the partitioned ``events`` (the first of a key repeated in the batch; a
+        batch without repeats skips that pass).
         The months the batch touches get their partitions first.
         """
         if self.event_filter is not None:
@@ -515,19 +516,27 @@ class PostgresStore(Store):
         types = self.table_info("events").columns
         col_list = ", ".join(f'"{c}"' for c in cols)
         select = ", ".join(f'i."{c}"::{types[c]}' for c in cols)
+        keys = list(zip(df["user_id"].to_list(), df["event_id"].to_list(), strict=True))
+        # A batch without repeats needs no de-duplication pass (a sort of the whole batch).
+        repeats = len(set(keys)) != len(keys)
+        source = (
+            "(SELECT DISTINCT ON (user_id, event_id) * FROM _incoming_events"
+            " ORDER BY user_id, event_id, _row)"
+            if repeats
+            else "_incoming_events"
+        )
         try:
             with self.write() as cur:
-                # the batch's sort for DISTINCT ON stays in memory (the default 4MB spills)
+                # the batch's hash join (and sort) stays in memory (the default 4MB spills)
                 cur.execute("SET LOCAL work_mem = '64MB'")
-                cur.register("_incoming_events", df.with_row_index("_row"))
+                cur.register("_incoming_events", df.with_row_index("_row") if repeats else df)
                 rows = cur.execute(
                     "WITH new_keys AS ("  # noqa: S608
                     " INSERT INTO event_keys (event_id, user_id)"
-                    " SELECT DISTINCT event_id, user_id FROM _incoming_events"
-                    " ON CONFLICT DO NOTHING RETURNING event_id, user_id),"
-                    " firsts AS (SELECT DISTINCT ON (user_id, event_id) * FROM _incoming_events"
-                    " ORDER BY user_id, event_id, _row)"
-                    f" INSERT INTO events ({col_list}) SELECT {select} FROM firsts i"
+                    f" SELECT {'DISTINCT ' if repeats else ''}event_id, user_id"
+                    " FROM _incoming_events"
+                    " ON CONFLICT DO NOTHING RETURNING event_id, user_id)"
+                    f" INSERT INTO events ({col_list}) SELECT {select} FROM {source} i"
                     " JOIN new_keys k ON k.event_id = i.event_id AND k.user_id = i.user_id"
                     " RETURNING user_id, event_id"
                 ).fetchall()
@@ -536,7 +545,7 @@ class PostgresStore(Store):
         new = {(int(r[0]), str(r[1])) for r in rows}
         # In batch order, as the DuckDB store returns them.
         out: list[tuple[int, str]] = []
-        for key in zip(df["user_id"].to_list(), df["event_id"].to_list(), strict=True):
+        for key in keys:
             if key in new:
                 out.append(key)
                 new.discard(key)
