@@ -216,6 +216,11 @@ class PostgresCursor:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def __del__(self) -> None:  # a cursor dropped without close() must not keep its connection
+        if self.__dict__.get("_release") is not None:
+            with suppress(Exception):
+                self.close()
+
     def __getattr__(self, name: str) -> Any:
         msg = (
             f"the PostgreSQL store's cursor has no {name!r} (it offers execute, fetchall, "
