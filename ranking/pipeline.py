@@ -622,6 +622,14 @@ def set_columns(frame: pl.DataFrame, columns: Mapping[str, np.ndarray | pl.Serie
     return out.hstack(new) if new else out
 
 
+def incoming_scores(candidates: pl.DataFrame) -> np.ndarray:
+    """The score the earlier scorers gave each candidate (``score``) as float64, zeros when
+    no scorer has run yet: what a blending scorer (mood, feedback, boosts) starts from."""
+    if "score" not in candidates.columns:
+        return np.zeros(candidates.height)
+    return candidates["score"].cast(pl.Float64).to_numpy()
+
+
 def split_by_mask(candidates: pl.DataFrame, remove: np.ndarray | pl.Series) -> FilterResult:
     """Build a :class:`FilterResult` from a boolean mask of rows to remove."""
     mask = remove.to_numpy() if isinstance(remove, pl.Series) else np.asarray(remove, dtype=bool)

@@ -556,6 +556,25 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        14,
+        "wellbeing: the public transparency report, a hash-chained append-only log",
+        (
+            # One row per published period (wellbeing/transparency.py): aggregates over
+            # cohorts of at least min_cohort people, nothing about one person. Only ever
+            # appended to; `hash` chains each row to the one before, so a rewritten or removed
+            # period shows in `steerfeed transparency verify`.
+            """CREATE TABLE transparency_log (
+                seq INTEGER PRIMARY KEY,
+                period_start TIMESTAMP NOT NULL,
+                period_end TIMESTAMP NOT NULL,
+                published_at TIMESTAMP NOT NULL,
+                body VARCHAR NOT NULL,
+                prev_hash VARCHAR NOT NULL,
+                hash VARCHAR NOT NULL
+            )""",
+        ),
+    ),
 )
 
 

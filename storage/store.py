@@ -643,6 +643,28 @@ class Store:
             )
         return key
 
+    def list_api_keys(self) -> list[dict[str, Any]]:
+        """Every key as ``key_id, role, user_id, created_at, revoked``, oldest first (never its
+        hash)."""
+        return self.query(
+            "SELECT key_id, role, user_id, created_at, revoked FROM api_keys "
+            "ORDER BY created_at, key_id"
+        ).to_dicts()
+
+    def revoke_api_key(self, key_id: str) -> bool:
+        """Revoke a key: ``True`` when this call revoked it, ``False`` when it was already
+        revoked; :class:`UnknownEntityError` for an unknown id. Lookups refuse it from the
+        commit on (a server must also drop its cached lookups)."""
+        with self.write() as cur:
+            row = cur.execute("SELECT revoked FROM api_keys WHERE key_id = ?", [key_id]).fetchone()
+            if row is None:
+                msg = f"unknown key {key_id!r}; 'steerfeed keys list' shows the keys"
+                raise UnknownEntityError(msg)
+            if row[0]:
+                return False
+            cur.execute("UPDATE api_keys SET revoked = TRUE WHERE key_id = ?", [key_id])
+        return True
+
     def lookup_api_key(self, key: str) -> tuple[str, str, int | None] | None:
         """Return ``(key_id, role, user_id)`` for a valid, unrevoked key, else ``None``."""
         parts = key.split("_")

@@ -298,9 +298,32 @@ def _headline(store: Store, metrics: dict[str, Any] | None) -> list[tuple[str, s
     return cards
 
 
+#: The head comparison ``steerfeed eval wellbeing`` leaves in its data folder (shown when there).
+EVALUATION_FILE = "wellbeing_eval.json"
+
+
+def read_evaluation(data_dir: Path) -> dict[str, Any] | None:
+    """The head comparison saved in ``data_dir`` (:data:`EVALUATION_FILE`), or ``None``."""
+    path = Path(data_dir) / EVALUATION_FILE
+    if not path.exists():
+        return None
+    loaded: dict[str, Any] = json.loads(path.read_text())
+    return loaded
+
+
 def render_report(store: Store, out: Path, *, evaluation: dict[str, Any] | None = None) -> Path:
     """Render every named report, the model's calibration and (when given) the head
     comparison into ``out`` (HTML with inline SVG)."""
+    page = report_html(store, evaluation=evaluation)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    logger.info("satisfaction report written to %s (%d bytes)", out, len(page))
+    return out
+
+
+def report_html(store: Store, *, evaluation: dict[str, Any] | None = None) -> str:
+    """The report of :func:`render_report` as one HTML page."""
     frames = {name: run_report(store, name) for name in REPORTS}
     latest = store.query(
         "SELECT version, metrics FROM satisfaction_models ORDER BY trained_at DESC LIMIT 1"
@@ -353,8 +376,4 @@ def render_report(store: Store, out: Path, *, evaluation: dict[str, Any] | None 
         "<!doctype html><html><head><meta charset='utf-8'><title>steerfeed satisfaction report"
         f"</title><style>{_CSS}</style></head><body>{''.join(parts)}</body></html>"
     )
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
-    logger.info("satisfaction report written to %s (%d bytes)", out, len(page))
-    return out
+    return page

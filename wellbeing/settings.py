@@ -2,8 +2,25 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class TransparencySettings(BaseModel):
+    """Schedule and privacy floor of the transparency report."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    period_days: int = Field(default=7, ge=1, le=366)
+    min_cohort: int = Field(
+        default=20, ge=2, description="fewer people than this in a figure: published suppressed"
+    )
+    backfill_periods: int = Field(
+        default=26,
+        ge=1,
+        le=520,
+        description="how many past periods the first publication covers (a new log)",
+    )
 
 
 class WellbeingSettings(BaseSettings):
@@ -31,6 +48,9 @@ class WellbeingSettings(BaseSettings):
         viewing served by other API replicas counts within this many seconds; 0 re-reads on
         every request (exact, one SQL query per page). After :meth:`warm` the
         ``wellbeing_refresh`` job re-reads every user at once instead.
+    transparency
+        Schedule and privacy floor of the public transparency report
+        (``STEERFEED_WELLBEING_TRANSPARENCY='{"min_cohort": 50}'``).
     warm_on_start
         Load every user's governor usage, overrides, survey history and weekly activity when
         the engine opens (a few bulk scans), so no user's first page queries the store.
@@ -47,3 +67,4 @@ class WellbeingSettings(BaseSettings):
     activity_cache_s: float = Field(default=3600.0, ge=0.0)
     usage_max_age_s: float = Field(default=60.0, ge=0.0)
     warm_on_start: bool = True
+    transparency: TransparencySettings = Field(default_factory=TransparencySettings)

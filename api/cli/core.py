@@ -5,12 +5,50 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperGroup
+
+if TYPE_CHECKING:
+    from api.cli.live_server import LiveServer
+
+
+class SteerfeedGroup(TyperGroup):
+    """The root command group: a command that finds the store held by another process ends
+    with one line saying who holds it and what to do, never DuckDB's lock traceback."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer's (vendored) click Context
+        """Run the command; turn DuckDB's lock error into a one-line error (exit 2)."""
+        what = self._command_words(ctx)
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            from api.cli.live_server import held_store_message, is_lock_error
+
+            if not is_lock_error(exc):
+                raise
+            found = re.search(r'on file "([^"]+)"', str(exc))
+            data_dir = Path(found.group(1)).parent if found else DEFAULT_DATA
+            msg = held_store_message(data_dir, what=what, exc=exc)
+            typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from None
+
+    def _command_words(self, ctx: Any) -> str:
+        """``'steerfeed import clips'``: the command about to run, for messages."""
+        words = [*getattr(ctx, "_protected_args", []), *ctx.args][:2]
+        if not words:
+            return "this command"
+        sub = self.get_command(ctx, words[0])
+        if len(words) == 2 and not isinstance(sub, TyperGroup):
+            words = words[:1]  # a command's argument, not a subcommand
+        return "'steerfeed " + " ".join(words) + "'"
+
 
 app = typer.Typer(
+    cls=SteerfeedGroup,
     help="steerfeed: feed ranking and steering for short AI-generated clips.",
     no_args_is_help=True,
     add_completion=False,
@@ -81,6 +119,37 @@ def _engine(data_dir: Path) -> Any:
     return open_engine(data_dir)
 
 
+def _live_server(data_dir: Path) -> LiveServer | None:
+    """The running server that holds ``data_dir`` (commands then work through it), or
+    ``None`` when none runs; a one-line error when one runs but cannot be reached."""
+    from api.cli.live_server import NoLocalAccessError, find_live_server
+
+    try:
+        return find_live_server(data_dir)
+    except NoLocalAccessError as exc:
+        _fail(str(exc))
+        return None
+
+
+def _call(server: LiveServer, method: str, path: str, **kwargs: Any) -> Any:
+    """``server.call`` answering JSON; a refusal or failure is a one-line error."""
+    from api.cli.live_server import ServerCallError
+
+    try:
+        return server.call(method, path, **kwargs).json()
+    except ServerCallError as exc:
+        _fail(str(exc))
+
+
+def _refuse_beside_server(data_dir: Path, what: str) -> None:
+    """A one-line error when a live server holds ``data_dir`` and ``what`` cannot go through
+    it (said before any slow work starts)."""
+    from api.cli.live_server import held_store_message, holding_server
+
+    if holding_server(data_dir) is not None:
+        _fail(held_store_message(data_dir, what=what))
+
+
 @app.callback()
 def main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logs")] = False,
@@ -96,15 +165,72 @@ def keys_create(
     user_id: Annotated[int | None, typer.Option(help="the user a user/parent key acts for")] = None,
     data_dir: DataDir = DEFAULT_DATA,
 ) -> None:
-    """Create an API key; the last token printed is the key (shown once)."""
-    store = _open_store(data_dir)
-    try:
-        key = store.create_api_key(role, user_id=user_id)
-    except ValueError as exc:
-        _fail(str(exc))
-    finally:
-        store.close()
+    """Create an API key; the last token printed is the key (shown once).
+
+    Beside a running server on this data folder, the server creates it (POST /v1/admin/keys).
+    """
+    server = _live_server(data_dir)
+    if server is not None:
+        body = {"role": role, "user_id": user_id}
+        key = _call(server, "POST", "/v1/admin/keys", json=body)["key"]
+    else:
+        store = _open_store(data_dir)
+        try:
+            key = store.create_api_key(role, user_id=user_id)
+        except ValueError as exc:
+            _fail(str(exc))
+        finally:
+            store.close()
     typer.echo(f"created {role} key: {key}")
+
+
+@keys_app.command("list")
+def keys_list(
+    data_dir: DataDir = DEFAULT_DATA,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines")] = False,
+) -> None:
+    """List the keys: id, role, user, created, revoked (never the keys themselves)."""
+    server = _live_server(data_dir)
+    if server is not None:
+        keys = _call(server, "GET", "/v1/admin/keys")["keys"]
+    else:
+        store = _open_store(data_dir)
+        try:
+            keys = store.list_api_keys()
+        finally:
+            store.close()
+    for k in keys:
+        created = str(k["created_at"]).replace("T", " ")[:19]
+        if as_json:
+            typer.echo(json.dumps({**k, "created_at": created}))
+            continue
+        user = "-" if k["user_id"] is None else str(k["user_id"])
+        state = "revoked" if k["revoked"] else "active"
+        typer.echo(f"{k['key_id']}  {k['role']:<8} user {user:<8} {created}  {state}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="the key's id ('steerfeed keys list')")],
+    data_dir: DataDir = DEFAULT_DATA,
+) -> None:
+    """Revoke a key: it is refused from the next request on."""
+    server = _live_server(data_dir)
+    if server is not None:
+        if not re.fullmatch(r"[0-9a-f]{1,64}", key_id):
+            _fail(f"not a key id: {key_id!r} ('steerfeed keys list' shows them)")
+        already = bool(_call(server, "DELETE", f"/v1/admin/keys/{key_id}")["already_revoked"])
+    else:
+        from storage.errors import UnknownEntityError
+
+        store = _open_store(data_dir)
+        try:
+            already = not store.revoke_api_key(key_id)
+        except UnknownEntityError as exc:
+            _fail(str(exc))
+        finally:
+            store.close()
+    typer.echo(f"key {key_id} was already revoked" if already else f"revoked key {key_id}")
 
 
 @app.command()
@@ -145,18 +271,36 @@ def serve(
         import tempfile
 
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="steerfeed-metrics-")
-    uvicorn.run(
-        "api.http.main:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="info",
-        # uvicorn's lines go through the handler set up above (text or JSON, with request ids).
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=drain_timeout,
-    )
+    from api.cli.live_server import holding_server
+    from api.http.local_access import announce_server, withdraw_server
+
+    running = holding_server(data_dir)
+    if running is not None:
+        _fail(f"a server already serves {data_dir} (pid {running.pid}, {running.url})")
+    from storage.factory import is_postgres_url
+
+    if not is_postgres_url(_store_url(data_dir)):
+        import duckdb
+
+        # Held by another process: one line (SteerfeedGroup), not uvicorn's start-up traceback.
+        duckdb.connect(str(data_dir / "steerfeed.duckdb")).close()
+    # server.json and the local token: CLI commands beside this server go through it.
+    announce_server(data_dir, host=host, port=port)
+    try:
+        uvicorn.run(
+            "api.http.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="info",
+            # uvicorn's lines go through the handler set up above (text or JSON, with ids).
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=drain_timeout,
+        )
+    finally:
+        withdraw_server(data_dir)
 
 
 @app.command()
@@ -223,6 +367,10 @@ def demo(
         typer.echo(json.dumps(report, indent=2))
     store = _open_store(data_dir)
     key = store.create_api_key("service")
+    # One key per role the README's examples need: the dashboard, analytics and /metrics take
+    # an analyst key; keys, jobs, experiments and models an admin key.
+    analyst_key = store.create_api_key("analyst")
+    admin_key = store.create_api_key("admin")
     uid = int(store.scalar("SELECT min(user_id) FROM users"))
     store.close()
     base = f"http://127.0.0.1:{port}"
@@ -235,6 +383,8 @@ def demo(
         f"  open {base}/docs\n"
     )
     typer.echo(f"service key: {key}")
+    typer.echo(f"analyst key: {analyst_key}   (dashboard, analytics, /metrics; read-only)")
+    typer.echo(f"admin key:   {admin_key}   (keys, jobs, experiments, models)")
     if serve_api:
         serve(data_dir=data_dir, port=port)
 
@@ -255,30 +405,36 @@ def jobs_run(
     name: Annotated[str, typer.Argument(help="job name (see 'steerfeed jobs list')")],
     data_dir: DataDir = DEFAULT_DATA,
 ) -> None:
-    """Run one job now and print its report as JSON."""
-    from pipelines.serving.jobs import JobContext, JobError, run_job
+    """Run one job now and print its report as JSON.
 
-    eng = _engine(data_dir)
-    try:
-        report = run_job(name, JobContext(eng, {"progress": True}))
-    except JobError as exc:
-        eng.close()
-        _fail(str(exc))
-        return
-    eng.close()
-    typer.echo(
-        json.dumps(
-            {
-                "name": report.name,
-                "ok": report.ok,
-                "seconds": round(report.seconds, 2),
-                "counts": report.counts,
-                "message": report.message,
-            },
-            default=str,
-        )
-    )
-    if not report.ok:
+    Beside a running server on this data folder, the server runs it
+    (POST /v1/admin/jobs/NAME/run) and this waits for its report.
+    """
+    server = _live_server(data_dir)
+    if server is not None:
+        from urllib.parse import quote
+
+        out = _call(server, "POST", f"/v1/admin/jobs/{quote(name, safe='')}/run")
+    else:
+        from pipelines.serving.jobs import JobContext, JobError, run_job
+
+        eng = _engine(data_dir)
+        try:
+            report = run_job(name, JobContext(eng, {"progress": True}))
+        except JobError as exc:
+            _fail(str(exc))
+            return
+        finally:
+            eng.close()
+        out = {
+            "name": report.name,
+            "ok": report.ok,
+            "seconds": round(report.seconds, 2),
+            "counts": report.counts,
+            "message": report.message,
+        }
+    typer.echo(json.dumps(out, default=str))
+    if not out["ok"]:
         raise typer.Exit(1)
 
 

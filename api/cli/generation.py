@@ -9,12 +9,16 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
 
-from api.cli.core import DEFAULT_DATA, DataDir, _engine, _fail, _has_store, app
+from api.cli.core import DEFAULT_DATA, DataDir, _call, _engine, _fail, _has_store, _live_server, app
+
+if TYPE_CHECKING:
+    from api.cli.live_server import LiveServer
+    from pipelines.generation.settings import RenderParams
 
 generation_app = typer.Typer(
     help="Clip generation: consent, opt-outs, queue, gaps.", no_args_is_help=True
@@ -59,7 +63,11 @@ def generate(
     model: ModelOpt = None,
     data_dir: DataDir = DEFAULT_DATA,
 ) -> None:
-    """Check the rules, queue the prompt and render it now; print the job and clip."""
+    """Check the rules, queue the prompt and render it now; print the job and clip.
+
+    Beside a running server on this data folder, the server queues it (POST /v1/generations,
+    which needs --user-id) and renders it now (the ``generate`` job).
+    """
     from pipelines.generation.errors import RuleViolation
     from pipelines.generation.settings import RenderParams
 
@@ -75,6 +83,11 @@ def generate(
         )
     except ValidationError as exc:
         _fail(str(exc))
+        return
+    server = _live_server(data_dir)
+    if server is not None:
+        body = {"prompt": prompt, "user_id": user_id, "remix_of": remix_of, "cameos": cameo}
+        _generate_through(server, body, params, model=model)
         return
     eng, svc = _open(data_dir, model)
     try:
@@ -95,6 +108,46 @@ def generate(
             raise typer.Exit(1)
     finally:
         eng.close()
+
+
+#: Seconds between polls of a job the server renders, and between nudges of its worker.
+_POLL_S, _NUDGE_S = 1.0, 15.0
+
+
+def _generate_through(
+    server: LiveServer, body: dict[str, Any], params: RenderParams, *, model: str | None
+) -> None:
+    """``steerfeed generate`` through a running server: queue, start the worker, wait."""
+    if model:
+        _fail(
+            "--model cannot change the generator of the running server; start it with "
+            "STEERFEED_GEN_MODEL set, or stop it first"
+        )
+    if body["user_id"] is None:
+        _fail(
+            "a running server holds the store: the clip is queued through POST "
+            "/v1/generations, which needs --user-id (who asks); or stop the server first"
+        )
+    body = {
+        **body,
+        "cameos": body["cameos"] or [],
+        "params": params.model_dump(exclude_none=True) or None,
+    }
+    t0 = time.perf_counter()
+    job = _call(server, "POST", "/v1/generations", json=body)
+    nudged = 0.0
+    while True:
+        if time.perf_counter() - nudged > _NUDGE_S:  # start it now, not at the next schedule
+            _call(server, "POST", "/v1/admin/jobs/generate/run")
+            nudged = time.perf_counter()
+        out = _call(server, "GET", f"/v1/generations/{job['job_id']}")
+        if out["status"] not in ("queued", "running"):
+            break
+        time.sleep(_POLL_S)
+    out["wall_seconds"] = round(time.perf_counter() - t0, 2)
+    _echo(out)
+    if out["status"] != "done":
+        raise typer.Exit(1)
 
 
 @generation_app.command("tiny-model")

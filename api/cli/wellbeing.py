@@ -9,7 +9,18 @@ from typing import Annotated
 
 import typer
 
-from api.cli.core import DEFAULT_DATA, DataDir, _engine, _fail, _has_store, app, eval_app
+from api.cli.core import (
+    DEFAULT_DATA,
+    DataDir,
+    _call,
+    _engine,
+    _fail,
+    _has_store,
+    _live_server,
+    _refuse_beside_server,
+    app,
+    eval_app,
+)
 
 report_app = typer.Typer(help="Reports rendered to HTML.", no_args_is_help=True)
 wellbeing_app = typer.Typer(help="Wellbeing: parent links and surveys.", no_args_is_help=True)
@@ -22,15 +33,29 @@ def report_satisfaction(
     out: Annotated[Path, typer.Option("--out", help="HTML file to write")] = Path("report.html"),
     data_dir: DataDir = DEFAULT_DATA,
 ) -> None:
-    """Render the long-term satisfaction reports (with plots) to one HTML file."""
-    from pipelines.offline.wellbeing_evaluate import EVAL_FILE
-    from wellbeing.report import render_report
+    """Render the long-term satisfaction reports (with plots) to one HTML file.
+
+    Beside a running server on this data folder, the server renders it
+    (GET /v1/analytics/satisfaction-report).
+    """
+    from wellbeing.report import read_evaluation, render_report
 
     if not _has_store(data_dir):
         _fail(f"no store in {data_dir}; build one with 'steerfeed demo --no-serve'")
-    evaluation = None
-    if (data_dir / EVAL_FILE).exists():
-        evaluation = json.loads((data_dir / EVAL_FILE).read_text())
+    server = _live_server(data_dir)
+    if server is not None:
+        from api.cli.live_server import ServerCallError
+
+        try:
+            page = server.call("GET", "/v1/analytics/satisfaction-report").text
+        except ServerCallError as exc:
+            _fail(str(exc))
+            return
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(page, encoding="utf-8")
+        typer.echo(f"wrote {out}")
+        return
+    evaluation = read_evaluation(data_dir)
     eng = _engine(data_dir)
     try:
         path = render_report(eng.store, out, evaluation=evaluation)
@@ -78,8 +103,13 @@ def link_parent(
     child_id: Annotated[int, typer.Option(min=0, help="the child's user id")],
     data_dir: DataDir = DEFAULT_DATA,
 ) -> None:
-    """Link a parent account to a child (what POST /v1/parental/links does)."""
-
+    """Link a parent account to a child (what POST /v1/parental/links does; beside a running
+    server, through that route)."""
+    server = _live_server(data_dir)
+    if server is not None:
+        body = {"parent_id": parent_id, "child_id": child_id}
+        typer.echo(json.dumps(_call(server, "POST", "/v1/parental/links", json=body)))
+        return
     eng = _engine(data_dir)
     try:
         if child_id not in eng.state.profiles.users:
@@ -103,6 +133,8 @@ def simulate_surveys_cmd(
     from pipelines.offline.demo_world import WorldConfig, build_world
     from pipelines.offline.wellbeing_simulate import simulate_surveys
 
+    # No route writes simulated answers: say so before the world is rebuilt (the slow part).
+    _refuse_beside_server(data_dir, "'steerfeed wellbeing simulate-surveys'")
     world = build_world(
         WorldConfig(n_users=users, n_clips=clips, n_events=events, seed=seed), progress=True
     )
@@ -118,3 +150,77 @@ def simulate_surveys_cmd(
     finally:
         eng.close()
     typer.echo(json.dumps(report.to_dict()))
+
+
+transparency_app = typer.Typer(
+    help="The public transparency report (hash-chained log).", no_args_is_help=True
+)
+app.add_typer(transparency_app, name="transparency")
+
+
+def _anchors(expect: list[str]) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for item in expect:
+        seq, _, digest = item.partition(":")
+        if not seq.isdigit() or len(digest) != 64:
+            _fail(
+                f"--expect takes SEQ:HASH (a sequence number and a 64-character hash), got {item!r}"
+            )
+        out[int(seq)] = digest
+    return out
+
+
+@transparency_app.command("publish")
+def transparency_publish(data_dir: DataDir = DEFAULT_DATA) -> None:
+    """Publish every completed period not yet in the log (what the hourly job does)."""
+    from wellbeing.transparency import publish_due
+
+    eng = _engine(data_dir)
+    try:
+        published = publish_due(eng.store, eng.settings.wellbeing.transparency)
+    finally:
+        eng.close()
+    typer.echo(json.dumps({"published": [e.seq for e in published]}))
+
+
+@transparency_app.command("verify")
+def transparency_verify(
+    data_dir: DataDir = DEFAULT_DATA,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", help="a report saved from GET /v1/transparency (else the store)"),
+    ] = None,
+    expect: Annotated[
+        list[str] | None,
+        typer.Option("--expect", help="SEQ:HASH seen in an earlier copy (repeatable)"),
+    ] = None,
+) -> None:
+    """Check the chain: altered, removed or missing periods make it fail (exit code 1)."""
+    from datetime import UTC, datetime
+
+    from wellbeing.transparency import entries, verify
+
+    anchors = _anchors(expect or [])
+    if file is not None:
+        try:
+            report = json.loads(file.read_text())
+            items = report["entries"]
+            period_days = int(report["period_days"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            _fail(f"{file} is not a report saved from GET /v1/transparency: {exc}")
+            return
+    else:
+        eng = _engine(data_dir)
+        try:
+            items = entries(eng.store)
+            period_days = eng.settings.wellbeing.transparency.period_days
+        finally:
+            eng.close()
+    try:
+        result = verify(items, period_days=period_days, now=datetime.now(UTC), anchors=anchors)
+    except (KeyError, ValueError, TypeError) as exc:
+        _fail(f"malformed entry in the report: {exc}")
+        return
+    typer.echo(json.dumps(result.as_dict(), indent=2))
+    if not result.ok:
+        raise typer.Exit(1)

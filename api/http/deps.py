@@ -24,6 +24,7 @@ from api.http.auth import (
     Principal,
     check_route_policy,
 )
+from api.http.local_access import LOCAL_PRINCIPAL, LOCAL_TOKEN_HEADER, local_token_matches
 from api.http.ratelimit import FailedAuthThrottle, RateLimiter
 from pipelines.serving.engine import Engine
 from storage.store import hash_key
@@ -104,15 +105,43 @@ def reject_key(throttle: FailedAuthThrottle | None, address: str) -> NoReturn:
     raise _unauthorized("unknown or revoked API key")
 
 
+def authenticate_local(
+    sent: str,
+    expected: str | None,
+    *,
+    address: str,
+    throttle: FailedAuthThrottle | None,
+) -> Principal:
+    """The caller of a local token (:mod:`api.http.local_access`): ``admin`` when ``sent`` is
+    this server's token and ``address`` is loopback; else 401, counted against ``address``."""
+    check_throttle(throttle, address)
+    if not local_token_matches(sent, expected, address):
+        if throttle is not None:
+            throttle.failed(address)
+        raise _unauthorized(
+            f"{LOCAL_TOKEN_HEADER} refused: it is accepted only from this machine (loopback) "
+            "and only with the token of the server running now"
+        )
+    return LOCAL_PRINCIPAL
+
+
 def authenticate(
     engine: Engine,
     authorization: str | None,
     *,
     address: str,
     throttle: FailedAuthThrottle | None,
+    local_token: str | None = None,
+    expected_local_token: str | None = None,
 ) -> Principal:
     """The caller of ``Authorization: Bearer <key>``: 401 without a key or with an unknown
-    one (counted against ``address``), 429 while ``address`` is throttled."""
+    one (counted against ``address``), 429 while ``address`` is throttled. A request that
+    sends a local token (``local_token``) is judged by that alone
+    (:func:`authenticate_local`)."""
+    if local_token is not None:
+        return authenticate_local(
+            local_token, expected_local_token, address=address, throttle=throttle
+        )
     key = bearer_key(authorization)
     check_throttle(throttle, address)
     hit, principal = cached_key(key)
@@ -163,6 +192,8 @@ def get_principal(
             authorization,
             address=client_address(request.scope),
             throttle=getattr(request.app.state, "auth_throttle", None),
+            local_token=request.headers.get(LOCAL_TOKEN_HEADER),
+            expected_local_token=getattr(request.app.state, "local_token", None),
         )
         rate_limit(getattr(request.app.state, "rate_limiter", None), principal)
     check_route_policy(

@@ -29,11 +29,12 @@ from api.http.schemas import ErrorOut
 ERROR_MEANINGS: dict[int, str] = {
     400: "a tampered or malformed cursor; an invalid Content-Length; an erasure confirmation "
     "token that is invalid, expired or another key's",
-    401: "no API key, or an unknown or revoked one (header WWW-Authenticate: Bearer)",
+    401: "no API key, or an unknown or revoked one, or a refused local token (header "
+    "WWW-Authenticate: Bearer)",
     403: "the key's role, or the user it acts for, may not do this (the message names the roles "
     "needed or the user)",
-    404: "unknown user, clip, survey, job, experiment, report, rights holder or media, or a user "
-    "being erased",
+    404: "unknown user, clip, survey, job, experiment, report, rights holder, media or API key, "
+    "or a user being erased",
     409: "already exists or already done: a duplicate clip or user, a survey already answered, "
     "an experiment that exists (without replace), nothing to roll back to",
     410: "generated media withdrawn (cameo consent revoked, rights-holder takedown)",

@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.http.auth import PUBLIC_PATHS, PUBLIC_TAG, Principal
 from api.http.deps import (
     AUTHENTICATED_STATE,
+    authenticate_local,
     bearer_key,
     cached_key,
     check_throttle,
@@ -31,6 +32,7 @@ from api.http.deps import (
     rate_limit,
     reject_key,
 )
+from api.http.local_access import LOCAL_TOKEN_HEADER
 from api.http.ratelimit import FailedAuthThrottle
 
 logger = logging.getLogger(__name__)
@@ -168,11 +170,14 @@ class AuthGateMiddleware:
             return
         state = self.fastapi_app.state
         try:
+            headers = Headers(scope=scope)
             principal = await authenticate_async(
                 engine,
-                Headers(scope=scope).get("authorization"),
+                headers.get("authorization"),
                 address=client_address(scope),
                 throttle=getattr(state, "auth_throttle", None),
+                local_token=headers.get(LOCAL_TOKEN_HEADER),
+                expected_local_token=getattr(state, "local_token", None),
             )
             rate_limit(getattr(state, "rate_limiter", None), principal)
         except HTTPException as exc:
@@ -188,9 +193,15 @@ async def authenticate_async(
     *,
     address: str,
     throttle: FailedAuthThrottle | None,
+    local_token: str | None = None,
+    expected_local_token: str | None = None,
 ) -> Principal:
     """:func:`api.deps.authenticate` without blocking the event loop: a cached key is checked
-    here, an uncached one is looked up in a worker thread."""
+    here, an uncached one is looked up in a worker thread (a local token needs no lookup)."""
+    if local_token is not None:
+        return authenticate_local(
+            local_token, expected_local_token, address=address, throttle=throttle
+        )
     key = bearer_key(authorization)
     check_throttle(throttle, address)
     hit, principal = cached_key(key)

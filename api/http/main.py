@@ -17,6 +17,7 @@ from api.http.deps import enforce_auth
 from api.http.docs_ui import install_docs
 from api.http.errors import document_common_errors
 from api.http.gate import AuthGateMiddleware, BodyLimitMiddleware
+from api.http.local_access import token_of_this_server, withdraw_server
 from api.http.ratelimit import FailedAuthThrottle, RateLimiter
 from api.http.routes import (
     analytics,
@@ -28,11 +29,15 @@ from api.http.routes import (
     feed,
     generations,
     health,
+    jobs,
+    keys,
+    me,
     media,
     metrics,
     models,
     parental,
     steering,
+    transparency,
     users,
     wellbeing,
 )
@@ -69,7 +74,11 @@ ROUTERS = (
     users.router,
     experiments.router,
     models.router,
+    keys.router,
+    jobs.router,
     media.router,
+    transparency.router,
+    me.router,
 )
 
 
@@ -86,6 +95,10 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = factory()
         app.state.engine = engine
+        # The CLI's credential beside a running server (None unless 'steerfeed serve' wrote one
+        # for this process: api/http/local_access.py).
+        data_dir = engine.settings.storage.data_dir
+        app.state.local_token = token_of_this_server(data_dir)
         # Moods and standing rules need the concept catalogue; build it before they ask.
         engine.steering.concepts.warm_async()
         scheduler = None
@@ -101,6 +114,10 @@ def create_app(
             # the impressions they queued.
             engine.close()
             app.state.engine = None
+            app.state.local_token = None
+            # Here, not only in 'serve': after SIGTERM uvicorn re-raises the signal and the
+            # process ends without unwinding serve's own cleanup.
+            withdraw_server(data_dir)
             shutdown_tracing()
             mark_worker_gone()
 

@@ -22,6 +22,11 @@ from pipelines.serving.telemetry.metrics import HTTP_IN_FLIGHT, HTTP_REQUESTS, H
 
 REQUEST_ID_HEADER = "x-request-id"
 
+# Label children looked up once per (method, route[, status]): labels() takes a lock and
+# builds a tuple on every request. As many entries as the metrics have series.
+_REQUESTS: dict[tuple[str, str, str], Any] = {}
+_SECONDS: dict[tuple[str, str], Any] = {}
+
 
 class RequestTelemetryMiddleware:
     """Request id, metrics and a server span around every HTTP request."""
@@ -55,25 +60,37 @@ class RequestTelemetryMiddleware:
                 await self.app(scope, receive, send_with_id)
             else:
                 with tracer.start_as_current_span(
-                    f"{method} {scope['path']}",
-                    kind=SpanKind.SERVER,
-                    attributes={"http.request.method": method, "steerfeed.request_id": request_id},
+                    f"{method} {scope['path']}", kind=SpanKind.SERVER
                 ) as span:
+                    # Attributes only on a sampled request (an unsampled span drops them).
+                    recording = span.is_recording()
+                    if recording:
+                        span.set_attributes(
+                            {"http.request.method": method, "steerfeed.request_id": request_id}
+                        )
                     try:
                         await self.app(scope, receive, send_with_id)
                     finally:
-                        route = _route(scope)
-                        span.update_name(f"{method} {route}")
-                        span.set_attributes(
-                            {"http.route": route, "http.response.status_code": status}
-                        )
-                        if status >= 500:
-                            span.set_status(Status(StatusCode.ERROR))
+                        if recording:
+                            route = _route(scope)
+                            span.update_name(f"{method} {route}")
+                            span.set_attributes(
+                                {"http.route": route, "http.response.status_code": status}
+                            )
+                            if status >= 500:
+                                span.set_status(Status(StatusCode.ERROR))
         finally:
             HTTP_IN_FLIGHT.dec()
             route = _route(scope)
-            HTTP_REQUESTS.labels(method, route, str(status)).inc()
-            HTTP_SECONDS.labels(method, route).observe(time.perf_counter() - t0)
+            key = (method, route, str(status))
+            requests = _REQUESTS.get(key)
+            if requests is None:
+                requests = _REQUESTS[key] = HTTP_REQUESTS.labels(*key)
+            requests.inc()
+            seconds = _SECONDS.get(key[:2])
+            if seconds is None:
+                seconds = _SECONDS[key[:2]] = HTTP_SECONDS.labels(method, route)
+            seconds.observe(time.perf_counter() - t0)
             reset_request_id(token)
 
 

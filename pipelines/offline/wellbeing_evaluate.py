@@ -40,10 +40,11 @@ from ranking.pipeline import FeedQuery, RankingPipeline
 from storage.store import Store
 from wellbeing.propensity import ipw_mean
 from wellbeing.query_hydrators.survey_card import SurveyCardQueryHydrator
+from wellbeing.report import EVALUATION_FILE
 
 logger = logging.getLogger(__name__)
 
-EVAL_FILE = "wellbeing_eval.json"
+EVAL_FILE = EVALUATION_FILE  # where the report looks for it
 
 
 def _eval_pipeline(engine: Engine) -> RankingPipeline:

@@ -478,7 +478,7 @@ class Engine:
                 self.telemetry.page_failed(product, refused=refused)
                 raise
             self._leave_when_done(held, effects)
-            if span is not None:
+            if span is not None and span.is_recording():  # an unsampled page keeps none
                 span.set_attributes(
                     {
                         "steerfeed.product": page.pipeline,

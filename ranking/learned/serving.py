@@ -41,6 +41,11 @@ class LearnedServingSettings(BaseSettings):
     )
     explain_top_k: int = Field(default=4, ge=1, le=20, description="contributions per item")
     check_every_s: float = Field(default=2.0, gt=0, description="registry re-read interval")
+    compiled_trees: bool = Field(
+        default=True,
+        description="serve the ranker and heads through compiled forests (lleaves) once "
+        "compiled in the background; false: the LightGBM boosters serve",
+    )
 
 
 class LearnedModels:
@@ -72,6 +77,7 @@ class LearnedModels:
         self._mtime: float | None = None
         self._checked = -float("inf")
         self._warmed = False
+        self._compiling: dict[str, threading.Thread] = {}
         # Called once, before the first model is used (e.g. to compute the author statistics
         # the model reads, so the first pages are not served on defaults).
         self.on_first_load: Callable[[], None] | None = None
@@ -142,7 +148,10 @@ class LearnedModels:
             keep = self._serving
             for v in [v for v in self._cache if v != keep][:1]:
                 del self._cache[v]
+                self._compiling.pop(v, None)
         self._cache[version] = model
+        if self.settings.compiled_trees:
+            self._start_compiling(version, model)
         if not self._warmed:
             self._warmed = True
             if self.on_first_load is not None:
@@ -152,6 +161,41 @@ class LearnedModels:
                     logger.exception("learned ranker warm-up failed; serving on defaults")
         logger.info("loaded learned model %s in %.0f ms", version, (time.perf_counter() - t0) * 1e3)
         return model
+
+    def _start_compiling(self, version: str, model: LearnedValueModel) -> None:
+        """Compile the model's forests on a thread; the boosters serve until it finishes.
+
+        A cold compile of the demo world's model takes about a second (seconds for larger
+        forests), a cached one milliseconds: either way the first pages are not held up.
+        """
+
+        def run() -> None:
+            t0 = time.perf_counter()
+            try:
+                n = model.compile_trees()
+            except Exception:  # never let a compiler bug take serving down: boosters serve
+                logger.exception("compiling the trees of %s failed; boosters serve", version)
+                return
+            logger.info(
+                "learned model %s: %d of %d forests compiled in %.0f ms",
+                version,
+                n,
+                len(model.boosters()),
+                (time.perf_counter() - t0) * 1e3,
+            )
+
+        thread = threading.Thread(target=run, name=f"compile-{version}", daemon=True)
+        self._compiling[version] = thread
+        thread.start()
+
+    def wait_compiled(self, version: str, timeout: float | None = None) -> bool:
+        """Wait for ``version``'s forests to be compiled; True when done (or none to compile)."""
+        with self._lock:
+            thread = self._compiling.get(version)
+        if thread is None:
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
 
     def serving(self) -> LearnedValueModel | None:
         """The promoted model, or None when none is promoted or it does not load."""

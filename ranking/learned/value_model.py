@@ -23,6 +23,7 @@ import polars as pl
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from features.registry import feature_names, matrix
+from ranking.learned.compiled_trees import CACHE_DIR, CompiledForest, compile_boosters
 from ranking.learned.heads import HEAD_NAMES
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,14 @@ class ValueWeights(BaseSettings):
         return {h: float(getattr(self, h)) for h in HEAD_NAMES}
 
 
+RANKER_KEY = "ranker"
+
+
+def forest_key(head: str) -> str:
+    """The key of a head's forest in :attr:`LearnedValueModel.compiled`."""
+    return f"head_{head}"
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return np.asarray(1.0 / (1.0 + np.exp(-x)), dtype=np.float64)
 
@@ -81,6 +90,11 @@ class LearnedValueModel:
     #: A small booster distilled from the value under the model's own weights, used to explain
     #: a page in one TreeSHAP pass (see :func:`fit_explainer`); ``None`` explains exactly.
     explainer: lgb.Booster | None = None
+    #: The folder the model was loaded from (its compiled forests are cached inside).
+    folder: Path | None = None
+    #: Compiled forests by :func:`forest_key` (see :meth:`compile_trees`); a model without
+    #: them, or a forest missing here, is scored by its booster.
+    compiled: dict[str, CompiledForest] = field(default_factory=dict)
 
     # -- prediction ---------------------------------------------------------------------------
     def matrix(self, frame: pl.DataFrame) -> np.ndarray:
@@ -92,7 +106,7 @@ class LearnedValueModel:
         out: dict[str, np.ndarray] = {}
         for name, head in self.heads.items():
             if isinstance(head, lgb.Booster):
-                out[name] = np.asarray(head.predict(x, raw_score=True, num_threads=1))
+                out[name] = self._raw(forest_key(name), head, x)
             else:
                 p = min(max(float(head), 1e-6), 1 - 1e-6)
                 out[name] = np.full(len(x), np.log(p / (1 - p)))
@@ -106,7 +120,34 @@ class LearnedValueModel:
         """The lambdarank score of each row (zeros without a ranker)."""
         if self.ranker is None:
             return np.zeros(len(x))
-        return np.asarray(self.ranker.predict(x, num_threads=1), dtype=np.float64)
+        return self._raw(RANKER_KEY, self.ranker, x)
+
+    def _raw(self, key: str, booster: lgb.Booster, x: np.ndarray) -> np.ndarray:
+        """Raw scores of one model: its compiled forest when there is one, else the booster."""
+        forest = self.compiled.get(key)
+        if forest is not None:
+            return forest.predict_raw(x)
+        return np.asarray(booster.predict(x, raw_score=True, num_threads=1), dtype=np.float64)
+
+    def boosters(self) -> dict[str, lgb.Booster]:
+        """The ranker and learned heads' boosters by :func:`forest_key` (not the explainer)."""
+        out = {forest_key(n): h for n, h in self.heads.items() if isinstance(h, lgb.Booster)}
+        if self.ranker is not None:
+            out[RANKER_KEY] = self.ranker
+        return out
+
+    def compile_trees(self) -> int:
+        """Compile the ranker and heads (cached beside the model) and serve through them.
+
+        Forests that do not compile, or do not reproduce their booster within 1e-6, keep
+        serving through the booster (logged once at WARNING). The compiled set is swapped in
+        with one assignment, so a page being scored meanwhile reads one set or the other.
+        Explanations (``pred_contrib``) always use the boosters. Returns how many compiled.
+        """
+        cache = self.folder / CACHE_DIR if self.folder is not None else None
+        compiled = compile_boosters(self.boosters(), cache)
+        self.compiled = compiled
+        return len(compiled)
 
     def value(
         self,
@@ -127,8 +168,7 @@ class LearnedValueModel:
             if not weight:
                 continue  # a head that does not count is not evaluated
             if isinstance(head, lgb.Booster):
-                logit = np.asarray(head.predict(x, raw_score=True, num_threads=1))
-                total += weight * _sigmoid(logit)
+                total += weight * _sigmoid(self._raw(forest_key(name), head, x))
             else:
                 total += weight * float(head)
         if w.ranker:
@@ -268,6 +308,7 @@ class LearnedValueModel:
             version=version,
             meta=meta or {},
             explainer=booster(explainer) if explainer else None,
+            folder=folder,
         )
 
     def head_files(self) -> dict[str, str | float]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from ranking.pipeline import FeedQuery
+from ranking.pipeline import FeedQuery, incoming_scores
 
 CONNECTION_COLUMNS = ("friend_cameo", "remix_of_friend")
 
@@ -32,11 +32,7 @@ class FriendsConnectionScorer:
 
     def score(self, query: FeedQuery, candidates: pl.DataFrame) -> np.ndarray:
         """Return the boosted score."""
-        incoming = (
-            candidates["score"].cast(pl.Float64).to_numpy()
-            if "score" in candidates.columns
-            else np.zeros(candidates.height)
-        )
+        incoming = incoming_scores(candidates)
         linked = np.zeros(candidates.height, dtype=bool)
         for c in CONNECTION_COLUMNS:
             if c in candidates.columns:

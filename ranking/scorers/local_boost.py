@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from ranking.pipeline import FeedQuery
+from ranking.pipeline import FeedQuery, incoming_scores
 
 
 class LocalBoostScorer:
@@ -29,7 +29,7 @@ class LocalBoostScorer:
 
     def score(self, query: FeedQuery, candidates: pl.DataFrame) -> np.ndarray:
         """Return the score with the local boost added."""
-        incoming = candidates["score"].cast(pl.Float64).to_numpy()
+        incoming = incoming_scores(candidates)
         if candidates.height == 0 or "same_city" not in candidates.columns:
             return incoming
         same = candidates["same_city"].cast(pl.Float64).fill_null(0.0).to_numpy()

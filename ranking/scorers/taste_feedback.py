@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from ranking.pipeline import FeedQuery
+from ranking.pipeline import FeedQuery, incoming_scores
 from ranking.query_hydrators.topic_mix import TopicMix
 
 
@@ -29,11 +29,7 @@ class TasteFeedbackScorer:
 
     def score(self, query: FeedQuery, candidates: pl.DataFrame) -> np.ndarray:
         """Return the demoted score."""
-        incoming = (
-            candidates["score"].cast(pl.Float64).to_numpy()
-            if "score" in candidates.columns
-            else np.zeros(candidates.height)
-        )
+        incoming = incoming_scores(candidates)
         mix = query.context.get(TopicMix)
         if mix is None or not mix.against or "topic" not in candidates.columns:
             return incoming

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict
 
-from ranking.pipeline import FeedQuery
+from ranking.pipeline import FeedQuery, incoming_scores
 from steering.filters.mood_exclusions import RULE_ACTS_Z
 from steering.query_hydrators.active_mood import SteeringContext
 
@@ -61,11 +61,7 @@ class MoodScorer:
 
     def score(self, query: FeedQuery, candidates: pl.DataFrame) -> np.ndarray:
         """Return the blended score."""
-        incoming = (
-            candidates["score"].cast(pl.Float64).to_numpy()
-            if "score" in candidates.columns
-            else np.zeros(candidates.height)
-        )
+        incoming = incoming_scores(candidates)
         sc = query.context.get(SteeringContext)
         if sc is None or not sc.active or "mood_similarity" not in candidates.columns:
             return incoming

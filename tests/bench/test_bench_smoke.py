@@ -24,6 +24,7 @@ def test_bench_in_process_stages(world_dir: Path) -> None:
     assert tel["pages_per_config"] == 5
     assert tel["off"]["hook_cpu_mean_ms"] < tel["metrics_tracing"]["hook_cpu_mean_ms"]
     assert tel["metrics"]["hook_wall_mean_ms"] > 0
+    assert tel["metrics_flush_cpu_per_page_ms"] > 0  # the logged metrics were replayed
     # a page span, its stage spans and nothing else: at least one span per stage a page ran
     assert tel["spans_exported"] >= 5 * 7 and tel["otlp_bytes_per_span"] > 0
 

@@ -112,7 +112,22 @@ ACCESS: dict[str, set[str]] = {
     "GET /v1/experiments/{name}/analysis": READ,
     "GET /v1/models": READ,
     "POST /v1/models/rollback": ADMIN,
+    # Keys and job runs: admin only (analysts may read other admin lists, not these).
+    "POST /v1/admin/keys": ADMIN,
+    "GET /v1/admin/keys": ADMIN,
+    "DELETE /v1/admin/keys/{key_id}": ADMIN,
+    "GET /v1/admin/jobs": ADMIN,
+    "POST /v1/admin/jobs/{name}/run": ADMIN,
+    "GET /v1/analytics/satisfaction-report": READ,
     "GET /media/clips/{name}": PUBLIC,
+    "GET /v1/transparency": PUBLIC,
+    "GET /transparency": PUBLIC,
+    # A person's own page: their own user key (the matrix's user key is the caller's own).
+    "GET /me": {"anon", "user"},  # no key: the sign-in form
+    "POST /me/login": {"anon", "user"},  # no key in the form: 422, asks for one
+    "GET /me/export": {"user"},
+    "GET /v1/users/{user_id}/my-view": SVC,
+    "GET /v1/users/{user_id}/my-view/export": SVC,
 }
 
 
@@ -174,6 +189,7 @@ def _world(client: Any) -> dict[str, Any]:
         "service": store.create_api_key("service"),
         "admin": admin,
     }
+    spare_key = store.create_api_key("analyst")  # the one the revoke route revokes
     return {
         "me": me,
         "other": other,
@@ -186,6 +202,7 @@ def _world(client: Any) -> dict[str, Any]:
         "person": person.person_id,
         "survey": survey_id,
         "keys": keys,
+        "spare_key_id": spare_key.split("_")[1],
     }
 
 
@@ -207,8 +224,14 @@ def _call(client: Any, w: dict[str, Any], op: str, role: str, k: int) -> Any:
         .replace("{holder_id}", w["holder"])
         .replace("{person_id}", w["person"])
         .replace("{item_id}", str(item))
-        .replace("{name}", next(iter(REPORTS)) if "analytics" in template else "mx")
+        .replace("{key_id}", w["spare_key_id"])
     )
+    name = "mx"
+    if "analytics" in template:
+        name = next(iter(REPORTS))
+    elif "jobs" in template:
+        name = "wellbeing_refresh"  # a job of a few milliseconds
+    path = path.replace("{name}", name)
     if template == "/media/clips/{name}":
         path = "/media/clips/1.mp4"
     params: dict[str, Any] = {}
@@ -250,6 +273,7 @@ def _call(client: Any, w: dict[str, Any], op: str, role: str, k: int) -> Any:
         "POST /v1/admin/clip-reviews/{item_id}/take-down": {"reason": "matrix"},
         "POST /v1/parental/links": {"parent_id": PARENT_ID + 1, "child_id": w["spare"]},
         "PATCH /v1/parental/children/{child_id}/controls": {"daily_limit_min": 30},
+        "POST /v1/admin/keys": {"role": "analyst"},
         "POST /v1/experiments": {
             "name": f"mx-{k}",
             "salt": "s",
@@ -262,7 +286,7 @@ def _call(client: Any, w: dict[str, Any], op: str, role: str, k: int) -> Any:
         headers["Authorization"] = f"Bearer sf_000000000000_wrong{k}"
     elif role != "anon":
         headers["Authorization"] = f"Bearer {w['keys'][role]}"
-    if op == "POST /dashboard/login":
+    if op in ("POST /dashboard/login", "POST /me/login"):
         key = headers.pop("Authorization", "Bearer ").split(" ", 1)[1]
         return client.post(path, data={"key": key} if key else {}, follow_redirects=False)
     return client.request(method, path, params=params, json=body, headers=headers)

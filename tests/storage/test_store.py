@@ -8,6 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from storage.errors import UnknownEntityError
 from storage.migrations import MIGRATIONS, current_version
 from storage.store import Store
 
@@ -100,6 +101,26 @@ def test_api_keys_are_stored_hashed(tmp_path: Path) -> None:
         s.create_api_key("root")
     with pytest.raises(ValueError, match="user-id"):
         s.create_api_key("user")
+
+
+def test_listed_keys_carry_no_hash_and_a_revoked_key_is_refused(tmp_path: Path) -> None:
+    s = Store(tmp_path / "a.duckdb")
+    admin = s.create_api_key("admin")
+    user = s.create_api_key("user", user_id=7)
+    listed = s.list_api_keys()
+    assert [(k["role"], k["user_id"], k["revoked"]) for k in listed] == [
+        ("admin", None, False),
+        ("user", 7, False),
+    ]
+    assert all(set(k) == {"key_id", "role", "user_id", "created_at", "revoked"} for k in listed)
+    user_id = user.split("_")[1]
+    assert s.revoke_api_key(user_id) is True
+    assert s.lookup_api_key(user) is None
+    assert s.lookup_api_key(admin) is not None
+    assert s.revoke_api_key(user_id) is False  # revoking twice changes nothing
+    assert [k["revoked"] for k in s.list_api_keys()] == [False, True]
+    with pytest.raises(UnknownEntityError, match="unknown key"):
+        s.revoke_api_key("nosuchkey")
 
 
 def test_vectors_round_trip_across_read_batches(tmp_path: Path) -> None:

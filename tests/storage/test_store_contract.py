@@ -323,8 +323,16 @@ def test_api_keys_are_stored_hashed(store: Store) -> None:
     assert store.lookup_api_key(key + "x") is None and store.lookup_api_key("nope") is None
     user_key = store.create_api_key("user", user_id=7)
     assert store.lookup_api_key(user_key) == (user_key.split("_")[1], "user", 7)
-    with store.write() as cur:
-        cur.execute("UPDATE api_keys SET revoked = TRUE WHERE key_id = ?", [key.split("_")[1]])
+    listed = store.list_api_keys()
+    assert [(k["role"], k["user_id"], k["revoked"]) for k in listed] == [
+        ("analyst", None, False),
+        ("user", 7, False),
+    ]
+    assert isinstance(listed[0]["created_at"], datetime) and "key_hash" not in listed[0]
+    assert store.revoke_api_key(key.split("_")[1]) is True
+    assert store.revoke_api_key(key.split("_")[1]) is False
+    with pytest.raises(UnknownEntityError):
+        store.revoke_api_key("nope")
     assert store.lookup_api_key(key) is None
     with pytest.raises(ValueError, match="valid"):
         store.create_api_key("root")

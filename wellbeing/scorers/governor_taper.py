@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from ranking.pipeline import FeedQuery
+from ranking.pipeline import FeedQuery, incoming_scores
 from wellbeing.service import GovernorView
 
 
@@ -27,7 +27,7 @@ class GovernorTaperScorer:
 
     def score(self, query: FeedQuery, candidates: pl.DataFrame) -> np.ndarray:
         """Return the tapered score."""
-        incoming = candidates["score"].cast(pl.Float64).to_numpy()
+        incoming = incoming_scores(candidates)
         view = query.context.get(GovernorView)
         taper = float(view.decision.taper) if view is not None else 0.0
         override = query.overrides.governor_taper

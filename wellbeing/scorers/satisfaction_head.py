@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
-from ranking.pipeline import FeedQuery
+from ranking.pipeline import FeedQuery, incoming_scores
 from ranking.signals import Signal
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ class SatisfactionHeadScorer:
 
     def score(self, query: FeedQuery, candidates: pl.DataFrame) -> np.ndarray:
         """Return the score with the satisfaction head added."""
-        incoming = candidates["score"].cast(pl.Float64).to_numpy()
+        incoming = incoming_scores(candidates)
         override = query.overrides.satisfaction_weight
         weight = self.weight if override is None else override
         model = self.satisfaction.model

@@ -1,4 +1,5 @@
-"""Analytics endpoints: the named long-term satisfaction reports and the model's calibration."""
+"""Analytics endpoints: the named long-term satisfaction reports, the model's calibration and the
+report page of ``steerfeed report satisfaction``."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, status
+from fastapi.responses import HTMLResponse
 
 from api.http.deps import EngineDep, PrincipalDep
 from api.http.errors import errors
 from wellbeing.analytics import REPORTS, UnknownReportError, run_report
+from wellbeing.report import read_evaluation, report_html
 
 router = APIRouter(prefix="/v1/analytics", tags=["analytics"])
 
@@ -66,3 +69,13 @@ def satisfaction_model(engine: EngineDep, principal: PrincipalDep) -> dict[str, 
         "trained_at": _jsonable(row["trained_at"]),
         "metrics": json.loads(row["metrics"]),
     }
+
+
+@router.get("/satisfaction-report", response_class=HTMLResponse)
+def satisfaction_report(engine: EngineDep, principal: PrincipalDep) -> HTMLResponse:
+    """Every named report with its chart, the model's calibration and, when ``steerfeed eval
+    wellbeing`` left one in the data folder, the head comparison: one self-contained HTML page
+    (what ``steerfeed report satisfaction`` writes)."""
+    principal.require("analyst", "admin")
+    evaluation = read_evaluation(engine.settings.storage.data_dir)
+    return HTMLResponse(report_html(engine.store, evaluation=evaluation))

@@ -19,15 +19,15 @@ import math
 from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Annotated, Any
-from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Cookie, Header, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.http.auth import Principal
-from api.http.deps import EngineDep, PrincipalDep, authenticate, client_address
+from api.http.deps import EngineDep, PrincipalDep
 from api.http.errors import ERROR_MEANINGS
+from api.http.signin import page_principal, read_login_key
 from pipelines.serving.engine import Engine
 
 router = APIRouter(tags=["dashboard"])
@@ -117,26 +117,10 @@ def dashboard_governor(engine: EngineDep, principal: PrincipalDep) -> dict[str, 
 
 
 # -- HTML -------------------------------------------------------------------------------------
-#: The login form holds one key field; a longer body is not a login.
-MAX_LOGIN_BODY_BYTES = 2048
-
-
 def _page_principal(
     request: Request, engine: Engine, authorization: str | None, cookie: str | None
 ) -> Principal:
-    """Authenticate the page's caller from the header or the cookie (analyst or admin), with
-    the same key cache and failed-authentication throttle as the API (401, or 429 while the
-    caller's address is throttled)."""
-    if not (authorization and authorization.lower().startswith("bearer ")) and cookie:
-        authorization = f"Bearer {cookie.strip()}"
-    principal = authenticate(
-        engine,
-        authorization or "Bearer ",
-        address=client_address(request.scope),
-        throttle=getattr(request.app.state, "auth_throttle", None),
-    )
-    principal.require(*ROLES)
-    return principal
+    return page_principal(request, engine, authorization, cookie, roles=ROLES)
 
 
 def _login_error(exc: HTTPException) -> HTMLResponse:
@@ -187,15 +171,9 @@ def dashboard_page(
 async def dashboard_login(request: Request, engine: EngineDep) -> Response:
     """Check an API key sent from the login form; set it as an HttpOnly cookie. Failed
     attempts count against the caller's address (429 with ``Retry-After`` when over)."""
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_LOGIN_BODY_BYTES:
-            msg = f"a login form is at most {MAX_LOGIN_BODY_BYTES} bytes"
-            return HTMLResponse(_login_page(msg), status_code=413)
-    key = (parse_qs(raw.decode("utf-8", errors="replace")).get("key") or [""])[0].strip()
-    if not key or len(key) > 256:
-        return HTMLResponse(_login_page("enter an API key (1-256 characters)"), status_code=422)
+    key, problem = await read_login_key(request)
+    if problem is not None:
+        return HTMLResponse(_login_page(problem.message), status_code=problem.status)
     try:
         await run_in_threadpool(_page_principal, request, engine, f"Bearer {key}", None)
     except HTTPException as exc:

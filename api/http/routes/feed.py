@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from api.http.deps import EngineDep, PrincipalDep, parent_links
 from api.http.errors import errors
+from api.http.json_response import OrjsonResponse
 from pipelines.serving.page import FeedPage
 
 router = APIRouter(prefix="/v1", tags=["feed"])
@@ -15,7 +16,10 @@ router = APIRouter(prefix="/v1", tags=["feed"])
 
 @router.get(
     "/feed",
+    # The schema documents FeedPage; the body is the engine's page written by orjson, not
+    # validated a second time on the way out (api/http/json_response.py).
     response_model=FeedPage,
+    response_class=OrjsonResponse,
     responses=errors(
         400,
         404,
@@ -43,8 +47,8 @@ def get_feed(
             "only while they allow location in their data controls",
         ),
     ] = None,
-) -> FeedPage:
+) -> OrjsonResponse:
     """Return the next ranked page; each item says why it is there."""
     principal.require_user_access(user_id, parent_of=parent_links(engine, principal))
     # The engine's page is the response: built once, serialised as it is.
-    return engine.feed(user_id, limit=limit, cursor=cursor, city=city)
+    return OrjsonResponse(engine.feed(user_id, limit=limit, cursor=cursor, city=city))

@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, status
+from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.http.deps import EngineDep, PrincipalDep, parent_links
 from api.http.errors import errors
 from wellbeing.errors import GovernorPermissionError, GovernorSettingsError, SurveyError
+from wellbeing.my_view import personal_view
 
 router = APIRouter(prefix="/v1", tags=["wellbeing"])
 
@@ -152,3 +154,46 @@ def dismiss_survey(
 ) -> dict[str, Any]:
     """Dismiss a survey card (logged as a non-response; cards left alone expire the same way)."""
     return _close_survey(engine, principal, survey_id, None)
+
+
+MyViewDays = Annotated[int, Query(ge=1, le=366, description="how many days back (1-366)")]
+
+
+def _my_view(engine: Any, user_id: int, days: int) -> dict[str, Any]:
+    prof = engine.wellbeing.governor.profile(user_id)
+    return personal_view(
+        engine.store, user_id, timezone=prof.timezone, now=datetime.now(UTC), days=days
+    )
+
+
+@router.get("/users/{user_id}/my-view")
+def get_my_view(
+    user_id: UserId,
+    engine: EngineDep,
+    principal: PrincipalDep,
+    days: MyViewDays = 28,
+) -> dict[str, Any]:
+    """The person's own view over time: minutes per day and week, their survey answers, and
+    the settings and signals that changed what their feed does. Only the person (and the
+    service or an admin acting for them): a parent sees limits and usage through
+    ``/v1/parental``, not a teen's answers and moods."""
+    principal.require_user_access(user_id)
+    engine.require_user(user_id)
+    return _my_view(engine, user_id, days)
+
+
+@router.get("/users/{user_id}/my-view/export")
+def export_my_view(
+    user_id: UserId,
+    engine: EngineDep,
+    principal: PrincipalDep,
+    days: MyViewDays = 366,
+) -> JSONResponse:
+    """The same as a file to keep (a year by default)."""
+    principal.require_user_access(user_id)
+    engine.require_user(user_id)
+    body = _my_view(engine, user_id, days)
+    return JSONResponse(
+        body,
+        headers={"Content-Disposition": f'attachment; filename="steerfeed-my-view-{user_id}.json"'},
+    )

@@ -55,6 +55,12 @@ def job_table(settings: SteerfeedSettings) -> dict[str, JobSpec]:
             "re-read every user's governor usage (and, every half hour, weekly activity) in bulk",
         ),
         JobSpec(
+            "transparency",
+            wellbeing.publish_transparency,
+            3600,
+            "publish completed periods of the public transparency report (hash-chained log)",
+        ),
+        JobSpec(
             "generate",
             generation.run_worker,
             settings.generation.worker_every_s,

@@ -8,7 +8,9 @@ is declared in one place, :func:`pipelines.serving.jobs.job_table`.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -64,14 +66,15 @@ def run_spec(spec: JobSpec, ctx: JobContext) -> JobReport:
 
     The run gets its own request id (``job-<name>-<hex>``) for its log lines and span, and is
     counted in the job metrics. A routine run is logged at DEBUG (the scheduler runs some every
-    minute); a failure at ERROR.
+    minute); a failure at ERROR. Runs of one job on one engine take turns: one asked for by
+    hand (``POST /v1/admin/jobs/{name}/run``) while the scheduler's runs waits for it to end.
     """
     name = spec.name
     run_id = f"job-{name}-{new_request_id()[:12]}"
     telemetry = ctx.engine.telemetry
     token = bind_request_id(run_id)
     try:
-        with telemetry.job_span(name, run_id) as span:
+        with _job_lock(ctx.engine, name), telemetry.job_span(name, run_id) as span:
             report = _run(spec, ctx)
             if span is not None and not report.ok:
                 span.set_status(Status(StatusCode.ERROR, report.message))
@@ -79,6 +82,16 @@ def run_spec(spec: JobSpec, ctx: JobContext) -> JobReport:
         return report
     finally:
         reset_request_id(token)
+
+
+_job_locks: weakref.WeakKeyDictionary[Any, dict[str, threading.Lock]] = weakref.WeakKeyDictionary()
+_job_locks_guard = threading.Lock()
+
+
+def _job_lock(engine: Any, name: str) -> threading.Lock:
+    """The lock one job's runs on ``engine`` take turns on (forgotten with the engine)."""
+    with _job_locks_guard:
+        return _job_locks.setdefault(engine, {}).setdefault(name, threading.Lock())
 
 
 def _run(spec: JobSpec, ctx: JobContext) -> JobReport:

@@ -29,6 +29,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from pipelines.serving.telemetry.buffer import BUFFER
+
 __all__ = ["CONTENT_TYPE_LATEST", "ServingCollector", "ServingSnapshot", "render"]
 
 # No ``*_created`` series: a timestamp per counter and histogram that no alert or panel reads.
@@ -226,8 +228,10 @@ def multiprocess_dir() -> str | None:
 
 
 def mark_worker_gone() -> None:
-    """In multiprocess mode, drop this worker's live gauges (requests in flight) from the
-    merged view; its counters stay. Called when the app shuts down."""
+    """Replay what the page path logged (:mod:`~pipelines.serving.telemetry.buffer`); in
+    multiprocess mode, drop this worker's live gauges (requests in flight) from the merged
+    view (its counters stay). Called when the app shuts down."""
+    BUFFER.flush()
     if multiprocess_dir():
         multiprocess.mark_process_dead(os.getpid())
 
@@ -235,6 +239,7 @@ def mark_worker_gone() -> None:
 def render(serving: Collector | None = None) -> bytes:
     """The text exposition of every metric (all workers' in multiprocess mode) plus the
     serving-state gauges of ``serving``."""
+    BUFFER.flush()  # what this process's pages logged and has not replayed yet
     if multiprocess_dir():
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)

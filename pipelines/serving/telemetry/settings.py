@@ -33,8 +33,8 @@ class TelemetrySettings(BaseSettings):
     )
     service_name: str = Field(default="steerfeed", min_length=1, max_length=100)
     trace_sample_ratio: float = Field(
-        # A traced page costs ~1.3 ms of CPU more than an untraced one (nine spans, ~50 us
-        # each, and their export): 5% keeps metrics plus tracing under 0.5 ms a page.
+        # A traced page costs ~0.6 ms of CPU more than an untraced one (ten spans, ~50 us
+        # each): at 5%, metrics plus tracing cost ~0.12 ms a page (docs/benchmarks.md).
         default=0.05,
         ge=0.0,
         le=1.0,

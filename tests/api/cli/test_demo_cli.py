@@ -23,6 +23,8 @@ def test_demo_builds_trains_and_the_feed_is_scored_by_the_learned_model(tmp_path
     report = json.loads(out[out.index("{") : out.index("\nTry:")])
     assert report["jobs"]["train"]["ok"], report["jobs"]
     assert "service key:" in res.output
+    # a key for each role the README uses: the dashboard and analytics take analyst, jobs admin
+    assert "analyst key: sf_" in res.output and "admin key:   sf_" in res.output
     engine = open_engine(data)
     try:
         serving = engine.health()["learned_ranker"]["serving"]

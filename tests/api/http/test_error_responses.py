@@ -33,7 +33,12 @@ OPS = [
     if method in ("get", "post", "put", "patch", "delete")
 ]
 #: Routes that answer HTML (the dashboard and its sign-in form): their errors are HTML pages.
-HTML_ROUTES = {("/dashboard", "get"), ("/dashboard/login", "post")}
+HTML_ROUTES = {
+    ("/dashboard", "get"),
+    ("/dashboard/login", "post"),
+    ("/me", "get"),
+    ("/me/login", "post"),
+}
 # ReadinessOut: /readyz answers 503 with the same body as 200 (what is not ready), by design.
 JSON_ERROR_SCHEMAS = {"ErrorOut", "HTTPValidationError", "RefusalOrInvalid", "ReadinessOut"}
 

@@ -13,9 +13,12 @@ from prometheus_client.parser import text_string_to_metric_families
 ROOT = Path(__file__).resolve().parents[3]
 
 WORKER = """
-from pipelines.serving.telemetry.metrics import HTTP_IN_FLIGHT, PAGE_SECONDS, PAGES
+from pipelines.serving.telemetry.buffer import BUFFER
+from pipelines.serving.telemetry.metrics import HTTP_IN_FLIGHT, PAGE_SECONDS, PAGES, STAGE_SECONDS
 PAGES.labels("home", "ok").inc(3)
 PAGE_SECONDS.labels("home").observe(0.02)
+# Logged as the page path logs it; replayed into this worker's files when the process exits.
+BUFFER.record([BUFFER.slot(STAGE_SECONDS.labels("home", "scorer").observe)], [0.003])
 HTTP_IN_FLIGHT.inc()
 """
 GONE = """
@@ -47,6 +50,10 @@ def test_workers_metrics_are_merged(tmp_path: Path) -> None:
     }
     assert samples[("steerfeed_pages_total", (("product", "home"), ("status", "ok")))] == 6
     assert samples[("steerfeed_page_seconds_count", (("product", "home"),))] == 2
+    # What a worker's page path logged reached the shared files (replayed at exit).
+    scorer = (("le", "0.005"), ("product", "home"), ("stage", "scorer"))
+    assert samples[("steerfeed_stage_seconds_bucket", scorer)] == 2
+    assert samples[("steerfeed_stage_seconds_bucket", (("le", "0.0025"), *scorer[1:]))] == 0
     # The in-flight gauge counts live workers only: both writers have exited without saying
     # so, so their values are still summed until they are marked gone.
     assert samples[("steerfeed_http_requests_in_flight", ())] == 2
