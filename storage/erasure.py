@@ -107,14 +107,7 @@ class Column:
 
 def columns(store: Store) -> list[Column]:
     """Every column of every base table in the main schema."""
-    df = store.query(
-        "SELECT c.table_name, c.column_name, c.data_type FROM information_schema.columns c "
-        "JOIN information_schema.tables t ON t.table_name = c.table_name "
-        "AND t.table_schema = c.table_schema "
-        "WHERE c.table_schema = 'main' AND t.table_type = 'BASE TABLE' "
-        "ORDER BY c.table_name, c.ordinal_position"
-    )
-    return [Column(t, n, d) for t, n, d in df.iter_rows()]
+    return [Column(t, n, d) for t, n, d in store.table_columns()]
 
 
 def _q(name: str) -> str:

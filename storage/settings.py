@@ -13,6 +13,8 @@ class StorageSettings(BaseSettings):
 
     ``db_url`` and ``index_url`` default to files under ``data_dir``:
     ``duckdb:///<data_dir>/steerfeed.duckdb`` and ``qdrant-edge:///<data_dir>/vectors``.
+    ``db_url`` (``STEERFEED_DB_URL``) may be a path, ``duckdb://<file>`` or
+    ``postgresql://user@host:port/db`` (a PostgreSQL server; see docs/deploying.md).
     ``index_url`` may also be ``http(s)://host:6333`` (a Qdrant server or cluster) or
     ``qdrant-local:///path`` (qdrant-client's embedded local mode). ``duckdb_memory_limit``
     bounds DuckDB's buffer pool and operators (``STEERFEED_DUCKDB_MEMORY_LIMIT``; ``None``:
@@ -40,14 +42,25 @@ class StorageSettings(BaseSettings):
     event_writer_max_wait_s: float = Field(default=0.2, gt=0, le=5)
     event_writer_max_batch_rows: int = Field(default=20_000, ge=1, le=1_000_000)
 
+    def resolved_db_url(self) -> str:
+        """The store to open: ``db_url`` (a path, ``duckdb://<file>`` or
+        ``postgresql://...``), else the DuckDB file under ``data_dir``."""
+        return self.db_url or str(self.data_dir / "steerfeed.duckdb")
+
     def resolved_db_path(self) -> Path:
-        """Return the DuckDB file path from ``db_url`` or ``data_dir``."""
+        """Return the DuckDB file path from ``db_url`` or ``data_dir`` (a
+        :class:`ValueError` when ``db_url`` names a server)."""
         if self.db_url:
             prefix = "duckdb://"
-            if not self.db_url.startswith(prefix):
-                msg = f"db_url must start with {prefix!r}, got {self.db_url!r}"
+            if self.db_url.startswith(prefix):
+                return Path(self.db_url[len(prefix) :])
+            if "://" in self.db_url:
+                msg = (
+                    f"db_url must be a path, duckdb://<file> or postgresql://..., "
+                    f"got {self.db_url!r}"
+                )
                 raise ValueError(msg)
-            return Path(self.db_url[len(prefix) :])
+            return Path(self.db_url)
         return self.data_dir / "steerfeed.duckdb"
 
     def resolved_pseudonym_key(self) -> bytes:

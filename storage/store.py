@@ -237,6 +237,11 @@ class _WriteLock:
 class Store:
     """The DuckDB file and the operations the engine needs on it.
 
+    This is also the store's public API: :class:`~storage.postgres_store.PostgresStore`
+    subclasses it and replaces the plumbing (``cursor``, ``write``, ``query``, ``scalar``,
+    bulk inserts, vectors), so every caller typed against ``Store`` takes either. Open one
+    with :func:`storage.factory.open_store`.
+
     Parameters
     ----------
     path
@@ -249,10 +254,13 @@ class Store:
         Queries that need more spill to a temp folder beside the file.
     """
 
+    #: The SQL dialect behind the store ("duckdb" or "postgres").
+    dialect = "duckdb"
+
     def __init__(
         self, path: Path | str, *, read_only: bool = False, memory_limit: str | None = None
     ) -> None:
-        self.path = Path(path) if path != ":memory:" else None
+        self.path: Path | None = Path(path) if path != ":memory:" else None
         if self.path is not None and not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         config: dict[str, str | bool | int | float | list[str]] = (
@@ -339,6 +347,19 @@ class Store:
         cur = self.cursor()
         try:
             return pl.from_arrow(cur.sql(sql, params=params or None).to_arrow_table())  # type: ignore[return-value]
+        finally:
+            cur.close()
+
+    def query_batches(
+        self, sql: str, params: list[Any] | None = None, *, batch_rows: int = 1_000_000
+    ) -> Iterator[pl.DataFrame]:
+        """Run a read query and yield its rows as polars frames of up to ``batch_rows`` (a
+        large scan without holding it whole)."""
+        cur = self.cursor()
+        try:
+            reader = cur.sql(sql, params=params or None).to_arrow_reader(batch_rows)
+            for batch in reader:
+                yield cast(pl.DataFrame, pl.from_arrow(batch))
         finally:
             cur.close()
 
@@ -601,6 +622,18 @@ class Store:
             cur.execute(
                 "UPDATE users SET settings = ? WHERE user_id = ?", [json.dumps(settings), user_id]
             )
+
+    def table_columns(self) -> list[tuple[str, str, str]]:
+        """``(table, column, type)`` of every base table, in column order, types as DuckDB
+        spells them (``BIGINT``, ``BIGINT[]``, ``VARCHAR``)."""
+        df = self.query(
+            "SELECT c.table_name, c.column_name, c.data_type FROM information_schema.columns c "
+            "JOIN information_schema.tables t ON t.table_name = c.table_name "
+            "AND t.table_schema = c.table_schema "
+            "WHERE c.table_schema = 'main' AND t.table_type = 'BASE TABLE' "
+            "ORDER BY c.table_name, c.ordinal_position"
+        )
+        return [(str(t), str(n), str(d)) for t, n, d in df.iter_rows()]
 
     def count(self, table: str) -> int:
         """Row count of a table (a plain identifier; anything else is a :class:`StorageError`)."""

@@ -32,22 +32,25 @@ logger = logging.getLogger(__name__)
 
 LONG_SESSION_QUANTILE = 0.75
 
+# The views and the reports are written in SQL that DuckDB and PostgreSQL both run, but for
+# by_experiment_arm, which carries its PostgreSQL statement beside it.
 VIEWS: tuple[str, ...] = (
     """CREATE OR REPLACE VIEW wb_answers AS
     SELECT p.survey_id, p.user_id, p.question_key, p.kind, p.stratum, p.status, p.source,
            p.answer, p.shown_at, p.inclusion_probability, p.response_propensity,
            date_trunc('week', p.shown_at) AS week,
-           strftime(date_trunc('month', u.created_at), '%Y-%m') AS cohort,
+           substr(CAST(date_trunc('month', u.created_at) AS VARCHAR), 1, 7) AS cohort,
            coalesce(u.is_teen, FALSE) AS is_teen,
            1.0 / greatest(p.inclusion_probability * coalesce(p.response_propensity, 1.0), 1e-4)
                AS weight
     FROM survey_prompts p LEFT JOIN users u USING (user_id)
     WHERE p.status <> 'shown'""",
     f"""CREATE OR REPLACE VIEW wb_sessions AS
-    WITH cut AS (SELECT quantile_cont(minutes, {LONG_SESSION_QUANTILE}) AS long_min
+    WITH cut AS (SELECT percentile_cont({LONG_SESSION_QUANTILE}) WITHIN GROUP (ORDER BY minutes)
+                        AS long_min
                  FROM session_satisfaction)
     SELECT s.*, date_trunc('week', s.session_start) AS week,
-           strftime(date_trunc('month', u.created_at), '%Y-%m') AS cohort,
+           substr(CAST(date_trunc('month', u.created_at) AS VARCHAR), 1, 7) AS cohort,
            coalesce(u.is_teen, FALSE) AS is_teen,
            s.minutes >= cut.long_min AS long,
            (s.minutes >= cut.long_min AND (s.n_see_less > 0 OR s.abrupt_exit)) AS regret,
@@ -62,12 +65,15 @@ VIEWS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class Report:
-    """A named report: what it shows and its SQL."""
+    """A named report: what it shows and its SQL (``postgres_sql`` beside it where the
+    dialects differ)."""
 
     name: str
     title: str
     description: str
     sql: str
+    #: The PostgreSQL statement where DuckDB's differs (None: ``sql`` runs on both).
+    postgres_sql: str | None = None
 
 
 _IN_MOMENT = "kind = 'in_moment' AND status = 'answered'"
@@ -86,7 +92,7 @@ REPORTS: dict[str, Report] = {
                    (SELECT avg(s.predicted) FROM wb_sessions s
                      WHERE s.week = a.week AND s.cohort = a.cohort) AS imputed_mean
             FROM wb_answers a WHERE {_IN_MOMENT}
-            GROUP BY ALL ORDER BY a.week, a.cohort""",  # noqa: S608
+            GROUP BY a.week, a.cohort ORDER BY a.week, a.cohort""",  # noqa: S608
         ),
         Report(
             "life_better_over_time",
@@ -123,7 +129,7 @@ REPORTS: dict[str, Report] = {
                    count(*) FILTER (WHERE long) AS long_sessions,
                    avg(predicted) FILTER (WHERE regret) AS imputed_regret,
                    avg(predicted) FILTER (WHERE NOT regret) AS imputed_no_regret
-            FROM wb_sessions GROUP BY ALL ORDER BY week, is_teen""",
+            FROM wb_sessions GROUP BY week, is_teen ORDER BY week, is_teen""",
         ),
         Report(
             "by_steering_use",
@@ -151,6 +157,19 @@ REPORTS: dict[str, Report] = {
                    avg(observed) AS observed_mean, avg(minutes) AS mean_minutes,
                    avg(regret::INT) AS regret_share
             FROM arms GROUP BY ALL ORDER BY experiment, arm""",
+            # DuckDB's json_keys and list literal have no PostgreSQL spelling in common.
+            postgres_sql="""WITH arms AS (
+                SELECT s.*, k.experiment
+                FROM wb_sessions s CROSS JOIN LATERAL (
+                    SELECT 'none' AS experiment WHERE s.arms IS NULL
+                    UNION ALL
+                    SELECT json_object_keys(s.arms::json) WHERE s.arms IS NOT NULL) k)
+            SELECT experiment,
+                   CASE WHEN arms IS NULL THEN 'none' ELSE arms::json ->> experiment END AS arm,
+                   count(*) AS sessions, avg(predicted) AS imputed_mean,
+                   avg(observed) AS observed_mean, avg(minutes) AS mean_minutes,
+                   avg(regret::INT) AS regret_share
+            FROM arms GROUP BY 1, 2 ORDER BY experiment, arm""",
         ),
     )
 }
@@ -184,4 +203,5 @@ def run_report(store: Store, name: str) -> pl.DataFrame:
         raise UnknownReportError(msg)
     if not store.read_only:
         create_views(store)
-    return store.query(report.sql)
+    sql = report.postgres_sql if store.dialect == "postgres" and report.postgres_sql else report.sql
+    return store.query(sql)

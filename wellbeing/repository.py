@@ -208,7 +208,7 @@ class WellbeingRepository:
     def _survey_histories(self, where: str, params: list[Any]) -> dict[int, SurveyHistory]:
         df = self.store.query(
             "SELECT user_id, question_key, kind, max(shown_at) AS last FROM survey_prompts "  # noqa: S608
-            f"{where} GROUP BY ALL",
+            f"{where} GROUP BY user_id, question_key, kind",
             params,
         )
         last_any: dict[int, datetime] = {}

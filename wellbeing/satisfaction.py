@@ -77,13 +77,14 @@ class SatisfactionModelError(WellbeingError):
 
 # -- sessions -------------------------------------------------------------------------------------
 
+# SQL that DuckDB and PostgreSQL both run (array_agg(... ORDER BY)[1] for the last view).
 _SESSIONS_SQL = """
 WITH ev AS (
     SELECT e.user_id, e.item_id, e.event_type, e.received_at, e.event_id, e.watch_s,
            e.watch_frac, e.experiments,
            CASE WHEN lag(e.received_at) OVER w IS NULL
-                  OR date_diff('millisecond', lag(e.received_at) OVER w, e.received_at)
-                     > $gap_ms THEN 1 ELSE 0 END AS new_session
+                  OR extract(epoch FROM e.received_at - lag(e.received_at) OVER w) * 1000
+                     > ? THEN 1 ELSE 0 END AS new_session
     FROM events e
     WINDOW w AS (PARTITION BY e.user_id ORDER BY e.received_at, e.event_id)
 ),
@@ -103,11 +104,12 @@ SELECT user_id, session_no,
        count(*) FILTER (WHERE event_type = 'skip') AS n_skips,
        count(*) FILTER (WHERE event_type = 'like') AS n_likes,
        count(*) FILTER (WHERE event_type = 'see_less') AS n_see_less,
-       arg_max(watch_frac, received_at) FILTER (WHERE event_type = 'view') AS last_watch_frac,
-       any_value(experiments) FILTER (
+       (array_agg(watch_frac ORDER BY received_at DESC, event_id DESC)
+           FILTER (WHERE event_type = 'view'))[1] AS last_watch_frac,
+       max(experiments) FILTER (
            WHERE event_type = 'impression' AND experiments IS NOT NULL
              AND experiments NOT IN ('', '{}', 'null')) AS experiments,
-       list(item_id) FILTER (WHERE event_type = 'view' AND item_id IS NOT NULL) AS viewed
+       array_agg(item_id) FILTER (WHERE event_type = 'view' AND item_id IS NOT NULL) AS viewed
 FROM numbered
 GROUP BY user_id, session_no
 """
@@ -120,19 +122,10 @@ def load_sessions(store: Store, *, gap_s: int = 1800) -> pl.DataFrame:
     minutes, mean_watch_frac, n_skips, n_likes, n_see_less, last_watch_frac, experiments,
     viewed`` (list of item ids), plus the user's ``timezone``, ``is_teen`` and ``created_at``.
     """
-    cur = store.cursor()
-    try:
-        sessions = pl.from_arrow(
-            cur.sql(_SESSIONS_SQL, params={"gap_ms": gap_s * 1000}).to_arrow_table()
-        )
-        users = pl.from_arrow(
-            cur.sql(
-                "SELECT user_id, timezone, is_teen, created_at AS user_created_at FROM users"
-            ).to_arrow_table()
-        )
-    finally:
-        cur.close()
-    assert isinstance(sessions, pl.DataFrame) and isinstance(users, pl.DataFrame)
+    sessions = store.query(_SESSIONS_SQL, [gap_s * 1000])
+    users = store.query(
+        "SELECT user_id, timezone, is_teen, created_at AS user_created_at FROM users"
+    )
     return sessions.join(users, on="user_id", how="left").sort("user_id", "session_start")
 
 

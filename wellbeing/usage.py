@@ -43,28 +43,28 @@ LOOKBACK = timedelta(hours=48)
 
 # One query serves one user or all of them: ``_targets`` (user_id, day_start) names the users
 # and each one's local midnight; everything else is per user (PARTITION BY / GROUP BY user_id).
+# Written in SQL that DuckDB and PostgreSQL both run (EXISTS, extract(epoch), array_agg).
 _USAGE_SQL = """
 WITH ev AS (
     SELECT e.user_id, e.event_id, e.item_id, e.received_at, e.event_type, e.request_id,
            greatest(coalesce(e.watch_s, 0.0), 0.0) AS watch_s,
            coalesce(c.is_generated, FALSE) AS is_generated
     FROM events e
-    SEMI JOIN _targets t ON t.user_id = e.user_id
     LEFT JOIN clips c ON c.item_id = e.item_id
-    WHERE e.received_at > $1 AND e.received_at <= $2
+    WHERE EXISTS (SELECT 1 FROM _targets t WHERE t.user_id = e.user_id)
+      AND e.received_at > ? AND e.received_at <= ?
 ),
 gaps AS (
     SELECT *,
-           date_diff('millisecond',
-                     lag(received_at) OVER (PARTITION BY user_id ORDER BY received_at, event_id),
-                     received_at) / 1000.0 AS gap_s
+           CAST(extract(epoch FROM received_at - lag(received_at)
+                OVER (PARTITION BY user_id ORDER BY received_at, event_id)) AS DOUBLE) AS gap_s
     FROM ev
 ),
 marks AS (
     SELECT user_id,
            max(received_at) AS last_at,
-           max(received_at) FILTER (WHERE gap_s IS NULL OR gap_s > $3) AS session_start,
-           max(received_at) FILTER (WHERE gap_s IS NULL OR gap_s >= $4) AS break_end
+           max(received_at) FILTER (WHERE gap_s IS NULL OR gap_s > ?) AS session_start,
+           max(received_at) FILTER (WHERE gap_s IS NULL OR gap_s >= ?) AS break_end
     FROM gaps
     GROUP BY user_id
 )
@@ -78,13 +78,13 @@ SELECT
     coalesce(sum(g.watch_s) FILTER (
         WHERE g.event_type = 'view' AND g.received_at >= m.break_end), 0.0)
         AS seconds_since_break,
-    list(DISTINCT g.request_id) FILTER (
+    array_agg(DISTINCT g.request_id) FILTER (
         WHERE g.event_type = 'impression' AND g.request_id IS NOT NULL
           AND g.received_at >= m.session_start) AS session_request_ids,
     count(DISTINCT coalesce(g.request_id, g.event_id) || ':' || coalesce(g.item_id, -1)) FILTER (
         WHERE g.event_type = 'impression' AND g.is_generated AND g.received_at >= t.day_start)
         AS generated_today,
-    any_value(m.last_at) AS last_at
+    max(m.last_at) AS last_at
 FROM gaps g
 JOIN marks m ON m.user_id = g.user_id
 JOIN _targets t ON t.user_id = g.user_id

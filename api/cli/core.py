@@ -85,6 +85,34 @@ def _fail(msg: str) -> None:
     raise typer.Exit(2)
 
 
+def _store_url(data_dir: Path) -> str:
+    """The store the commands open: ``STEERFEED_DB_URL`` (a path, ``duckdb://`` or
+    ``postgresql://``), else the DuckDB file in ``data_dir``."""
+    from storage.settings import StorageSettings
+
+    return StorageSettings(data_dir=data_dir).resolved_db_url()
+
+
+def _has_store(data_dir: Path) -> bool:
+    """Whether there is a store to open (a server is taken to hold one; opening it says if
+    it cannot be reached)."""
+    from storage.factory import duckdb_path, is_postgres_url
+
+    url = _store_url(data_dir)
+    return is_postgres_url(url) or Path(duckdb_path(url)).exists()
+
+
+def _open_store(data_dir: Path) -> Any:
+    """Open the store of ``data_dir`` (or ``STEERFEED_DB_URL``); fail with the reason."""
+    from storage.errors import StorageError
+    from storage.factory import open_store
+
+    try:
+        return open_store(_store_url(data_dir))
+    except StorageError as exc:
+        _fail(str(exc))
+
+
 def _engine(data_dir: Path) -> Any:
     from pipelines.serving.engine import open_engine
 
@@ -146,9 +174,7 @@ def keys_create(
         body = {"role": role, "user_id": user_id}
         key = _call(server, "POST", "/v1/admin/keys", json=body)["key"]
     else:
-        from storage.store import Store
-
-        store = Store(data_dir / "steerfeed.duckdb")
+        store = _open_store(data_dir)
         try:
             key = store.create_api_key(role, user_id=user_id)
         except ValueError as exc:
@@ -168,9 +194,7 @@ def keys_list(
     if server is not None:
         keys = _call(server, "GET", "/v1/admin/keys")["keys"]
     else:
-        from storage.store import Store
-
-        store = Store(data_dir / "steerfeed.duckdb")
+        store = _open_store(data_dir)
         try:
             keys = store.list_api_keys()
         finally:
@@ -198,9 +222,8 @@ def keys_revoke(
         already = bool(_call(server, "DELETE", f"/v1/admin/keys/{key_id}")["already_revoked"])
     else:
         from storage.errors import UnknownEntityError
-        from storage.store import Store
 
-        store = Store(data_dir / "steerfeed.duckdb")
+        store = _open_store(data_dir)
         try:
             already = not store.revoke_api_key(key_id)
         except UnknownEntityError as exc:
@@ -236,7 +259,7 @@ def serve(
     """
     import uvicorn
 
-    if not (data_dir / "steerfeed.duckdb").exists():
+    if not _has_store(data_dir):
         _fail(
             f"no store in {data_dir}; build one with "
             f"'steerfeed demo --no-serve --data-dir {data_dir}'"
@@ -254,10 +277,13 @@ def serve(
     running = holding_server(data_dir)
     if running is not None:
         _fail(f"a server already serves {data_dir} (pid {running.pid}, {running.url})")
-    import duckdb
+    from storage.factory import is_postgres_url
 
-    # Held by another process: one line (SteerfeedGroup), not uvicorn's start-up traceback.
-    duckdb.connect(str(data_dir / "steerfeed.duckdb")).close()
+    if not is_postgres_url(_store_url(data_dir)):
+        import duckdb
+
+        # Held by another process: one line (SteerfeedGroup), not uvicorn's start-up traceback.
+        duckdb.connect(str(data_dir / "steerfeed.duckdb")).close()
     # server.json and the local token: CLI commands beside this server go through it.
     announce_server(data_dir, host=host, port=port)
     try:
@@ -306,6 +332,7 @@ def demo(
     """
     from pipelines.offline.demo import DemoError, build_demo, store_holders
     from pipelines.offline.demo_world import WorldConfig, WorldConfigError
+    from storage.factory import is_postgres_url
 
     try:  # arguments first: nothing is touched for a world that cannot be built
         WorldConfig(n_users=users, n_clips=clips, n_events=events, seed=seed).validate()
@@ -320,7 +347,8 @@ def demo(
     jobs = ("author_stats", "collab", "train") if train else ()
 
     db = data_dir / "steerfeed.duckdb"
-    if db.exists() and not force:
+    on_server = is_postgres_url(_store_url(data_dir))
+    if db.exists() and not force and not on_server:
         typer.echo(f"{db} exists; reusing it (pass --force to rebuild)")
     else:
         try:
@@ -337,9 +365,7 @@ def demo(
             _fail(str(exc))
             return
         typer.echo(json.dumps(report, indent=2))
-    from storage.store import Store
-
-    store = Store(db)
+    store = _open_store(data_dir)
     key = store.create_api_key("service")
     # One key per role the README's examples need: the dashboard, analytics and /metrics take
     # an analyst key; keys, jobs, experiments and models an admin key.
@@ -415,11 +441,10 @@ def jobs_run(
 def _import_generic(kind: str, path: Path, data_dir: Path) -> None:
     from pipelines.importers import import_table
     from pipelines.importers.errors import ImporterError
-    from storage.store import Store
 
     if not path.exists():
         _fail(f"no such file: {path}")
-    store = Store(data_dir / "steerfeed.duckdb")
+    store = _open_store(data_dir)
     try:
         rep = import_table(store, kind, path, progress=True)  # type: ignore[arg-type]
     except ImporterError as exc:
@@ -474,11 +499,10 @@ def import_lastfm_cmd(
 ) -> None:
     """Import LastFM: listens -> weighted view events, friendships -> mutual follows."""
     from pipelines.importers import import_lastfm
-    from storage.store import Store
 
     if not data.exists():
         _fail(f"no such folder: {data}")
-    store = Store(data_dir / "steerfeed.duckdb")
+    store = _open_store(data_dir)
     try:
         counts = import_lastfm(store, data, split_file=split_file, split=split, progress=True)
     finally:
@@ -494,11 +518,10 @@ def import_microlens_cmd(
 ) -> None:
     """Import MicroLens titles as clip captions (categories are never imported)."""
     from pipelines.importers import import_microlens
-    from storage.store import Store
 
     if not data.exists():
         _fail(f"no such folder: {data}")
-    store = Store(data_dir / "steerfeed.duckdb")
+    store = _open_store(data_dir)
     try:
         n = import_microlens(store, data, limit=limit, progress=True)
     finally:

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from api.cli.core import DEFAULT_DATA, DataDir, _fail, app
+from api.cli.core import DEFAULT_DATA, DataDir, _fail, _has_store, _open_store, app
 
 experiments_app = typer.Typer(help="A/B experiments.", no_args_is_help=True)
 app.add_typer(experiments_app, name="experiments")
@@ -19,12 +19,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
 
 
 def _store(data_dir: Path) -> Any:
-    from storage.store import Store
-
-    db = data_dir / "steerfeed.duckdb"
-    if not db.exists():
+    if not _has_store(data_dir):
         _fail(f"no store in {data_dir}; build one with 'steerfeed demo --no-serve'")
-    return Store(db)
+    return _open_store(data_dir)
 
 
 def _emit(data: Any, as_json: bool, text: str) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from api.cli.core import DEFAULT_DATA, DataDir, _call, _engine, _fail, _live_server, app
+from api.cli.core import DEFAULT_DATA, DataDir, _call, _engine, _fail, _has_store, _live_server, app
 
 if TYPE_CHECKING:
     from api.cli.live_server import LiveServer
@@ -36,7 +36,7 @@ ModelOpt = Annotated[
 def _open(data_dir: Path, model: str | None = None) -> Any:
     if model:
         os.environ["STEERFEED_GEN_MODEL"] = model
-    if not (data_dir / "steerfeed.duckdb").exists():
+    if not _has_store(data_dir):
         _fail(f"no store in {data_dir}; build one with 'steerfeed demo --no-serve'")
 
     eng = _engine(data_dir)

@@ -15,6 +15,7 @@ from api.cli.core import (
     _call,
     _engine,
     _fail,
+    _has_store,
     _live_server,
     _refuse_beside_server,
     app,
@@ -39,7 +40,7 @@ def report_satisfaction(
     """
     from wellbeing.report import read_evaluation, render_report
 
-    if not (data_dir / "steerfeed.duckdb").exists():
+    if not _has_store(data_dir):
         _fail(f"no store in {data_dir}; build one with 'steerfeed demo --no-serve'")
     server = _live_server(data_dir)
     if server is not None:

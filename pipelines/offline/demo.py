@@ -21,6 +21,9 @@ from pipelines.offline.demo_world import (
     cameo_consents,
 )
 from pipelines.serving.engine import open_engine
+from storage.errors import StorageError
+from storage.factory import is_postgres_url, open_store
+from storage.settings import StorageSettings
 from storage.store import Store
 
 logger = logging.getLogger(__name__)
@@ -182,10 +185,15 @@ def build_demo(
         cfg.validate()  # before anything is deleted
     except WorldConfigError as exc:
         raise DemoError(str(exc)) from exc
+    # STEERFEED_DB_URL: the DuckDB file in data_dir by default, or a PostgreSQL database,
+    # which must be empty (nothing on a server is deleted here).
+    db_url = StorageSettings(data_dir=data_dir).resolved_db_url()
+    if is_postgres_url(db_url):
+        _check_empty_server(db_url)
     reset_data_dir(data_dir)
     world = build_world(cfg, progress=progress)
     t_world = time.perf_counter() - t0
-    store = Store(data_dir / "steerfeed.duckdb")
+    store = open_store(db_url)
     counts = load_world(store, world)
     store.checkpoint()
     store.close()
@@ -219,6 +227,24 @@ def build_demo(
         report["jobs"] = job_reports
     logger.info("demo built in %.1f s: %s", total, counts)
     return report
+
+
+def _check_empty_server(db_url: str) -> None:
+    """Raise :class:`DemoError` unless the PostgreSQL database holds no world yet."""
+    try:
+        store = open_store(db_url)
+    except StorageError as exc:
+        raise DemoError(str(exc)) from exc
+    try:
+        held = {t: store.count(t) for t in ("users", "clips", "events")}
+    finally:
+        store.close()
+    if any(held.values()):
+        msg = (
+            f"the PostgreSQL database in STEERFEED_DB_URL already holds a world ({held}); "
+            "the demo deletes nothing on a server: point it at an empty database"
+        )
+        raise DemoError(msg)
 
 
 def _run_jobs(engine: Any, names: tuple[str, ...]) -> dict[str, Any]:

@@ -60,6 +60,7 @@ from steering.services import SteeringServices, build_steering
 from storage.erasure import pseudonym
 from storage.errors import IndexUnavailableError, UnknownEntityError
 from storage.event_writer import BackgroundEventWriter
+from storage.factory import open_store
 from storage.fence import UserErasedError, UserFence
 from storage.index.base import VectorIndex, VectorSpec
 from storage.index.factory import open_index
@@ -105,8 +106,9 @@ class Engine:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.feed_settings.blas_threads is not None:
             threadpool_limits(limits=self.feed_settings.blas_threads, user_api="blas")
-        self.store = Store(
-            self.storage.resolved_db_path(), memory_limit=self.storage.duckdb_memory_limit
+        # STEERFEED_DB_URL: the DuckDB file under data_dir by default, or a PostgreSQL server.
+        self.store: Store = open_store(
+            self.storage.resolved_db_url(), memory_limit=self.storage.duckdb_memory_limit
         )
         # In-flight work per user; an erasure closes it first (storage/fence.py). Events of a
         # user being erased are dropped at the store, whatever queue they wait in.

@@ -66,12 +66,14 @@ def engagement_from_events(
     start = time.perf_counter()
     window, params = time_window(since, until)
     where = ["item_id IS NOT NULL", *window]
+    # HAVING names the sum, not its alias: on PostgreSQL "weight" there is the events column.
     sql = f"""
         SELECT user_id, item_id, sum({_strength_sql()}) AS weight
         FROM events
         WHERE {" AND ".join(where)}
         GROUP BY user_id, item_id
-        HAVING weight > 0 AND count(*) FILTER (WHERE list_contains(?::VARCHAR[], event_type)) = 0
+        HAVING sum({_strength_sql()}) > 0
+           AND count(*) FILTER (WHERE list_contains(?::VARCHAR[], event_type)) = 0
         ORDER BY user_id, item_id
     """  # noqa: S608
     frame = store.query(sql, [*params, list(NEGATIVE_EVENTS)])

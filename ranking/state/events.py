@@ -139,13 +139,7 @@ class EventBatch:
 def replay_events(
     store: Store, apply: Callable[[pl.DataFrame], None], *, batch_rows: int = 1_000_000
 ) -> None:
-    """Stream the store's event log in time order through ``apply`` (in Arrow batches)."""
-    cur = store.cursor()
-    try:
-        reader = cur.sql(f"SELECT {EVENT_LOG_COLUMNS} FROM events ORDER BY ts").to_arrow_reader(  # noqa: S608
-            batch_rows
-        )
-        for batch in reader:
-            apply(pl.from_arrow(batch))  # type: ignore[arg-type]
-    finally:
-        cur.close()
+    """Stream the store's event log in time order through ``apply`` (in batches)."""
+    sql = f"SELECT {EVENT_LOG_COLUMNS} FROM events ORDER BY ts"  # noqa: S608
+    for batch in store.query_batches(sql, batch_rows=batch_rows):
+        apply(batch)

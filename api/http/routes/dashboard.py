@@ -58,7 +58,7 @@ def satisfaction_data(engine: Engine) -> list[dict[str, Any]]:
     df = engine.store.query(
         "SELECT CAST(shown_at AS DATE) AS day, count(*) AS answers, avg(answer) AS mean_answer "
         "FROM survey_prompts WHERE status = 'answered' AND kind = 'in_moment' "
-        "GROUP BY ALL ORDER BY day"
+        "GROUP BY 1 ORDER BY day"
     )
     return [
         {"day": _jsonable(r["day"]), "answers": int(r["answers"]), "mean": float(r["mean_answer"])}
@@ -69,11 +69,11 @@ def satisfaction_data(engine: Engine) -> list[dict[str, Any]]:
 def governor_data(engine: Engine) -> dict[str, Any]:
     """Governor figures: who has limits, survey response, and per-arm figures of simulations."""
     settings = engine.store.query(
-        "SELECT set_by, count(*) AS users FROM governor_settings GROUP BY ALL ORDER BY set_by"
+        "SELECT set_by, count(*) AS users FROM governor_settings GROUP BY 1 ORDER BY set_by"
     )
     teens = engine.store.scalar("SELECT count(*) FROM users WHERE is_teen")
     prompts = engine.store.query(
-        "SELECT status, count(*) AS n FROM survey_prompts GROUP BY ALL ORDER BY status"
+        "SELECT status, count(*) AS n FROM survey_prompts GROUP BY 1 ORDER BY status"
     )
     sims = []
     for item in experiments_data(engine):

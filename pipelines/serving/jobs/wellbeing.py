@@ -42,11 +42,13 @@ logger = logging.getLogger(__name__)
 
 HOLDOUT_SHARE = 0.25
 
+# SQL that DuckDB and PostgreSQL both run.
 _PROMPT_FEATURES_SQL = """
 WITH p AS (
     SELECT p.survey_id, p.user_id, p.shown_at, p.status,
-           coalesce(date_diff('second', u.created_at, p.shown_at) / 86400.0, 0) AS tenure_days,
-           coalesce(u.is_teen, FALSE)::DOUBLE AS is_teen,
+           coalesce(CAST(extract(epoch FROM p.shown_at - u.created_at) AS DOUBLE) / 86400.0, 0)
+               AS tenure_days,
+           CAST(CAST(coalesce(u.is_teen, FALSE) AS INTEGER) AS DOUBLE) AS is_teen,
            count(*) OVER w AS n_before,
            coalesce(sum(CASE WHEN p.status = 'answered' THEN 1 ELSE 0 END) OVER w, 0)
                AS answered_before
@@ -60,7 +62,7 @@ SELECT p.survey_id, p.status = 'answered' AS responded,
        (1 + p.answered_before) / (2.0 + coalesce(p.n_before, 0)) AS past_response_rate,
        coalesce((SELECT sum(e.watch_s) FROM events e
                  WHERE e.user_id = p.user_id AND e.event_type = 'view'
-                   AND e.received_at > p.shown_at - INTERVAL 7 DAY
+                   AND e.received_at > p.shown_at - INTERVAL '7 days'
                    AND e.received_at <= p.shown_at), 0) / 60.0 AS activity_minutes_week
 FROM p
 """
