@@ -30,7 +30,7 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -79,6 +79,22 @@ class ConceptSettings(BaseModel):
     # set: compliance@10 0.684 at 0, 0.718 at 0.5, 0.701 at 0.75.
     compose_weight: float = Field(default=0.5, ge=0.0, le=1.0)
     compose_max_words: int = Field(default=4, ge=2)
+    # A negation's extent (:meth:`ConceptIndex.negated`): the clips that clearly match it
+    # (z above ``negation_seed_z`` or naming it); then, ``negation_rounds`` times, every clip
+    # carrying a tag of which at least ``negation_tag_share`` of the clips are in the extent
+    # (shrunk by ``negation_tag_shrink`` clips; tags of ``negation_tag_min_clips`` or more)
+    # and every clip whose caption neighbours are at least ``negation_knn_share`` in it.
+    # Tuned on the benchmark's tuning
+    # negations (docs/benchmarks.md): over the catalogue the negated kinds are covered 0.54 ->
+    # 0.85 for 6% -> 21% of the other clips (one round at share 0.3 and vote 0.5: 0.76 for
+    # 12%; share 0.25 and vote 0.5: 0.89 for 27%, flooding "movies" into most anime).
+    negation_seed_z: float = 1.5
+    negation_tag_share: float = Field(default=0.25, gt=0.0, le=1.0)
+    negation_tag_shrink: float = Field(default=2.0, ge=0.0)
+    negation_tag_min_clips: int = Field(default=2, ge=1)
+    negation_knn_share: float = Field(default=0.6, gt=0.0, le=1.0)
+    negation_extent: bool = True
+    negation_rounds: int = Field(default=2, ge=0)
 
 
 def word_stem(word: str) -> str:
@@ -105,7 +121,8 @@ class ConceptScores:
     ``z`` is a robust z-score (0 = a typical clip; 3 = far above typical). ``vector`` is the
     expanded unit query vector (for ANN search). ``lexical`` marks rows whose short tags (topics,
     hashtags of at most ``topic_tag_max_words`` words) and caption words hold every word of the
-    concept (words of three letters or more, stemmed).
+    concept (words of three letters or more, stemmed). ``extent`` is set on a negation's scores
+    only: the rows the negation covers (:meth:`ConceptIndex.negated`).
     """
 
     text: str
@@ -114,6 +131,7 @@ class ConceptScores:
     lexical: np.ndarray
     n_rows: int
     top_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    extent: np.ndarray | None = None
 
     def at(self, rows: np.ndarray) -> np.ndarray:
         """Scores of the given rows; rows added after the computation score 0."""
@@ -129,6 +147,17 @@ class ConceptScores:
         ok = (rows >= 0) & (rows < self.n_rows)
         out = np.zeros(len(rows), dtype=bool)
         out[ok] = self.lexical[rows[ok]]
+        return out
+
+    def extent_at(self, rows: np.ndarray) -> np.ndarray:
+        """Whether the given rows are in a negated concept's extent
+        (:meth:`ConceptIndex.negated`); all false for scores without one."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.zeros(len(rows), dtype=bool)
+        if self.extent is None:
+            return out
+        ok = (rows >= 0) & (rows < self.n_rows)
+        out[ok] = self.extent[rows[ok]]
         return out
 
 
@@ -414,6 +443,57 @@ class ConceptIndex:
         # Not the concept's text: it comes from a user's mood.
         logger.debug("concept scored in %.1f ms", (time.perf_counter() - t0) * 1e3)
         return out
+
+    def negated(self, text: str) -> ConceptScores:
+        """Scores of ``text`` as a negation ("no games"): the whole phrase's scores
+        (``compose=False``) with its ``extent``, the rows the negation covers.
+
+        A broad concept is named by few of its clips: most game clips are titled with a
+        character or an event, and score near a typical clip. The extent reaches them in the
+        engine's own terms: it starts from the clips that clearly match (z above
+        ``negation_seed_z``, or naming it); a tag whose clips are largely in it brings in all
+        its clips, and a clip whose nearest captions are mostly in it joins it
+        (``ConceptSettings.negation_*``). ``z`` stays the concept's own score, so "X but not Y"
+        can still keep what is more like X. Cached like :meth:`scores`.
+        """
+        base = self.scores(text, compose=False)
+        s = self.settings
+        if not s.negation_extent or base.n_rows == 0:
+            return base
+        key = f"{text.strip().lower()}\x00negated"
+        cat = self.catalogue()
+        if base.n_rows != cat.n:  # the catalogue moved on meanwhile
+            return base
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None and hit.n_rows == cat.n:
+                self._cache.move_to_end(key)
+                return hit
+        out = replace(base, extent=self._extent(base, cat))
+        with self._lock:
+            self._cache[key] = out
+            while len(self._cache) > self.settings.cache_size:
+                self._cache.popitem(last=False)
+        return out
+
+    def _extent(self, base: ConceptScores, cat: _Catalogue) -> np.ndarray:
+        """Rows in a negated concept's extent (see :meth:`negated`)."""
+        s = self.settings
+        extent = (base.z > s.negation_seed_z) | base.lexical
+        for _ in range(s.negation_rounds):
+            grown = extent.copy()
+            if cat.tag_matrix.nnz:
+                share = (cat.tag_matrix.T @ extent.astype(np.float64)) / (
+                    cat.tag_counts + s.negation_tag_shrink
+                )
+                marked = (share >= s.negation_tag_share) & (
+                    cat.tag_counts >= s.negation_tag_min_clips
+                )
+                grown |= _row_max(cat.tag_matrix, marked.astype(np.float64)) > 0
+            if cat.neighbours is not None:
+                grown |= grown[cat.neighbours].mean(axis=1) >= s.negation_knn_share
+            extent = grown
+        return np.asarray(extent)
 
     def _compose(self, text: str, z: np.ndarray, n: int) -> np.ndarray:
         """Blend a phrase's scores with the minimum of its words' scores (a soft AND), so a

@@ -343,7 +343,7 @@ class MoodService:
             text=mood.text,
             strength=mood.strength,
             facets=[c.scores(f) for f in p.facets],
-            exclusions=[c.scores(f, compose=False) for f in p.exclusions],
+            exclusions=[c.negated(f) for f in p.exclusions],
             less=[c.scores(f) for f in p.less],
             restrict_to=[c.scores(f) for f in p.restrict_to],
             energy=p.energy,

@@ -434,7 +434,7 @@ class RuleService:
             rule_id=rule.rule_id,
             label=rule.label,
             scope=rule.scope,
-            never=[c.scores(t, compose=False) for t in p.exclusions],
+            never=[c.negated(t) for t in p.exclusions],
             only=[c.scores(t) for t in p.restrict_to],
             less=[c.scores(t) for t in p.less],
             more=[c.scores(t) for t in p.facets],

@@ -554,6 +554,8 @@ def score_pages(
     Compliance@10 of a prompt is the mean over users of the share of the top 10 in the prompt's
     ``categories``. Negation removal of a prompt is ``1 - avoided share with the mood / avoided
     share without it`` over the top 20, summed over users whose no-mood page shows any.
+    ``negation_only_others_lost`` is the false-removal side of negation-only prompts: the share
+    of the no-mood top 20's clips of *other* categories missing from the mood page's top 20.
     """
     cat = dict(zip(categories["item_id"].to_list(), categories["category"].to_list(), strict=True))
     per_user_split: dict[str, dict[int, list[float]]] = {s: {} for s in SPLITS}
@@ -582,6 +584,13 @@ def score_pages(
             row["avoided_before"] = int(before)
             row["avoided_after"] = int(after)
             row["negation_removed"] = round(1.0 - after / before, 4) if before else None
+            # False removals: clips of other kinds on the no-mood page that the mood page
+            # lost (a negation-only mood lifts nothing, so only removal takes them off).
+            other = base.filter((pl.col("rank") <= 20) & ~pl.col("cat").is_in(spec.avoid))
+            shown = p.filter(pl.col("rank") <= 20).select("user_id", "item_id")
+            lost = other.join(shown, on=["user_id", "item_id"], how="anti").height
+            row["others_before"] = other.height
+            row["others_lost"] = lost
         per_prompt[spec.prompt] = row
 
     def mean_of(key: str, split: str) -> float | None:
@@ -595,6 +604,15 @@ def score_pages(
         before = sum(r["avoided_before"] for r in rows)
         after = sum(r["avoided_after"] for r in rows)
         return round(1.0 - after / before, 4) if before else None
+
+    def others_lost(split: str) -> float | None:
+        rows = [
+            r
+            for spec, r in ((spec, per_prompt[spec.prompt]) for spec in prompts)
+            if spec.split == split and spec.avoid and not spec.categories
+        ]
+        before = sum(r["others_before"] for r in rows)
+        return round(sum(r["others_lost"] for r in rows) / before, 4) if before else None
 
     negation_only = {
         s: {
@@ -612,6 +630,7 @@ def score_pages(
         "negation_only_removed": {s: v for s, v in negation_only.items() if v},
         "negation_removed": {s: pooled_removal(s) for s in ("tune", "heldout")},
         "negation_removed_mean": {s: mean_of("negation_removed", s) for s in ("tune", "heldout")},
+        "negation_only_others_lost": {s: others_lost(s) for s in ("tune", "heldout")},
         "per_prompt": per_prompt,
     }
 

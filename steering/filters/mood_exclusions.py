@@ -5,9 +5,11 @@ Rules, cheapest first (each removed clip is named with the first rule that remov
 
 1. ``muted_author:<id>`` - the creator is muted in the standing controls;
 2. ``muted_word:<w>`` - the word is in the caption, topics or hashtags;
-3. ``never_show:<t>`` - the topic is named in the topics, hashtags or caption words, or the
+3. ``never_show:<t>`` - the topic is named in the topics, hashtags or caption words, the
    clip's calibrated concept score (:mod:`steering.concepts`) is above
-   :attr:`MoodExclusionsFilter.threshold`;
+   :attr:`MoodExclusionsFilter.threshold`, or the clip is in the negation's extent
+   (:meth:`steering.concepts.ConceptIndex.negated`: it shares tags or caption neighbours with
+   clips that clearly match);
 4. ``mood_exclusion:<t>`` - the same test for a mood's negated concept ("no news");
 5. ``rule:<id>:<text>`` - a standing rule (:mod:`steering.rules`) removes it within its
    creator: "never X", "only X", an age cap;
@@ -144,18 +146,13 @@ class MoodExclusionsFilter:
             mark(self._word_match(rows, w), f"muted_word:{w}")
         for c in sc.never:
             mark(
-                self._word_match(rows, c.text) | (c.at(rows) > self.threshold),
+                self._word_match(rows, c.text) | (c.at(rows) > self.threshold) | c.extent_at(rows),
                 f"never_show:{c.text}",
             )
         for m in sc.moods:
             wanted = _wanted_z(m, rows)
             for c in m.exclusions:
-                z = c.at(rows)
-                # "funny animals but not cats": a dog clip is somewhat like "cats", but more
-                # like what was asked for; only what is more like the negated concept goes
-                # (every clip that names it goes whatever it is like).
-                alike = (z > self.threshold) & (z > wanted)
-                mark(self._word_match(rows, c.text) | alike, f"mood_exclusion:{c.text}")
+                mark(self._excluded(m, c, rows, wanted), f"mood_exclusion:{c.text}")
         if sc.rules:
             self._apply_rules(sc, candidates, rows, mark, reason)
         restrict = [c for m in sc.moods for c in m.restrict_to]
@@ -173,6 +170,23 @@ class MoodExclusionsFilter:
         kept = candidates.filter(pl.Series(~removed_mask))
         removed = candidates.filter(pl.Series(removed_mask))
         return FilterResult(self._annotate(sc, kept), removed)
+
+    def _excluded(
+        self, mood: CompiledMood, c: ConceptScores, rows: np.ndarray, wanted: np.ndarray
+    ) -> np.ndarray:
+        """Rows a mood's negated concept ``c`` removes.
+
+        "funny animals but not cats": a dog clip is somewhat like "cats", but more like what
+        was asked for; only what is more like the negated concept goes (every clip that names
+        it goes whatever it is like). The negation's extent (clips sharing tags or caption
+        neighbours with its clear matches) goes only when the mood asks for nothing else:
+        tags such as "pets" join dogs to "cats".
+        """
+        z = c.at(rows)
+        alike = (z > self.threshold) & (z > wanted)
+        if not (mood.facets or mood.restrict_to):
+            alike |= c.extent_at(rows)
+        return np.asarray(self._word_match(rows, c.text) | alike)
 
     def _rule_scope(self, rule: CompiledRule, candidates: pl.DataFrame) -> np.ndarray:
         if rule.scope.author_id is None:
@@ -200,7 +214,11 @@ class MoodExclusionsFilter:
         for rule in sc.rules:
             scope = self._rule_scope(rule, candidates)
             for c in rule.never:
-                hit = self._word_match(rows, c.text) | (c.at(rows) > self.threshold)
+                hit = (
+                    self._word_match(rows, c.text)
+                    | (c.at(rows) > self.threshold)
+                    | c.extent_at(rows)
+                )
                 mark(scope & hit, rule.label)
             if rule.only:
                 ok = self._only_ok(rule, rows)

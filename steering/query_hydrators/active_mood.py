@@ -72,7 +72,7 @@ class ActiveMoodQueryHydrator:
         sc = SteeringContext(
             moods=moods,
             controls=ctrl,
-            never=[c.scores(t, compose=False) for t in ctrl.never_show],
+            never=[c.negated(t) for t in ctrl.never_show],
             more=[c.scores(t) for t in ctrl.more_of],
             less=[c.scores(t) for t in ctrl.less_of],
             # Standing rules whose time window holds now (the user's own clock).

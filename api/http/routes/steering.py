@@ -157,7 +157,7 @@ def put_controls(
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
     # Warm the cache so the next page pays nothing (negations are scored whole).
     for t in ctrl.never_show:
-        svc.concepts.scores(t, compose=False)
+        svc.concepts.negated(t)
     for t in (*ctrl.more_of, *ctrl.less_of):
         svc.concepts.scores(t)
     return ctrl.model_dump()

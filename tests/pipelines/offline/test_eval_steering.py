@@ -67,6 +67,9 @@ def test_scores_compliance_and_negation_against_the_no_mood_page() -> None:
     assert r["per_prompt"]["no B"]["avoided_after"] == 1
     assert r["negation_removed"]["heldout"] == 0.5
     assert r["negation_only_removed"] == {"heldout": {"no B": 0.5}}
+    # False removals: the no-mood page's clips of other kinds (5, 6) both stay.
+    assert r["per_prompt"]["no B"]["others_before"] == 2
+    assert r["negation_only_others_lost"] == {"tune": None, "heldout": 0.0}
     assert r["compliance_at_10_ci95"]["tune"]["users"] == 1
 
 
