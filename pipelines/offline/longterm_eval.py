@@ -43,8 +43,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
 from pipelines.offline.longterm_simulator import (
-    FEATURE_NAMES,
     F64,
+    FEATURE_NAMES,
     N_TOPICS,
     Clips,
     LongtermConfig,
@@ -246,14 +246,14 @@ def _interval(values: list[float]) -> dict[str, float]:
 
 
 def _z(x: F64) -> F64:
-    return (x - x.mean()) / (x.std() + 1e-12)
+    return np.asarray((x - x.mean()) / (x.std() + 1e-12), dtype=np.float64)
 
 
 def _logging_policy(clips: Clips, people: People, rng: np.random.Generator) -> Policy:
     em = _z(expected_minutes(clips, people))
     fz = (clips.features - clips.features.mean(0)) / (clips.features.std(0) + 1e-12)
     tilt = rng.normal(0.0, 0.7, (len(people.sat0), fz.shape[1]))
-    scores = em + tilt @ fz.T
+    scores = np.asarray(em + tilt @ fz.T, dtype=np.float64)
 
     def policy(week: int, c: Clips, p: People) -> F64:
         return scores
@@ -347,7 +347,9 @@ def run_seed(config: LongtermEvalConfig, seed: int) -> dict[str, Any]:
     scores = arm_scores(surrogate, clips, eval_people, weight=config.weight)
     arms: dict[str, dict[str, float]] = {}
     for name in ARMS:
-        tr = simulate(sim, clips, eval_people, _fixed(scores[name]), np.random.default_rng(arm_seed))
+        tr = simulate(
+            sim, clips, eval_people, _fixed(scores[name]), np.random.default_rng(arm_seed)
+        )
         early = surrogate.six_month.predict(short_term_features(tr, eval_people, weeks))
         arms[name] = {
             "six_month": float(tr.six_month_true.mean()),
@@ -368,13 +370,10 @@ def evaluate_longterm(config: LongtermEvalConfig) -> dict[str, Any]:
     """Run every seed and aggregate: validation, ranking, arms and differences with 95% CIs."""
     t0 = time.perf_counter()
     runs = [run_seed(config, config.first_seed + i) for i in range(config.seeds)]
-    validation = {
-        k: _interval([r["validation"][k] for r in runs]) for k in runs[0]["validation"]
-    }
+    validation = {k: _interval([r["validation"][k] for r in runs]) for k in runs[0]["validation"]}
     ranking = {k: _interval([r["ranking"][k] for r in runs]) for k in runs[0]["ranking"]}
     arms = {
-        a: {k: _interval([r["arms"][a][k] for r in runs]) for k in runs[0]["arms"][a]}
-        for a in ARMS
+        a: {k: _interval([r["arms"][a][k] for r in runs]) for k in runs[0]["arms"][a]} for a in ARMS
     }
     diffs: dict[str, dict[str, dict[str, float]]] = {}
     for a in ARMS[1:]:
@@ -384,10 +383,7 @@ def evaluate_longterm(config: LongtermEvalConfig) -> dict[str, Any]:
         }
         base = [r["arms"]["engagement"]["minutes_per_week"] for r in runs]
         diffs[a]["minutes_relative"] = _interval(
-            [
-                (r["arms"][a]["minutes_per_week"] - b) / b
-                for r, b in zip(runs, base, strict=True)
-            ]
+            [(r["arms"][a]["minutes_per_week"] - b) / b for r, b in zip(runs, base, strict=True)]
         )
     wb = diffs["wellbeing_surrogate"]["six_month"]
     ab = diffs["ablation_in_moment_head"]["six_month"]

@@ -131,7 +131,7 @@ class Trajectory:
     @property
     def retention(self) -> F64:
         """Share of the last six weeks each person was active (long-run retention)."""
-        return self.active[:, -6:].mean(axis=1)
+        return np.asarray(self.active[:, -6:].mean(axis=1), dtype=np.float64)
 
 
 #: A policy: (week, clips, people) -> scores (n_people, n_clips); higher is shown first.
