@@ -249,7 +249,8 @@ def _z(x: F64) -> F64:
     return np.asarray((x - x.mean()) / (x.std() + 1e-12), dtype=np.float64)
 
 
-def _logging_policy(clips: Clips, people: People, rng: np.random.Generator) -> Policy:
+def logging_policy(clips: Clips, people: People, rng: np.random.Generator) -> Policy:
+    """The training cohorts' policy: engagement plus a per-person random tilt over features."""
     em = _z(expected_minutes(clips, people))
     fz = (clips.features - clips.features.mean(0)) / (clips.features.std(0) + 1e-12)
     tilt = rng.normal(0.0, 0.7, (len(people.sat0), fz.shape[1]))
@@ -297,13 +298,13 @@ def run_seed(config: LongtermEvalConfig, seed: int) -> dict[str, Any]:
     training: list[tuple[Trajectory, People]] = []
     for _ in range(config.training_cohorts):
         people = make_people(rng, sim.n_people)
-        tr = simulate(sim, clips, people, _logging_policy(clips, people, rng), rng)
+        tr = simulate(sim, clips, people, logging_policy(clips, people, rng), rng)
         training.append((tr, people))
     surrogate = fit_surrogate(training, weeks=weeks, alpha=config.ridge)
 
     # Held-out cohort: people the surrogate never saw, same logging policy.
     hold_people = make_people(rng, sim.n_people)
-    hold = simulate(sim, clips, hold_people, _logging_policy(clips, hold_people, rng), rng)
+    hold = simulate(sim, clips, hold_people, logging_policy(clips, hold_people, rng), rng)
     x_hold = short_term_features(hold, hold_people, weeks)
     pred = surrogate.six_month.predict(x_hold)
     truth = hold.six_month_true
@@ -423,6 +424,7 @@ __all__ = [
     "evaluate_longterm",
     "fit_ridge",
     "fit_surrogate",
+    "logging_policy",
     "run_seed",
     "short_term_features",
 ]
