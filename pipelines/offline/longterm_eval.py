@@ -361,7 +361,14 @@ def run_seed(config: LongtermEvalConfig, seed: int) -> dict[str, Any]:
             "surrogate_predicted_six_month": float(early.mean()),
             "naive_respondent_six_month": float(np.nanmean(tr.six_month_answer)),
         }
-    return {"seed": seed, "validation": validation, "ranking": ranking, "arms": arms}
+    coefficients = dict(zip(SHORT_TERM_NAMES, surrogate.six_month.coef.tolist(), strict=True))
+    return {
+        "seed": seed,
+        "validation": validation,
+        "ranking": ranking,
+        "surrogate_coefficients": coefficients,
+        "arms": arms,
+    }
 
 
 # ---------------------------------------------------------------------------- report
@@ -373,6 +380,9 @@ def evaluate_longterm(config: LongtermEvalConfig) -> dict[str, Any]:
     runs = [run_seed(config, config.first_seed + i) for i in range(config.seeds)]
     validation = {k: _interval([r["validation"][k] for r in runs]) for k in runs[0]["validation"]}
     ranking = {k: _interval([r["ranking"][k] for r in runs]) for k in runs[0]["ranking"]}
+    coefficients = {
+        k: _interval([r["surrogate_coefficients"][k] for r in runs]) for k in SHORT_TERM_NAMES
+    }
     arms = {
         a: {k: _interval([r["arms"][a][k] for r in runs]) for k in runs[0]["arms"][a]} for a in ARMS
     }
@@ -395,6 +405,7 @@ def evaluate_longterm(config: LongtermEvalConfig) -> dict[str, Any]:
         "seconds": round(seconds, 2),
         "surrogate_validation_held_out": validation,
         "clip_ranking": ranking,
+        "surrogate_coefficients": coefficients,
         "arms": arms,
         "difference_vs_engagement": diffs,
         "verdict": {
