@@ -1,5 +1,6 @@
-"""Wellbeing commands: ``steerfeed report satisfaction``, ``steerfeed eval wellbeing`` and
-``steerfeed wellbeing ...`` (links and time limits from the command line)."""
+"""Wellbeing commands: ``steerfeed report satisfaction``, ``steerfeed eval wellbeing``,
+``steerfeed eval longterm`` and ``steerfeed wellbeing ...`` (links and time limits from the
+command line)."""
 
 from __future__ import annotations
 
@@ -95,6 +96,41 @@ def eval_wellbeing(
         progress=True,
     )
     typer.echo(json.dumps(report, indent=2, default=str))
+
+
+@eval_app.command("longterm")
+def eval_longterm(
+    seeds: Annotated[
+        int, typer.Option(min=2, help="seeds (a fresh catalogue and cohorts each)")
+    ] = 20,
+    first_seed: Annotated[int, typer.Option(help="first seed")] = 0,
+    people: Annotated[int, typer.Option(min=10, help="people per cohort")] = 300,
+    clips: Annotated[int, typer.Option(min=50, help="clips in each catalogue")] = 400,
+    weeks: Annotated[int, typer.Option(min=4, help="simulated weeks")] = 26,
+    surrogate_weeks: Annotated[
+        int, typer.Option(min=1, help="first weeks the surrogate reads")
+    ] = 6,
+    weight: Annotated[float, typer.Option(min=0.0, help="value weight vs engagement")] = 1.0,
+    per_seed: Annotated[bool, typer.Option(help="include every seed's figures")] = False,
+) -> None:
+    """Long-term simulation: the surrogate for the six-month answer, validated on held-out
+    cohorts, and engagement vs wellbeing-aware (surrogate) vs in-the-moment-head policies."""
+    from pipelines.offline.longterm_eval import LongtermEvalConfig, evaluate_longterm
+    from pipelines.offline.longterm_simulator import LongtermConfig
+
+    if surrogate_weeks >= weeks:
+        _fail(f"--surrogate-weeks ({surrogate_weeks}) must be below --weeks ({weeks})")
+    config = LongtermEvalConfig(
+        seeds=seeds,
+        first_seed=first_seed,
+        sim=LongtermConfig(n_people=people, n_clips=clips, weeks=weeks),
+        surrogate_weeks=surrogate_weeks,
+        weight=weight,
+    )
+    report = evaluate_longterm(config)
+    if not per_seed:
+        report.pop("per_seed")
+    typer.echo(json.dumps(report, indent=2))
 
 
 @wellbeing_app.command("link-parent")
