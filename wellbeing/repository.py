@@ -279,11 +279,15 @@ class WellbeingRepository:
                 [version, utcnow(), json.dumps(params), json.dumps(metrics, default=float)],
             )
 
-    def latest_model(self) -> tuple[str, dict[str, Any], dict[str, Any]] | None:
-        """``(version, params, metrics)`` of the newest satisfaction model, or ``None``."""
+    def latest_model(
+        self, *, prefix: str = "sat-"
+    ) -> tuple[str, dict[str, Any], dict[str, Any]] | None:
+        """``(version, params, metrics)`` of the newest satisfaction model of one kind (its
+        version prefix: ``sat-`` in the moment, ``lts-`` long term), or ``None``."""
         df = self.store.query(
-            "SELECT version, params, metrics FROM satisfaction_models "
-            "ORDER BY trained_at DESC, version DESC LIMIT 1"
+            "SELECT version, params, metrics FROM satisfaction_models WHERE version LIKE ? "
+            "ORDER BY trained_at DESC, version DESC LIMIT 1",
+            [prefix + "%"],
         )
         if df.height == 0:
             return None

@@ -276,6 +276,9 @@ class SatisfactionModel:
     intercept: float = 3.0
     version: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    kind: str = "in_moment"
+    """``in_moment`` (the answer about a session) or ``long_term`` (the six-month answer from the
+    weeks before it: the surrogate, :func:`surrogate_rows`)."""
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -327,7 +330,7 @@ class SatisfactionModel:
         self.intercept = float(beta[0])
         self.coef = beta[1:]
         self.version = _version(self.to_params())
-        logger.info("fitted satisfaction model n=%d version=%s", len(y), self.version)
+        logger.info("fitted %s satisfaction model n=%d version=%s", self.kind, len(y), self.version)
         return self
 
     def predict(self, frame: pl.DataFrame) -> NDArray[np.float64]:
@@ -367,6 +370,7 @@ class SatisfactionModel:
             "scale": scale.tolist(),
             "coef": coef.tolist(),
             "intercept": self.intercept,
+            "kind": self.kind,
         }
 
     @classmethod
@@ -383,6 +387,7 @@ class SatisfactionModel:
                 scale=np.asarray(params["scale"], dtype=np.float64),
                 coef=np.asarray(params["coef"], dtype=np.float64),
                 intercept=float(params["intercept"]),
+                kind=str(params.get("kind", "in_moment")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             msg = f"bad satisfaction model parameters: {exc}"
@@ -405,9 +410,72 @@ class SatisfactionModel:
         return x.to_numpy().astype(np.float64)
 
 
+#: Version prefix of each kind of model (both live in ``satisfaction_models``).
+VERSION_PREFIX = {"in_moment": "sat-", "long_term": "lts-"}
+
+
 def _version(params: Mapping[str, Any]) -> str:
     digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
-    return f"sat-{digest}"
+    return VERSION_PREFIX[str(params.get("kind", "in_moment"))] + digest
+
+
+#: The periodic question the long-term model predicts.
+LONG_TERM_QUESTION = "life_better_6m"
+
+
+def surrogate_rows(
+    sessions: pl.DataFrame, prompts: pl.DataFrame, *, window_days: int = 56
+) -> pl.DataFrame:
+    """One row per answered six-month question: the person's short-term signals over the
+    ``window_days`` before it was asked (the surrogate index of Athey, Chetty, Imbens and Kang:
+    a long-term outcome modelled from short-term signals).
+
+    ``sessions`` are featurised sessions (:func:`session_features`); each feature of the row is
+    the mean over the window's sessions weighted by the clips viewed, so the clip features are
+    the mix watched and the session features the share of long, late, regretted or abandoned
+    sessions. Returns the feature columns plus ``user_id``, ``answer`` and ``weight`` (``1 /
+    (inclusion x response propensity)``); answers with no session in the window are dropped.
+    """
+    answered = prompts.filter(
+        (pl.col("question_key") == LONG_TERM_QUESTION) & (pl.col("status") == "answered")
+    ).select(
+        "user_id",
+        "shown_at",
+        pl.col("answer").cast(pl.Float64),
+        (
+            1.0
+            / (
+                pl.col("inclusion_probability").fill_null(1.0)
+                * pl.col("response_propensity").fill_null(1.0)
+            ).clip(1e-4, 1.0)
+        ).alias("weight"),
+    )
+    feats = [*SAT_CLIP_FEATURES, *SAT_SESSION_FEATURES]
+    if answered.height == 0 or sessions.height == 0:
+        return pl.DataFrame(
+            schema={
+                **{c: pl.Float64 for c in feats},
+                "user_id": pl.Int64,
+                "answer": pl.Float64,
+                "weight": pl.Float64,
+            }
+        )
+    window = pl.duration(days=window_days)
+    joined = (
+        answered.with_row_index("_a")
+        .join(sessions.select("user_id", "session_start", "n_views", *feats), on="user_id")
+        .filter(
+            (pl.col("session_start") < pl.col("shown_at"))
+            & (pl.col("session_start") >= pl.col("shown_at") - window)
+        )
+        .with_columns(pl.max_horizontal(pl.col("n_views").cast(pl.Float64), 1.0).alias("_w"))
+    )
+    return (
+        joined.group_by("_a", "user_id", "answer", "weight")
+        .agg([((pl.col(c) * pl.col("_w")).sum() / pl.col("_w").sum()).alias(c) for c in feats])
+        .sort("_a")
+        .drop("_a")
+    )
 
 
 def calibration(

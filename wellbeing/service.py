@@ -36,7 +36,7 @@ from wellbeing.governor import (
 )
 from wellbeing.intensity import ClipIntensity
 from wellbeing.repository import SurveyHistory, WeeklyActivity, WellbeingRepository
-from wellbeing.satisfaction import SatisfactionModel, SatisfactionModelError
+from wellbeing.satisfaction import VERSION_PREFIX, SatisfactionModel, SatisfactionModelError
 from wellbeing.settings import WellbeingSettings
 from wellbeing.surveys import (
     QUESTIONS,
@@ -483,28 +483,37 @@ class SatisfactionService:
 
     def __init__(self, repo: WellbeingRepository) -> None:
         self.repo = repo
-        self._model: SatisfactionModel | None = None
-        self._loaded = False
+        self._models: dict[str, SatisfactionModel | None] = {}
         self._lock = threading.Lock()
+
+    def _get(self, kind: str) -> SatisfactionModel | None:
+        with self._lock:
+            if kind not in self._models:
+                self._models[kind] = None
+                latest = self.repo.latest_model(prefix=VERSION_PREFIX[kind])
+                if latest is not None:
+                    try:
+                        self._models[kind] = SatisfactionModel.from_params(
+                            latest[1], version=latest[0]
+                        )
+                    except SatisfactionModelError:
+                        logger.exception("stored satisfaction model %s unusable", latest[0])
+            return self._models[kind]
 
     @property
     def model(self) -> SatisfactionModel | None:
-        """The newest fitted model, or ``None`` before the job first ran."""
-        with self._lock:
-            if not self._loaded:
-                self._loaded = True
-                latest = self.repo.latest_model()
-                if latest is not None:
-                    try:
-                        self._model = SatisfactionModel.from_params(latest[1], version=latest[0])
-                    except SatisfactionModelError:
-                        logger.exception("stored satisfaction model %s unusable", latest[0])
-            return self._model
+        """The newest in-the-moment model, or ``None`` before the job first fitted one."""
+        return self._get("in_moment")
 
-    def set_model(self, model: SatisfactionModel | None) -> None:
-        """Serve ``model`` from the next request on."""
+    @property
+    def long_term(self) -> SatisfactionModel | None:
+        """The newest long-term model (the surrogate for the six-month answer), or ``None``."""
+        return self._get("long_term")
+
+    def set_model(self, model: SatisfactionModel | None, *, kind: str = "in_moment") -> None:
+        """Serve ``model`` (of ``kind``) from the next request on."""
         with self._lock:
-            self._model, self._loaded = model, True
+            self._models[kind] = model
 
 
 @dataclass

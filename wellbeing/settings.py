@@ -32,6 +32,9 @@ class WellbeingSettings(BaseSettings):
         Weight of the satisfaction head: the scorer adds ``weight * z(predicted satisfaction)``
         times the spread of the incoming scores. Experiment arms override it per request with
         ``FeedQuery.overrides.satisfaction_weight``; 0 switches the head off.
+    long_term_weight
+        Weight of the long-term head (the surrogate for the six-month answer), applied like
+        ``satisfaction_weight``; 0 switches it off.
     governor_taper
         Strength of the governor's taper (calmer, lower-intensity and connected clips rise as
         the time budget runs out); overridden per request by ``overrides.governor_taper``.
@@ -59,6 +62,7 @@ class WellbeingSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STEERFEED_WELLBEING_", extra="forbid")
 
     satisfaction_weight: float = Field(default=0.5, ge=-10.0, le=10.0)
+    long_term_weight: float = Field(default=0.5, ge=-10.0, le=10.0)
     governor_taper: float = Field(default=1.0, ge=0.0, le=10.0)
     survey_rate_per_week: float = Field(default=1.0, gt=0.0, le=20.0)
     survey_min_spacing_hours: float = Field(default=24.0, ge=0.0)

@@ -11,6 +11,7 @@ from ranking.pipeline import FeedQuery, incoming_scores
 from ranking.signals import Signal
 
 if TYPE_CHECKING:
+    from wellbeing.satisfaction import SatisfactionModel
     from wellbeing.service import SatisfactionService
 
 
@@ -34,9 +35,8 @@ class SatisfactionHeadScorer:
     def score(self, query: FeedQuery, candidates: pl.DataFrame) -> np.ndarray:
         """Return the score with the satisfaction head added."""
         incoming = incoming_scores(candidates)
-        override = query.overrides.satisfaction_weight
-        weight = self.weight if override is None else override
-        model = self.satisfaction.model
+        weight = self._weight(query)
+        model = self._model()
         if (
             model is None
             or weight == 0.0
@@ -47,3 +47,27 @@ class SatisfactionHeadScorer:
         head = model.clip_head(candidates)
         spread = float(np.std(incoming)) or 1.0
         return incoming + weight * spread * head
+
+    def _weight(self, query: FeedQuery) -> float:
+        override = query.overrides.satisfaction_weight
+        return self.weight if override is None else override
+
+    def _model(self) -> SatisfactionModel | None:
+        return self.satisfaction.model
+
+
+class LongTermHeadScorer(SatisfactionHeadScorer):
+    """The long-term head: ``score + weight * sd(score) * head`` where ``head`` is the change in
+    the predicted six-month answer a clip brings to the mix a person watches, from the
+    surrogate model (:func:`~wellbeing.satisfaction.surrogate_rows`; fitted by the
+    ``satisfaction`` job on six-month answers and the weeks before them). ``weight`` is
+    ``STEERFEED_WELLBEING_LONG_TERM_WEIGHT``; 0, no fitted model, or the satisfaction model
+    turned off in the person's data controls passes the score through unchanged."""
+
+    name = "long_term_head"
+
+    def _weight(self, query: FeedQuery) -> float:
+        return self.weight
+
+    def _model(self) -> SatisfactionModel | None:
+        return self.satisfaction.long_term

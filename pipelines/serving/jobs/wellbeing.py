@@ -11,7 +11,10 @@
    sessions with an in-the-moment answer (weighted), its calibration is measured on held-out
    users and reported;
 4. every session gets an imputed satisfaction (``session_satisfaction``), and the serving
-   satisfaction head switches to the new model.
+   satisfaction head switches to the new model;
+5. the long-term model (the surrogate for the six-month answer) is fitted on each answered
+   six-month question and the person's sessions in the eight weeks before it, reported on
+   held-out people, and served as the long-term head.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from wellbeing.satisfaction import (
     calibration,
     load_sessions,
     session_features,
+    surrogate_rows,
 )
 
 if TYPE_CHECKING:
@@ -116,9 +120,11 @@ def train_satisfaction(engine: Engine, *, l2: float = 1.0) -> dict[str, Any]:
     if sessions.height == 0:
         return {"sessions": 0, "message": "no events yet"}
     feats = session_features(sessions, engine.state, svc.intensity)
-    feats = attach_answers(feats, svc.repo.prompts())
+    prompts = svc.repo.prompts()
+    feats = attach_answers(feats, prompts)
     answered = feats.filter(pl.col("observed").is_not_null())
     counts: dict[str, Any] = {"sessions": feats.height, "answered_sessions": answered.height}
+    counts["long_term"] = train_long_term(engine, feats, prompts, l2=l2)
     if answered.height < 20:
         counts["message"] = "fewer than 20 answered sessions; model not trained"
         return counts
@@ -171,6 +177,40 @@ def train_satisfaction(engine: Engine, *, l2: float = 1.0) -> dict[str, Any]:
         }
     )
     return counts
+
+
+def train_long_term(
+    engine: Engine, feats: pl.DataFrame, prompts: pl.DataFrame, *, l2: float = 1.0
+) -> dict[str, Any]:
+    """Fit the long-term model (the surrogate for the six-month answer) on each answer and the
+    person's sessions in the eight weeks before it, report it on held-out people, serve it."""
+    rows = surrogate_rows(feats, prompts)
+    out: dict[str, Any] = {"answers": rows.height}
+    if rows.height < 20:
+        out["message"] = "fewer than 20 six-month answers with sessions before them; not trained"
+        return out
+    w = rows["weight"].to_numpy()
+    w = np.minimum(w, np.quantile(w, 0.99))
+    y = rows["answer"].to_numpy()
+    test = _holdout(rows["user_id"])
+    if test.sum() >= 10 and (~test).sum() >= 20:
+        probe = SatisfactionModel(l2=l2, kind="long_term").fit(
+            rows.filter(pl.Series(~test)), y[~test], weights=w[~test]
+        )
+        held = calibration(probe.predict(rows.filter(pl.Series(test))), y[test], weights=w[test])
+        out["heldout"] = {k: v for k, v in held.items() if k != "bins"}
+    model = SatisfactionModel(l2=l2, kind="long_term").fit(rows, y, weights=w)
+    assert model.version is not None
+    metrics = {
+        "trained_at": datetime.now(UTC).isoformat(),
+        "answers": rows.height,
+        "heldout_calibration": out.get("heldout"),
+        "coefficients": model.coefficients(),
+    }
+    engine.wellbeing.repo.save_model(model.version, model.to_params(), metrics)
+    engine.wellbeing.satisfaction.set_model(model, kind="long_term")
+    out["model_version"] = model.version
+    return out
 
 
 def run(ctx: JobContext) -> dict[str, Any]:

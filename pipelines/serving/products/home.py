@@ -62,7 +62,7 @@ from wellbeing.hydrators.intensity import IntensityHydrator
 from wellbeing.query_hydrators.governor import GovernorQueryHydrator
 from wellbeing.query_hydrators.survey_card import SurveyCardQueryHydrator
 from wellbeing.scorers.governor_taper import GovernorTaperScorer
-from wellbeing.scorers.satisfaction_head import SatisfactionHeadScorer
+from wellbeing.scorers.satisfaction_head import LongTermHeadScorer, SatisfactionHeadScorer
 from wellbeing.side_effects.governor_page_count import GovernorPageCountSideEffect
 
 HOME = "home"
@@ -85,6 +85,8 @@ def build_home_feed(deps: ProductDeps) -> RankingPipeline:
         FriendsConnectionScorer(),  # enabled for a user with friends: their creations rise
         GovernorTaperScorer(strength=wb.settings.governor_taper),
         SatisfactionHeadScorer(wb.satisfaction, weight=wb.settings.satisfaction_weight),
+        # The surrogate for the six-month answer: what the mix watched does over weeks.
+        LongTermHeadScorer(wb.satisfaction, weight=wb.settings.long_term_weight),
     ]
     exp = deps.experiment_settings
     return RankingPipeline(

@@ -49,6 +49,7 @@ HOME = [
     "scorer: friends_connection [FriendsConnectionScorer] (conditional)",
     "scorer: governor_taper [GovernorTaperScorer]",
     "scorer: satisfaction_head [SatisfactionHeadScorer]",
+    "scorer: long_term_head [LongTermHeadScorer]",
     "selector: exploring > interleaving > own_generated_first > goal_share > calibrated > "
     "diverse_top_k [ExploringSelector]",
     "post_filter: governor_page [GovernorPageFilter] (conditional)",
