@@ -592,6 +592,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        16,
+        "jobs: leases, so a periodic job runs once per deployment, not once per worker",
+        (
+            # One row per job name (storage/leases.py): who holds it and until when. A worker's
+            # scheduler runs a job only while it holds the job's lease.
+            """CREATE TABLE job_leases (
+                name VARCHAR PRIMARY KEY,
+                holder VARCHAR NOT NULL,
+                expires_at TIMESTAMP NOT NULL
+            )""",
+        ),
+    ),
 )
 
 

@@ -52,6 +52,8 @@ from pipelines.serving.telemetry.tracing import shutdown_tracing
 from ranking.data_controls import DataControlsError
 from ranking.errors import BadCursorError
 from storage.errors import DuplicateEntityError, UnknownEntityError
+from storage.leases import release as release_leases
+from storage.leases import worker_id
 
 logger = logging.getLogger(__name__)
 
@@ -102,13 +104,19 @@ def create_app(
         # Moods and standing rules need the concept catalogue; build it before they ask.
         engine.steering.concepts.warm_async()
         scheduler = None
+        holder = worker_id()
         if settings.scheduler:
-            scheduler = start_scheduler(engine)
+            scheduler = start_scheduler(engine, holder=holder)
         try:
             yield
         finally:
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
+                # Another worker takes this one's periodic jobs at once, not after the lease.
+                try:
+                    release_leases(engine.store, holder)
+                except Exception:
+                    logger.warning("job leases not released at shutdown", exc_info=True)
             # In-flight requests have finished (uvicorn drains them first, within
             # --timeout-graceful-shutdown); close() waits for their side effects and flushes
             # the impressions they queued.

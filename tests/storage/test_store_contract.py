@@ -403,3 +403,49 @@ def test_erasure_removes_the_persons_rows(store: Store) -> None:
     assert find_mentions(store, 2)["audit_log.target"] == 1
     assert erase_user_rows(store, 2, key=b"k" * 32).audit_rows_scrubbed == 1
     assert "audit_log.target" not in find_mentions(store, 2)
+
+
+def test_a_job_lease_has_one_holder_until_it_expires(opener: Opener) -> None:
+    from storage.leases import acquire, holders, release
+
+    store = opener()
+    t0 = datetime(2026, 12, 3, 12, 0)
+    assert acquire(store, "train", "worker-a", 60, now=t0)
+    assert not acquire(store, "train", "worker-b", 60, now=t0 + timedelta(seconds=30))
+    assert acquire(store, "train", "worker-a", 60, now=t0 + timedelta(seconds=30))  # renewed
+    assert acquire(store, "index", "worker-b", 60, now=t0)  # another job, another holder
+    # worker-a stops renewing: once its lease expires worker-b takes the job.
+    assert not acquire(store, "train", "worker-b", 60, now=t0 + timedelta(seconds=89))
+    assert acquire(store, "train", "worker-b", 60, now=t0 + timedelta(seconds=91))
+    assert holders(store)["train"][0] == "worker-b"
+    assert release(store, "worker-b") == 2 and holders(store) == {}
+    assert acquire(store, "train", "worker-a", 60, now=t0 + timedelta(seconds=92))
+
+
+def test_workers_racing_for_a_lease_get_it_once(opener: Opener) -> None:
+    import threading
+
+    from storage.leases import acquire
+
+    store = opener()
+    other = opener()  # a second connection, as a second worker has
+    start = threading.Barrier(8)
+    won: list[str] = []
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        s = store if i % 2 else other
+        start.wait()
+        try:
+            if acquire(s, "collab", f"worker-{i}", 60):
+                won.append(f"worker-{i}")
+        except BaseException as exc:  # surfaced below: a thread's exception fails nothing
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(won) == 1, won
