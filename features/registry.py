@@ -333,17 +333,18 @@ def matrix(frame: pl.DataFrame, names: Sequence[str]) -> np.ndarray:
 
     Used by both training and serving so a feature is always read the same way.
     """
+    have = set(frame.columns)
     out = np.empty((frame.height, len(names)), dtype=np.float64)
     for j, n in enumerate(names):
-        d = spec(n).default
-        if n in frame.columns:
+        if n in have:
             col = frame.get_column(n)
-            if col.dtype != pl.Float64:
-                col = col.cast(pl.Float64)
-            vals = col.to_numpy()
-            if col.null_count() or np.isnan(vals).any():
-                vals = np.where(np.isnan(vals), d, vals)
-            out[:, j] = vals
+            # nulls come out of ``to_numpy`` as NaN; both take the default below
+            out[:, j] = (col if col.dtype == pl.Float64 else col.cast(pl.Float64)).to_numpy()
         else:
-            out[:, j] = d
+            out[:, j] = spec(n).default
+    # One NaN test over the whole matrix, not a null count and a NaN test per column (the
+    # serving path builds this matrix on every page).
+    bad = np.isnan(out)
+    if bad.any():
+        out = np.where(bad, np.asarray([spec(n).default for n in names], dtype=np.float64), out)
     return out

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import polars as pl
 import pytest
 
 from features.registry import (
+    REGISTRY,
     FeatureRegistryError,
     decode_logged,
     feature_names,
@@ -63,3 +65,51 @@ def test_serving_matrix_equals_the_matrix_training_reads_back_from_the_log() -> 
     )
     logged = pl.Series([json.dumps(r) for r in served.to_dicts()])
     assert np.array_equal(matrix(served, names), matrix(decode_logged(logged, names), names))
+
+
+def _matrix_per_column(frame: pl.DataFrame, names: list[str]) -> np.ndarray:
+    """The matrix as it was built before one NaN test over the whole matrix (the reference)."""
+    out = np.empty((frame.height, len(names)), dtype=np.float64)
+    for j, n in enumerate(names):
+        d = spec(n).default
+        if n in frame.columns:
+            col = frame.get_column(n)
+            if col.dtype != pl.Float64:
+                col = col.cast(pl.Float64)
+            vals = col.to_numpy()
+            if col.null_count() or np.isnan(vals).any():
+                vals = np.where(np.isnan(vals), d, vals)
+            out[:, j] = vals
+        else:
+            out[:, j] = d
+    return out
+
+
+def test_matrix_equals_the_per_column_reference_on_served_pages(engine: Any) -> None:
+    """The served candidates of real pages (tiny world), with nulls, NaNs, integer and absent
+    columns: the same matrix as the per-column reference, bit for bit."""
+    selector = engine.products["home"].selector  # sees every scored candidate
+    frames: list[pl.DataFrame] = []
+    real = selector.select
+
+    def capture(query: Any, candidates: pl.DataFrame) -> Any:
+        frames.append(candidates)
+        return real(query, candidates)
+
+    selector.select = capture
+    try:
+        for uid in sorted(engine.state.profiles.users)[:20]:
+            engine.feed(int(uid), limit=10)
+    finally:
+        del selector.select
+    assert frames
+    names = list(REGISTRY)
+    for frame in frames[:10]:
+        assert np.array_equal(matrix(frame, names), _matrix_per_column(frame, names))
+        n = frame.height
+        holes = frame.with_columns(
+            pl.Series("views_log", [None if i % 3 == 0 else 1.5 for i in range(n)]),
+            pl.Series("like_rate", [float("nan") if i % 2 else 0.25 for i in range(n)]),
+            pl.Series("maturity", [None if i % 4 == 0 else 1 for i in range(n)], pl.Int64),
+        ).drop("age_hours")
+        assert np.array_equal(matrix(holes, names), _matrix_per_column(holes, names))

@@ -115,6 +115,7 @@ def build_home_feed(deps: ProductDeps) -> RankingPipeline:
                 space=COLLAB_SPACE,
                 limit=deps.collab.settings.limit,
                 timeout_s=deps.collab.settings.timeout_s,
+                state=deps.state,
             ),
             MoodSource(deps.index, deps.state),
             MoreOfSource(deps.state),  # enabled while the user has a standing more_of topic
