@@ -13,7 +13,6 @@ Roles: ``analyst`` and ``admin``.
 
 from __future__ import annotations
 
-import html
 import json
 import math
 from collections.abc import Sequence
@@ -27,7 +26,14 @@ from starlette.concurrency import run_in_threadpool
 from api.http.auth import Principal
 from api.http.deps import EngineDep, PrincipalDep
 from api.http.errors import ERROR_MEANINGS
-from api.http.signin import page_principal, read_login_key
+from api.http.signin import (
+    escape,
+    html_page,
+    page_principal,
+    read_login_key,
+    refused,
+    sign_in_page,
+)
 from pipelines.serving.engine import Engine
 
 router = APIRouter(tags=["dashboard"])
@@ -124,10 +130,7 @@ def _page_principal(
 
 
 def _login_error(exc: HTTPException) -> HTMLResponse:
-    headers = {k: v for k, v in (exc.headers or {}).items() if k == "Retry-After"}
-    return HTMLResponse(
-        _login_page(str(exc.detail)), status_code=exc.status_code, headers=headers or None
-    )
+    return refused(exc, _login_page)
 
 
 # Tagged public: the app-wide key check is skipped; the page authenticates itself (header or
@@ -198,8 +201,7 @@ td.l,th.l{text-align:left}
 """
 
 
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+_e = escape
 
 
 def _num(value: Any, digits: int = 4) -> str:
@@ -211,22 +213,18 @@ def _num(value: Any, digits: int = 4) -> str:
 
 
 def _page(title: str, body: str) -> str:
-    return (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{_e(title)}</title><link rel='icon' href='data:,'><style>{_CSS}</style>"
-        f"</head><body>{body}</body></html>"
-    )
+    return html_page(title, body, css=_CSS)
 
 
 def _login_page(error: str | None) -> str:
-    msg = f"<p class='fail badge'>{_e(error)}</p>" if error else ""
-    return _page(
+    return sign_in_page(
         "steerfeed dashboard: sign in",
         "<h1>steerfeed dashboard</h1><p>Sign in with an analyst or admin API key "
-        "(<code>steerfeed keys create --role analyst</code>).</p>"
-        f"{msg}<form method='post' action='/dashboard/login'>"
-        "<label>API key <input type='password' name='key' autocomplete='off'></label> "
-        "<button type='submit'>Sign in</button></form>",
+        "(<code>steerfeed keys create --role analyst</code>).</p>",
+        "/dashboard/login",
+        error,
+        css=_CSS,
+        error_class="fail badge",
     )
 
 

@@ -8,7 +8,6 @@ rendered, no JavaScript, no external resources; the same data as
 
 from __future__ import annotations
 
-import html
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Cookie, Header, HTTPException, Query, Request, status
@@ -19,7 +18,14 @@ from api.http.auth import PUBLIC_TAG, Principal
 from api.http.deps import EngineDep
 from api.http.errors import ERROR_MEANINGS, errors
 from api.http.routes.wellbeing import my_view
-from api.http.signin import page_principal, read_login_key
+from api.http.signin import (
+    escape,
+    html_page,
+    page_principal,
+    read_login_key,
+    refused,
+    sign_in_page,
+)
 from pipelines.serving.engine import Engine
 
 router = APIRouter(tags=["me", PUBLIC_TAG])
@@ -31,31 +37,27 @@ _SIGN_IN: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _e(v: Any) -> str:
-    return html.escape(str(v), quote=True)
+_e = escape
+_CSS = (
+    "body{font:14px system-ui,sans-serif;margin:2em;max-width:60em}"
+    "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;"
+    "padding:.25em .6em;text-align:left}"
+    ".bar{background:#2f6fb0;height:.8em;display:inline-block}.err{color:#b00020}"
+)
 
 
 def _page(title: str, body: str) -> str:
-    css = (
-        "body{font:14px system-ui,sans-serif;margin:2em;max-width:60em}"
-        "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;"
-        "padding:.25em .6em;text-align:left}"
-        ".bar{background:#2f6fb0;height:.8em;display:inline-block}.err{color:#b00020}"
-    )
-    return (
-        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
-        f"<link rel='icon' href='data:,'><style>{css}</style></head><body>{body}</body></html>"
-    )
+    return html_page(title, body, css=_CSS)
 
 
 def _login_page(error: str | None) -> str:
-    msg = f"<p class='err'>{_e(error)}</p>" if error else ""
-    return _page(
+    return sign_in_page(
         "steerfeed: your view, sign in",
-        "<h1>Your time and your feed</h1><p>Sign in with your own API key.</p>"
-        f"{msg}<form method='post' action='/me/login'>"
-        "<label>API key <input type='password' name='key' autocomplete='off'></label> "
-        "<button type='submit'>Sign in</button></form>",
+        "<h1>Your time and your feed</h1><p>Sign in with your own API key.</p>",
+        "/me/login",
+        error,
+        css=_CSS,
+        error_class="err",
     )
 
 
@@ -126,10 +128,7 @@ def render(view: dict[str, Any]) -> str:
 
 
 def _refused(exc: HTTPException) -> HTMLResponse:
-    headers = {k: v for k, v in (exc.headers or {}).items() if k == "Retry-After"}
-    return HTMLResponse(
-        _login_page(str(exc.detail)), status_code=exc.status_code, headers=headers or None
-    )
+    return refused(exc, _login_page)
 
 
 @router.get("/me", response_class=HTMLResponse, responses=_SIGN_IN)

@@ -7,7 +7,6 @@ whether the chain verifies now. Anyone can keep a copy and check a later one aga
 
 from __future__ import annotations
 
-import html
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,10 +16,18 @@ from pydantic import BaseModel, Field
 
 from api.http.auth import PUBLIC_TAG
 from api.http.deps import EngineDep
+from api.http.signin import escape, html_page
 from pipelines.serving.engine import Engine
 from wellbeing.transparency import GROUPS, entries, verify
 
 router = APIRouter(tags=["transparency", PUBLIC_TAG])
+
+_CSS = (
+    "body{font:14px system-ui,sans-serif;margin:2em;max-width:70em}"
+    "table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:.3em .6em;"
+    "text-align:right}.sup{color:#888}.ok{color:#2a7a3b}.bad{color:#b00020;font-weight:bold}"
+    ".h{font-family:monospace}"
+)
 
 
 class TransparencyEntryOut(BaseModel):
@@ -82,7 +89,7 @@ def _pct(v: Any) -> str:
 def _cell(block: dict[str, Any], key: str, fmt: Any = _pct) -> str:
     if block.get("suppressed"):
         return '<td class="sup" title="too few people to publish">n&lt;floor</td>'
-    return f"<td>{html.escape(fmt(block.get(key)))}</td>"
+    return f"<td>{escape(fmt(block.get(key)))}</td>"
 
 
 @router.get("/transparency", response_class=HTMLResponse)
@@ -102,27 +109,21 @@ def transparency_page(engine: EngineDep) -> HTMLResponse:
             )
             cells.append(_cell(use, "regret_share_of_long_sessions"))
         rows.append(
-            f'<tr data-seq="{e["seq"]}"><td>{html.escape(e["period_start"][:10])}</td>'
+            f'<tr data-seq="{e["seq"]}"><td>{escape(e["period_start"][:10])}</td>'
             + "".join(cells)
-            + f'<td class="h">{html.escape(e["hash"][:12])}</td></tr>'
+            + f'<td class="h">{escape(e["hash"][:12])}</td></tr>'
         )
     head = "".join(f'<th colspan="3">{g}</th>' for g in GROUPS)
     sub = "<th>life better</th><th>min/day</th><th>regret</th>" * len(GROUPS)
     status = (
         f'<p id="status" class="ok">Chain verified: {v["entries"]} periods, head '
-        f"<code>{html.escape(v['head'])}</code></p>"
+        f"<code>{escape(v['head'])}</code></p>"
         if v["ok"]
         else '<p id="status" class="bad">Chain does NOT verify: '
-        + html.escape("; ".join(v["problems"]))
+        + escape("; ".join(v["problems"]))
         + "</p>"
     )
-    body = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
-<title>steerfeed transparency report</title><link rel="icon" href="data:,">
-<style>body{{font:14px system-ui,sans-serif;margin:2em;max-width:70em}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ddd;padding:.3em .6em;text-align:right}}
-.sup{{color:#888}}.ok{{color:#2a7a3b}}.bad{{color:#b00020;font-weight:bold}}.h{{font-family:monospace}}
-</style></head><body>
-<h1>Transparency report</h1>
+    body = f"""<h1>Transparency report</h1>
 <p>Aggregate satisfaction, published every {rep["period_days"]} days into a hash-chained log
 that can only be appended to. "Life better": share answering that the app made their last six
 months better (weighted for who was asked and who answered). Groups with fewer than
@@ -130,6 +131,5 @@ months better (weighted for who was asked and who answered). Groups with fewer t
 JSON: <a href="/v1/transparency">/v1/transparency</a>.</p>
 {status}
 <table id="report"><thead><tr><th rowspan="2">period</th>{head}<th rowspan="2">hash</th></tr>
-<tr>{sub}</tr></thead><tbody>{"".join(rows)}</tbody></table>
-</body></html>"""
-    return HTMLResponse(body)
+<tr>{sub}</tr></thead><tbody>{"".join(rows)}</tbody></table>"""
+    return HTMLResponse(html_page("steerfeed transparency report", body, css=_CSS))
