@@ -22,6 +22,29 @@ CHROMIUM_ARGS = [
 ]
 
 
+def watch_page(page: Any, *, failed_requests: bool = True) -> list[str]:
+    """The problems a page reports while a test drives it: console errors and warnings, page
+    errors and (unless ``failed_requests`` is off) failed requests other than the favicon."""
+    problems: list[str] = []
+    page.on(
+        "console",
+        lambda m: (
+            problems.append(f"console {m.type}: {m.text}")
+            if m.type in ("error", "warning")
+            else None
+        ),
+    )
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    if failed_requests:
+        page.on(
+            "requestfailed",
+            lambda r: (
+                problems.append(f"request failed: {r.url}") if "favicon" not in r.url else None
+            ),
+        )
+    return problems
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.http.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.api.http.conftest import CHROMIUM, CHROMIUM_ARGS, watch_page
 
 pytestmark = [
     pytest.mark.browser,
@@ -34,28 +34,14 @@ def test_dashboard_loads_in_chromium_with_the_seeded_numbers(
     users = {a["name"]: a["users"] for a in report["arms"]}
     means = [f"{sum(v) / len(v):.2f}" for v in ANSWERS.values()]
 
-    problems: list[str] = []
+    problems: list[str] = []  # the page's, once it is open
     with playwright_api.sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
         )
         try:
             page = browser.new_page()
-            page.on(
-                "console",
-                lambda m: (
-                    problems.append(f"console {m.type}: {m.text}")
-                    if m.type in ("error", "warning")
-                    else None
-                ),
-            )
-            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-            page.on(
-                "requestfailed",
-                lambda r: (
-                    problems.append(f"request failed: {r.url}") if "favicon" not in r.url else None
-                ),
-            )
+            problems = watch_page(page)
             page.goto(f"{base}/dashboard")
             assert page.locator("form input[name=key]").count() == 1
             page.fill("input[name=key]", analyst_key)

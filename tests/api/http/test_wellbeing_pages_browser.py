@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.http.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.api.http.conftest import CHROMIUM, CHROMIUM_ARGS, watch_page
 
 pytestmark = [
     pytest.mark.browser,
@@ -24,22 +24,14 @@ def test_transparency_page_in_chromium(live_server: tuple[str, Any]) -> None:
     engine = app.state.engine
     report = run_job("transparency", JobContext(engine))
     assert report.ok, report.message
-    problems: list[str] = []
+    problems: list[str] = []  # the page's, once it is open
     with playwright_api.sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
         )
         try:
             page = browser.new_page()
-            page.on(
-                "console",
-                lambda m: (
-                    problems.append(f"console {m.type}: {m.text}")
-                    if m.type in ("error", "warning")
-                    else None
-                ),
-            )
-            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            problems = watch_page(page)
             page.goto(f"{base}/transparency")
             assert page.locator("#status.ok").count() == 1
             assert "Chain verified" in page.locator("#status").inner_text()
@@ -61,18 +53,15 @@ def test_my_view_page_signs_in_and_shows_the_persons_time(live_server: tuple[str
     store = app.state.engine.store
     uid = int(store.scalar("SELECT user_id FROM events GROUP BY 1 ORDER BY count(*) DESC"))
     key = store.create_api_key("user", user_id=uid)
-    problems: list[str] = []
+    problems: list[str] = []  # the page's, once it is open
     with playwright_api.sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
         )
         try:
             page = browser.new_page()
-            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-            page.on(
-                "console",
-                lambda m: problems.append(m.text) if m.type in ("error", "warning") else None,
-            )
+            # The download is not a page request that failed.
+            problems = watch_page(page, failed_requests=False)
             page.goto(f"{base}/me")
             page.fill("input[name=key]", key)
             page.click("button[type=submit]")
