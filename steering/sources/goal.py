@@ -8,7 +8,7 @@ import polars as pl
 from ranking.pipeline import FeedQuery
 from ranking.state import FeedState
 from steering.goals import GoalService
-from steering.sources.more_of import MoreOfSource
+from steering.sources.more_of import ConceptBestRows
 
 _EMPTY = {"item_id": pl.Int64, "source_score": pl.Float64}
 
@@ -29,7 +29,7 @@ class GoalSource:
         self.state = state
         self.goals = goals
         self.per_friend = per_friend
-        self._best = MoreOfSource(state, limit=limit)  # its best-rows ranking and cache
+        self.best_rows = ConceptBestRows(limit)
 
     def enabled(self, query: FeedQuery) -> bool:
         """Only for a person with a goal."""
@@ -43,7 +43,7 @@ class GoalSource:
         scores: list[np.ndarray] = []
         for g in self.goals.active(query.user_id):
             if g.scores is not None:
-                r = self._best.best_rows(g.scores)
+                r = self.best_rows(g.scores)
                 r = r[r < len(ids)]
                 rows.append(r)
                 scores.append(np.linspace(1.0, 0.5, len(r)) if len(r) else np.zeros(0))

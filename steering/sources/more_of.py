@@ -16,34 +16,20 @@ from steering.query_hydrators.active_mood import SteeringContext
 _EMPTY = {"item_id": pl.Int64, "source_score": pl.Float64}
 
 
-class MoreOfSource:
-    """For each standing ``more_of`` topic: its ``limit`` best clips, those that name the topic
-    (topics, hashtags, caption words) first, then by calibrated concept score (the expansion
-    can drift onto clips of another topic on a small catalogue; a clip that names the topic is
-    the user's own word). A topic the user barely watches
-    has few clips among the other sources' candidates, so a boost alone cannot bring it onto
-    the page ("more of dance" moved dance from 1 to 2 of 20 without this source). Reads memory
-    only; returns nothing without a ``more_of`` topic."""
+class ConceptBestRows:
+    """The ``limit`` best catalogue rows of a concept, those that name it (topics, hashtags,
+    caption words) first, then by calibrated score: the expansion can drift onto clips of
+    another topic on a small catalogue, and a clip that names the topic is the person's own
+    word. Cached per concept object (a catalogue scan; the concept index makes a new object
+    when the catalogue grows)."""
 
-    name = "more_of"
-    timeout_s = 0.25
-    runs_inline = True
-
-    def __init__(self, state: FeedState, *, limit: int = 60) -> None:
-        self.state = state
+    def __init__(self, limit: int) -> None:
         self.limit = limit
         self._lock = threading.Lock()
-        # Per concept text: the scored object and its best rows (a catalogue scan, done once
-        # per concept object: the concept index makes a new one when the catalogue grows).
         self._cache: dict[str, tuple[ConceptScores, np.ndarray]] = {}
 
-    def enabled(self, query: FeedQuery) -> bool:
-        """Only while the user has a ``more_of`` topic."""
-        sc = query.context.get(SteeringContext)
-        return sc is not None and bool(sc.more)
-
-    def best_rows(self, c: ConceptScores) -> np.ndarray:
-        """The ``limit`` best rows of one concept, named clips first."""
+    def __call__(self, c: ConceptScores) -> np.ndarray:
+        """The best rows of ``c``, named clips first."""
         with self._lock:
             hit = self._cache.get(c.text)
             if hit is not None and hit[0] is c:
@@ -58,6 +44,26 @@ class MoreOfSource:
                 self._cache.clear()
             self._cache[c.text] = (c, rows)
         return rows
+
+
+class MoreOfSource:
+    """For each standing ``more_of`` topic: its ``limit`` best clips (:class:`ConceptBestRows`).
+    A topic the user barely watches has few clips among the other sources' candidates, so a
+    boost alone cannot bring it onto the page ("more of dance" moved dance from 1 to 2 of 20
+    without this source). Reads memory only; returns nothing without a ``more_of`` topic."""
+
+    name = "more_of"
+    timeout_s = 0.25
+    runs_inline = True
+
+    def __init__(self, state: FeedState, *, limit: int = 60) -> None:
+        self.state = state
+        self.best_rows = ConceptBestRows(limit)
+
+    def enabled(self, query: FeedQuery) -> bool:
+        """Only while the user has a ``more_of`` topic."""
+        sc = query.context.get(SteeringContext)
+        return sc is not None and bool(sc.more)
 
     def fetch(self, query: FeedQuery) -> pl.DataFrame:
         """Return the topics' best clips, each with its best score mapped onto [0, 1]."""
