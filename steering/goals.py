@@ -245,16 +245,24 @@ class GoalService:
     def progress(self, user_id: int) -> list[dict[str, Any]]:
         """Per goal: clips watched toward it since it was set (friends goals: clips by friends
         and distinct friends seen)."""
+        active = self.active(user_id)
+        if not active:
+            return []
+        # One read of the views since the oldest goal was set; each goal counts from its own.
+        views = self.store.query(
+            "SELECT item_id, max(received_at) AS last_at FROM events WHERE user_id = ? "
+            "AND event_type = 'view' AND received_at >= ? AND item_id IS NOT NULL GROUP BY 1",
+            [user_id, min(ag.goal.created_at for ag in active)],
+        )
+        row_of = self.state.catalogue.row_of
+        all_rows = np.fromiter(
+            (row_of.get(int(i), -1) for i in views["item_id"].to_list()), np.int64, views.height
+        )
         out = []
-        for ag in self.active(user_id):
+        for ag in active:
             g = ag.goal
-            views = self.store.query(
-                "SELECT DISTINCT item_id FROM events WHERE user_id = ? AND event_type = 'view' "
-                "AND received_at >= ? AND item_id IS NOT NULL",
-                [user_id, g.created_at],
-            )["item_id"].to_numpy()
-            row_of = self.state.catalogue.row_of
-            rows = np.fromiter((row_of.get(int(i), -1) for i in views), np.int64, len(views))
+            since = (views["last_at"] >= g.created_at).to_numpy()
+            rows = all_rows[since]
             hit = self.serves(ag, user_id, rows)
             item: dict[str, Any] = {**g.to_dict(), "clips_watched": int(hit.sum())}
             if g.kind == "connect":

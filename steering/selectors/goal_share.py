@@ -81,8 +81,8 @@ class GoalShareSelector:
     ) -> tuple[pl.DataFrame, list[str | None]]:
         """Drop the lowest-ranked non-goal rows and put ``picks`` at even places."""
         n = page.height
-        free = {i for i in range(n - 1, -1, -1) if page_label[i] is None}
-        free = set(sorted(free, reverse=True)[: len(picks)])
+        # The lowest-ranked clips that serve no goal make the room.
+        free = set([i for i in range(n) if page_label[i] is None][::-1][: len(picks)])
         picks = picks[: len(free)]
         extra = candidates[picks]
         combined = pl.concat(
