@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -119,3 +121,22 @@ def make_key(client: object, role: str, user_id: int | None = None) -> dict[str,
     engine = client.app.state.engine  # type: ignore[attr-defined]
     key = engine.store.create_api_key(role, user_id=user_id)
     return {"Authorization": f"Bearer {key}"}
+
+
+def wait_until_live(
+    proc: subprocess.Popen[bytes], url: str, log: Path, *, timeout_s: float = 180
+) -> None:
+    """Wait for a ``steerfeed serve`` subprocess to answer ``/livez``; fail with the end of its
+    log if it exits or does not come up in time."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, "the server did not come up"
+        try:
+            if httpx.get(f"{url}/livez", timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)

@@ -27,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pipelines.offline.bench import _free_port
 from storage.store import Store
+from tests.conftest import wait_until_live
 
 DRAIN_TIMEOUT_S = 20
 BATCH = 1000  # events per request (the most one batch may hold): slow enough to catch
@@ -108,16 +109,7 @@ def test_sigterm_drains_in_flight_requests_and_flushes_impressions(
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, log_path.read_text()[-3000:]
-            assert time.monotonic() < deadline, "server did not come up"
-            try:
-                if httpx.get(f"{url}/livez", timeout=2.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
+        wait_until_live(proc, url, log_path)
 
         pages: list[dict[str, Any]] = []
         # Rounds of concurrent slow requests until the server reports every outstanding one

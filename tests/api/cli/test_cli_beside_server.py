@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from typer.testing import CliRunner
 
 from api.cli import app
 from storage.store import Store
-from tests.conftest import copy_world
+from tests.conftest import copy_world, wait_until_live
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
@@ -70,16 +69,7 @@ def served_dir(tiny_world_dir: Path, tmp_path: Path) -> Iterator[tuple[Path, str
         [*cmd, "--port", str(port), "--no-scheduler"], env=ENV, stdout=log, stderr=log
     )
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the server did not come up"
-            try:
-                if httpx.get(f"{url}/livez", timeout=2.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
+        wait_until_live(proc, url, tmp_path / "server.log")
         yield data, url
     finally:
         proc.send_signal(signal.SIGTERM)
