@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import polars as pl
 import pytest
 
 from steering.goals import GoalError, read_goal
@@ -75,10 +76,49 @@ def test_no_more_than_the_share_is_added(client: Any) -> None:
     placed = sum(
         any(r.startswith("goal:") for r in i["explanation"]["rules_applied"]) for i in items
     )
-    # Science is this world's biggest topic: the page may hold many science clips on its own,
-    # but the selector only ever swaps in up to the share; everything else is the person's mix.
     assert placed >= 4
-    assert eng.steering.goals.settings.share * 20 == 4
+
+    # The selector on its own, over real clips: it tops the page up to the share and no
+    # further, takes the room from the lowest-ranked clips, and removes nothing that serves
+    # the goal already.
+    from datetime import UTC, datetime
+
+    from ranking.pipeline import FeedQuery
+    from ranking.selectors.diverse_top_k import DiverseTopKSelector
+    from steering.selectors.goal_share import GoalShareSelector
+
+    goals = eng.steering.goals
+    cat = eng.state.catalogue
+    goal = goals.active(uid)[0]
+    all_rows = np.arange(len(cat), dtype=np.int64)
+    serving = goals.serves(goal, uid, all_rows)
+    on, off = all_rows[serving], all_rows[~serving]
+    selector = GoalShareSelector(DiverseTopKSelector(max_per_author=20), goals)
+    query = FeedQuery(user_id=uid, limit=20, now=datetime.now(UTC), session_id="s")
+
+    def frame(rows: np.ndarray, scores: np.ndarray) -> pl.DataFrame:
+        return pl.DataFrame(
+            {
+                "item_id": cat.item_ids[rows].astype(np.int64),
+                "row": rows,
+                "author_id": cat.author[rows],
+                "topic": [f"t{i}" for i in range(len(rows))],  # no topic decay in the way
+                "score": scores,
+            }
+        )
+
+    # 30 clips off the goal ranked above 10 on it: the inner page holds none of the goal.
+    rows = np.concatenate([off[:30], on[:10]])
+    page = selector.select(query, frame(rows, np.linspace(2.0, 1.0, 40)))
+    got = page["row"].to_numpy()
+    assert int(goals.serves(goal, uid, got).sum()) == 4  # 20% of 20, no more
+    kept = [r for r in got if r in set(off.tolist())]
+    assert kept == off[:16].tolist()  # the 4 lowest-ranked made the room, order kept
+    assert goals.serves(goal, uid, got[:10]).any()  # spread through the page, not all at its end
+    # 6 goal clips already ranked in: nothing is removed and nothing added.
+    rows = np.concatenate([on[:6], off[:34]])
+    page = selector.select(query, frame(rows, np.linspace(2.0, 1.0, 40)))
+    assert page["row"].to_list() == rows[:20].tolist()
 
 
 def test_progress_scroll_choice_limits_and_erasure(client: Any) -> None:
