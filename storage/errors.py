@@ -17,3 +17,7 @@ class DuplicateEntityError(StorageError):
 
 class IndexUnavailableError(StorageError):
     """The vector index cannot be reached or opened."""
+
+
+class IndexHeldError(IndexUnavailableError):
+    """An embedded index's folder is held open by another process or instance."""

@@ -27,6 +27,11 @@ class StorageSettings(BaseSettings):
     writer of the engine's own events (impressions): a batch is committed when its oldest row
     has waited that long or it has that many rows, whichever comes first. A crash loses at most
     the rows of that window (``STEERFEED_EVENT_WRITER_MAX_WAIT_S``).
+
+    ``index_sync_s`` (``STEERFEED_INDEX_SYNC_S``): with several workers over a shared store
+    and an embedded index (each worker has its own shard or copy), how often each compares
+    its index with the store and applies what other workers added, refreshed or deleted
+    (docs/deploying.md, "Vectors for several workers").
     """
 
     model_config = SettingsConfigDict(env_prefix="STEERFEED_", extra="forbid")
@@ -41,6 +46,7 @@ class StorageSettings(BaseSettings):
     )
     event_writer_max_wait_s: float = Field(default=0.2, gt=0, le=5)
     event_writer_max_batch_rows: int = Field(default=20_000, ge=1, le=1_000_000)
+    index_sync_s: float = Field(default=5.0, gt=0, le=3600)
 
     def resolved_db_url(self) -> str:
         """The store to open: ``db_url`` (a path, ``duckdb://<file>`` or

@@ -63,6 +63,7 @@ from storage.event_writer import BackgroundEventWriter
 from storage.factory import open_store
 from storage.fence import UserErasedError, UserFence
 from storage.index.base import VectorIndex, VectorSpec
+from storage.index.edge import EdgeVectorIndex
 from storage.index.factory import open_index
 from storage.keys import derive
 from storage.store import Store
@@ -117,6 +118,8 @@ class Engine:
         self.pseudonym_key = self.storage.resolved_pseudonym_key()
         self.index: VectorIndex | None = None
         self.index_error: str | None = None
+        # Seconds between syncs of this process's own index with the store (None: no sync).
+        self.index_sync_s: float | None = None
         # The spaces the index holds: what a lost index is rebuilt with.
         self.index_spaces: dict[str, VectorSpec] = {
             CAPTION_SPACE: VectorSpec(self.embedding_dim(), "cosine"),
@@ -130,6 +133,7 @@ class Engine:
             self.index_spaces,
             payloads=clip_payloads,
             ensure=self._ensure_index,
+            sync_every_s=self.index_sync_s,
         )
         cached = self.store.get_vectors(CAPTION_SPACE)
         self.store.release_memory()  # the matrix is in hand; its blocks need not stay cached
@@ -225,15 +229,24 @@ class Engine:
 
     # -- set-up -------------------------------------------------------------------------------
     def _open_index(self) -> None:
+        """Open the vector index. With the embedded Qdrant Edge shard held by another worker,
+        serve from a copy of it; a worker with an index of its own (a copy, or the shard
+        itself over a store other workers write) follows the store every ``index_sync_s``
+        (docs/deploying.md, "Vectors for several workers")."""
         url = self.storage.resolved_index_url()
         try:
-            self.index = open_index(url, api_key=self.storage.qdrant_api_key)
+            self.index = open_index(url, api_key=self.storage.qdrant_api_key, copy_when_held=True)
             self._ensure_index(self.index)
             self.index_error = None
         except Exception as exc:  # the feed serves without ANN sources (fail open)
             self.index = None
             self.index_error = f"{type(exc).__name__}: {exc}"
             logger.exception("vector index %s unavailable; serving without ANN sources", url)
+            return
+        index = self.index
+        shared_store = self.store.dialect != "duckdb"  # DuckDB: one process writes the store
+        if isinstance(index, EdgeVectorIndex) and (shared_store or index.copy_of is not None):
+            self.index_sync_s = self.storage.index_sync_s
 
     def _ensure_index(self, index: VectorIndex) -> None:
         """Create the caption space and the payload indexes where missing (other spaces are

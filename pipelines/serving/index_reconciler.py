@@ -7,6 +7,15 @@ comparison and any repair on a background thread, so the server answers meanwhil
 and the ``index`` job runs :meth:`IndexReconciler.run`. Until the index matches the store,
 :meth:`IndexReconciler.degraded` says why, ``/healthz`` reports ``degraded`` and pages list the
 index-backed sources in ``degraded_sources``.
+
+With several workers over a shared store and an embedded index, each worker holds its own shard
+or copy (:mod:`storage.index.edge_copies`) and takes writes only through its own requests and
+jobs. Then ``sync_every_s`` is set: after the start-up run, every ``sync_every_s`` seconds the
+reconciler reads a cheap fingerprint of the store
+(:func:`~storage.index.reconcile.store_fingerprint`) and, when it changed, reconciles: clips
+added through another worker are upserted, clips erased through another worker are deleted and
+purged from the files, and a space re-fitted through another worker (a new ``model_version``)
+has its changed vectors rewritten.
 """
 
 from __future__ import annotations
@@ -18,7 +27,14 @@ from collections.abc import Callable
 from typing import Any
 
 from storage.index.base import VectorIndex, VectorSpec
-from storage.index.reconcile import PayloadFn, find_gaps, repair
+from storage.index.reconcile import (
+    PayloadFn,
+    find_gaps,
+    refresh_space,
+    repair,
+    space_versions,
+    store_fingerprint,
+)
 from storage.store import Store
 
 logger = logging.getLogger(__name__)
@@ -41,6 +57,10 @@ class IndexReconciler:
         Index payloads of clip rows.
     ensure
         Creates the index's spaces and payload indexes (re-creates a lost shard in place).
+    sync_every_s
+        When set, keep following the store after the start-up run (several workers, each
+        with its own index; see the module docstring); ``None``: one run at start and the
+        ``index`` job's runs.
     """
 
     def __init__(
@@ -51,6 +71,7 @@ class IndexReconciler:
         *,
         payloads: PayloadFn,
         ensure: Callable[[VectorIndex], None],
+        sync_every_s: float | None = None,
     ) -> None:
         self.store = store
         self.index = index
@@ -63,6 +84,9 @@ class IndexReconciler:
         self._state: dict[str, Any] = {"state": "ok"}
         self._write_failures = 0
         self.last_report: dict[str, Any] | None = None
+        self.sync_every_s = sync_every_s
+        self._fingerprint: tuple[str, ...] | None = None
+        self._versions: dict[str, str] = {}
 
     # -- state ----------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -131,6 +155,28 @@ class IndexReconciler:
         except Exception as exc:
             logger.exception("vector index reconcile at start failed")
             self._state = {"state": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+        every = self.sync_every_s
+        if every is None:
+            return
+        while not self._stop.wait(every):
+            try:
+                self.sync()
+            except Exception as exc:
+                logger.exception("vector index sync failed")
+                self._state = {"state": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+
+    def sync(self) -> dict[str, Any] | None:
+        """Reconcile when the store changed since the last run (its fingerprint or a space's
+        model version) or the index's storage has a problem; ``None`` when nothing changed."""
+        if self.index is None:
+            return None
+        if (
+            self._fingerprint == store_fingerprint(self.store)
+            and self._versions == space_versions(self.store)
+            and self.index.problem() is None
+        ):
+            return None
+        return self.run(reason="sync")
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the start-up reconcile; return whether it has finished."""
@@ -150,6 +196,9 @@ class IndexReconciler:
                 return {"skipped": "vector index unavailable"}
             t0 = time.perf_counter()
             failures = self._write_failures
+            # Read before comparing: a change landing during this run shows at the next sync.
+            fingerprint = store_fingerprint(self.store)
+            versions = space_versions(self.store)
             rebuilt = False
             problem = index.problem()
             if problem is not None:
@@ -168,9 +217,12 @@ class IndexReconciler:
             if gaps.skipped:
                 out["skipped"] = gaps.skipped
                 logger.warning("vector index spaces not reconciled: %s", gaps.skipped)
+            # Another worker's writes reaching this index are the sync's routine work, not a
+            # fault: the index keeps serving as healthy meanwhile.
+            routine = reason == "sync" and not rebuilt
             if not gaps.is_empty():
                 total = gaps.n_missing
-                if not rebuilt:
+                if not rebuilt and not routine:
                     self._state = {
                         "state": "rebuilding"
                         if self._state["state"] == "rebuilding"
@@ -178,8 +230,10 @@ class IndexReconciler:
                         "reason": f"{total} clip vectors missing from the index, "
                         f"{len(gaps.orphans)} points of removed clips; restoring from the store",
                     }
-                self._state.update(missing=total, restored=0)
-                logger.warning(
+                if not routine:
+                    self._state.update(missing=total, restored=0)
+                logger.log(
+                    logging.INFO if routine else logging.WARNING,
                     "vector index lacks %d stored vectors %s and holds %d orphan points; "
                     "repairing from the store",
                     total,
@@ -193,20 +247,40 @@ class IndexReconciler:
                     gaps,
                     payloads=self.payloads,
                     stop=self._stop,
-                    on_progress=lambda k: self._state.update(restored=k),
+                    on_progress=None if routine else lambda k: self._state.update(restored=k),
                 )
                 out.update(restored=report["restored"], removed=report["removed"])
                 if report["stopped"]:
                     out["stopped"] = True
                     return out
-                if total:
-                    index.optimize()
+            refreshed = self._refresh_versions(index, versions) if self.sync_every_s else {}
+            if refreshed:
+                out["refreshed"] = refreshed
+            if len(gaps.orphans):
+                # Erased clips must leave the files too, not only the search results (the
+                # worker that erased them purged its own index; this may be another's).
+                index.purge()
+            elif gaps.n_missing or any(refreshed.values()):
+                index.optimize()
+            self._fingerprint, self._versions = fingerprint, versions
             out["seconds"] = round(time.perf_counter() - t0, 2)
             if self._write_failures == failures:  # else an upsert failed meanwhile: stay behind
                 self._state = {"state": "ok"}
             self.last_report = out
             logger.info("vector index reconcile %s", out)
             return out
+
+    def _refresh_versions(self, index: VectorIndex, versions: dict[str, str]) -> dict[str, int]:
+        """Rewrite the vectors of spaces whose model version changed since the last run."""
+        out: dict[str, int] = {}
+        for space, version in versions.items():
+            spec = self.spaces.get(space)
+            if spec is None or version == self._versions.get(space):
+                continue
+            if space not in index.spaces():
+                continue  # nothing indexed yet: repair() adds the space's vectors
+            out[space] = refresh_space(self.store, index, space, spec, stop=self._stop)
+        return out
 
     def close(self) -> None:
         """Stop a running repair (between batches) and wait for it."""

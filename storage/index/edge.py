@@ -8,7 +8,10 @@ that vacuum (configured here to run for any deleted point). A shard made with a 
 earlier version is rebuilt without one when it is opened.
 
 Without a WAL, Qdrant Edge no longer refuses a second opener of the folder (the WAL's lock did
-that), so the index holds an exclusive ``flock`` on ``<folder>.lock`` while it is open.
+that), so the index holds an exclusive ``flock`` on ``<folder>.lock`` while it is open. While
+files change (a write, an optimize, a load that rewrites the config) it also holds
+``<folder>.copylock`` shared, so that another process can copy the folder between writes
+(:mod:`storage.index.edge_copies`: one copy per extra serving worker).
 """
 
 from __future__ import annotations
@@ -20,14 +23,17 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 import qdrant_edge as qe
 
-from storage.errors import IndexUnavailableError, UnknownEntityError
+from storage.errors import IndexHeldError, IndexUnavailableError, UnknownEntityError
 from storage.index.base import Distance, SearchFilter, VectorSpec
+from storage.index.edge_copies import copy_lock_path, copy_shard, instance_lock_path, remove_copy
 from storage.index.search import build_filter, point_ids, query_vector
 
 logger = logging.getLogger(__name__)
@@ -92,16 +98,40 @@ class EdgeVectorIndex:
     url
         The URL the index was opened from, for logs and ``/health`` (defaults to
         ``qdrant-edge://<path>``).
+    copy_of
+        Another process's shard: ``path`` becomes this process's copy of it, made between
+        that owner's writes (empty when the owner kept writing for ``copy_wait_s`` or has no
+        shard yet; reconciling fills it from the store) and removed at :meth:`close`.
+    copy_wait_s
+        How long to wait for the owner to pause its writes.
     """
 
-    def __init__(self, path: str | Path, *, url: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        url: str | None = None,
+        copy_of: Path | None = None,
+        copy_wait_s: float = 60.0,
+    ) -> None:
         self.path = Path(path)
         self.url = url or f"qdrant-edge://{self.path.as_posix()}"
+        self.copy_of = copy_of
+        self.copied = False
         self._write_lock = threading.Lock()
         self._shard: qe.EdgeShard | None = None
         self._spaces: dict[str, VectorSpec] = {}
         self._lock_fd: int | None = None
         self._take_lock()
+        if copy_of is not None:
+            try:
+                if self.path.exists():  # a reused name whose lock was free: stale
+                    shutil.rmtree(self.path)
+                self.copied = copy_shard(copy_of, self.path, wait_s=copy_wait_s)
+            except OSError as exc:
+                self._discard()
+                msg = f"cannot copy Qdrant Edge shard {copy_of} to {self.path}: {exc}"
+                raise IndexUnavailableError(msg) from exc
         self._recover_rebuild()
         if (self.path / _EDGE_CONFIG_FILE).exists():
             self._shard = self._load()
@@ -114,8 +144,7 @@ class EdgeVectorIndex:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            lock = self.path.with_name(self.path.name + ".lock")
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+            fd = os.open(instance_lock_path(self.path), os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:  # the folder cannot be made or written (a file in its place)
             msg = f"cannot create Qdrant Edge shard at {self.path}: {exc.strerror}"
             raise IndexUnavailableError(msg) from exc
@@ -127,7 +156,7 @@ class EdgeVectorIndex:
                 f"cannot load Qdrant Edge shard at {self.path}: another process or instance "
                 "holds it open"
             )
-            raise IndexUnavailableError(msg) from exc
+            raise IndexHeldError(msg) from exc
         self._lock_fd = fd
 
     def _release_lock(self) -> None:
@@ -139,6 +168,23 @@ class EdgeVectorIndex:
     def __del__(self) -> None:  # an index dropped without close() must not keep the folder
         if getattr(self, "_lock_fd", None) is not None:
             self._release_lock()
+
+    def _discard(self) -> None:
+        """Release and remove this process's copy (a copy is nobody else's to keep)."""
+        self._release_lock()
+        remove_copy(self.path)
+        logger.info("vector index copy %s removed", self.path)
+
+    @contextmanager
+    def _files_changing(self) -> Iterator[None]:
+        """Hold ``<folder>.copylock`` shared while the shard's files change, so a copier
+        (exclusive) copies between writes; closing the descriptor releases it."""
+        fd = os.open(copy_lock_path(self.path), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
 
     @property
     def _rebuild_path(self) -> Path:
@@ -158,6 +204,10 @@ class EdgeVectorIndex:
                 shutil.rmtree(stale)
 
     def _load(self) -> qe.EdgeShard:
+        with self._files_changing():
+            return self._load_unlocked()
+
+    def _load_unlocked(self) -> qe.EdgeShard:
         try:
             if _has_wal(self.path):
                 return self._rebuild_without_wal()
@@ -313,7 +363,8 @@ class EdgeVectorIndex:
 
     def _create(self, spaces: dict[str, VectorSpec]) -> qe.EdgeShard:
         try:
-            shard = self._new_shard(self.path, spaces)
+            with self._files_changing():
+                shard = self._new_shard(self.path, spaces)
         except Exception as exc:
             msg = f"cannot create Qdrant Edge shard at {self.path}: {exc}"
             raise IndexUnavailableError(msg) from exc
@@ -333,7 +384,8 @@ class EdgeVectorIndex:
                 if shard is None:
                     return
                 try:
-                    shard.flush()
+                    with self._files_changing():
+                        shard.flush()
                 except Exception:
                     logger.warning(
                         "vector index %s: flush at close failed", self.url, exc_info=True
@@ -343,7 +395,10 @@ class EdgeVectorIndex:
                 except Exception:
                     logger.warning("vector index %s: close failed", self.url, exc_info=True)
             finally:
-                self._release_lock()
+                if self.copy_of is not None:
+                    self._discard()
+                else:
+                    self._release_lock()
 
     def problem(self) -> str | None:
         """What is wrong with the shard's storage, or ``None`` (a cheap check for ``/healthz``).
@@ -477,8 +532,9 @@ class EdgeVectorIndex:
 
     def _apply(self, shard: qe.EdgeShard, op: qe.UpdateOperation, what: str) -> None:
         try:
-            shard.update(op)
-            shard.flush()  # no WAL: the write is durable once flushed
+            with self._files_changing():
+                shard.update(op)
+                shard.flush()  # no WAL: the write is durable once flushed
         except Exception as exc:
             msg = f"vector index {self.url}: {what} failed: {exc}"
             raise IndexUnavailableError(msg) from exc
@@ -583,8 +639,9 @@ class EdgeVectorIndex:
         shard = self._require()
         started = time.perf_counter()
         try:
-            changed = shard.optimize()
-            shard.flush()
+            with self._files_changing():
+                changed = shard.optimize()
+                shard.flush()
         except Exception as exc:
             msg = f"vector index {self.url}: optimize failed: {exc}"
             raise IndexUnavailableError(msg) from exc

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from storage.errors import IndexUnavailableError
+from storage.errors import IndexHeldError, IndexUnavailableError
 from storage.index.base import VectorIndex
 
 logger = logging.getLogger(__name__)
@@ -25,7 +25,14 @@ def _path_of(url: str, scheme: str) -> str:
     return path
 
 
-def open_index(url: str, *, collection: str = "clips", api_key: str | None = None) -> VectorIndex:
+def open_index(
+    url: str,
+    *,
+    collection: str = "clips",
+    api_key: str | None = None,
+    copy_when_held: bool = False,
+    copy_wait_s: float = 60.0,
+) -> VectorIndex:
     """Open the vector index a URL names (the collection is created by ``ensure``).
 
     Parameters
@@ -40,6 +47,12 @@ def open_index(url: str, *, collection: str = "clips", api_key: str | None = Non
         Collection name (for Qdrant Edge, the shard's sub-folder).
     api_key
         API key for a Qdrant server (ignored by the embedded backends).
+    copy_when_held
+        For Qdrant Edge: when another process holds the shard, open a copy of it for this
+        process instead of failing (several serving workers; see
+        :mod:`storage.index.edge_copies`). Copies left by dead processes are removed first.
+    copy_wait_s
+        How long a copy waits for the holder to pause its writes.
 
     Returns
     -------
@@ -54,8 +67,24 @@ def open_index(url: str, *, collection: str = "clips", api_key: str | None = Non
     """
     if url.startswith(EDGE_SCHEME):
         from storage.index.edge import EdgeVectorIndex
+        from storage.index.edge_copies import remove_stale_copies, worker_copy_path
 
-        return EdgeVectorIndex(Path(_path_of(url, EDGE_SCHEME)) / collection, url=url)
+        shard = Path(_path_of(url, EDGE_SCHEME)) / collection
+        remove_stale_copies(shard)
+        try:
+            return EdgeVectorIndex(shard, url=url)
+        except IndexHeldError:
+            if not copy_when_held:
+                raise
+        copy = worker_copy_path(shard)
+        index = EdgeVectorIndex(copy, url=url, copy_of=shard, copy_wait_s=copy_wait_s)
+        logger.info(
+            "vector index %s is held by another process; serving from copy %s (%s)",
+            url,
+            copy.name,
+            "copied" if index.copied else "empty, to be filled from the store",
+        )
+        return index
 
     if url == MEMORY_URL or url.startswith(LOCAL_SCHEME):
         from qdrant_client import QdrantClient

@@ -154,3 +154,62 @@ def _report(
         "seconds": round(time.perf_counter() - t0, 2),
         "stopped": stopped,
     }
+
+
+def store_fingerprint(store: Store) -> tuple[str, ...]:
+    """A cheap summary of what the index should hold: clip and vector counts and id sums, and
+    each space's model version (``user_vectors.model_version``, written after a space's clip
+    vectors are replaced, as the collab job does). Another worker's added, erased or refreshed
+    clips change it; one aggregate scan per table."""
+    row = store.query(
+        "SELECT (SELECT count(*) FROM clips) AS n_clips, "
+        "(SELECT coalesce(sum(item_id), 0) FROM clips) AS sum_clips, "
+        "(SELECT count(*) FROM clip_vectors) AS n_vectors, "
+        "(SELECT coalesce(sum(item_id), 0) FROM clip_vectors) AS sum_vectors"
+    ).row(0)
+    return tuple(str(v) for v in row)
+
+
+def space_versions(store: Store) -> dict[str, str]:
+    """The newest model version of each space in ``user_vectors`` (spaces a job re-fits)."""
+    df = store.query("SELECT space, max(model_version) AS version FROM user_vectors GROUP BY space")
+    return {str(s): str(v) for s, v in df.iter_rows()}
+
+
+def refresh_space(
+    store: Store,
+    index: VectorIndex,
+    space: str,
+    spec: VectorSpec,
+    *,
+    batch: int = 4096,
+    stop: threading.Event | None = None,
+) -> int:
+    """Rewrite the ``space`` vectors of indexed points whose vector differs from the store's
+    (a re-fitted model replaced them through another worker); returns how many were rewritten.
+
+    Points keep their payload and other vectors; points the index lacks are :func:`repair`'s.
+    """
+    ids = store.vector_ids(space)
+    rewritten = 0
+    for start in range(0, len(ids), batch):
+        if stop is not None and stop.is_set():
+            break
+        got = store.get_vectors(space, ids[start : start + batch])
+        if got is None:
+            continue
+        part_ids, mat = got
+        if spec.distance == "cosine":  # the index keeps unit vectors
+            norms = np.linalg.norm(mat, axis=1, keepdims=True)
+            mat = mat / np.where(norms > 0, norms, 1.0)
+        have = index.get_vectors(space, part_ids)
+        differ = [
+            i
+            for i, pid in enumerate(part_ids.tolist())
+            if pid in have and not np.allclose(have[pid], mat[i], rtol=1e-4, atol=1e-5)
+        ]
+        if differ:
+            rows = np.asarray(differ, dtype=np.int64)
+            index.upsert(part_ids[rows], {space: mat[rows]})
+            rewritten += len(differ)
+    return rewritten
