@@ -81,6 +81,7 @@ class IndexReconciler:
         self._lock = threading.Lock()  # one reconcile at a time (start-up and the job)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._started = threading.Event()  # set when the start-up run has finished
         self._state: dict[str, Any] = {"state": "ok"}
         self._write_failures = 0
         self.last_report: dict[str, Any] | None = None
@@ -155,6 +156,8 @@ class IndexReconciler:
         except Exception as exc:
             logger.exception("vector index reconcile at start failed")
             self._state = {"state": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+        finally:
+            self._started.set()
         every = self.sync_every_s
         if every is None:
             return
@@ -179,12 +182,11 @@ class IndexReconciler:
         return self.run(reason="sync")
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait for the start-up reconcile; return whether it has finished."""
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-            return not thread.is_alive()
-        return True
+        """Wait for the start-up reconcile; return whether it has finished (the thread goes on
+        with the syncs when ``sync_every_s`` is set)."""
+        if self._thread is None:
+            return True
+        return self._started.wait(timeout)
 
     def run(self, *, reason: str = "job") -> dict[str, Any]:
         """Re-create a lost index, then restore what it lacks from the store and drop points

@@ -24,7 +24,9 @@ ERASED_AUTHOR = 987_123_457  # distinctive bytes to look for in the copy's files
 
 def _add_clips(store: Store, ids: list[int], *, author: int = 5, seed: int = 0) -> np.ndarray:
     store.add_clips(
-        pl.DataFrame({"item_id": ids, "author_id": [author] * len(ids), "caption": ["c"] * len(ids)})
+        pl.DataFrame(
+            {"item_id": ids, "author_id": [author] * len(ids), "caption": ["c"] * len(ids)}
+        )
     )
     vecs = np.random.default_rng(seed).standard_normal((len(ids), 8)).astype(np.float32)
     store.put_vectors("caption", np.asarray(ids), vecs)
