@@ -134,8 +134,17 @@ class EdgeVectorIndex:
                 raise IndexUnavailableError(msg) from exc
         self._recover_rebuild()
         if (self.path / _EDGE_CONFIG_FILE).exists():
-            self._shard = self._load()
-            self._spaces = self._read_spaces()
+            try:
+                self._shard = self._load()
+            except IndexUnavailableError:
+                if not self.copied:
+                    raise
+                # A copy that does not load is dropped; reconciling fills an empty one.
+                logger.warning("vector index copy %s does not load", self.path, exc_info=True)
+                shutil.rmtree(self.path)
+                self.copied = False
+            else:
+                self._spaces = self._read_spaces()
 
     # -- lifecycle ------------------------------------------------------------------------------
     def _take_lock(self) -> None:
