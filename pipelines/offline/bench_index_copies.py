@@ -14,13 +14,16 @@ then measures, each in its own process so that RSS is that process's alone:
 Then, with the owner still running, this process opens one more copy and times its syncs with
 the store (see docs/deploying.md, "Vectors for several workers"): nothing changed (the
 fingerprint only), ``--changed`` clips added, the same clips erased, and the collab space
-re-fitted. Prints one JSON object with the load average before and after.
+re-fitted (``--no-refit`` skips it: at 200k clips it rebuilds the whole HNSW). Prints one JSON
+object with the load average before and after. ``--workdir`` keeps the store and the shard and
+reuses them on the next run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -41,6 +44,8 @@ from storage.index.factory import open_index
 from storage.store import Store
 
 SPACES = {"caption": VectorSpec(384, "cosine"), "collab": VectorSpec(64, "dot")}
+logger = logging.getLogger(__name__)
+
 TOPICS = ["cats", "cooking", "music", "sport", "travel", "games", "art", "science"]
 
 # One worker: imports, RSS, open the index (owner or copy), queries, RSS again.
@@ -146,30 +151,40 @@ def _worker(url: str, queries: int, mode: str) -> subprocess.Popen[str]:
     )
 
 
-def run(clips: int, *, queries: int, changed: int, workdir: Path) -> dict[str, Any]:
-    """Build the store and the shard, then measure the owner, a copy and the syncs."""
+def run(
+    clips: int, *, queries: int, changed: int, workdir: Path, refit: bool = True
+) -> dict[str, Any]:
+    """Build the store and the shard (or reuse those ``workdir`` holds), then measure the
+    owner, a copy and the syncs; each figure is also logged as soon as it is measured."""
     rng = np.random.default_rng(0)
     out: dict[str, Any] = {"clips": clips, "load_before": _loadavg()}
+    reuse = (workdir / "bench.duckdb").exists() and (workdir / "vectors" / "clips").exists()
     store = open_store(f"duckdb://{(workdir / 'bench.duckdb').as_posix()}")
     ids = np.arange(1, clips + 1, dtype=np.int64)
-    for s in range(0, clips, 50_000):
-        _add(store, ids[s : s + 50_000], rng)
-    put_user_vectors(
-        store, "collab", np.array([1]), np.zeros((1, 64), np.float32), model_version="v1"
-    )
     url = f"qdrant-edge://{(workdir / 'vectors').as_posix()}"
-    owner = open_index(url)
-    rec = _reconciler(store, owner, sync=False)
-    rec.ensure(owner)
-    _, out["build_from_store_s"] = _timed(lambda: rec.run(reason="bench"))
-    owner.close()
+    if reuse:
+        out["reused"] = str(workdir)
+    else:
+        for s in range(0, clips, 50_000):
+            _add(store, ids[s : s + 50_000], rng)
+        put_user_vectors(
+            store, "collab", np.array([1]), np.zeros((1, 64), np.float32), model_version="v1"
+        )
+        owner = open_index(url)
+        rec = _reconciler(store, owner, sync=False)
+        rec.ensure(owner)
+        _, out["build_from_store_s"] = _timed(lambda: rec.run(reason="bench"))
+        owner.close()
+        logger.info("built from the store in %.1f s", out["build_from_store_s"])
 
     held = _worker(url, queries, "hold")
     assert held.stdout is not None
     out["owner"] = json.loads(held.stdout.readline())
+    logger.info("owner %s", out["owner"])
     copy = _worker(url, queries, "close")
     got, _ = copy.communicate()
     out["copy"] = json.loads(got)
+    logger.info("copy %s", out["copy"])
 
     # One more copy in this process, with the store: the syncs a worker runs.
     mine = open_index(url, copy_when_held=True, copy_wait_s=600)
@@ -180,15 +195,19 @@ def run(clips: int, *, queries: int, changed: int, workdir: Path) -> dict[str, A
     new = np.arange(clips + 1, clips + changed + 1, dtype=np.int64)
     _add(store, new, rng)
     _, timings["added_s"] = _timed(sync.sync)
+    logger.info("sync %s", timings)
     with store.write() as cur:
         cur.execute(f"DELETE FROM clip_vectors WHERE item_id > {clips}")  # noqa: S608
         cur.execute(f"DELETE FROM clips WHERE item_id > {clips}")  # noqa: S608
     _, timings["erased_s"] = _timed(sync.sync)
-    store.put_vectors("collab", ids, rng.standard_normal((clips, 64)).astype(np.float32))
-    put_user_vectors(
-        store, "collab", np.array([1]), np.zeros((1, 64), np.float32), model_version="v2"
-    )
-    _, timings["refit_s"] = _timed(sync.sync)
+    logger.info("sync %s", timings)
+    if refit:
+        store.put_vectors("collab", ids, rng.standard_normal((clips, 64)).astype(np.float32))
+        version = f"v{time.time_ns()}"
+        put_user_vectors(
+            store, "collab", np.array([1]), np.zeros((1, 64), np.float32), model_version=version
+        )
+        _, timings["refit_s"] = _timed(sync.sync)
     out["sync"] = {"changed": changed, **timings}
     mine.close()
     assert held.stdin is not None
@@ -205,9 +224,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clips", type=int, default=20_000)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--changed", type=int, default=100)
+    ap.add_argument("--no-refit", action="store_true", help="skip the collab re-fit sync")
+    ap.add_argument(
+        "--workdir", type=Path, help="keep the store and shard here (reused when present)"
+    )
     args = ap.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="bench_index_copies_") as tmp:
-        result = run(args.clips, queries=args.queries, changed=args.changed, workdir=Path(tmp))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("storage").setLevel(logging.WARNING)
+    logging.getLogger("pipelines").setLevel(logging.WARNING)
+    kw = {"queries": args.queries, "changed": args.changed, "refit": not args.no_refit}
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        result = run(args.clips, workdir=args.workdir, **kw)
+    else:
+        with tempfile.TemporaryDirectory(prefix="bench_index_copies_") as tmp:
+            result = run(args.clips, workdir=Path(tmp), **kw)
     sys.stdout.write(json.dumps(result, indent=2) + "\n")
     return 0
 
