@@ -165,4 +165,6 @@ def test_the_change_feed_notes_each_key_a_statement_touched(pg: Opener) -> None:
         ("users", "U", "2", None),
         ("follows", "D", "1", "2"),
     ]
-    assert prune_changes(store, older_than_s=3600) == 0
+    assert prune_changes(store, older_than_s=3600) == 0  # all are recent
+    assert prune_changes(store, older_than_s=0) == rows.height
+    assert changes_high_water(store) == 0  # nothing left (the numbers go on)
