@@ -107,6 +107,8 @@ _FOLLOWED_TABLES: tuple[tuple[str, str], ...] = (
     ("clip_reviews", "item_id"),
     ("user_vectors", "user_id, space"),
     ("satisfaction_models", "version"),
+    ("rights_optouts", "optout_id"),
+    ("protected_people", "person_id"),
 )
 
 MIGRATIONS: tuple[Migration, ...] = (

@@ -235,6 +235,10 @@ class ChangeApplier:
             "clip_reviews": e.generation.reviews.invalidate,
             "user_vectors": e.collab.users.reload,
             "satisfaction_models": e.wellbeing.satisfaction.reload,
+            # What the generator refuses to make: a worker generating with an old list
+            # could render a character whose holder opted out through another worker.
+            "rights_optouts": e.generation.optouts.invalidate,
+            "protected_people": e.generation.people.invalidate,
         }
 
     def __call__(self, changes: pl.DataFrame) -> None:

@@ -227,3 +227,15 @@ def test_an_erasure_through_one_worker_is_applied_and_swept_by_the_other(
     # Nothing it queues for them afterwards lands.
     b.ingest_events(_event(uid, item, "like"))
     assert b.store.scalar("SELECT count(*) FROM events WHERE user_id = ?", [uid]) == 0
+
+
+def test_a_rights_opt_out_registered_through_one_worker_binds_the_others_generator(
+    workers: tuple[Engine, Engine, StoreFollower, StoreFollower],
+) -> None:
+    a, b, _fa, fb = workers
+    assert b.generation.optouts.matches("a video of Captain Zorblax") == []  # cached now
+    a.generation.optouts.register("Zorblax Studios", ["Captain Zorblax"], kind="character")
+    fb.poll()
+    assert [o.name for o in b.generation.optouts.matches("a video of Captain Zorblax")] == [
+        "Captain Zorblax"
+    ]
