@@ -244,13 +244,26 @@ class PostgresBuckets:
                     tokens = float(row[0]) if row is not None else float(burst)
                     return 0.0 if tokens >= 1 else (1.0 - tokens) / rate
                 row = conn.execute(_PG_UPSERT, params).fetchone()
-                if time.monotonic() >= self._next_prune:
-                    self._next_prune = time.monotonic() + _PRUNE_EVERY_S
-                    conn.execute(_PG_PRUNE, params)
         except Exception as exc:  # psycopg's errors and the pool's timeout alike
             msg = f"shared buckets at {_redacted(self.url)} did not answer: {exc}"
             raise BucketsUnavailableError(msg) from exc
+        if time.monotonic() >= self._next_prune:
+            self._next_prune = time.monotonic() + _PRUNE_EVERY_S
+            self.prune()
         return float(row[0]) if row is not None else 0.0
+
+    def prune(self) -> int:
+        """Delete the rows of buckets that are full again (a missing row is a full bucket);
+        done by :meth:`call` once a minute per process. Returns how many were deleted (0 when
+        the server does not answer: the next prune will)."""
+        now = self._clock() if self._clock is not None else None
+        try:
+            with self._pool.connection() as conn:
+                cur = conn.execute(_PG_PRUNE, {"now": now, "margin": _IDLE_MARGIN_S})
+                return max(cur.rowcount, 0)
+        except Exception:
+            logger.warning("pruning full rate buckets failed", exc_info=True)
+            return 0
 
     def close(self) -> None:
         """Close the connection pool."""
