@@ -18,12 +18,7 @@ from api.http.docs_ui import install_docs
 from api.http.errors import document_common_errors
 from api.http.gate import AuthGateMiddleware, BodyLimitMiddleware
 from api.http.local_access import token_of_this_server, withdraw_server
-from api.http.ratelimit import (
-    FailedAuthThrottle,
-    FailOpenBuckets,
-    RateLimiter,
-    shared_buckets_url,
-)
+from api.http.ratelimit import FailedAuthThrottle, RateLimiter, limits_for
 from api.http.routes import (
     analytics,
     catalog,
@@ -56,7 +51,6 @@ from pipelines.serving.telemetry.metrics import mark_worker_gone
 from pipelines.serving.telemetry.tracing import shutdown_tracing
 from ranking.data_controls import DataControlsError
 from ranking.errors import BadCursorError
-from storage.buckets import open_buckets
 from storage.errors import DuplicateEntityError, UnknownEntityError
 from storage.leases import release as release_leases
 from storage.leases import worker_id
@@ -104,10 +98,12 @@ def create_app(
         engine = factory()
         app.state.engine = engine
         try:
-            shared = _share_limits(app, settings, engine)
+            # Per-process buckets, or the deployment's shared ones (api/http/ratelimit.py).
+            limiter, throttle, shared = limits_for(settings, engine.store)
         except Exception:
             engine.close()
             raise
+        app.state.rate_limiter, app.state.auth_throttle = limiter, throttle
         # The CLI's credential beside a running server (None unless 'steerfeed serve' wrote one
         # for this process: api/http/local_access.py).
         data_dir = engine.settings.storage.data_dir
@@ -167,21 +163,6 @@ def create_app(
     app.add_middleware(RequestTelemetryMiddleware)
     _document_error_bodies(app)
     return app
-
-
-def _share_limits(app: FastAPI, settings: ApiSettings, engine: Engine) -> FailOpenBuckets | None:
-    """Put the rate limits and the failed-authentication throttle on the deployment's shared
-    buckets when ``limits_url`` says so (api/http/ratelimit.py); ``None`` keeps them in this
-    process."""
-    store_url = getattr(engine.store, "url", None) if engine.store.dialect == "postgres" else None
-    url = shared_buckets_url(settings.limits_url, store_url)
-    if url is None:
-        return None
-    shared = FailOpenBuckets(open_buckets(url))
-    app.state.rate_limiter = RateLimiter(settings, shared=shared)
-    app.state.auth_throttle = FailedAuthThrottle(settings, shared=shared)
-    logger.info("rate limits and failed-auth throttle shared through %s", url.split("://")[0])
-    return shared
 
 
 def _document_error_bodies(app: FastAPI) -> None:

@@ -21,8 +21,9 @@ from collections.abc import Callable
 
 from api.http.settings import ApiSettings
 from pipelines.serving.telemetry.metrics import SHARED_LIMIT_FALLBACKS
-from storage.buckets import BucketsUnavailableError, Mode, SharedBuckets
+from storage.buckets import BucketsUnavailableError, Mode, SharedBuckets, open_buckets
 from storage.factory import is_postgres_url
+from storage.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -233,3 +234,22 @@ class FailedAuthThrottle:
         """Addresses tracked in this process's memory."""
         with self._lock:
             return len(self._buckets)
+
+
+def limits_for(
+    settings: ApiSettings, store: Store
+) -> tuple[RateLimiter, FailedAuthThrottle, FailOpenBuckets | None]:
+    """The rate limiter and failed-authentication throttle of a server on ``store``, and the
+    shared buckets they use (``None``: this process's memory; close them at shutdown).
+    ``settings.limits_url`` chooses (:func:`shared_buckets_url`)."""
+    store_url = getattr(store, "url", None) if store.dialect == "postgres" else None
+    url = shared_buckets_url(settings.limits_url, store_url)
+    if url is None:
+        return RateLimiter(settings), FailedAuthThrottle(settings), None
+    shared = FailOpenBuckets(open_buckets(url))
+    logger.info("rate limits and failed-auth throttle shared through %s", url.split("://")[0])
+    return (
+        RateLimiter(settings, shared=shared),
+        FailedAuthThrottle(settings, shared=shared),
+        shared,
+    )

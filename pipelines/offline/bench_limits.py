@@ -14,12 +14,15 @@ and, as references measured in the same run, one bare round trip to each server 
 ``PING``, PostgreSQL ``SELECT 1`` on a connection of the same kind of pool). Calls go in
 blocks of 100, the backends in a rotating order, so the machine's load falls on all alike;
 keys rotate over 200 buckets. A second pass runs ``--threads`` threads on one hot key (the
-row or key every worker of one busy API key hits). Prints JSON with the load average.
+row or key every worker of one busy API key hits). A last reference is the hand-off of a
+no-op to a worker thread and back from the event loop (``thread_hop``), what running the check
+off the loop would add to every request. Prints JSON with the load average.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -29,6 +32,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import numpy as np
 import psycopg
 import redis
@@ -88,6 +92,21 @@ def hot_key(fn: Call, threads: int, n: int) -> dict[str, float]:
     out = _stats([t for ts in times for t in ts])
     out["calls_per_s"] = round(threads * n / wall)
     return out
+
+
+def thread_hop(n: int) -> dict[str, float]:
+    """``n`` hand-offs of a no-op from the event loop to a worker thread and back (how
+    Starlette's ``run_in_threadpool`` runs blocking work)."""
+
+    async def run() -> list[float]:
+        out = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            await anyio.to_thread.run_sync(lambda: None)
+            out.append(time.perf_counter() - t0)
+        return out
+
+    return _stats(asyncio.run(run()))
 
 
 def _acquire(limiter: RateLimiter, key: Callable[[int], str]) -> Call:
@@ -153,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, lim in limiters.items()
         }
         out["threads"] = args.threads
+        out["ref_thread_hop"] = thread_hop(args.calls)
         ping.close()
         select.close()
         redis_b.close()

@@ -24,10 +24,12 @@ from api.http.ratelimit import (
     FailOpenBuckets,
     LimitsConfigError,
     RateLimiter,
+    limits_for,
     shared_buckets_url,
 )
 from api.http.settings import ApiSettings
-from storage.buckets import open_buckets
+from storage.buckets import PostgresBuckets, open_buckets
+from storage.factory import open_store
 from tests.conftest import make_key
 from tests.shared_servers import (
     REDIS_URL,
@@ -213,6 +215,32 @@ def test_limits_url_picks_the_deployments_buckets() -> None:
         shared_buckets_url("store", "/data/steerfeed.duckdb")
     with pytest.raises(ValueError, match="valid: auto, memory, store"):
         ApiSettings(limits_url="memcached://m:11211")
+
+
+def test_a_duckdb_store_keeps_the_buckets_in_the_process(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "one.duckdb")
+    try:
+        limiter, throttle, shared = limits_for(ApiSettings(), store)
+        assert shared is None and limiter.shared is None and throttle.shared is None
+        with pytest.raises(LimitsConfigError):
+            limits_for(ApiSettings(limits_url="store"), store)
+    finally:
+        store.close()
+
+
+@pytest.mark.skipif(_PG_SKIP is not None, reason=str(_PG_SKIP))
+def test_a_postgres_store_shares_the_buckets_by_default(postgres_url: str) -> None:
+    store = open_store(postgres_url)
+    try:
+        limiter, throttle, shared = limits_for(ApiSettings(), store)  # limits_url=auto
+        assert shared is not None and limiter.shared is shared and throttle.shared is shared
+        assert isinstance(shared.shared, PostgresBuckets)
+        assert shared.shared.url == postgres_url
+        shared.close()
+        _l, _t, none = limits_for(ApiSettings(limits_url="memory"), store)
+        assert none is None
+    finally:
+        store.close()
 
 
 # -- through the app ----------------------------------------------------------------------------
