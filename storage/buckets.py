@@ -218,6 +218,9 @@ class PostgresBuckets:
             kwargs={
                 "autocommit": True,
                 "connect_timeout": 2,
+                # A lost network: sent bytes unacknowledged this long fail the call (the
+                # statement timeout covers a slow server, not a silent one).
+                "tcp_user_timeout": timeout_ms * 2,
                 "options": f"-c statement_timeout={timeout_ms} -c lock_timeout={timeout_ms}",
                 "prepare_threshold": 0,  # prepared from the first call: the statement is fixed
             },
