@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api.http import audit
-from api.http.deps import enforce_auth
+from api.http.deps import enforce_auth, forget_cached_keys
 from api.http.docs_ui import install_docs
 from api.http.errors import document_common_errors
 from api.http.gate import AuthGateMiddleware, BodyLimitMiddleware
@@ -45,6 +45,7 @@ from api.http.schemas import TOO_LARGE_LISTS
 from api.http.settings import ApiSettings
 from api.http.telemetry import RequestTelemetryMiddleware
 from pipelines.serving.engine import Engine
+from pipelines.serving.follower import follow_store
 from pipelines.serving.scheduler import start_scheduler
 from pipelines.serving.settings import SteerfeedSettings
 from pipelines.serving.telemetry.metrics import mark_worker_gone
@@ -108,6 +109,12 @@ def create_app(
         # for this process: api/http/local_access.py).
         data_dir = engine.settings.storage.data_dir
         app.state.local_token = token_of_this_server(data_dir)
+        # On a shared store: apply what other workers write (pipelines/serving/follower.py),
+        # and drop cached key lookups when a key changes anywhere (a revocation holds at once).
+        engine.change_listeners.setdefault("api_keys", []).append(
+            lambda _rows: forget_cached_keys()
+        )
+        follow_store(engine)
         # Moods and standing rules need the concept catalogue; build it before they ask.
         engine.steering.concepts.warm_async()
         scheduler = None
