@@ -59,8 +59,13 @@ class FollowCursor:
         self._expire()
         return min(self.holes) - 1 if self.holes else self.high
 
+    def new(self, seqs: list[int]) -> list[bool]:
+        """Which of the rows read (numbers ``seqs``) are new, without recording them."""
+        return [s > self.high or s in self.holes for s in seqs]
+
     def take(self, seqs: list[int]) -> list[bool]:
-        """Which of the rows read (numbers ``seqs``, ascending) are new; record them."""
+        """Which of the rows read (numbers ``seqs``, ascending) are new; record them (call it
+        once they are applied)."""
         now = self.clock()
         keep: list[bool] = []
         for s in seqs:
@@ -97,7 +102,7 @@ def changes_high_water(store: Store) -> int:
 
 def read_events(store: Store, cursor: FollowCursor, *, limit: int) -> pl.DataFrame:
     """Up to ``limit`` events numbered above the cursor's floor, in number order, that the
-    cursor has not applied (the cursor records them)."""
+    cursor has not applied (record them with ``cursor.take(rows["seq"])`` once applied)."""
     cols = ", ".join(FOLLOWED_EVENT_COLUMNS)
     rows = store.query(
         f"SELECT {cols} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",  # noqa: S608
@@ -108,7 +113,8 @@ def read_events(store: Store, cursor: FollowCursor, *, limit: int) -> pl.DataFra
 
 def read_changes(store: Store, cursor: FollowCursor, *, limit: int) -> pl.DataFrame:
     """Up to ``limit`` change-feed rows numbered above the cursor's floor that the cursor has
-    not applied (``seq, tbl, op, key, detail, origin, changed_at``)."""
+    not applied (``seq, tbl, op, key, detail, origin, changed_at``; record them with
+    ``cursor.take`` once applied)."""
     rows = store.query(
         "SELECT seq, tbl, op, key, detail, origin, changed_at FROM state_changes "
         "WHERE seq > ? ORDER BY seq LIMIT ?",
@@ -120,7 +126,7 @@ def read_changes(store: Store, cursor: FollowCursor, *, limit: int) -> pl.DataFr
 def _new_rows(rows: pl.DataFrame, cursor: FollowCursor) -> pl.DataFrame:
     if rows.height == 0:
         return rows
-    keep = cursor.take(rows["seq"].to_list())
+    keep = cursor.new(rows["seq"].to_list())
     return rows if all(keep) else rows.filter(pl.Series(keep, dtype=pl.Boolean))
 
 

@@ -13,8 +13,9 @@ thread that reads the shared store by sequence number (``storage/log_follow.py``
 
 Rows this worker wrote carry its ``origin`` and are skipped: it applied them when it wrote them.
 A pass reads at most ``batch_rows`` rows per table and reads again at once when it filled that;
-otherwise it sleeps ``interval_s``. A failed pass is logged, counted and retried: nothing is
-lost, since the cursors advance only over rows that were applied.
+otherwise it sleeps ``interval_s``. A failed pass is logged, counted and retried: the cursors
+advance only over rows that were applied (rows that fail ``MAX_TRIES`` times in a row are skipped
+with an error, so one bad row cannot stop a worker from following).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from storage.store import Store
 
 logger = logging.getLogger(__name__)
 
+#: Failed applications of the same rows before they are skipped.
+MAX_TRIES = 3
 #: The columns the follower adds to an event row; dropped before the rows are applied.
 _FOLLOW_ONLY = ("seq", "origin", "logged_at")
 
@@ -101,6 +104,7 @@ class StoreFollower:
         self.failures = 0
         self.last_error: str | None = None
         self._failing = False
+        self._tries: dict[str, int] = {}
 
     def start(self) -> None:
         """Start following on a daemon thread."""
@@ -144,15 +148,39 @@ class StoreFollower:
             changes = read_changes(self.store, self.changes, limit=limit)
             theirs = _others(changes, self.origin)
             if theirs.height:
-                self._apply_changes(theirs)
+                self._apply("changes", changes, lambda: self._apply_changes(theirs))
                 self._observe("changes", theirs["changed_at"])
+            else:
+                self.changes.take(changes["seq"].to_list())
             events = read_events(self.store, self.events, limit=limit)
             foreign = _others(events, self.origin)
             if foreign.height:
-                self._apply_events(foreign.drop(_FOLLOW_ONLY))
+                self._apply(
+                    "events", events, lambda: self._apply_events(foreign.drop(_FOLLOW_ONLY))
+                )
                 self._observe("events", foreign["logged_at"])
+            else:
+                self.events.take(events["seq"].to_list())
             self.passes += 1
             return FollowPass(events=foreign.height, changes=theirs.height)
+
+    def _apply(self, kind: str, rows: pl.DataFrame, apply: Callable[[], None]) -> None:
+        """Apply rows, then move the cursor over them. A failure leaves the cursor where it
+        was, so the next pass reads the rows again; after ``MAX_TRIES`` failures in a row the
+        rows are skipped with an error in the log (one bad row must not stop a worker from
+        following for good)."""
+        cursor = self.events if kind == "events" else self.changes
+        try:
+            apply()
+        except Exception:
+            self._tries[kind] = self._tries.get(kind, 0) + 1
+            if self._tries[kind] < MAX_TRIES:
+                raise
+            logger.exception(
+                "skipping %d %s rows after %d failed tries", rows.height, kind, MAX_TRIES
+            )
+        self._tries[kind] = 0
+        cursor.take(rows["seq"].to_list())
 
     def _observe(self, kind: str, committed: pl.Series) -> None:
         if self.telemetry is None:

@@ -113,7 +113,11 @@ def test_events_are_numbered_and_carry_the_writers_origin(pg: Opener) -> None:
         c = FollowCursor(0)
         got = read_events(plain, c, limit=2)
         assert got["event_id"].to_list() == ["a", "b"] and "features" not in got.columns
-        assert read_events(plain, c, limit=10)["event_id"].to_list() == ["c"]
+        assert read_events(plain, c, limit=2)["event_id"].to_list() == ["a", "b"]  # not taken
+        c.take(got["seq"].to_list())
+        last = read_events(plain, c, limit=10)
+        assert last["event_id"].to_list() == ["c"]
+        c.take(last["seq"].to_list())
         assert events_high_water(plain) == c.high
     finally:
         worker.close()
@@ -129,6 +133,7 @@ def test_appends_from_many_threads_become_visible_in_number_order(pg: Opener) ->
     def follow() -> None:
         while not stop.is_set():
             got = read_events(store, cursor, limit=10_000)
+            cursor.take(got["seq"].to_list())
             seen.extend(got["seq"].to_list())
 
     def append(w: int) -> None:
@@ -144,7 +149,9 @@ def test_appends_from_many_threads_become_visible_in_number_order(pg: Opener) ->
         t.join()
     stop.set()
     reader.join()
-    seen.extend(read_events(store, cursor, limit=10_000)["seq"].to_list())
+    rest = read_events(store, cursor, limit=10_000)["seq"].to_list()
+    cursor.take(rest)
+    seen.extend(rest)
     assert len(seen) == 4 * 15 * 20
     assert seen == sorted(seen) and len(set(seen)) == len(seen)
 
@@ -165,4 +172,47 @@ def test_the_change_feed_notes_each_key_a_statement_touched(pg: Opener) -> None:
         ("users", "U", "2", None),
         ("follows", "D", "1", "2"),
     ]
-    assert prune_changes(store, older_than_s=3600) == 0
+    assert prune_changes(store, older_than_s=3600) == 0  # all are recent
+    assert prune_changes(store, older_than_s=0) == rows.height
+    assert changes_high_water(store) == 0  # nothing left (the numbers go on)
+
+
+def test_a_failed_application_is_retried_then_skipped(pg: Opener) -> None:
+    """The follower moves its cursor only over applied rows; rows that keep failing are
+    skipped after MAX_TRIES so the worker goes on following."""
+    from pipelines.serving.follower import MAX_TRIES, StoreFollower
+    from pipelines.serving.settings import FollowSettings
+
+    store = pg()
+    applied: list[list[str]] = []
+    fail = [1]  # the first pass fails once
+
+    def apply_events(rows: pl.DataFrame) -> None:
+        if fail[0] > 0:
+            fail[0] -= 1
+            raise RuntimeError("a store hiccup")
+        applied.append(rows["event_id"].to_list())
+
+    f = StoreFollower(
+        store,
+        origin=7,
+        start=(0, changes_high_water(store)),
+        apply_events=apply_events,
+        apply_changes=lambda rows: None,
+        settings=FollowSettings(),
+    )
+    store.append_events(_events(["a", "b"]))
+    with pytest.raises(RuntimeError):
+        f.poll()
+    assert f.events.high == 0  # nothing taken
+    assert f.poll().events == 2 and applied == [["a", "b"]]
+    assert f.poll().events == 0  # and not again
+    fail[0] = MAX_TRIES
+    store.append_events(_events(["c"]))
+    for _ in range(MAX_TRIES - 1):
+        with pytest.raises(RuntimeError):
+            f.poll()
+    f.poll()  # the last try fails too: the row is skipped, logged
+    store.append_events(_events(["d"]))
+    f.poll()
+    assert applied == [["a", "b"], ["d"]]
