@@ -686,6 +686,36 @@ MIGRATIONS: tuple[Migration, ...] = (
             ),
         ),
     ),
+    Migration(
+        18,
+        "api: token buckets shared by every worker (rate limits, failed-auth throttle)",
+        (
+            # One row per bucket (storage/buckets.py: PostgresBuckets): tokens left at at_s
+            # (Unix seconds), the rate and burst of the last call, and the wait that call was
+            # answered (RETURNING sees only the new row). Used on PostgreSQL only; the DuckDB
+            # store serves one process, whose buckets stay in memory.
+            """CREATE TABLE rate_buckets (
+                bucket VARCHAR PRIMARY KEY,
+                tokens DOUBLE NOT NULL,
+                at_s DOUBLE NOT NULL,
+                rate DOUBLE NOT NULL,
+                burst DOUBLE NOT NULL,
+                wait_s DOUBLE NOT NULL
+            )""",
+        ),
+        # UNLOGGED: a bucket is not worth a WAL write per request; after a crash the table is
+        # empty, which is every bucket full.
+        postgres=(
+            """CREATE UNLOGGED TABLE rate_buckets (
+                bucket VARCHAR PRIMARY KEY,
+                tokens DOUBLE PRECISION NOT NULL,
+                at_s DOUBLE PRECISION NOT NULL,
+                rate DOUBLE PRECISION NOT NULL,
+                burst DOUBLE PRECISION NOT NULL,
+                wait_s DOUBLE PRECISION NOT NULL
+            )""",
+        ),
+    ),
 )
 
 

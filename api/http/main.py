@@ -18,7 +18,7 @@ from api.http.docs_ui import install_docs
 from api.http.errors import document_common_errors
 from api.http.gate import AuthGateMiddleware, BodyLimitMiddleware
 from api.http.local_access import token_of_this_server, withdraw_server
-from api.http.ratelimit import FailedAuthThrottle, RateLimiter
+from api.http.ratelimit import FailedAuthThrottle, RateLimiter, limits_for
 from api.http.routes import (
     analytics,
     catalog,
@@ -98,6 +98,13 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = factory()
         app.state.engine = engine
+        try:
+            # Per-process buckets, or the deployment's shared ones (api/http/ratelimit.py).
+            limiter, throttle, shared = limits_for(settings, engine.store)
+        except Exception:
+            engine.close()
+            raise
+        app.state.rate_limiter, app.state.auth_throttle = limiter, throttle
         # The CLI's credential beside a running server (None unless 'steerfeed serve' wrote one
         # for this process: api/http/local_access.py).
         data_dir = engine.settings.storage.data_dir
@@ -129,6 +136,8 @@ def create_app(
             # the impressions they queued.
             engine.close()
             app.state.engine = None
+            if shared is not None:
+                shared.close()
             app.state.local_token = None
             # Here, not only in 'serve': after SIGTERM uvicorn re-raises the signal and the
             # process ends without unwinding serve's own cleanup.

@@ -169,6 +169,14 @@ HTTP_IN_FLIGHT = Gauge(
     multiprocess_mode="livesum",
 )
 
+# -- API limits ------------------------------------------------------------------------------------
+SHARED_LIMIT_FALLBACKS = Counter(
+    "steerfeed_shared_limit_fallbacks",
+    "Rate-limit and failed-auth checks a worker answered with its own buckets because the "
+    "shared buckets (Redis or the store) did not answer",
+    ["limit"],
+)
+
 
 @dataclass
 class ServingSnapshot:
