@@ -44,6 +44,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import numpy as np
+import psycopg
 
 from pipelines.offline.bench import (
     WRK_MISSING,
@@ -97,8 +98,6 @@ def bench_database(url: str | None) -> Iterator[str | None]:
     if url is None or names_database(url):
         yield url
         return
-    import psycopg
-
     name = f"{DB_PREFIX}{uuid.uuid4().hex[:12]}"
     parts = urlsplit(url)
     admin = urlunsplit(parts._replace(path="/postgres"))
@@ -335,7 +334,10 @@ def _one_run(
         run["follow_lag"] = follow_lag(_metrics_text(url, admin_key))
     finally:
         stop_workers(proc)
-        run["server_errors_logged"] = log.read_text(errors="replace").count("Traceback")
+        text = log.read_text(errors="replace")
+        run["server_errors_logged"] = text.count("Traceback")
+        # what they were (the last line of each traceback), so a run says without its log
+        run["server_errors"] = sorted(set(_ERROR_LINE.findall(text)))[:5]
         run["loadavg_after"] = _loadavg()
     logger.info(
         "workers=%d: %.1f pages/s (p50 %.0f ms, p99 %.0f ms), %.0f events/s",
@@ -346,6 +348,9 @@ def _one_run(
         run["events"].get("events_per_s", 0.0),
     )
     return run
+
+
+_ERROR_LINE = re.compile(r"^((?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception): .{0,200})", re.M)
 
 
 def start_workers(
