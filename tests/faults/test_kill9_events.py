@@ -1,5 +1,6 @@
 """kill -9 the server while a client streams event batches: every acknowledged event is
-there after a restart (an acknowledgement is sent only after the commit)."""
+there after a restart (an acknowledgement is sent only after the commit), on DuckDB and on
+PostgreSQL (``served_world``, tests/faults/conftest.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import httpx
 import pytest
 
 from pipelines.offline.bench import start_server
-from storage.store import Store
+from tests.faults.served_world import ServedWorld
 
 
 def _stream(
@@ -49,16 +50,16 @@ def _stream(
 
 
 @pytest.mark.slow
-def test_acknowledged_events_survive_kill_9(world_dir: Path, tmp_path: Path) -> None:
-    db = world_dir / "steerfeed.duckdb"
-    store = Store(db)
+def test_acknowledged_events_survive_kill_9(served_world: ServedWorld, tmp_path: Path) -> None:
+    world_dir, env = served_world.data_dir, served_world.server_env
+    store = served_world.open_store()
     key = store.create_api_key("service")
     users = store.query("SELECT user_id FROM users ORDER BY 1 LIMIT 50")["user_id"].to_list()
     items = store.query("SELECT item_id FROM clips ORDER BY 1 LIMIT 200")["item_id"].to_list()
     before = store.count("events")
     store.close()
 
-    proc, url = start_server(world_dir, log_path=tmp_path / "server1.log")
+    proc, url = start_server(world_dir, log_path=tmp_path / "server1.log", extra_env=env)
     acked: list[str] = []
     attempted: list[str] = []
     stop = threading.Event()
@@ -73,7 +74,7 @@ def test_acknowledged_events_survive_kill_9(world_dir: Path, tmp_path: Path) -> 
     t.join(timeout=30)
     assert len(acked) >= 500, "the client never got going"
 
-    proc, url = start_server(world_dir, log_path=tmp_path / "server2.log")
+    proc, url = start_server(world_dir, log_path=tmp_path / "server2.log", extra_env=env)
     try:
         r = httpx.post(
             url + "/v1/events",
@@ -95,7 +96,7 @@ def test_acknowledged_events_survive_kill_9(world_dir: Path, tmp_path: Path) -> 
         proc.terminate()
         proc.wait(timeout=60)
 
-    store = Store(db, read_only=True)
+    store = served_world.open_store(read_only=True)
     try:
         have = set(
             store.query(
