@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from typer.testing import CliRunner
 
+from api.cli import app
 from pipelines.offline.bench import BenchConfig, redact_url
 from pipelines.offline.bench_workers import (
     FOLLOW_LAG_METRIC,
@@ -38,6 +40,17 @@ def test_worker_counts_parse_and_more_than_one_needs_postgres() -> None:
         BenchConfig(workers=[2, 2], db_url="postgresql://u@h:5432/db")
     with pytest.raises(ValidationError, match="postgresql://"):
         BenchConfig(db_url="duckdb:///tmp/x.duckdb")
+
+
+def test_the_cli_refuses_two_workers_on_duckdb_and_a_bad_list_in_one_line() -> None:
+    runner = CliRunner()
+    out = runner.invoke(app, ["bench", "--workers", "1,2", "--json"])
+    assert out.exit_code == 2 and "needs a PostgreSQL store" in out.output, out.output
+    out = runner.invoke(app, ["bench", "--workers", "one", "--json"])
+    assert out.exit_code == 2 and "comma-separated" in out.output, out.output
+    out = runner.invoke(app, ["bench", "--db-url", "mysql://x/y", "--json"])
+    assert out.exit_code == 2 and "postgresql://" in out.output, out.output
+    assert "Traceback" not in out.output
 
 
 def test_a_url_without_a_database_asks_for_a_scratch_one_and_passwords_stay_out() -> None:
