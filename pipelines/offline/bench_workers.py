@@ -137,6 +137,7 @@ def run_workers_bench(
     """The whole bench of :func:`run_bench` on the store ``cfg.db_url`` names (DuckDB without
     it), plus the ``workers`` part described in this module's docstring."""
     data_dir = Path(data_dir)
+    t_all = time.perf_counter()
     with bench_database(cfg.db_url) as db_url, store_url_env(db_url):
         store_name = redact_url(db_url) if db_url else "duckdb"
         part: dict[str, Any] = {
@@ -181,6 +182,7 @@ def run_workers_bench(
                 part.update(serve_with_workers(cfg, data_dir, db_url, wrk))
         part["loadavg_after"] = _loadavg()
         report["workers"] = part
+    report["total_s"] = round(time.perf_counter() - t_all, 1)  # the whole run, builds included
     return report
 
 
