@@ -34,10 +34,16 @@ def _stream(
     failed: list[str] | None = None,
 ) -> None:
     """Post batches of 25 new events until ``stop``; with ``failed``, a failed request is
-    noted there and the stream goes on (other workers still serve), else it ends the stream."""
+    noted there and the stream goes on on a new connection, each request on its own (so the
+    batches go to every worker, whichever accepts), else it ends the stream."""
     headers = {"Authorization": f"Bearer {key}"}
     n = 0
-    with httpx.Client(base_url=url, headers=headers, timeout=10.0) as c:
+    limits = (
+        httpx.Limits(max_keepalive_connections=0)
+        if failed is not None
+        else httpx.Limits(max_connections=100, max_keepalive_connections=20)  # httpx's default
+    )
+    with httpx.Client(base_url=url, headers=headers, timeout=10.0, limits=limits) as c:
         while not stop.is_set():
             batch: list[dict[str, Any]] = [
                 {
