@@ -82,6 +82,10 @@ class FollowCursor:
                 keep.append(False)
         return keep
 
+    def advance(self, through: int) -> None:
+        """Move past every number up to ``through`` (a table without holes: the event log)."""
+        self.high = max(self.high, through)
+
     def _expire(self) -> None:
         if not self.holes:
             return
@@ -100,15 +104,34 @@ def changes_high_water(store: Store) -> int:
     return int(store.scalar("SELECT coalesce(max(seq), 0) FROM state_changes") or 0)
 
 
-def read_events(store: Store, cursor: FollowCursor, *, limit: int) -> pl.DataFrame:
-    """Up to ``limit`` events numbered above the cursor's floor, in number order, that the
-    cursor has not applied (record them with ``cursor.take(rows["seq"])`` once applied)."""
+def read_events(
+    store: Store, cursor: FollowCursor, *, limit: int, skip_origin: int | None = None
+) -> tuple[pl.DataFrame, int]:
+    """Up to ``limit`` events numbered above the cursor, in number order, and the number the
+    cursor may move to once they are applied (``cursor.advance(through)``).
+
+    ``skip_origin`` leaves out the rows that writer committed (a worker's own events, applied
+    when it wrote them) in the query itself, so a worker that writes most of the log does not
+    read it back; the cursor still moves past them. That is sound because event rows become
+    visible in number order (the append lock): every row numbered up to the high-water mark
+    read first is visible to the second query.
+    """
+    through = events_high_water(store)
+    if through <= cursor.high:
+        return pl.DataFrame(), cursor.high
     cols = ", ".join(FOLLOWED_EVENT_COLUMNS)
+    mine = "" if skip_origin is None else " AND (origin IS NULL OR origin <> ?)"
+    params: list[object] = [cursor.high, through]
+    if skip_origin is not None:
+        params.append(skip_origin)
     rows = store.query(
-        f"SELECT {cols} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",  # noqa: S608
-        [cursor.floor(), limit],
+        f"SELECT {cols} FROM events WHERE seq > ? AND seq <= ?{mine} "  # noqa: S608
+        "ORDER BY seq LIMIT ?",
+        [*params, limit],
     )
-    return _new_rows(rows, cursor)
+    if rows.height == limit:  # more may follow: move only as far as what was read
+        through = int(rows["seq"][-1])
+    return rows, through
 
 
 def read_changes(store: Store, cursor: FollowCursor, *, limit: int) -> pl.DataFrame:

@@ -147,40 +147,43 @@ class StoreFollower:
             limit = self.settings.batch_rows
             changes = read_changes(self.store, self.changes, limit=limit)
             theirs = _others(changes, self.origin)
+            seqs = changes["seq"].to_list() if changes.height else []
             if theirs.height:
-                self._apply("changes", changes, lambda: self._apply_changes(theirs))
+                self._apply("changes", seqs, lambda: self._apply_changes(theirs))
                 self._observe("changes", theirs["changed_at"])
             else:
-                self.changes.take(changes["seq"].to_list())
-            events = read_events(self.store, self.events, limit=limit)
-            foreign = _others(events, self.origin)
+                self.changes.take(seqs)
+            # Own events are left out by the query (most of the log on a busy worker).
+            foreign, through = read_events(
+                self.store, self.events, limit=limit, skip_origin=self.origin
+            )
             if foreign.height:
-                self._apply(
-                    "events", events, lambda: self._apply_events(foreign.drop(_FOLLOW_ONLY))
-                )
+                rows = foreign.drop(_FOLLOW_ONLY)
+                self._apply("events", through, lambda: self._apply_events(rows))
                 self._observe("events", foreign["logged_at"])
             else:
-                self.events.take(events["seq"].to_list())
+                self.events.advance(through)
             self.passes += 1
             return FollowPass(events=foreign.height, changes=theirs.height)
 
-    def _apply(self, kind: str, rows: pl.DataFrame, apply: Callable[[], None]) -> None:
-        """Apply rows, then move the cursor over them. A failure leaves the cursor where it
-        was, so the next pass reads the rows again; after ``MAX_TRIES`` failures in a row the
-        rows are skipped with an error in the log (one bad row must not stop a worker from
-        following for good)."""
-        cursor = self.events if kind == "events" else self.changes
+    def _apply(self, kind: str, taken: int | list[int], apply: Callable[[], None]) -> None:
+        """Apply rows, then move the cursor over them (``taken``: the event log's number to
+        move to, or the change numbers read). A failure leaves the cursor where it was, so the
+        next pass reads the rows again; after ``MAX_TRIES`` failures in a row the rows are
+        skipped with an error in the log (one bad row must not stop a worker from following
+        for good)."""
         try:
             apply()
         except Exception:
             self._tries[kind] = self._tries.get(kind, 0) + 1
             if self._tries[kind] < MAX_TRIES:
                 raise
-            logger.exception(
-                "skipping %d %s rows after %d failed tries", rows.height, kind, MAX_TRIES
-            )
+            logger.exception("skipping a batch of %s rows after %d failed tries", kind, MAX_TRIES)
         self._tries[kind] = 0
-        cursor.take(rows["seq"].to_list())
+        if isinstance(taken, int):
+            self.events.advance(taken)
+        else:
+            self.changes.take(taken)
 
     def _observe(self, kind: str, committed: pl.Series) -> None:
         if self.telemetry is None:
