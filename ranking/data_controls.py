@@ -219,6 +219,18 @@ class DataControlsService:
         # Which fields are set, never their values (a city is personal).
         logger.info("data controls saved set=%d", sum(v is not None for v in values.values()))
 
+    def reload_user(self, user_id: int) -> None:
+        """Reread a person's row from the store (another worker changed it)."""
+        rows = self.store.query(
+            f"SELECT {_COLUMNS} FROM {TABLE} WHERE user_id = ?",  # noqa: S608
+            [user_id],
+        )
+        with self._lock:
+            if rows.height:
+                self._held[user_id] = DataControls.model_validate(rows.row(0, named=True))
+            else:
+                self._held.pop(user_id, None)
+
     def forget(self, user_id: int) -> None:
         """Drop the cached row of an erased person (the store's row is erased with them)."""
         with self._lock:

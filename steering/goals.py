@@ -157,13 +157,27 @@ class GoalService:
         self.settings = settings or GoalSettings()
         self._lock = threading.Lock()
         self._by_user: dict[int, list[Goal]] = {}
-        df = store.query(
-            "SELECT goal_id, user_id, text, kind, phrase, created_at FROM goals "
-            "WHERE deleted_at IS NULL ORDER BY created_at"
-        )
-        for r in df.iter_rows(named=True):
-            g = Goal(**{**r, "user_id": int(r["user_id"])})
+        for g in self._read():
             self._by_user.setdefault(g.user_id, []).append(g)
+
+    def _read(self, user_id: int | None = None) -> list[Goal]:
+        """The goals in the store (of one user, or everyone's), oldest first."""
+        df = self.store.query(
+            "SELECT goal_id, user_id, text, kind, phrase, created_at FROM goals "
+            "WHERE deleted_at IS NULL AND (CAST(? AS BIGINT) IS NULL OR user_id = ?) "
+            "ORDER BY created_at",
+            [user_id, user_id],
+        )
+        return [Goal(**{**r, "user_id": int(r["user_id"])}) for r in df.iter_rows(named=True)]
+
+    def reload_user(self, user_id: int) -> None:
+        """Reread a person's goals from the store (another worker changed them)."""
+        goals = self._read(user_id)
+        with self._lock:
+            if goals:
+                self._by_user[user_id] = goals
+            else:
+                self._by_user.pop(user_id, None)
 
     def set(self, user_id: int, text: str, *, now: datetime | None = None) -> Goal | None:
         """Save a goal (``None``: "just let me scroll", every goal removed).

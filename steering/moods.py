@@ -150,11 +150,18 @@ class MoodService:
         self._load()
 
     def _load(self) -> None:
+        for mood in self._read():
+            self._by_user.setdefault(mood.user_id, []).append(mood)
+
+    def _read(self, user_id: int | None = None) -> list[Mood]:
+        """The active moods in the store (of one user, or everyone's), oldest first."""
         df = self.store.query(
             "SELECT mood_id, user_id, text, parsed, scope, strength, created_at, expires_at "
-            "FROM moods WHERE deleted_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
-            [_utcnow()],
+            "FROM moods WHERE deleted_at IS NULL AND (expires_at IS NULL OR expires_at > ?)"
+            " AND (CAST(? AS BIGINT) IS NULL OR user_id = ?) ORDER BY created_at",
+            [_utcnow(), user_id, user_id],
         )
+        out: list[Mood] = []
         for row in df.iter_rows(named=True):
             mood = Mood(
                 mood_id=row["mood_id"],
@@ -166,7 +173,21 @@ class MoodService:
                 created_at=row["created_at"],
                 expires_at=row["expires_at"],
             )
-            self._by_user.setdefault(mood.user_id, []).append(mood)
+            out.append(mood)
+        return out
+
+    def reload_user(self, user_id: int) -> None:
+        """Reread a user's moods from the store (another worker changed them)."""
+        moods = self._read(user_id)
+        with self._lock:
+            gone = {m.mood_id for m in self._by_user.get(user_id, [])} - {m.mood_id for m in moods}
+            for mood_id in gone:
+                self._compiled.pop(mood_id, None)
+                self._deferred.pop(mood_id, None)
+            if moods:
+                self._by_user[user_id] = moods
+            else:
+                self._by_user.pop(user_id, None)
 
     # -- writes -------------------------------------------------------------------------------
     def create(

@@ -225,11 +225,18 @@ class RuleService:
         self._load()
 
     def _load(self) -> None:
+        for rule in self._read():
+            self._by_user.setdefault(rule.user_id, []).append(rule)
+
+    def _read(self, user_id: int | None = None) -> list[Rule]:
+        """The standing rules in the store (of one user, or everyone's), oldest first."""
         df = self.store.query(
             "SELECT rule_id, user_id, text, parsed, author_id, author_ref, start_min, end_min, "
             "created_at, updated_at FROM standing_rules WHERE deleted_at IS NULL "
-            "ORDER BY created_at"
+            "AND (CAST(? AS BIGINT) IS NULL OR user_id = ?) ORDER BY created_at",
+            [user_id, user_id],
         )
+        out: list[Rule] = []
         for row in df.iter_rows(named=True):
             rule = Rule(
                 rule_id=row["rule_id"],
@@ -245,7 +252,20 @@ class RuleService:
                 created_at=row["created_at"],
                 updated_at=row["updated_at"],
             )
-            self._by_user.setdefault(rule.user_id, []).append(rule)
+            out.append(rule)
+        return out
+
+    def reload_user(self, user_id: int) -> None:
+        """Reread a user's rules from the store (another worker changed them); an edited
+        rule is compiled again."""
+        rules = self._read(user_id)
+        with self._lock:
+            for r in self._by_user.get(user_id, []):
+                self._compiled.pop(r.rule_id, None)
+            if rules:
+                self._by_user[user_id] = rules
+            else:
+                self._by_user.pop(user_id, None)
 
     # -- reading a sentence -------------------------------------------------------------------
     def understand(self, text: str) -> tuple[str, ParsedMood, RuleScope]:

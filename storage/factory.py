@@ -36,14 +36,21 @@ def open_store(
     read_only: bool = False,
     memory_limit: str | None = None,
     max_connections: int = 16,
+    origin: int | None = None,
 ) -> Store:
     """Open the store at ``url_or_path``.
 
     A path or ``duckdb://<file>`` opens the DuckDB :class:`~storage.store.Store` exactly as
     before (``memory_limit`` bounds DuckDB's buffer pool); ``postgresql://...`` opens a
-    :class:`~storage.postgres_store.PostgresStore` (``max_connections``: its pool's size).
+    :class:`~storage.postgres_store.PostgresStore` (``max_connections``: its pool's size;
+    ``origin``: the number its rows in the event log and the change feed carry).
     Either is migrated to the newest schema unless ``read_only``.
     """
     if is_postgres_url(url_or_path):
-        return PostgresStore(str(url_or_path), read_only=read_only, max_connections=max_connections)
+        return PostgresStore(
+            str(url_or_path),
+            read_only=read_only,
+            max_connections=max_connections,
+            origin=origin,
+        )
     return Store(duckdb_path(url_or_path), read_only=read_only, memory_limit=memory_limit)

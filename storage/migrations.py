@@ -87,6 +87,30 @@ _EVENT_COLUMNS_PG = """
     watch_frac DOUBLE PRECISION,
     weight DOUBLE PRECISION"""
 
+# The tables whose rows the serving workers keep in memory, with the trigger arguments of
+# migration 17: the key column a change is noted under, and a detail column where one key
+# alone does not say what changed.
+_FOLLOWED_TABLES: tuple[tuple[str, str], ...] = (
+    ("users", "user_id"),
+    ("clips", "item_id"),
+    ("clip_vectors", "item_id, space"),
+    ("follows", "follower_id, followee_id"),
+    ("blocks", "user_id, target_id"),
+    ("moods", "user_id"),
+    ("standing_rules", "user_id"),
+    ("goals", "user_id"),
+    ("data_controls", "user_id"),
+    ("governor_settings", "user_id"),
+    ("survey_prompts", "user_id"),
+    ("api_keys", "key_id"),
+    ("cameo_consents", "user_id"),
+    ("clip_reviews", "item_id"),
+    ("user_vectors", "user_id, space"),
+    ("satisfaction_models", "version"),
+    ("rights_optouts", "optout_id"),
+    ("protected_people", "person_id"),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -602,6 +626,93 @@ MIGRATIONS: tuple[Migration, ...] = (
                 name VARCHAR PRIMARY KEY,
                 holder VARCHAR NOT NULL,
                 expires_at TIMESTAMP NOT NULL
+            )""",
+        ),
+    ),
+    Migration(
+        17,
+        "several workers: a sequence on the event log and a change feed of the serving tables",
+        # DuckDB has one process per file: nothing follows its log, so nothing changes there.
+        (),
+        postgres=(
+            # Every appended event gets the next number of one sequence, the worker that wrote
+            # it (the connection's steerfeed.origin, set by each engine; NULL for other
+            # writers) and the time it was logged. Workers follow the log by this number
+            # (pipelines/serving/follower.py). A number is taken at insert and seen at commit,
+            # so a row can show up after a higher one: the follower rereads open gaps.
+            "CREATE SEQUENCE events_seq",
+            "ALTER TABLE events ADD COLUMN seq BIGINT",
+            "ALTER TABLE events ALTER COLUMN seq SET DEFAULT nextval('events_seq')",
+            "ALTER TABLE events ADD COLUMN origin BIGINT",
+            "ALTER TABLE events ALTER COLUMN origin SET DEFAULT "
+            "nullif(current_setting('steerfeed.origin', true), '')::BIGINT",
+            "ALTER TABLE events ADD COLUMN logged_at TIMESTAMP",
+            "ALTER TABLE events ALTER COLUMN logged_at SET DEFAULT "
+            "(clock_timestamp() AT TIME ZONE 'UTC')",
+            "CREATE INDEX events_seq_idx ON events (seq)",
+            # The change feed: one row per key a statement inserted, updated or deleted in a
+            # table the serving state keeps in memory, written by statement triggers (so every
+            # writer is covered: the API, jobs, the CLI, psql).
+            """CREATE TABLE state_changes (
+                seq BIGSERIAL PRIMARY KEY,
+                tbl VARCHAR NOT NULL,
+                op VARCHAR NOT NULL,
+                key VARCHAR NOT NULL,
+                detail VARCHAR,
+                origin BIGINT DEFAULT nullif(current_setting('steerfeed.origin', true), '')::BIGINT,
+                changed_at TIMESTAMP NOT NULL DEFAULT (clock_timestamp() AT TIME ZONE 'UTC')
+            )""",
+            """CREATE FUNCTION steerfeed_note_changes() RETURNS trigger
+            LANGUAGE plpgsql AS $fn$
+            DECLARE
+                src text := CASE WHEN TG_OP = 'DELETE' THEN 'old_rows' ELSE 'new_rows' END;
+                detail text := CASE WHEN TG_NARGS > 1
+                    THEN format('CAST(%I AS VARCHAR)', TG_ARGV[1]) ELSE 'NULL' END;
+            BEGIN
+                EXECUTE format(
+                    'INSERT INTO state_changes (tbl, op, key, detail) '
+                    'SELECT DISTINCT %L, %L, CAST(%I AS VARCHAR), %s FROM %I',
+                    TG_TABLE_NAME, left(TG_OP, 1), TG_ARGV[0], detail, src);
+                RETURN NULL;
+            END
+            $fn$""",
+            *(
+                f"CREATE TRIGGER {table}_{op[0].lower()}_changes AFTER {op} ON {table} "
+                f"REFERENCING {'OLD' if op == 'DELETE' else 'NEW'} TABLE AS "
+                f"{'old_rows' if op == 'DELETE' else 'new_rows'} "
+                f"FOR EACH STATEMENT EXECUTE FUNCTION steerfeed_note_changes({args})"
+                for table, args in _FOLLOWED_TABLES
+                for op in ("INSERT", "UPDATE", "DELETE")
+            ),
+        ),
+    ),
+    Migration(
+        18,
+        "api: token buckets shared by every worker (rate limits, failed-auth throttle)",
+        (
+            # One row per bucket (storage/buckets.py: PostgresBuckets): tokens left at at_s
+            # (Unix seconds), the rate and burst of the last call, and the wait that call was
+            # answered (RETURNING sees only the new row). Used on PostgreSQL only; the DuckDB
+            # store serves one process, whose buckets stay in memory.
+            """CREATE TABLE rate_buckets (
+                bucket VARCHAR PRIMARY KEY,
+                tokens DOUBLE NOT NULL,
+                at_s DOUBLE NOT NULL,
+                rate DOUBLE NOT NULL,
+                burst DOUBLE NOT NULL,
+                wait_s DOUBLE NOT NULL
+            )""",
+        ),
+        # UNLOGGED: a bucket is not worth a WAL write per request; after a crash the table is
+        # empty, which is every bucket full.
+        postgres=(
+            """CREATE UNLOGGED TABLE rate_buckets (
+                bucket VARCHAR PRIMARY KEY,
+                tokens DOUBLE PRECISION NOT NULL,
+                at_s DOUBLE PRECISION NOT NULL,
+                rate DOUBLE PRECISION NOT NULL,
+                burst DOUBLE PRECISION NOT NULL,
+                wait_s DOUBLE PRECISION NOT NULL
             )""",
         ),
     ),

@@ -34,6 +34,7 @@ from psycopg.types.numeric import FloatDumper, Int8Dumper
 from psycopg_pool import ConnectionPool
 
 from storage.errors import DuplicateEntityError, StorageError
+from storage.log_follow import EVENT_APPEND_LOCK
 from storage.migrations import MIGRATIONS, Migration
 from storage.postgres_sql import TableInfo, bind_params, translate
 from storage.store import EVENT_COLUMNS, Store, sql_identifier
@@ -292,12 +293,23 @@ class PostgresStore(Store):
         Run every transaction read-only and skip the migrations.
     max_connections
         The pool's size: cursors open at once (one per serving thread or job).
+    origin
+        The writer's number in the event log and the change feed (a serving worker's; ``None``
+        for other writers).
     """
 
     dialect = "postgres"
 
-    def __init__(self, url: str, *, read_only: bool = False, max_connections: int = 16) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        read_only: bool = False,
+        max_connections: int = 16,
+        origin: int | None = None,
+    ) -> None:
         self.url = url
+        self.origin = origin
         self.path = None
         self.read_only = read_only
         self.event_filter: Callable[[pl.DataFrame], pl.DataFrame] | None = None
@@ -305,6 +317,10 @@ class PostgresStore(Store):
         self._partitions: set[datetime] = set()
         self._lock = threading.Lock()
         options = "-c timezone=UTC" + (" -c default_transaction_read_only=on" if read_only else "")
+        if origin is not None:
+            # What this process writes to the event log and the change feed carries its number
+            # (migration 17), so its follower skips what it applied when it wrote it.
+            options += f" -c steerfeed.origin={int(origin)}"
         try:
             self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
                 url,
@@ -414,6 +430,13 @@ class PostgresStore(Store):
                     cur.drop_registered()
             finally:
                 cur.close()
+
+    @contextmanager
+    def short_write(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A small write on the request path: on PostgreSQL a transaction like any other
+        (there is no file-wide write lock to jump)."""
+        with self.write() as cur:
+            yield cur
 
     def query(self, sql: str, params: list[Any] | None = None) -> pl.DataFrame:
         """Run a read query and return a polars frame (DuckDB's column types)."""
@@ -535,6 +558,9 @@ class PostgresStore(Store):
                 # the batch's hash join (and sort) stays in memory (the default 4MB spills)
                 cur.execute("SET LOCAL work_mem = '64MB'")
                 cur.register("_incoming_events", df.with_row_index("_row") if repeats else df)
+                # Number and commit appends one at a time, so followers of the log see rows in
+                # number order (storage/log_follow.py); the batch is already copied in.
+                cur.execute("SELECT pg_advisory_xact_lock(?)", [EVENT_APPEND_LOCK])
                 rows = cur.execute(
                     "WITH new_keys AS ("  # noqa: S608
                     " INSERT INTO event_keys (event_id, user_id)"

@@ -21,7 +21,10 @@ class StorageSettings(BaseSettings):
     DuckDB's default of 80% of RAM). ``pseudonym_key`` (``STEERFEED_PSEUDONYM_KEY``) is the
     secret behind erased users' pseudonyms; unset, a random key is kept in
     ``<data_dir>/pseudonym.key`` (outside the database). Set it from a secret manager in
-    production so that a copy of the data folder does not carry it.
+    production so that a copy of the data folder does not carry it. ``secret_key``
+    (``STEERFEED_SECRET_KEY``) is the secret that signs cursors and media links; unset, a
+    random key is kept in ``<data_dir>/cursor.key``. Workers on several machines set the same
+    ``secret_key`` and ``pseudonym_key`` (a cursor signed by one is read by another).
 
     ``event_writer_max_wait_s`` and ``event_writer_max_batch_rows`` bound the background
     writer of the engine's own events (impressions): a batch is committed when its oldest row
@@ -41,6 +44,7 @@ class StorageSettings(BaseSettings):
     index_url: str | None = None
     qdrant_api_key: str | None = None
     pseudonym_key: SecretStr | None = Field(default=None, min_length=16)
+    secret_key: SecretStr | None = Field(default=None, min_length=32)
     duckdb_memory_limit: str | None = Field(
         default="3GB", pattern=r"^\d+(\.\d+)?\s*([KMGT]i?B|B|%)$", max_length=16
     )

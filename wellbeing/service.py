@@ -266,6 +266,10 @@ class GovernorService:
         logger.info("governor settings changed set_by=parent fields=%s", sorted(changes))
         return self.settings_for(child_id)
 
+    def reload_user(self, user_id: int) -> None:
+        """Reread a user's stored overrides (another worker changed them)."""
+        self._forget(user_id)
+
     def _forget(self, user_id: int) -> None:
         if self._overrides_complete:  # read the user's new overrides now (a write path)
             fresh = self.repo.overrides(user_id)
@@ -438,6 +442,13 @@ class SurveyService:
         """Log cards left unanswered past the response window as non-responses."""
         return self.repo.expire_prompts(now, self.settings.survey_response_window_hours)
 
+    def reload_user(self, user_id: int) -> None:
+        """Reread a user's survey history (another worker showed or closed a survey), so the
+        spacing between surveys holds whichever worker serves the next page."""
+        fresh = self.repo.survey_history(user_id)
+        with self._lock:
+            self._history[user_id] = fresh
+
     def _history_for(self, user_id: int) -> Any:
         with self._lock:
             hit = self._history.get(user_id)
@@ -509,6 +520,12 @@ class SatisfactionService:
     def long_term(self) -> SatisfactionModel | None:
         """The newest long-term model (the surrogate for the six-month answer), or ``None``."""
         return self._get("long_term")
+
+    def reload(self) -> None:
+        """Read the newest models from the store again on next use (another worker's job
+        fitted one)."""
+        with self._lock:
+            self._models.clear()
 
     def set_model(self, model: SatisfactionModel | None, *, kind: str = "in_moment") -> None:
         """Serve ``model`` (of ``kind``) from the next request on."""

@@ -45,9 +45,27 @@ def bench(
     reuse: Annotated[
         bool, typer.Option(help="measure the world already in --data-dir instead of building")
     ] = False,
+    db_url: Annotated[
+        str | None,
+        typer.Option(
+            "--db-url",
+            help="build and measure the world in PostgreSQL: an empty database "
+            "(postgresql://user@host:5432/db), or a server alone (postgresql://user@host:5432) "
+            "for a database steerfeed_bench_<random> created and dropped by the run",
+        ),
+    ] = None,
+    workers: Annotated[
+        str,
+        typer.Option(
+            "--workers",
+            help="comma-separated worker counts, e.g. 1,2: 'steerfeed serve --workers N' for each "
+            "under the same wrk load (more than 1 needs --db-url); empty = skip",
+        ),
+    ] = "",
 ) -> None:
     """Build a world of the given size and measure the engine; see pipelines/offline/bench.py."""
     from pipelines.offline.bench import BenchConfig, run_bench, store_scale
+    from pipelines.offline.bench_workers import parse_workers, run_workers_bench
 
     try:
         cfg = BenchConfig(
@@ -65,6 +83,8 @@ def bench(
             mood_prompts=mood_prompts,
             telemetry_pages=telemetry_pages,
             reuse=reuse,
+            db_url=db_url,
+            workers=parse_workers(workers),
         )
         counts = [int(x) for x in store_events.split(",") if x.strip()]
     except (ValidationError, ValueError) as exc:
@@ -72,11 +92,14 @@ def bench(
         return
     if any(c <= 0 for c in counts):
         _fail("--store-events takes positive counts, e.g. 1000000,5000000")
+    # --db-url or --workers: the world on that store and the several-workers part
+    # (pipelines/offline/bench_workers.py); otherwise the bench as before.
+    measure = run_workers_bench if (cfg.db_url or cfg.workers) else run_bench
     if data_dir is None:
         with tempfile.TemporaryDirectory(prefix="sf-bench-") as tmp:
-            report = run_bench(cfg, Path(tmp) / "world", progress=not as_json)
+            report = measure(cfg, Path(tmp) / "world", progress=not as_json)
     else:
-        report = run_bench(cfg, data_dir, progress=not as_json)
+        report = measure(cfg, data_dir, progress=not as_json)
     if counts:
         report["store_scale"] = store_scale(counts)
     if as_json:

@@ -239,7 +239,12 @@ def serve(
     host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="port")] = 8000,
     workers: Annotated[
-        int, typer.Option(min=1, help="uvicorn workers (1: DuckDB is one-writer)")
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="serving processes (more than 1 needs a PostgreSQL store: STEERFEED_DB_URL)",
+        ),
     ] = 1,
     scheduler: Annotated[bool, typer.Option(help="run scheduled jobs in the server")] = True,
     drain_timeout: Annotated[
@@ -264,6 +269,15 @@ def serve(
             f"no store in {data_dir}; build one with "
             f"'steerfeed demo --no-serve --data-dir {data_dir}'"
         )
+    from storage.factory import is_postgres_url
+
+    if workers > 1 and not is_postgres_url(_store_url(data_dir)):
+        # One DuckDB file takes one process; several workers share state through a server.
+        _fail(
+            f"--workers {workers} needs a PostgreSQL store: the embedded DuckDB file in "
+            f"{data_dir} takes one process. Set STEERFEED_DB_URL=postgresql://... "
+            "(docs/deploying.md), or serve with --workers 1"
+        )
     os.environ["STEERFEED_DATA_DIR"] = str(data_dir)
     os.environ["STEERFEED_API_SCHEDULER"] = "true" if scheduler else "false"
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -277,8 +291,6 @@ def serve(
     running = holding_server(data_dir)
     if running is not None:
         _fail(f"a server already serves {data_dir} (pid {running.pid}, {running.url})")
-    from storage.factory import is_postgres_url
-
     if not is_postgres_url(_store_url(data_dir)):
         import duckdb
 
@@ -316,6 +328,14 @@ def demo(
         bool, typer.Option("--serve/--no-serve", help="start the API after")
     ] = True,
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="serving processes after the build (more than 1 needs STEERFEED_DB_URL)",
+        ),
+    ] = 1,
     force: Annotated[bool, typer.Option(help="rebuild even if the store exists")] = False,
     train: Annotated[
         bool,
@@ -338,6 +358,11 @@ def demo(
         WorldConfig(n_users=users, n_clips=clips, n_events=events, seed=seed).validate()
     except WorldConfigError as exc:
         _fail(str(exc))
+    if serve_api and workers > 1 and not is_postgres_url(_store_url(data_dir)):
+        _fail(
+            f"--workers {workers} needs a PostgreSQL store (STEERFEED_DB_URL=postgresql://..., "
+            "docs/deploying.md); the embedded DuckDB file takes one process"
+        )
     holders = store_holders(data_dir)
     if holders:
         _fail(
@@ -386,7 +411,7 @@ def demo(
     typer.echo(f"analyst key: {analyst_key}   (dashboard, analytics, /metrics; read-only)")
     typer.echo(f"admin key:   {admin_key}   (keys, jobs, experiments, models)")
     if serve_api:
-        serve(data_dir=data_dir, port=port)
+        serve(data_dir=data_dir, port=port, workers=workers)
 
 
 @jobs_app.command("list")

@@ -106,6 +106,20 @@ class KeyCache:
             self._known.clear()
             self._unknown.clear()
 
+    def invalidate(self, digest: str | None) -> int:
+        """Forget the entry of one key hash (``None``: every entry), so its next use is looked
+        up again; for a change feed that learns a key was revoked or created on another
+        worker. Returns how many entries were dropped."""
+        with self._lock:
+            if digest is None:
+                dropped = len(self._known) + len(self._unknown)
+                self._known.clear()
+                self._unknown.clear()
+                return dropped
+            known = self._known.pop(digest, None) is not None
+            unknown = self._unknown.pop(digest, None) is not None
+            return int(known) + int(unknown)
+
     def sizes(self) -> tuple[int, int]:
         """``(valid, unknown)`` entries held."""
         with self._lock:

@@ -13,12 +13,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api.http import audit
-from api.http.deps import enforce_auth
+from api.http.deps import enforce_auth, forget_cached_keys
 from api.http.docs_ui import install_docs
 from api.http.errors import document_common_errors
 from api.http.gate import AuthGateMiddleware, BodyLimitMiddleware
 from api.http.local_access import token_of_this_server, withdraw_server
-from api.http.ratelimit import FailedAuthThrottle, RateLimiter
+from api.http.ratelimit import FailedAuthThrottle, RateLimiter, limits_for
 from api.http.routes import (
     analytics,
     catalog,
@@ -45,6 +45,7 @@ from api.http.schemas import TOO_LARGE_LISTS
 from api.http.settings import ApiSettings
 from api.http.telemetry import RequestTelemetryMiddleware
 from pipelines.serving.engine import Engine
+from pipelines.serving.follower import follow_store
 from pipelines.serving.scheduler import start_scheduler
 from pipelines.serving.settings import SteerfeedSettings
 from pipelines.serving.telemetry.metrics import mark_worker_gone
@@ -97,10 +98,23 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = factory()
         app.state.engine = engine
+        try:
+            # Per-process buckets, or the deployment's shared ones (api/http/ratelimit.py).
+            limiter, throttle, shared = limits_for(settings, engine.store)
+        except Exception:
+            engine.close()
+            raise
+        app.state.rate_limiter, app.state.auth_throttle = limiter, throttle
         # The CLI's credential beside a running server (None unless 'steerfeed serve' wrote one
         # for this process: api/http/local_access.py).
         data_dir = engine.settings.storage.data_dir
         app.state.local_token = token_of_this_server(data_dir)
+        # On a shared store: apply what other workers write (pipelines/serving/follower.py),
+        # and drop cached key lookups when a key changes anywhere (a revocation holds at once).
+        engine.change_listeners.setdefault("api_keys", []).append(
+            lambda _rows: forget_cached_keys()
+        )
+        follow_store(engine)
         # Moods and standing rules need the concept catalogue; build it before they ask.
         engine.steering.concepts.warm_async()
         scheduler = None
@@ -122,6 +136,8 @@ def create_app(
             # the impressions they queued.
             engine.close()
             app.state.engine = None
+            if shared is not None:
+                shared.close()
             app.state.local_token = None
             # Here, not only in 'serve': after SIGTERM uvicorn re-raises the signal and the
             # process ends without unwinding serve's own cleanup.

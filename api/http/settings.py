@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -18,6 +18,13 @@ class ApiSettings(BaseSettings):
     ``1 / auth_fail_per_s`` seconds (0 = no throttling); ``auth_fail_addresses`` addresses are
     tracked at most. ``generation_max_pending_per_user`` jobs may wait or run per user (0 = no
     cap); one more is answered 429 with ``Retry-After: generation_retry_after_s``.
+
+    ``limits_url`` says where the rate-limit and failed-authentication buckets live
+    (``STEERFEED_API_LIMITS_URL``): ``auto`` (the default) in the store's database when it is
+    PostgreSQL (shared by every worker and server of the deployment), else in this process's
+    memory; ``memory``; ``store`` (the PostgreSQL store, an error on DuckDB); or a
+    ``redis://host:6379/0``, ``rediss://...`` or ``postgresql://...`` URL
+    (api/http/ratelimit.py, docs/security.md#throttles).
     """
 
     model_config = SettingsConfigDict(env_prefix="STEERFEED_API_", extra="forbid")
@@ -32,3 +39,22 @@ class ApiSettings(BaseSettings):
     auth_fail_addresses: int = Field(default=100_000, ge=1)
     generation_max_pending_per_user: int = Field(default=5, ge=0)
     generation_retry_after_s: int = Field(default=30, ge=1)
+    limits_url: str = Field(default="auto", max_length=2048)
+
+    @field_validator("limits_url")
+    @classmethod
+    def _known_limits_url(cls, value: str) -> str:
+        if value in LIMITS_KEYWORDS or value.startswith(LIMITS_SCHEMES):
+            return value
+        msg = (
+            f"unknown limits_url {value.split('://')[0] + ('://...' if '://' in value else '')!r};"
+            " valid: "
+            f"{', '.join(LIMITS_KEYWORDS)} or a URL starting {', '.join(LIMITS_SCHEMES)}"
+        )
+        raise ValueError(msg)
+
+
+#: ``limits_url`` values that are not URLs.
+LIMITS_KEYWORDS = ("auto", "memory", "store")
+#: ``limits_url`` URL schemes (storage/buckets.py opens them).
+LIMITS_SCHEMES = ("redis://", "rediss://", "postgresql://", "postgres://")

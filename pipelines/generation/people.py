@@ -146,6 +146,10 @@ class ProtectedPeopleRegistry:
         self._invalidate()
         return bool(rows)
 
+    def invalidate(self) -> None:
+        """Read the list from the store again on next use (another worker changed it)."""
+        self._invalidate()
+
     def _invalidate(self) -> None:
         with self._lock:
             self._cache = None

@@ -447,6 +447,11 @@ class ClipReviews:
                 [reports, utcnow(), item_id],
             )
 
+    def invalidate(self) -> None:
+        """Read the hidden clips from the store again on next use (another worker reviewed
+        one)."""
+        self._invalidate()
+
     def _invalidate(self) -> None:
         with self._lock:
             self._hidden = None

@@ -42,19 +42,27 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipelines.offline.bench_telemetry import telemetry_overhead
 from pipelines.offline.demo import build_demo
 from pipelines.serving.engine import open_engine
+from storage.factory import duckdb_path, is_postgres_url, open_store
+from storage.settings import StorageSettings
 
 logger = logging.getLogger(__name__)
+
+
+MAX_WORKERS = 16
+"""The most serving workers one bench run starts."""
 
 
 class BenchConfig(BaseModel):
@@ -83,6 +91,40 @@ class BenchConfig(BaseModel):
         default=200, ge=0, description="rounds of the metrics/tracing overhead A/B (0: skip)"
     )
     reuse: bool = Field(default=False, description="measure an existing data dir; do not build")
+    db_url: str | None = Field(
+        default=None,
+        description="a PostgreSQL server or database to hold the world instead of the DuckDB "
+        "file (bench_workers.py)",
+    )
+    workers: list[int] = Field(
+        default_factory=list,
+        description="serve with each of these uvicorn worker counts in turn (bench_workers.py)",
+    )
+
+    @field_validator("db_url")
+    @classmethod
+    def _postgres_only(cls, url: str | None) -> str | None:
+        if url is not None and not is_postgres_url(url):
+            msg = (
+                f"db_url must be postgresql://user@host:port[/database], got {url!r} "
+                "(the DuckDB file in the data folder is the default)"
+            )
+            raise ValueError(msg)
+        return url
+
+    @model_validator(mode="after")
+    def _workers_fit_the_store(self) -> BenchConfig:
+        bad = [n for n in self.workers if not 1 <= n <= MAX_WORKERS]
+        if bad or len(set(self.workers)) != len(self.workers):
+            msg = f"workers takes distinct counts from 1 to {MAX_WORKERS}, got {self.workers}"
+            raise ValueError(msg)
+        if self.db_url is None and any(n > 1 for n in self.workers):
+            msg = (
+                f"workers {self.workers}: more than one worker needs a PostgreSQL store "
+                "(db_url); DuckDB allows one writing process per file"
+            )
+            raise ValueError(msg)
+        return self
 
 
 # Words for the timed mood prompts: topics the demo world's clips hold, and words no clip holds
@@ -413,11 +455,42 @@ def _wrk_load(
     return out
 
 
+def redact_url(url: str) -> str:
+    """``url`` without its password (reports and logs carry no secret)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def config_for_report(cfg: BenchConfig) -> dict[str, Any]:
+    """The configuration as the report shows it (the store URL without its password)."""
+    out = cfg.model_dump()
+    if cfg.db_url:
+        out["db_url"] = redact_url(cfg.db_url)
+    return out
+
+
+def world_exists(data_dir: Path) -> bool:
+    """Whether the store of ``data_dir`` (``STEERFEED_DB_URL``, else its DuckDB file) holds a
+    world to measure."""
+    url = StorageSettings(data_dir=Path(data_dir)).resolved_db_url()
+    if not is_postgres_url(url):
+        return Path(duckdb_path(url)).exists()
+    store = open_store(url)
+    try:
+        return bool(store.count("users"))
+    finally:
+        store.close()
+
+
 def run_bench(cfg: BenchConfig, data_dir: Path, *, progress: bool = False) -> dict[str, Any]:
     """Build the world in ``data_dir`` and measure; return the report (JSON-able)."""
     t_all = time.perf_counter()
-    report: dict[str, Any] = {"config": cfg.model_dump(), "machine": machine()}
-    if cfg.reuse and (Path(data_dir) / "steerfeed.duckdb").exists():
+    report: dict[str, Any] = {"config": config_for_report(cfg), "machine": machine()}
+    if cfg.reuse and world_exists(data_dir):
         report["build"] = {"reused": str(data_dir)}
     else:
         report["build"] = build_demo(
@@ -447,6 +520,51 @@ def run_bench(cfg: BenchConfig, data_dir: Path, *, progress: bool = False) -> di
     return report
 
 
+@dataclass
+class TimedPages:
+    """Page latencies from :func:`time_pages`: a user's later pages (``steady_ms``) and first
+    pages in the process (``first_ms``), candidates per steady page, ms per pipeline stage."""
+
+    steady_ms: list[float] = field(default_factory=list)
+    first_ms: list[float] = field(default_factory=list)
+    candidates: list[int] = field(default_factory=list)
+    stages: dict[str, list[float]] = field(default_factory=dict)
+
+
+def page_pool(users: np.ndarray, pages: int, rng: np.random.Generator) -> np.ndarray:
+    """The users who page in a timing run: a pool a quarter the size of the pages, so each asks
+    for several pages (users page in sessions)."""
+    return rng.choice(users, size=max(1, min(len(users), pages // 4)), replace=False)
+
+
+def time_pages(
+    engine: Any, pool: np.ndarray, pages: int, rng: np.random.Generator, *, warm_up: int = 10
+) -> TimedPages:
+    """Time ``pages`` pages of :meth:`Engine.feed` for users drawn from ``pool``, after
+    ``warm_up`` untimed ones (they warm caches and load models)."""
+    # A user's first page in this process computes what is cached per user after (their taste
+    # vector), so first pages are kept apart from the steady state.
+    out = TimedPages()
+    seen: set[int] = set()
+    for i in range(pages + warm_up):
+        uid = int(pool[rng.integers(0, len(pool))])
+        t1 = time.perf_counter()
+        page = engine.feed(uid, limit=20)
+        ms = (time.perf_counter() - t1) * 1000
+        if i < warm_up:
+            seen.add(uid)
+            continue
+        if uid not in seen:
+            seen.add(uid)
+            out.first_ms.append(ms)
+            continue
+        out.steady_ms.append(ms)
+        out.candidates.append(page.diagnostics.n_candidates)
+        for stage, sms in page.diagnostics.timings_ms.items():
+            out.stages.setdefault(str(stage), []).append(float(sms))
+    return out
+
+
 def _in_process(
     cfg: BenchConfig, data_dir: Path, report: dict[str, Any]
 ) -> tuple[np.ndarray, np.ndarray, str, dict[int, str]]:
@@ -463,38 +581,17 @@ def _in_process(
             report["train"] = _train(engine)
         health = engine.health()
         report["scorer"] = health.get("learned_ranker", {"serving": "hand_weighted"})
-        # Users page in sessions: a pool of users each asks for several pages. A user's first
-        # page in this process computes what is cached per user after (their taste vector), so
-        # first pages are reported apart from the steady state.
-        pool = rng.choice(users, size=max(1, min(len(users), cfg.pages // 4)), replace=False)
-        seen: set[int] = set()
-        lat: list[float] = []
-        first: list[float] = []
-        cands: list[int] = []
-        stages: dict[str, list[float]] = {}
-        for i in range(cfg.pages + 10):
-            uid = int(pool[rng.integers(0, len(pool))])
-            t1 = time.perf_counter()
-            page = engine.feed(uid, limit=20)
-            ms = (time.perf_counter() - t1) * 1000
-            if i < 10:  # the first pages warm caches and load models
-                seen.add(uid)
-                continue
-            if uid not in seen:
-                seen.add(uid)
-                first.append(ms)
-                continue
-            lat.append(ms)
-            cands.append(page.diagnostics.n_candidates)
-            for stage, sms in page.diagnostics.timings_ms.items():
-                stages.setdefault(str(stage), []).append(float(sms))
+        pool = page_pool(users, cfg.pages, rng)
+        timed = time_pages(engine, pool, cfg.pages, rng)
         report["in_process"] = {
-            **_pct(lat),
-            "candidates_mean": round(float(np.mean(cands)), 1) if cands else 0.0,
+            **_pct(timed.steady_ms),
+            "candidates_mean": round(float(np.mean(timed.candidates)), 1)
+            if timed.candidates
+            else 0.0,
             # where the time goes: mean ms per pipeline stage (the profile of a page)
-            "stage_mean_ms": {k: round(float(np.mean(v)), 2) for k, v in stages.items()},
+            "stage_mean_ms": {k: round(float(np.mean(v)), 2) for k, v in timed.stages.items()},
         }
-        report["in_process_first_page"] = _pct(first) if first else {}
+        report["in_process_first_page"] = _pct(timed.first_ms) if timed.first_ms else {}
         if cfg.telemetry_pages:
             # What metrics and tracing add to a page, against the same engine with them off.
             report["telemetry"] = telemetry_overhead(

@@ -66,6 +66,7 @@ from storage.index.base import VectorIndex, VectorSpec
 from storage.index.edge import EdgeVectorIndex
 from storage.index.factory import open_index
 from storage.keys import derive
+from storage.log_follow import changes_high_water, events_high_water
 from storage.store import Store
 from wellbeing.cards import GovernorCard, StopCard, SurveyCard
 from wellbeing.service import WellbeingServices, build_services
@@ -107,10 +108,28 @@ class Engine:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.feed_settings.blas_threads is not None:
             threadpool_limits(limits=self.feed_settings.blas_threads, user_api="blas")
+        # This process's number in the shared store's event log and change feed: its
+        # follower skips the rows it wrote (pipelines/serving/follower.py).
+        self.origin = secrets.randbits(62)
         # STEERFEED_DB_URL: the DuckDB file under data_dir by default, or a PostgreSQL server.
         self.store: Store = open_store(
-            self.storage.resolved_db_url(), memory_limit=self.storage.duckdb_memory_limit
+            self.storage.resolved_db_url(),
+            memory_limit=self.storage.duckdb_memory_limit,
+            origin=self.origin,
         )
+        # On PostgreSQL other workers, jobs and the CLI write to the store too: the state is
+        # loaded up to the log's numbers read now, and a follower applies what comes after.
+        follow = settings.follow.enabled
+        self.follow_from: tuple[int, int] | None = (
+            (events_high_water(self.store), changes_high_water(self.store))
+            if self.store.dialect == "postgres" and follow is not False
+            else None
+        )
+        # Called first by close(): what was started on this engine from outside (a follower).
+        self.on_close: list[Callable[[], None]] = []
+        # Handlers of change-feed rows for tables the engine does not keep itself (the API's
+        # key cache: "api_keys"), called by the follower with that table's rows.
+        self.change_listeners: dict[str, list[Callable[[pl.DataFrame], None]]] = {}
         # In-flight work per user; an erasure closes it first (storage/fence.py). Events of a
         # user being erased are dropped at the store, whatever queue they wait in.
         self.fence = UserFence()
@@ -137,7 +156,11 @@ class Engine:
         )
         cached = self.store.get_vectors(CAPTION_SPACE)
         self.store.release_memory()  # the matrix is in hand; its blocks need not stay cached
-        self.state = FeedState.load(self.store, vectors=cached)
+        self.state = FeedState.load(
+            self.store,
+            vectors=cached,
+            up_to_seq=self.follow_from[0] if self.follow_from is not None else None,
+        )
         # Clips' cities and people's data controls (read once; written through).
         self.clip_cities = ClipCities.load(self.store)
         self.data_controls = DataControlsService(self.store, self.state, self.clip_cities)
@@ -177,10 +200,15 @@ class Engine:
             self.store, cache_ttl_s=settings.experiments.cache_ttl_s
         )
 
-        # Called with every committed event batch after the serving state is updated; a
-        # listener that raises is logged and skipped.
+        # Called with every committed event batch after the serving state is updated (also
+        # with the batches a follower reads from other workers); a listener that raises is
+        # logged and skipped.
         self.event_listeners: list[Callable[[pl.DataFrame], None]] = [
             self.wellbeing.governor.on_events,  # keeps the usage tracker current
+        ]
+        # The same, for listeners that write to the store: only with this engine's own events
+        # (the worker that committed an event acts on it once for the deployment).
+        self.own_event_listeners: list[Callable[[pl.DataFrame], None]] = [
             self.generation.on_events,  # user reports queue generated clips for review
         ]
         self.health_checks: dict[str, Callable[[], dict[str, Any]]] = {
@@ -284,6 +312,8 @@ class Engine:
         return self.embedder.dim
 
     def _secret(self) -> bytes:
+        if self.storage.secret_key is not None:  # shared by workers on several machines
+            return self.storage.secret_key.get_secret_value().encode()
         path = self.data_dir / "cursor.key"
         if not path.exists():
             path.write_bytes(secrets.token_bytes(32))
@@ -310,6 +340,11 @@ class Engine:
     def close(self, *, effects_timeout_s: float = 10.0) -> None:
         """Wait for served pages' side effects (up to ``effects_timeout_s``), flush pending
         writes and close the stores."""
+        for stop in self.on_close:
+            try:
+                stop()
+            except Exception:  # closing goes on
+                logger.exception("stopping %r failed", stop)
         with self._effects_lock:
             pending = list(self._effects)
         if pending:
@@ -439,11 +474,18 @@ class Engine:
             keep &= ~pl.col("target_user_id").is_in(gone).fill_null(False)
         return events.filter(keep)
 
-    def _events_committed(self, events: pl.DataFrame) -> None:
-        """Update serving state, then tell the listeners, about newly committed events."""
+    def apply_followed_events(self, events: pl.DataFrame) -> None:
+        """Apply events another writer committed, read from the shared log by a follower
+        (``pipelines/serving/follower.py``): the serving state and the memory-only listeners."""
+        self._events_committed(events, own=False)
+
+    def _events_committed(self, events: pl.DataFrame, *, own: bool = True) -> None:
+        """Update serving state, then tell the listeners, about newly committed events
+        (``own``: committed by this engine; else read from the log another writer wrote)."""
         events = self._without_erased(events)
         self.state.apply_events(events)
-        for listener in self.event_listeners:
+        listeners = self.event_listeners + self.own_event_listeners if own else self.event_listeners
+        for listener in listeners:
             try:
                 listener(events)
             except Exception:

@@ -83,6 +83,42 @@ def delete_media(engine: Engine, item_ids: list[int]) -> int:
     return n
 
 
+@dataclass
+class Forgotten:
+    """What :func:`forget_erased` removed outside the store."""
+
+    index_points: int
+    index_purged: bool
+    told: list[str]
+    media_files: int
+
+
+def forget_erased(engine: Engine, user_id: int, item_ids: list[int]) -> Forgotten:
+    """Remove a user whose rows are gone from the store (and ``item_ids``, the clips that went
+    with them) from the vector index, the serving state, every service that keeps them, and
+    the media folder (step 4 of the module docstring). A worker that learns of another
+    worker's erasure from the change feed calls this too."""
+    n_points = 0
+    purged = False
+    if engine.index is not None and item_ids:
+        ids = np.asarray(item_ids, dtype=np.int64)
+        n_points += len(engine.index.get_vectors("caption", ids))
+        engine.index.delete(ids)
+    if engine.index is not None:
+        engine.index.purge()
+        purged = True
+    engine.state.forget_user(user_id, item_ids=item_ids)
+    told: list[str] = []
+    for name, forget in engine.forgetters.items():
+        try:
+            forget(user_id)
+            told.append(name)
+        except Exception:
+            logger.exception("service %s failed to forget a user", name)
+    engine.generation.consents.invalidate()
+    return Forgotten(n_points, purged, told, delete_media(engine, item_ids))
+
+
 def erase_user(engine: Engine, user_id: int, *, fence_timeout_s: float = 30.0) -> ErasureReport:
     """Erase ``user_id`` from the store, the index, serving state, media and services, then
     purge the bytes (see the module docstring for the order). The API drops its cached key
@@ -94,25 +130,13 @@ def erase_user(engine: Engine, user_id: int, *, fence_timeout_s: float = 30.0) -
     t0 = time.perf_counter()
     engine.fence.close(user_id, timeout_s=fence_timeout_s)
     done = erase_user_rows(engine.store, user_id, key=engine.pseudonym_key)
-    n_points = 0
-    purged = False
-    if engine.index is not None and done.deleted_item_ids:
-        ids = np.asarray(done.deleted_item_ids, dtype=np.int64)
-        n_points += len(engine.index.get_vectors("caption", ids))
-        engine.index.delete(ids)
-    if engine.index is not None:
-        engine.index.purge()
-        purged = True
-    engine.state.forget_user(user_id, item_ids=done.deleted_item_ids)
-    told: list[str] = []
-    for name, forget in engine.forgetters.items():
-        try:
-            forget(user_id)
-            told.append(name)
-        except Exception:
-            logger.exception("service %s failed to forget a user", name)
-    engine.generation.consents.invalidate()
-    n_files = delete_media(engine, done.deleted_item_ids)
+    forgotten = forget_erased(engine, user_id, done.deleted_item_ids)
+    n_points, purged, told, n_files = (
+        forgotten.index_points,
+        forgotten.index_purged,
+        forgotten.told,
+        forgotten.media_files,
+    )
     try:
         engine.store.rewrite_file()
         rewritten = True

@@ -47,6 +47,27 @@ class FeedSettings(BaseSettings):
     local_boost: float = Field(default=0.3, ge=0.0, le=2.0)
 
 
+class FollowSettings(BaseSettings):
+    """Following the shared store's event log and change feed (env prefix
+    ``STEERFEED_FOLLOW_``; PostgreSQL only, see ``pipelines/serving/follower.py``)."""
+
+    model_config = SettingsConfigDict(env_prefix="STEERFEED_FOLLOW_", extra="forbid")
+
+    # None: follow whenever the store is PostgreSQL (other workers, jobs and the CLI write
+    # there); False: never (a single writer that wants no polling).
+    enabled: bool | None = None
+    # Seconds between reads when the last one found nothing new (each is two indexed queries).
+    interval_s: float = Field(default=0.05, gt=0, le=10)
+    # Rows read at most per table per pass (a pass that fills it reads again at once).
+    batch_rows: int = Field(default=20_000, ge=100, le=1_000_000)
+    # How long a hole in the change feed's numbers is reread before it counts as rolled back:
+    # longer than any transaction that writes to a followed table (an erasure takes seconds).
+    gap_timeout_s: float = Field(default=120.0, gt=0, le=3600)
+    # Change-feed rows older than this are deleted by the follow job (workers read them in
+    # well under a second; a worker down longer reloads its state at start).
+    keep_changes_s: float = Field(default=86_400.0, ge=600)
+
+
 class TrainJobSettings(BaseSettings):
     """The train job's promotion policy (env prefix ``STEERFEED_TRAINJOB_``)."""
 
@@ -75,6 +96,7 @@ class SteerfeedSettings(BaseModel):
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     experiments: ExperimentSettings = Field(default_factory=ExperimentSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    follow: FollowSettings = Field(default_factory=FollowSettings)
 
     @model_validator(mode="before")
     @classmethod

@@ -198,6 +198,11 @@ class Catalogue:
         the emptied rows."""
         with self.lock:
             self.by_author.pop(user_id, None)
+            return self.forget_clips(item_ids)
+
+    def forget_clips(self, item_ids: list[int]) -> np.ndarray:
+        """Empty the rows of ``item_ids`` (deleted from the store); return the emptied rows."""
+        with self.lock:
             emptied: list[int] = []
             for item in item_ids:
                 r = self.row_of.pop(item, None)

@@ -137,9 +137,15 @@ class EventBatch:
 
 
 def replay_events(
-    store: Store, apply: Callable[[pl.DataFrame], None], *, batch_rows: int = 1_000_000
+    store: Store,
+    apply: Callable[[pl.DataFrame], None],
+    *,
+    batch_rows: int = 1_000_000,
+    up_to_seq: int | None = None,
 ) -> None:
-    """Stream the store's event log in time order through ``apply`` (in batches)."""
-    sql = f"SELECT {EVENT_LOG_COLUMNS} FROM events ORDER BY ts"  # noqa: S608
+    """Stream the store's event log in time order through ``apply`` (in batches); with
+    ``up_to_seq``, only the events numbered that or lower (and those logged before numbering)."""
+    where = "" if up_to_seq is None else f" WHERE seq IS NULL OR seq <= {int(up_to_seq)}"
+    sql = f"SELECT {EVENT_LOG_COLUMNS} FROM events{where} ORDER BY ts"  # noqa: S608
     for batch in store.query_batches(sql, batch_rows=batch_rows):
         apply(batch)

@@ -46,10 +46,15 @@ class FeedState:
 
     @classmethod
     def load(
-        cls, store: Store, *, vectors: tuple[np.ndarray, np.ndarray] | None = None
+        cls,
+        store: Store,
+        *,
+        vectors: tuple[np.ndarray, np.ndarray] | None = None,
+        up_to_seq: int | None = None,
     ) -> FeedState:
         """Build the state from the store (and cached caption vectors ``(item_ids, matrix)``):
-        each part's tables, then the event log replayed once through every part."""
+        each part's tables, then the event log replayed once through every part (only the
+        events numbered ``up_to_seq`` or lower when given: a follower applies the rest)."""
         t0 = time.perf_counter()
         state = cls(dim=vectors[1].shape[1] if vectors is not None else 384)
         state.profiles.load(store)
@@ -57,7 +62,7 @@ class FeedState:
         if vectors is not None:
             state.set_vectors(*vectors)
         state.graph.load(store, events=False)
-        replay_events(store, state.apply_events)
+        replay_events(store, state.apply_events, up_to_seq=up_to_seq)
         logger.info(
             "feed state loaded: %d clips, %d users, %d follows in %.1f s",
             len(state.catalogue),
@@ -96,6 +101,12 @@ class FeedState:
             self.graph.apply_events(batch)
             self.engagement.apply_events(batch)
             self.activity.apply_events(batch)
+
+    def forget_clips(self, item_ids: list[int]) -> None:
+        """Empty the rows of clips the store no longer holds (deleted by another writer)."""
+        with self.lock:
+            rows = self.catalogue.forget_clips(item_ids)
+            self.engagement.forget_user(-1, rows=rows)  # no user: only the rows are zeroed
 
     def forget_user(self, user_id: int, *, item_ids: list[int]) -> None:
         """Remove the user from every part, and empty the rows of ``item_ids`` (the clips the

@@ -1,5 +1,6 @@
 """kill -9 the server under continuous paging: the impressions of every page served more than
-the writer's maximum wait before the kill are stored (a crash loses at most that window).
+the writer's maximum wait before the kill are stored (a crash loses at most that window), on
+DuckDB and on PostgreSQL (``served_world``, tests/faults/conftest.py).
 
 Before the writer had a maximum wait, 15 s of steady paging stored nothing: its flush interval
 was an idle timeout, and under steady traffic the queue is never idle.
@@ -17,7 +18,7 @@ import httpx
 import pytest
 
 from pipelines.offline.bench import start_server
-from storage.store import Store
+from tests.faults.served_world import ServedWorld
 
 PAGING_S = 15.0
 MAX_WAIT_S = 0.2  # the writer's default (STEERFEED_EVENT_WRITER_MAX_WAIT_S)
@@ -58,14 +59,18 @@ def _page(
 
 
 @pytest.mark.slow
-def test_impressions_of_continuous_paging_survive_kill_9(world_dir: Path, tmp_path: Path) -> None:
-    db = world_dir / "steerfeed.duckdb"
-    store = Store(db)
+def test_impressions_of_continuous_paging_survive_kill_9(
+    served_world: ServedWorld, tmp_path: Path
+) -> None:
+    world_dir = served_world.data_dir
+    store = served_world.open_store()
     key = store.create_api_key("service")
     users = store.query("SELECT user_id FROM users ORDER BY 1 LIMIT 40")["user_id"].to_list()
     store.close()
 
-    proc, url = start_server(world_dir, log_path=tmp_path / "server.log")
+    proc, url = start_server(
+        world_dir, log_path=tmp_path / "server.log", extra_env=served_world.server_env
+    )
     served: list[Served] = []
     stop = threading.Event()
     clients = [
@@ -88,7 +93,7 @@ def test_impressions_of_continuous_paging_survive_kill_9(world_dir: Path, tmp_pa
 
     pages = [s for s in served if s.at <= killed_at]
     assert len(pages) >= 20, f"only {len(pages)} pages served in {PAGING_S} s"
-    store = Store(db)  # replays the write-ahead log, as a restarted server would
+    store = served_world.open_store()  # on DuckDB: replays the write-ahead log, as a restart would
     try:
         stored_per_request = dict(
             store.query(

@@ -449,3 +449,9 @@ def test_workers_racing_for_a_lease_get_it_once(opener: Opener) -> None:
         t.join()
     assert not errors, errors
     assert len(won) == 1, won
+
+
+def test_short_write_commits_like_write(store: Store) -> None:
+    with store.short_write() as cur:
+        cur.execute("INSERT INTO users (user_id) VALUES (?)", [77])
+    assert store.scalar("SELECT count(*) FROM users WHERE user_id = 77") == 1

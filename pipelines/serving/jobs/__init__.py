@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pipelines.serving.jobs import collab, generation, index, train, wellbeing
+from pipelines.serving.jobs import collab, generation, index, store, train, wellbeing
 from pipelines.serving.jobs.runner import JobContext, JobError, JobReport, JobSpec, run_spec
 from pipelines.serving.settings import SteerfeedSettings
 
@@ -71,6 +71,12 @@ def job_table(settings: SteerfeedSettings) -> dict[str, JobSpec]:
             generation.run_gaps,
             settings.generation.gaps_every_s,
             "queue prompts for mood facets and topics that lack good or fresh clips",
+        ),
+        JobSpec(
+            "prune_change_feed",
+            store.prune_change_feed,
+            3600,
+            "delete the shared store's change-feed rows every worker has long read (PostgreSQL)",
         ),
     )
     return {s.name: s for s in specs}

@@ -118,6 +118,21 @@ IMPRESSION_LAG = Histogram(
 JOB_RUNS = Counter(
     "steerfeed_job_runs", "Job runs by job and outcome (ok, failed)", ["job_name", "outcome"]
 )
+FOLLOW_LAG = Histogram(
+    "steerfeed_follow_lag_seconds",
+    "From a row's commit by another worker (or any other writer) to its application in this "
+    "worker's serving state, by kind (events: the event log; changes: the change feed)",
+    ["kind"],
+    buckets=LAG_BUCKETS,
+)
+FOLLOW_ROWS = Counter(
+    "steerfeed_follow_rows_total",
+    "Rows of the event log and the change feed this worker applied from other writers",
+    ["kind"],
+)
+FOLLOW_ERRORS = Counter(
+    "steerfeed_follow_errors_total", "Follower passes that failed (retried at the next one)"
+)
 JOB_SECONDS = Histogram("steerfeed_job_seconds", "Job run time", ["job_name"], buckets=JOB_BUCKETS)
 JOB_LAST_SUCCESS = Gauge(
     "steerfeed_job_last_success_timestamp_seconds",
@@ -152,6 +167,14 @@ HTTP_IN_FLIGHT = Gauge(
     "steerfeed_http_requests_in_flight",
     "HTTP requests being answered now",
     multiprocess_mode="livesum",
+)
+
+# -- API limits ------------------------------------------------------------------------------------
+SHARED_LIMIT_FALLBACKS = Counter(
+    "steerfeed_shared_limit_fallbacks",
+    "Rate-limit and failed-auth checks a worker answered with its own buckets because the "
+    "shared buckets (Redis or the store) did not answer",
+    ["limit"],
 )
 
 

@@ -273,6 +273,21 @@ class Telemetry:
         else:
             m.IMPRESSION_WRITE_FAILURES.inc()
 
+    def followed(self, kind: str, lags_s: list[float]) -> None:
+        """Record rows another writer committed that this worker applied (``lags_s``: each
+        row's time from commit to application)."""
+        if not self.metrics or not lags_s:
+            return
+        child = self._child(m.FOLLOW_LAG, kind)
+        for lag in lags_s:
+            child.observe(lag)
+        self._child(m.FOLLOW_ROWS, kind).inc(len(lags_s))
+
+    def follow_failed(self) -> None:
+        """Count a follower pass that failed."""
+        if self.metrics:
+            m.FOLLOW_ERRORS.inc()
+
     def survey_closed(self, answered: bool) -> None:
         """Count a survey card the user answered or dismissed."""
         if self.metrics:
