@@ -255,6 +255,15 @@ def serve(
             help="on SIGTERM, seconds in-flight requests get to finish before they are cut",
         ),
     ] = 30,
+    worker_healthcheck_timeout: Annotated[
+        int,
+        typer.Option(
+            min=5,
+            max=3600,
+            help="with --workers > 1, seconds a worker may not answer the supervisor's ping "
+            "before it is killed and restarted (loading a large world holds the process)",
+        ),
+    ] = 300,
 ) -> None:
     """Serve an existing data directory over HTTP.
 
@@ -310,6 +319,9 @@ def serve(
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=drain_timeout,
+            # uvicorn's default, 5 s, killed every worker of a 200k-clip world while it loaded
+            # (the embedded index holds the interpreter while it opens), over and over.
+            timeout_worker_healthcheck=worker_healthcheck_timeout,
         )
     finally:
         withdraw_server(data_dir)
