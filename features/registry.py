@@ -303,9 +303,7 @@ CANDIDATE_FEATURES: tuple[FeatureSpec, ...] = (
         "mean popularity of the clips the viewer engaged with",
     ),
     FeatureSpec("user_friends", "user", pl.Float64, 0.0, _RETRIEVERS, "the viewer's friends"),
-    FeatureSpec(
-        "friends_listened", "social", pl.Float64, 0.0, _RETRIEVERS, "friends who engaged"
-    ),
+    FeatureSpec("friends_listened", "social", pl.Float64, 0.0, _RETRIEVERS, "friends who engaged"),
     FeatureSpec(
         "friends_listened_frac",
         "social",

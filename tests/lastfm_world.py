@@ -25,8 +25,12 @@ def write_tiny_lastfm(folder: Path, *, users: int = 80, artists: int = 90, seed:
         rows += [(u + 1, int(a) + 1, int(rng.integers(1, 500))) for a in picks]
     ua = pl.DataFrame(rows, schema=["userID", "artistID", "weight"], orient="row")
     ua.write_parquet(folder / "user_artists.parquet")
-    friends = [(u + 1, v + 1) for u in range(users) for v in range(users) if u != v
-               and group[u] == group[v] and (u + v) % 7 == 0]
+    friends = [
+        (u + 1, v + 1)
+        for u in range(users)
+        for v in range(users)
+        if u != v and group[u] == group[v] and (u + v) % 7 == 0
+    ]
     pl.DataFrame(friends, schema=["userID", "friendID"], orient="row").write_parquet(
         folder / "user_friends.parquet"
     )

@@ -45,7 +45,5 @@ class RetrieverFeaturesHydrator:
         model = self.models.serving()
         if model is None or model.retrievers is None:
             return candidates
-        cols = features_for_items(
-            model.retrievers, query.user_id, candidates["item_id"].to_numpy()
-        )
+        cols = features_for_items(model.retrievers, query.user_id, candidates["item_id"].to_numpy())
         return set_columns(candidates, cols)

@@ -12,8 +12,8 @@ no impressions, so nothing was ever logged. For it the **fold rule** applies:
    registry's candidate features; a candidate is relevant when it is in the label part. The
    collaborative score a training row sees therefore comes from a model that never saw its
    label, as a served page's collaborative score comes from a model fitted before the page;
-3. one LightGBM lambdarank booster is trained per fold and the boosters are averaged into one
-   booster (:func:`average_boosters`), so serving scores one forest (compiled by
+3. one LightGBM ranking booster (``rank_xendcg``; ``lambdarank`` by setting) is trained per
+   fold and the boosters are averaged into one booster (:func:`average_boosters`), so serving scores one forest (compiled by
    :mod:`ranking.learned.compiled_trees` like any ranker);
 4. the retrievers are refitted on the whole history and saved with the model: serving computes
    the same features from them (:class:`ranking.hydrators.retriever_features.
@@ -33,7 +33,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import lightgbm as lgb
 import numpy as np
@@ -59,8 +59,9 @@ logger = logging.getLogger(__name__)
 class HistoryTrainSettings(BaseSettings):
     """The fold rule's settings (env prefix ``STEERFEED_HISTORY_``).
 
-    Small, well-populated leaves: the labels are sparse (~5 positives in ~220 candidates per
-    person) and deeper trees overfit the folds (measured on LastFM: 31 leaves / 50 rows per
+    The objective is a LightGBM listwise ranking objective (``rank_xendcg`` by default,
+    ``lambdarank`` as before). Small, well-populated leaves: the labels are sparse (~5
+    positives in ~220 candidates per person) and deeper trees overfit the folds (measured on LastFM: 31 leaves / 50 rows per
     leaf scored below the best single retriever; 15 / 200 above it). One booster per fold,
     averaged, gained +0.0015 to +0.0026 NDCG@10 on four LastFM splits over one booster on
     pooled folds.
@@ -68,13 +69,17 @@ class HistoryTrainSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="STEERFEED_HISTORY_", extra="forbid")
 
+    # rank_xendcg (a listwise cross-entropy for NDCG) trains ~4x faster than lambdarank and
+    # scored the same or slightly higher on the LastFM validation part (0.1898 vs 0.1880, and
+    # 0.1902 with feature_fraction 0.6; differences within noise): chosen for its speed.
+    objective: Literal["rank_xendcg", "lambdarank"] = "rank_xendcg"
     folds: int = Field(default=4, ge=1, le=16)
     label_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
     rounds: int = Field(default=150, ge=1)
     learning_rate: float = Field(default=0.05, gt=0)
     num_leaves: int = Field(default=15, ge=2)
     min_data_in_leaf: int = Field(default=200, ge=1)
-    feature_fraction: float = Field(default=0.8, gt=0, le=1)
+    feature_fraction: float = Field(default=0.6, gt=0, le=1)
     gate_frac: float = Field(default=0.1, ge=0.0, lt=0.5)
     num_threads: int = Field(default=2, ge=1)
     seed: int = 0
@@ -197,7 +202,7 @@ def average_boosters(boosters: list[lgb.Booster]) -> lgb.Booster:
 
 def _lgb_params(s: HistoryTrainSettings) -> dict[str, Any]:
     return {
-        "objective": "lambdarank",
+        "objective": s.objective,
         "metric": "ndcg",
         "eval_at": [10, 20],
         "learning_rate": s.learning_rate,
@@ -214,7 +219,7 @@ def _lgb_params(s: HistoryTrainSettings) -> dict[str, Any]:
 
 
 def _fit_booster(examples: pl.DataFrame, params: dict[str, Any], rounds: int) -> lgb.Booster:
-    """One lambdarank booster on ``examples`` (grouped by user), read through the registry."""
+    """One ranking booster on ``examples`` (grouped by user), read through the registry."""
     if examples.height == 0:
         msg = "no training examples: no user has a label among their candidates"
         raise TrainingError(msg)
@@ -307,9 +312,7 @@ def train_from_history(
     n_rows = interactions.height
     # Constant heads: the share of engagement rows is the long-view rate an impression-free
     # history implies; the other actions were never observed as outcomes of a page.
-    heads: dict[str, lgb.Booster | float] = {
-        h: (0.5 / (n_rows + 1.0)) for h in HEAD_NAMES
-    }
+    heads: dict[str, lgb.Booster | float] = {h: (0.5 / (n_rows + 1.0)) for h in HEAD_NAMES}
     model = LearnedValueModel(
         feature_names=FEATURE_NAMES,
         heads=heads,

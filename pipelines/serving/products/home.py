@@ -47,8 +47,8 @@ from ranking.sources.following import FollowingSource
 from ranking.sources.fresh import FreshSource
 from ranking.sources.friends_creations import FriendsCreationsSource
 from ranking.sources.friends_of_friends import FriendsOfFriendsSource
-from ranking.sources.topic_mix import TopicMixSource
 from ranking.sources.retrievers import RetrieversSource
+from ranking.sources.topic_mix import TopicMixSource
 from ranking.sources.trending import TrendingSource
 from steering.filters.mood_exclusions import MoodExclusionsFilter
 from steering.post_hydrators.goal_explanation import GoalExplanationPostHydrator

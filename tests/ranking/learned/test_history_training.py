@@ -33,8 +33,12 @@ def _history(seed: int = 0) -> tuple[pl.DataFrame, pl.DataFrame]:
         g = u % 3
         items = rng.choice(np.arange(g, 90, 3), size=12, replace=False)
         rows += [(u, int(i), float(rng.integers(1, 300))) for i in items]
-    friends = [(u, v) for u in range(60) for v in range(60) if u != v and u % 3 == v % 3 and
-               (u + v) % 5 == 0]
+    friends = [
+        (u, v)
+        for u in range(60)
+        for v in range(60)
+        if u != v and u % 3 == v % 3 and (u + v) % 5 == 0
+    ]
     return (
         pl.DataFrame(rows, schema=["user_id", "item_id", "weight"], orient="row"),
         pl.DataFrame(friends, schema=["user_id", "friend_id"], orient="row"),
@@ -50,7 +54,11 @@ def test_served_features_equal_the_training_features_of_the_same_pair() -> None:
         served = features_for_items(retrievers, uid, rows["item_id"].to_numpy())
         for name in FEATURE_NAMES:
             np.testing.assert_allclose(
-                served[name].astype(np.float32), rows[name].to_numpy(), rtol=1e-5, atol=1e-6, equal_nan=True
+                served[name].astype(np.float32),
+                rows[name].to_numpy(),
+                rtol=1e-5,
+                atol=1e-6,
+                equal_nan=True,
             )
         items, _ = user_candidates(retrievers, uid)
         assert set(items.tolist()) == set(rows["item_id"].to_list())
