@@ -13,8 +13,8 @@ no impressions, so nothing was ever logged. For it the **fold rule** applies:
    collaborative score a training row sees therefore comes from a model that never saw its
    label, as a served page's collaborative score comes from a model fitted before the page;
 3. one LightGBM ranking booster (``rank_xendcg``; ``lambdarank`` by setting) is trained per
-   fold and the boosters are averaged into one booster (:func:`average_boosters`), so serving scores one forest (compiled by
-   :mod:`ranking.learned.compiled_trees` like any ranker);
+   fold and the boosters are averaged into one booster (:func:`average_boosters`), so serving
+   scores one forest (compiled by :mod:`ranking.learned.compiled_trees` like any ranker);
 4. the retrievers are refitted on the whole history and saved with the model: serving computes
    the same features from them (:class:`ranking.hydrators.retriever_features.
    RetrieverFeaturesHydrator`) for every candidate of a page.
@@ -61,8 +61,8 @@ class HistoryTrainSettings(BaseSettings):
 
     The objective is a LightGBM listwise ranking objective (``rank_xendcg`` by default,
     ``lambdarank`` as before). Small, well-populated leaves: the labels are sparse (~5
-    positives in ~220 candidates per person) and deeper trees overfit the folds (measured on LastFM: 31 leaves / 50 rows per
-    leaf scored below the best single retriever; 15 / 200 above it). One booster per fold,
+    positives in ~220 candidates per person) and deeper trees overfit the folds (measured on
+    LastFM: 31 leaves / 50 rows per leaf scored below the best single retriever; 15 / 200 above it). One booster per fold,
     averaged, gained +0.0015 to +0.0026 NDCG@10 on four LastFM splits over one booster on
     pooled folds.
     """
