@@ -63,8 +63,8 @@ class HistoryTrainSettings(BaseSettings):
     ``lambdarank`` as before). Small, well-populated leaves: the labels are sparse (~5
     positives in ~220 candidates per person) and deeper trees overfit the folds (measured on
     LastFM: 31 leaves / 50 rows per leaf scored below the best single retriever; 15 / 200
-    above it). One booster per fold, averaged, gained +0.0015 to +0.0026 NDCG@10 on four LastFM splits over one booster on
-    pooled folds.
+    above it). One booster per fold, averaged, gained +0.0015 to +0.0026 NDCG@10 on four
+    LastFM splits over one booster on pooled folds.
     """
 
     model_config = SettingsConfigDict(env_prefix="STEERFEED_HISTORY_", extra="forbid")
