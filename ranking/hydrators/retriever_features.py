@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from ranking.learned.candidate_features import features_for_items
+from ranking.learned.candidate_features import FEATURE_NAMES, features_for_items
 from ranking.learned.serving import LearnedModels
 from ranking.pipeline import FeedQuery, set_columns
 
@@ -31,6 +31,8 @@ class RetrieverFeaturesHydrator:
     """
 
     name = "retriever_features"
+
+    FEATURES = FEATURE_NAMES
 
     def __init__(self, models: LearnedModels) -> None:
         self.models = models

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from features.author_stats import AUTHOR_STAT_COLUMNS, compute_author_stats, follow_edges
+from features.registry import CANDIDATE_FEATURES, feature_names
 from pipelines.serving.jobs.runner import JobContext
 from pipelines.serving.settings import TrainJobSettings
 from ranking.learned.heads import LABEL_EVENT_TYPES
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CAPTION_SPACE = "caption"
+CANDIDATE_NAMES = frozenset(f.name for f in CANDIDATE_FEATURES)
 
 
 # -- examples from a store ------------------------------------------------------------------------
@@ -121,12 +123,33 @@ def examples_from_store(
         )
         or 0
     )
+    names = trained_features(engine, since)
     if missing and replay_missing:
         events = replayed_events(engine, since=since)
         types = {"impression", *LABEL_EVENT_TYPES}
         events = events.filter(pl.col("event_type").is_in(list(types)))
-        return build_examples(events, label_window_h=settings.label_window_h), missing
-    return load_examples(engine.store, settings=settings, now=now), 0
+        return build_examples(events, names=names, label_window_h=settings.label_window_h), missing
+    return load_examples(engine.store, settings=settings, names=names, now=now), 0
+
+
+def trained_features(engine: Engine, since: datetime | None) -> tuple[str, ...]:
+    """The registry features a model of logged impressions trains on.
+
+    The candidate features are left out unless some impression of the window logged them (a
+    fold-rule model with retrievers served it): otherwise every row would hold their defaults,
+    and the served model would only carry dead columns into every page's feature matrix.
+    """
+    where, params = "", []
+    if since is not None:
+        where, params = " AND ts >= ?", [since]
+    logged = engine.store.scalar(
+        "SELECT count(*) FROM events WHERE event_type = 'impression' "  # noqa: S608
+        "AND features LIKE '%\"ease_score\"%'" + where,
+        params,
+    )
+    if logged:
+        return feature_names()
+    return tuple(n for n in feature_names() if n not in CANDIDATE_NAMES)
 
 
 def history_inputs(engine: Engine) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
