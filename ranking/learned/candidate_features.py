@@ -373,9 +373,27 @@ def _features_at(
 
 
 def _ranks_at(scores: np.ndarray, r_idx: np.ndarray, c_idx: np.ndarray) -> np.ndarray:
-    """1-based rank (stable: ties by column) of the given entries within their rows."""
-    ranks = _ranks(scores)
-    return np.asarray(ranks[r_idx, c_idx], dtype=np.float64)
+    """1-based rank (stable: ties by column) of the given entries within their rows.
+
+    For one row (a served page) it counts instead of ranking every item: rank = 1 + the
+    entries scoring higher + the equal entries in earlier columns, which is what the stable
+    sort of :func:`_ranks` gives (training uses that; a test checks both agree).
+    """
+    if scores.shape[0] != 1:
+        return np.asarray(_ranks(scores)[r_idx, c_idx], dtype=np.float64)
+    row = scores[0]
+    asc = np.sort(row)
+    vals = row[c_idx]
+    higher = len(row) - np.searchsorted(asc, vals, side="right")
+    ties = np.searchsorted(asc, vals, side="right") - np.searchsorted(asc, vals, side="left")
+    earlier = np.zeros(len(vals), dtype=np.int64)
+    tied = np.flatnonzero(ties > 1)
+    if len(tied):
+        for v in np.unique(vals[tied]):
+            before = np.cumsum(row == v) - (row == v)  # equal entries in earlier columns
+            pick = tied[vals[tied] == v]
+            earlier[pick] = before[c_idx[pick]]
+    return (1 + higher + earlier).astype(np.float64)
 
 
 def candidate_features(
@@ -479,8 +497,14 @@ def features_for_items(
     out = {f: np.full(n, np.nan) for f in FEATURE_NAMES}
     if row is None or n == 0:
         return out
-    index = retrievers.matrix.item_index
-    cols = np.fromiter((index.get(int(i), -1) for i in item_ids), dtype=np.int64, count=n)
+    # the item ids are sorted (InteractionMatrix): one search instead of a lookup per item
+    known_ids = retrievers.matrix.item_ids
+    ids = np.asarray(item_ids, dtype=np.int64)
+    pos = np.searchsorted(known_ids, ids).clip(0, max(len(known_ids) - 1, 0))
+    cols = np.where(known_ids[pos] == ids, pos, -1) if len(known_ids) else np.full(n, -1)
+    if len(known_ids) > 1 and not bool(np.all(np.diff(known_ids) > 0)):  # not sorted: look up
+        index = retrievers.matrix.item_index
+        cols = np.fromiter((index.get(int(i), -1) for i in ids), dtype=np.int64, count=n)
     known = np.flatnonzero(cols >= 0)
     if not len(known):
         return out

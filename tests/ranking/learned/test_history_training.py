@@ -64,6 +64,18 @@ def test_served_features_equal_the_training_features_of_the_same_pair() -> None:
         assert set(items.tolist()) == set(rows["item_id"].to_list())
 
 
+def test_one_row_ranks_count_like_the_stable_sort_with_ties() -> None:
+    from ranking.learned.candidate_features import _ranks, _ranks_at
+
+    rng = np.random.default_rng(3)
+    row = rng.choice([0.0, 1.5, 2.0, -np.inf, 0.7], size=(1, 200))
+    row[0, :20] = rng.normal(size=20)
+    cols = rng.choice(200, size=60, replace=False)
+    want = _ranks(row)[0, cols].astype(np.float64)
+    got = _ranks_at(row, np.zeros(60, dtype=np.int64), cols)
+    np.testing.assert_array_equal(got, want)
+
+
 def test_unknown_people_and_clips_get_no_values() -> None:
     interactions, friends = _history()
     retrievers = fit_retrievers(interactions, friendships=friends, config=SMALL)
