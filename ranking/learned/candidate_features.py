@@ -393,7 +393,7 @@ def _ranks_at(scores: np.ndarray, r_idx: np.ndarray, c_idx: np.ndarray) -> np.nd
             before = np.cumsum(row == v) - (row == v)  # equal entries in earlier columns
             pick = tied[vals[tied] == v]
             earlier[pick] = before[c_idx[pick]]
-    return (1 + higher + earlier).astype(np.float64)
+    return np.asarray(1 + higher + earlier, dtype=np.float64)
 
 
 def candidate_features(
