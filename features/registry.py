@@ -19,6 +19,8 @@ Entities say what a feature describes:
     the viewer and the clip (taste similarity);
 ``user_author``
     the viewer and the creator (past interaction strength);
+``user``
+    the viewer alone (how much history they have);
 ``context``
     the request (local hour, depth in the session).
 
@@ -39,8 +41,16 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-Entity = Literal["clip", "author", "user_author", "social", "user_clip", "context"]
-ENTITIES: tuple[Entity, ...] = ("clip", "author", "user_author", "social", "user_clip", "context")
+Entity = Literal["clip", "author", "user", "user_author", "social", "user_clip", "context"]
+ENTITIES: tuple[Entity, ...] = (
+    "clip",
+    "author",
+    "user",
+    "user_author",
+    "social",
+    "user_clip",
+    "context",
+)
 
 
 class FeatureRegistryError(KeyError):
@@ -240,6 +250,97 @@ FEATURES: tuple[FeatureSpec, ...] = (
         "clips served earlier in this session (page * limit)",
     ),
 )
+
+#: Where the retriever features come from: the retrievers saved with the serving model.
+_RETRIEVERS = "model: the retrievers fitted with the serving model (train job), per request"
+#: Retrievers of the candidate features (EASE, two collaborative factorisations, item kNN,
+#: RP3beta), each giving a raw score, the score over the user's best, and the rank.
+RETRIEVER_NAMES: tuple[str, ...] = ("ease", "collab", "collab_alt", "knn", "rp3")
+#: Rank of an item a retriever cannot score (worse than any real rank).
+UNRANKED = 100_000.0
+
+_RETRIEVER_KINDS = {
+    "score": (0.0, "raw score of the user x clip pair"),
+    "norm": (0.0, "score divided by the user's best score"),
+    "rank": (UNRANKED, "rank of the clip among everything the user has not engaged with"),
+}
+
+#: The candidate features of :mod:`ranking.learned.candidate_features`, computed from the
+#: engagement history by the retrievers the ranker was trained with.
+CANDIDATE_FEATURES: tuple[FeatureSpec, ...] = (
+    *(
+        FeatureSpec(f"{r}_{kind}", "user_clip", pl.Float64, default, _RETRIEVERS, f"{r}: {text}")
+        for r in RETRIEVER_NAMES
+        for kind, (default, text) in _RETRIEVER_KINDS.items()
+    ),
+    FeatureSpec("item_listeners", "clip", pl.Float64, 0.0, _RETRIEVERS, "people who engaged"),
+    FeatureSpec(
+        "item_log_listens_mean",
+        "clip",
+        pl.Float64,
+        0.0,
+        _RETRIEVERS,
+        "mean log(1 + engagement weight) over the clip's people",
+    ),
+    FeatureSpec(
+        "item_pop_rank", "clip", pl.Float64, UNRANKED, _RETRIEVERS, "rank by people who engaged"
+    ),
+    FeatureSpec("user_items", "user", pl.Float64, 0.0, _RETRIEVERS, "clips the viewer engaged"),
+    FeatureSpec(
+        "user_log_listens_mean",
+        "user",
+        pl.Float64,
+        0.0,
+        _RETRIEVERS,
+        "mean log(1 + engagement weight) over the viewer's clips",
+    ),
+    FeatureSpec(
+        "user_mean_item_pop",
+        "user",
+        pl.Float64,
+        0.0,
+        _RETRIEVERS,
+        "mean popularity of the clips the viewer engaged with",
+    ),
+    FeatureSpec("user_friends", "user", pl.Float64, 0.0, _RETRIEVERS, "the viewer's friends"),
+    FeatureSpec("friends_listened", "social", pl.Float64, 0.0, _RETRIEVERS, "friends who engaged"),
+    FeatureSpec(
+        "friends_listened_frac",
+        "social",
+        pl.Float64,
+        0.0,
+        _RETRIEVERS,
+        "share of the viewer's friends who engaged",
+    ),
+    FeatureSpec(
+        "friends_log_listens",
+        "social",
+        pl.Float64,
+        0.0,
+        _RETRIEVERS,
+        "sum of the friends' log(1 + engagement weight)",
+    ),
+    FeatureSpec(
+        "top_items_similarity",
+        "user_clip",
+        pl.Float64,
+        0.0,
+        _RETRIEVERS,
+        "item-kNN similarity to the viewer's five most engaged clips",
+    ),
+    FeatureSpec(
+        "tag_similarity",
+        "user_clip",
+        pl.Float64,
+        0.0,
+        _RETRIEVERS,
+        "cosine of the viewer's and the clip's tag profiles (tags of engaged pairs only)",
+    ),
+    FeatureSpec(
+        "item_tag_count", "clip", pl.Float64, 0.0, _RETRIEVERS, "distinct tags on the clip"
+    ),
+)
+FEATURES = (*FEATURES, *CANDIDATE_FEATURES)
 
 REGISTRY: dict[str, FeatureSpec] = {f.name: f for f in FEATURES}
 

@@ -94,17 +94,26 @@ def eval_lastfm(
         typer.Option("--baselines/--no-baselines", help="also measure popularity and ALS"),
     ] = True,
     threads: Annotated[int, typer.Option(help="CPU threads for the fits")] = 2,
+    validation: Annotated[
+        bool,
+        typer.Option(
+            "--validation",
+            help="score on a validation part of the train rows (never the test rows): "
+            "the figure to choose settings with",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
 ) -> None:
-    """NDCG@10 and Recall@20 of the project's ranker vs popularity and implicit ALS.
+    """NDCG@10 and Recall@20 of the served home feed vs popularity, implicit ALS and EASE.
 
-    Follows the protocol of ../shared/README.md: train on the split's train rows, rank every
-    artist a test user has no train row for, score against the user's test artists.
+    Follows the protocol of ../shared/README.md: the split's train rows become a world, the
+    server's train job trains on it, and each test user's top 20 is the first page of the
+    home feed (rules that do not apply to this data off, listed in the output).
     """
     from pipelines.importers.errors import ImporterError
     from pipelines.offline.eval_lastfm import make_random_split, run_lastfm_eval
     from ranking.errors import RankingError
-    from ranking.learned.ltr import LtrConfig
+    from ranking.learned.training import TrainingError
 
     try:
         args = LastfmEvalInput(
@@ -131,9 +140,10 @@ def eval_lastfm(
             out=args.out,
             seed=args.seed,
             baselines=args.baselines,
-            config=LtrConfig(threads=args.threads),
+            threads=args.threads,
+            validation=validation,
         )
-    except (ImporterError, RankingError, OSError) as exc:
+    except (ImporterError, RankingError, TrainingError, OSError) as exc:
         _fail(str(exc))
         return
     result = {"split": split_name, "seed": args.seed, **result}
@@ -143,7 +153,7 @@ def eval_lastfm(
         typer.echo(json.dumps(result))
         return
     typer.echo(f"LastFM hetrec-2k, split {split_name}, {result['users']} test users")
-    for name in ("project", "popularity", "als_implicit"):
+    for name in ("project", "popularity", "als_implicit", "ease"):
         if name in result:
             m = result[name]
             typer.echo(f"  {name:<14} NDCG@10 {m['ndcg@10']:.4f}  Recall@20 {m['recall@20']:.4f}")

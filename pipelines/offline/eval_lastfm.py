@@ -5,18 +5,20 @@ counts as engagement, friendships as the social graph, tags only for train pairs
 user with test rows rank every artist the user has no train row for; NDCG@10 with binary
 relevance and Recall@20 = hits / min(20, n_test), averaged over users.
 
-``run_lastfm_eval`` runs the project's own path: the train rows are imported into a scratch
-DuckDB store with the LastFM importer and read back from the event log (as the ``collab`` job
-reads engagement), candidate sources and features come from
-:mod:`ranking.learned.candidate_features`, and the lambdarank ranker of :mod:`ranking.learned.ltr`
-orders them. In the same run it measures popularity and ALS from the ``implicit`` library (the
-README's reference settings).
+``run_lastfm_eval`` measures the served home feed: the train rows are imported as a world
+(artists as clips, listens as engagement, friendships as follows, train-pair tags as
+captions), the server's ``train`` job trains the ranker on it, and each test user's top 20 is
+the first page of :meth:`pipelines.serving.engine.Engine.feed`, with the page rules that do not
+apply to this data switched off (:data:`RULES_OFF`, listed in the output). In the same run it
+measures popularity, ALS from the ``implicit`` library and EASE (the README's settings).
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +27,13 @@ import polars as pl
 import scipy.sparse as sp
 
 from pipelines.importers.errors import ImporterError
-from ranking.learned.ltr import LtrConfig, rank_candidates, train_lambdarank
+from pipelines.importers.lastfm import LASTFM_EVENT_TS, import_lastfm
+from pipelines.serving.engine import open_engine
+from pipelines.serving.jobs.train import train_and_register
+from pipelines.serving.settings import SteerfeedSettings
 from ranking.retrieval._matrix import InteractionMatrix
+from ranking.retrieval.ease import fit_ease
+from storage.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -242,46 +249,178 @@ def _split_frame(data_dir: Path, split: pl.DataFrame | Path | None) -> pl.DataFr
     return frame
 
 
-def import_train_split(
-    data_dir: Path, split: pl.DataFrame, work_dir: Path
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Import the train rows into a fresh store and read them back as the engine does.
+#: Page rules that do not apply to a music-listening history, switched off for the evaluation
+#: (name: why). The output JSON lists them.
+RULES_OFF: dict[str, str] = {
+    "exploration": "STEERFEED_EXPLORATION_RATE=0: no random slots (a page is measured once)",
+    "satisfaction_head": "weight 0: no survey answers exist to fit it",
+    "long_term_head": "weight 0: no weeks of usage exist to fit it",
+    "governor_taper": "strength 0: no session time limits in this data",
+    "surveys": "a survey card is never drawn (rate at its floor, no card is shown)",
+    "max_per_author": "20: every artist is its own creator, so the cap never binds anyway",
+}
 
-    The LastFM importer turns listens into ``view`` events (weight = listen count) and
-    friendships into mutual follows; the interactions are then read from the event log with
-    :func:`ranking.retrieval.engagement.engagement_from_events` (the collab job's reader) and
-    the friendships from ``follows``.
 
-    Parameters
-    ----------
-    data_dir : Path
-        Folder with the hetrec-2k Parquet files.
-    split : pl.DataFrame
-        ``userID, artistID, split``.
-    work_dir : Path
-        Empty scratch folder for the store and the split file.
+def _eval_settings(data_dir: Path, threads: int) -> SteerfeedSettings:
+    """Engine settings for the evaluation: the defaults with :data:`RULES_OFF` applied."""
+    base = SteerfeedSettings()
+    return base.model_copy(
+        update={
+            "storage": base.storage.model_copy(update={"data_dir": data_dir}),
+            "feed": base.feed.model_copy(update={"max_per_author": 20}),
+            "experiments": base.experiments.model_copy(update={"exploration_rate": 0.0}),
+            "wellbeing": base.wellbeing.model_copy(
+                update={
+                    "satisfaction_weight": 0.0,
+                    "long_term_weight": 0.0,
+                    "governor_taper": 0.0,
+                    "survey_rate_per_week": 1e-9,
+                    "warm_on_start": False,
+                }
+            ),
+            "train_history": base.train_history.model_copy(update={"num_threads": threads}),
+        }
+    )
+
+
+def engine_top_k(
+    data_dir: Path,
+    split: pl.DataFrame,
+    user_ids: np.ndarray,
+    work_dir: Path,
+    *,
+    k: int = 20,
+    threads: int = 2,
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Import the train rows as a world, train through the ``train`` job, serve pages.
+
+    Artists become clips (captioned with their tags counted over train pairs only), listens
+    ``view`` events weighted by listen count, friendships mutual follows. The ``train`` job is
+    the server's: with no impressions in the log it trains by the fold rule
+    (:mod:`ranking.learned.history_training`) and promotes the model if it beats the
+    hand-weighted scorer on people kept out of training. Each user's top ``k`` is the first
+    page of :meth:`Engine.feed` with the rules of :data:`RULES_OFF` switched off.
 
     Returns
     -------
-    tuple of pl.DataFrame
-        ``(interactions, friendships)``: ``user_id, item_id, weight`` and ``user_id, friend_id``.
+    tuple
+        ``(recs, info)``: ``user_id, item_id, rank`` and what the job and the pages reported.
     """
-    from pipelines.importers import import_lastfm
-    from ranking.retrieval.engagement import engagement_from_events
-    from storage.store import Store
-
     split_path = work_dir / "split.parquet"
     split.select("userID", "artistID", "split").write_parquet(split_path)
-    store = Store(work_dir / "steerfeed.duckdb")
+    world = work_dir / "world"
+    world.mkdir()
+    t0 = time.perf_counter()
+    store = Store(world / "steerfeed.duckdb")
     try:
         import_lastfm(store, data_dir, split_file=split_path, split="train")
-        interactions = engagement_from_events(store)
-        friendships = store.query(
-            "SELECT follower_id AS user_id, followee_id AS friend_id FROM follows"
-        ).select(pl.col("user_id").cast(pl.Int64), pl.col("friend_id").cast(pl.Int64))
     finally:
         store.close()
-    return interactions, friendships
+    t_import = time.perf_counter() - t0
+    engine = open_engine(world, _eval_settings(world, threads))
+    try:
+        t1 = time.perf_counter()
+        job = train_and_register(engine)
+        t_train = time.perf_counter() - t1
+        if not job["promoted"]:
+            msg = f"the trained model was not promoted: {job['gate']}"
+            raise ImporterError(msg)
+        version = str(job["version"])
+        engine.learned.serving()  # load it (compiling starts on a thread)
+        compiled = engine.learned.wait_compiled(version, timeout=600)
+        now = LASTFM_EVENT_TS + timedelta(days=1)
+        rows: list[tuple[int, int, int]] = []
+        page_ms: list[float] = []
+        sources: dict[str, int] = {}
+        for uid in user_ids.tolist():
+            p0 = time.perf_counter()
+            page = engine.feed(int(uid), limit=k, now=now)
+            page_ms.append(1000 * (time.perf_counter() - p0))
+            for rank, item in enumerate(page.items, start=1):
+                rows.append((int(uid), item.item_id, rank))
+                sources[item.source] = sources.get(item.source, 0) + 1
+    finally:
+        engine.close()
+    recs = pl.DataFrame(rows, schema=["user_id", "item_id", "rank"], orient="row")
+    ms = np.asarray(page_ms)
+    info = {
+        "job": {k_: v for k_, v in job.items() if k_ in ("version", "rule", "gate", "metrics")},
+        "compiled_trees": compiled,
+        "import_seconds": round(t_import, 1),
+        "train_seconds": round(t_train, 1),
+        "page_ms": {
+            "p50": round(float(np.percentile(ms, 50)), 2) if len(ms) else None,
+            "p99": round(float(np.percentile(ms, 99)), 2) if len(ms) else None,
+        },
+        "sources_on_pages": dict(sorted(sources.items(), key=lambda kv: -kv[1])),
+        "rules_off": RULES_OFF,
+    }
+    return recs, info
+
+
+def ease_top_k(train: pl.DataFrame, user_ids: np.ndarray, *, k: int = 20) -> pl.DataFrame:
+    """The README's EASE peer: binary, lambda 50, artists with >= 2 train listeners."""
+    model = fit_ease(train, lam=50.0, min_listeners=2, binary=True)
+    return model.recommend(user_ids, k)
+
+
+def per_user_scores(recs: pl.DataFrame, test: pl.DataFrame) -> pl.DataFrame:
+    """NDCG@10 and Recall@20 of every test user (zero for a user without recommendations)."""
+    truth = test.select("user_id", "item_id").unique()
+    n_test = truth.group_by("user_id").len("n_test")
+    hits = (
+        recs.filter(pl.col("rank") <= 20)
+        .select("user_id", "item_id", "rank")
+        .join(truth, on=["user_id", "item_id"], how="inner")
+        .group_by("user_id")
+        .agg(
+            dcg=(1.0 / (pl.col("rank") + 1).cast(pl.Float64).log(2))
+            .filter(pl.col("rank") <= 10)
+            .sum(),
+            hits20=pl.len(),
+        )
+    )
+    per_user = n_test.join(hits, on="user_id", how="left").fill_null(0).sort("user_id")
+    discounts = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(2, 12)))])
+    idcg = discounts[np.minimum(per_user["n_test"].to_numpy(), 10)]
+    return per_user.select("user_id").with_columns(
+        ndcg=pl.Series(per_user["dcg"].to_numpy() / idcg),
+        recall=pl.Series(
+            per_user["hits20"].to_numpy() / np.minimum(per_user["n_test"].to_numpy(), 20)
+        ),
+    )
+
+
+def bootstrap_ci(
+    values: np.ndarray, *, n: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean over people (resampling people)."""
+    rng = np.random.default_rng(seed)
+    v = np.asarray(values, dtype=np.float64)
+    means = v[rng.integers(0, len(v), size=(n, len(v)))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def _scored(recs: pl.DataFrame, test: pl.DataFrame) -> dict[str, Any]:
+    out: dict[str, Any] = evaluate_top_k(recs, test)
+    per_user = per_user_scores(recs, test)
+    lo, hi = bootstrap_ci(per_user["ndcg"].to_numpy())
+    out["ndcg@10_ci95"] = [round(lo, 4), round(hi, 4)]
+    lo, hi = bootstrap_ci(per_user["recall"].to_numpy())
+    out["recall@20_ci95"] = [round(lo, 4), round(hi, 4)]
+    return out
+
+
+def validation_split(frame: pl.DataFrame, *, seed: int = 12_345) -> pl.DataFrame:
+    """A split made only of the train rows of ``frame``: 20% of them become the test part.
+
+    For choosing settings: the test rows of ``frame`` are dropped, never read.
+    """
+    train = frame.filter(pl.col("split") == "train")
+    rng = np.random.default_rng(seed)
+    is_test = rng.random(train.height) < TEST_FRACTION
+    return train.with_columns(split=pl.Series(np.where(is_test, "test", "train")))
 
 
 def run_lastfm_eval(
@@ -292,14 +431,10 @@ def run_lastfm_eval(
     out: Path | None = None,
     seed: int = 0,
     baselines: bool = True,
-    config: LtrConfig | None = None,
+    threads: int = 2,
+    validation: bool = False,
 ) -> dict[str, Any]:
-    """Train the learned ranker on a LastFM split and score it against the test rows.
-
-    The project path: the train rows are imported into a scratch store
-    (:func:`import_train_split`), read back from the event log, then candidate sources and
-    features (:mod:`ranking.learned.candidate_features`) and the lambdarank ranker
-    (:mod:`ranking.learned.ltr`) produce each test user's top 20.
+    """Measure the served home feed on a LastFM split (pages from :meth:`Engine.feed`).
 
     Parameters
     ----------
@@ -313,60 +448,47 @@ def run_lastfm_eval(
         Where to write the project's top 20 per test user as Parquet
         (``user_id, item_id, rank`` in the dataset's own ids).
     seed : int
-        Seed for the model fits.
+        Seed of the random parts (bootstrap; the fits use the engine's settings).
     baselines : bool
-        Also measure popularity and ``implicit`` ALS in this run.
-    config : LtrConfig, optional
-        Learned-ranker settings.
+        Also measure popularity, ``implicit`` ALS and EASE in this run.
+    threads : int
+        CPU threads for the fits.
+    validation : bool
+        Evaluate on a validation part of the train rows (:func:`validation_split`) instead of
+        the split's test rows: the figure to choose settings with.
 
     Returns
     -------
     dict
-        ``{"project": {"ndcg@10", "recall@20", "users"}, "popularity": {...},
-        "als_implicit": {...}, "seconds": float, "users": int, ...}`` (the baseline keys only
-        when ``baselines``).
+        ``{"project": {"ndcg@10", "recall@20", "users", "ndcg@10_ci95", "recall@20_ci95"},
+        "popularity": {...}, "als_implicit": {...}, "ease": {...}, "engine": {...},
+        "seconds": float, ...}``.
     """
-    import tempfile
-
     start = time.perf_counter()
     frame = _split_frame(data_dir, split if split is not None else split_file)
-    _, test = load_split(data_dir, frame)
-    _, tags = load_side_data(data_dir)
-    with tempfile.TemporaryDirectory(prefix="steerfeed-lastfm-") as scratch:
-        train, friends = import_train_split(data_dir, frame, Path(scratch))
-    import_seconds = time.perf_counter() - start
-    cfg = config or LtrConfig()
+    if validation:
+        frame = validation_split(frame)
+    train, test = load_split(data_dir, frame)
     test_users = test["user_id"].unique().sort().to_numpy()
-
-    ranker = train_lambdarank(train, friendships=friends, tags=tags, config=cfg, seed=seed)
-    recs = rank_candidates(
-        ranker,
-        train,
-        test_users,
-        k=20,
-        friendships=friends,
-        tags=tags,
-        config=cfg.candidates,
-        seed=seed,
-    )
-    result: dict[str, Any] = {"project": evaluate_top_k(recs, test)}
+    with tempfile.TemporaryDirectory(prefix="steerfeed-lastfm-") as scratch:
+        recs, info = engine_top_k(data_dir, frame, test_users, Path(scratch), threads=threads)
+    result: dict[str, Any] = {"project": _scored(recs, test)}
     project_seconds = time.perf_counter() - start
     if out is not None:
         _write_top_k(recs, out)
     if baselines:
-        result["popularity"] = evaluate_top_k(popularity_top_k(train, test_users), test)
-        result["als_implicit"] = evaluate_top_k(
-            implicit_als_top_k(train, test_users, seed=seed, threads=cfg.threads), test
+        result["popularity"] = _scored(popularity_top_k(train, test_users), test)
+        result["als_implicit"] = _scored(
+            implicit_als_top_k(train, test_users, seed=seed, threads=threads), test
         )
+        result["ease"] = _scored(ease_top_k(train, test_users), test)
+    result["engine"] = info
+    result["validation"] = validation
     result["seconds"] = round(time.perf_counter() - start, 1)
     result["project_seconds"] = round(project_seconds, 1)
-    result["import_seconds"] = round(import_seconds, 1)
     result["users"] = len(test_users)
     result["train_rows"] = train.height
     result["test_rows"] = test.height
-    result["feature_importance"] = {
-        k: round(v, 1) for k, v in list(ranker.feature_importance().items())[:10]
-    }
     logger.info(
         "lastfm eval users=%d ndcg@10=%.4f recall@20=%.4f ms=%.0f",
         len(test_users),

@@ -17,6 +17,7 @@ from features.embedding import EmbeddingSettings
 from pipelines.experiments.settings import ExperimentSettings
 from pipelines.generation.settings import GenerationSettings
 from pipelines.serving.telemetry.settings import TelemetrySettings
+from ranking.learned.history_training import HistoryTrainSettings
 from ranking.learned.serving import LearnedServingSettings
 from ranking.learned.training import TrainSettings
 from ranking.retrieval.settings import CollabSettings
@@ -91,6 +92,7 @@ class SteerfeedSettings(BaseModel):
     learned: LearnedServingSettings = Field(default_factory=LearnedServingSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
     train_job: TrainJobSettings = Field(default_factory=TrainJobSettings)
+    train_history: HistoryTrainSettings = Field(default_factory=HistoryTrainSettings)
     collab: CollabSettings = Field(default_factory=CollabSettings)
     wellbeing: WellbeingSettings = Field(default_factory=WellbeingSettings)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)

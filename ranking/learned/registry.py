@@ -39,6 +39,7 @@ from ranking.learned.training import (
 )
 from ranking.learned.value_model import (
     EXPLAINER_FILE,
+    RETRIEVERS_FILE,
     LearnedModelError,
     LearnedValueModel,
     ValueWeights,
@@ -276,6 +277,7 @@ class ModelRegistry:
             "heads": model.head_files(),
             "ranker": "ranker.txt" if model.ranker is not None else None,
             "explainer": EXPLAINER_FILE if model.explainer is not None else None,
+            "retrievers": RETRIEVERS_FILE if model.retrievers is not None else None,
             # how closely the distilled explainer follows the value (r2, spearman)
             "explainer_fidelity": model.meta.get("explainer_fidelity") if model.explainer else None,
             "checksums": checksums,
@@ -318,6 +320,7 @@ class ModelRegistry:
             heads=meta["heads"],
             ranker=meta.get("ranker"),
             explainer=meta.get("explainer"),
+            retrievers=meta.get("retrievers"),
             checksums=meta.get("checksums", {}),
             weights=weights,
             version=version,

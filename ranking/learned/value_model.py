@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ import polars as pl
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from features.registry import feature_names, matrix
+from ranking.learned.candidate_features import RetrieverSet
 from ranking.learned.compiled_trees import CACHE_DIR, CompiledForest, compile_boosters
 from ranking.learned.heads import HEAD_NAMES
 
@@ -30,6 +32,9 @@ logger = logging.getLogger(__name__)
 
 CONTEXT_FEATURES = frozenset(feature_names(entities=("context",)))
 EXPLAINER_FILE = "explainer.txt"
+#: The retrievers a ranker trained by the fold rule reads its features from (pickled numpy and
+#: scipy arrays; loaded only after its SHA-256 matches the one in ``meta.json``).
+RETRIEVERS_FILE = "retrievers.pkl"
 
 
 class LearnedModelError(Exception):
@@ -95,6 +100,9 @@ class LearnedValueModel:
     #: Compiled forests by :func:`forest_key` (see :meth:`compile_trees`); a model without
     #: them, or a forest missing here, is scored by its booster.
     compiled: dict[str, CompiledForest] = field(default_factory=dict)
+    #: The retrievers whose candidates and features the ranker was trained on (the fold rule,
+    #: :mod:`ranking.learned.history_training`); ``None`` for a model of logged impressions.
+    retrievers: RetrieverSet | None = None
 
     # -- prediction ---------------------------------------------------------------------------
     def matrix(self, frame: pl.DataFrame) -> np.ndarray:
@@ -247,6 +255,10 @@ class LearnedValueModel:
             text = booster.model_to_string()
             (folder / fname).write_text(text)
             files[fname] = hashlib.sha256(text.encode()).hexdigest()
+        if self.retrievers is not None:
+            data = pickle.dumps(self.retrievers, protocol=pickle.HIGHEST_PROTOCOL)
+            (folder / RETRIEVERS_FILE).write_bytes(data)
+            files[RETRIEVERS_FILE] = hashlib.sha256(data).hexdigest()
         return files
 
     @classmethod
@@ -262,6 +274,7 @@ class LearnedValueModel:
         version: str | None = None,
         meta: dict[str, Any] | None = None,
         explainer: str | None = None,
+        retrievers: str | None = None,
     ) -> LearnedValueModel:
         """Load boosters from ``folder``, verifying each file against its checksum.
 
@@ -297,6 +310,21 @@ class LearnedValueModel:
                 raise LearnedModelError(msg)
             return b
 
+        def retriever_set(fname: str) -> RetrieverSet:
+            path = folder / fname
+            if not path.exists():
+                msg = f"model file {path} is missing"
+                raise LearnedModelError(msg)
+            data = path.read_bytes()
+            if checksums.get(fname) != hashlib.sha256(data).hexdigest():
+                msg = f"model file {path} does not match its checksum (altered or corrupt)"
+                raise LearnedModelError(msg)
+            obj = pickle.loads(data)  # noqa: S301 - only after the checksum in meta.json matched
+            if not isinstance(obj, RetrieverSet):
+                msg = f"model file {path} holds a {type(obj).__name__}, not a RetrieverSet"
+                raise LearnedModelError(msg)
+            return obj
+
         loaded: dict[str, lgb.Booster | float] = {
             name: booster(h) if isinstance(h, str) else float(h) for name, h in heads.items()
         }
@@ -309,6 +337,7 @@ class LearnedValueModel:
             meta=meta or {},
             explainer=booster(explainer) if explainer else None,
             folder=folder,
+            retrievers=retriever_set(retrievers) if retrievers else None,
         )
 
     def head_files(self) -> dict[str, str | float]:

@@ -20,6 +20,7 @@ from features.registry import (
 from ranking.hydrators.clip_features import ClipFeaturesHydrator
 from ranking.hydrators.learned_features import LearnedFeaturesHydrator
 from ranking.hydrators.locality import LocalityHydrator
+from ranking.hydrators.retriever_features import RetrieverFeaturesHydrator
 
 
 def test_every_served_feature_is_declared_and_every_declared_one_is_served() -> None:
@@ -27,6 +28,7 @@ def test_every_served_feature_is_declared_and_every_declared_one_is_served() -> 
         *ClipFeaturesHydrator.FEATURES,
         *LearnedFeaturesHydrator.FEATURES,
         *LocalityHydrator.FEATURES,
+        *RetrieverFeaturesHydrator.FEATURES,
     ]
     assert len(served) == len(set(served))
     assert set(served) == set(feature_names())

@@ -16,6 +16,14 @@
 ``steerfeed jobs run author_stats`` recomputes the author features (follower growth, engagement
 rate, PageRank credibility) and hands them to the serving state.
 
+A log with **no impressions at all** (an imported history: listens, past views) has nothing
+logged to train on; then the fold rule applies instead
+(:func:`ranking.learned.history_training.train_from_history`): the engagement read as the
+``collab`` job reads it, mutual follows as friendships and the hashtags of the engaged clips as
+tags train a fold-bagged lambdarank ranker whose retrievers are saved with it, and the gate
+compares it on people kept out of training. Once such a model serves, its features are logged
+with every impression, and the next training reads them as logged.
+
 Options (``JobContext.options``): ``settings`` (a :class:`TrainSettings`), ``promote`` (bool,
 default True), ``min_gain`` (float, default from :class:`TrainJobSettings`), ``progress``.
 """
@@ -30,9 +38,11 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from features.author_stats import AUTHOR_STAT_COLUMNS, compute_author_stats, follow_edges
+from features.registry import CANDIDATE_FEATURES, feature_names
 from pipelines.serving.jobs.runner import JobContext
 from pipelines.serving.settings import TrainJobSettings
 from ranking.learned.heads import LABEL_EVENT_TYPES
+from ranking.learned.history_training import HistoryTrainSettings, train_from_history
 from ranking.learned.registry import HAND_WEIGHTED, ModelRegistry, PromotionRefused, promotion_gate
 from ranking.learned.replay import ReplayTables, replay_features
 from ranking.learned.services import models_dir
@@ -44,6 +54,7 @@ from ranking.learned.training import (
     load_examples,
     train_and_evaluate,
 )
+from ranking.retrieval.engagement import engagement_from_events
 from ranking.state import to_epoch
 
 if TYPE_CHECKING:
@@ -52,6 +63,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CAPTION_SPACE = "caption"
+CANDIDATE_NAMES = frozenset(f.name for f in CANDIDATE_FEATURES)
 
 
 # -- examples from a store ------------------------------------------------------------------------
@@ -111,12 +123,124 @@ def examples_from_store(
         )
         or 0
     )
+    names = trained_features(engine, since)
     if missing and replay_missing:
         events = replayed_events(engine, since=since)
         types = {"impression", *LABEL_EVENT_TYPES}
         events = events.filter(pl.col("event_type").is_in(list(types)))
-        return build_examples(events, label_window_h=settings.label_window_h), missing
-    return load_examples(engine.store, settings=settings, now=now), 0
+        return build_examples(events, names=names, label_window_h=settings.label_window_h), missing
+    return load_examples(engine.store, settings=settings, names=names, now=now), 0
+
+
+def trained_features(engine: Engine, since: datetime | None) -> tuple[str, ...]:
+    """The registry features a model of logged impressions trains on.
+
+    The candidate features are left out unless some impression of the window logged them (a
+    fold-rule model with retrievers served it): otherwise every row would hold their defaults,
+    and the served model would only carry dead columns into every page's feature matrix.
+    """
+    where, params = "", []
+    if since is not None:
+        where, params = " AND ts >= ?", [since]
+    logged = engine.store.scalar(
+        "SELECT count(*) FROM events WHERE event_type = 'impression' "  # noqa: S608
+        "AND features LIKE '%\"ease_score\"%'" + where,
+        params,
+    )
+    if logged:
+        return feature_names()
+    return tuple(n for n in feature_names() if n not in CANDIDATE_NAMES)
+
+
+def history_inputs(engine: Engine) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Engagement, friendships and tags of an impression-free history, from the store.
+
+    Engagement is read as the ``collab`` job reads it; friendships are mutual follows (both
+    directions); tags are the hashtags of each engaged clip, one row per (person, clip, tag),
+    so a person's tag profile is that of what they engaged with.
+    """
+    st = engine.store
+    interactions = engagement_from_events(st)
+    follows = st.query("SELECT follower_id, followee_id FROM follows").select(
+        pl.col("follower_id").cast(pl.Int64), pl.col("followee_id").cast(pl.Int64)
+    )
+    mutual = follows.join(
+        follows.select(follower_id="followee_id", followee_id="follower_id"),
+        on=["follower_id", "followee_id"],
+        how="semi",
+    )
+    friendships = mutual.select(user_id="follower_id", friend_id="followee_id")
+    hashtags = (
+        st.query("SELECT item_id, hashtags FROM clips")
+        .select(pl.col("item_id").cast(pl.Int64), "hashtags")
+        .explode("hashtags")
+        .drop_nulls("hashtags")
+    )
+    codes = hashtags.select(pl.col("hashtags").unique().sort()).with_row_index("tag_id")
+    tags = (
+        interactions.select("user_id", "item_id")
+        .join(hashtags.join(codes, on="hashtags"), on="item_id")
+        .select("user_id", "item_id", pl.col("tag_id").cast(pl.Int64))
+    )
+    return interactions, friendships, tags
+
+
+def train_history_and_register(
+    engine: Engine,
+    *,
+    settings: HistoryTrainSettings | None = None,
+    job: TrainJobSettings | None = None,
+    promote: bool = True,
+) -> dict[str, Any]:
+    """Train by the fold rule on the store's engagement, save it and promote it if it wins."""
+    s = settings if settings is not None else engine.settings.train_history
+    j = job if job is not None else engine.settings.train_job
+    t0 = time.perf_counter()
+    interactions, friendships, tags = history_inputs(engine)
+    if interactions.height == 0:
+        msg = "no impressions and no engagement to train on"
+        raise TrainingError(msg)
+    t_inputs = time.perf_counter() - t0
+    result = train_from_history(interactions, friendships=friendships, tags=tags, settings=s)
+    registry = ModelRegistry(models_dir(engine.data_dir))
+    metrics = dict(result.metrics)
+    version = registry.save(
+        result.model,
+        metrics=metrics,
+        holdout_start=None,
+        n_train=result.n_train,
+        extra={"rule": "history_folds", "train_history_settings": s.model_dump()},
+    )
+    gate = promotion_gate(
+        result.model, engine.learned.serving(), result.holdout, min_gain=j.min_gain
+    )
+    engine.telemetry.gate_verdict(gate.passed)
+    promoted = False
+    if promote:
+        try:
+            registry.promote(version, gate)
+            promoted = True
+        except PromotionRefused as exc:
+            logger.info("%s", exc)
+    else:
+        registry.update_meta(version, gate=gate.as_dict())
+    if promoted:
+        engine.learned.invalidate()
+    return {
+        "version": version,
+        "rule": "history_folds",
+        "promoted": promoted,
+        "serving": registry.serving_version() or HAND_WEIGHTED,
+        "gate": gate.message(),
+        "n_interactions": interactions.height,
+        "n_train": result.n_train,
+        "metrics": metrics,
+        "seconds": {
+            "inputs": round(t_inputs, 2),
+            "fit": round(result.seconds, 2),
+            "total": round(time.perf_counter() - t0, 2),
+        },
+    }
 
 
 # -- jobs ---------------------------------------------------------------------------------------
@@ -163,6 +287,9 @@ def train_and_register(
 ) -> dict[str, Any]:
     """Train a value model from the engine's log, save it, and promote it if it wins.
 
+    A log without impressions is trained by the fold rule instead
+    (:func:`train_history_and_register`).
+
     Returns
     -------
     dict
@@ -170,6 +297,11 @@ def train_and_register(
     """
     s = settings if settings is not None else engine.settings.train
     j = job if job is not None else engine.settings.train_job
+    impressions = engine.store.scalar(
+        "SELECT count(*) FROM events WHERE event_type = 'impression' AND request_id IS NOT NULL"
+    )
+    if not impressions:
+        return train_history_and_register(engine, job=j, promote=promote)
     t0 = time.perf_counter()
     examples, replayed = examples_from_store(engine, s, replay_missing=j.replay_missing, now=now)
     t_examples = time.perf_counter() - t0

@@ -26,6 +26,7 @@ from ranking.filters.unknown_clip import UnknownClipFilter
 from ranking.hydrators.clip_features import ClipFeaturesHydrator
 from ranking.hydrators.learned_features import LearnedFeaturesHydrator
 from ranking.hydrators.locality import LocalityHydrator
+from ranking.hydrators.retriever_features import RetrieverFeaturesHydrator
 from ranking.pipeline import RankingPipeline, Scorer
 from ranking.post_hydrators.learned_explanations import LearnedExplanationsPostHydrator
 from ranking.query_hydrators.data_controls import DataControlsQueryHydrator
@@ -46,6 +47,7 @@ from ranking.sources.following import FollowingSource
 from ranking.sources.fresh import FreshSource
 from ranking.sources.friends_creations import FriendsCreationsSource
 from ranking.sources.friends_of_friends import FriendsOfFriendsSource
+from ranking.sources.retrievers import RetrieversSource
 from ranking.sources.topic_mix import TopicMixSource
 from ranking.sources.trending import TrendingSource
 from steering.filters.mood_exclusions import MoodExclusionsFilter
@@ -117,6 +119,8 @@ def build_home_feed(deps: ProductDeps) -> RankingPipeline:
                 timeout_s=deps.collab.settings.timeout_s,
                 state=deps.state,
             ),
+            # The serving ranker's own retrievers (a ranker trained on an imported history).
+            RetrieversSource(deps.learned),
             MoodSource(deps.index, deps.state),
             MoreOfSource(deps.state),  # enabled while the user has a standing more_of topic
             GoalSource(deps.state, steer.goals),  # enabled for a person with a goal
@@ -132,6 +136,7 @@ def build_home_feed(deps: ProductDeps) -> RankingPipeline:
         hydrators=[
             ClipFeaturesHydrator(deps.state),
             LearnedFeaturesHydrator(deps.state),
+            RetrieverFeaturesHydrator(deps.learned),  # enabled while the ranker has retrievers
             LocalityHydrator(deps.clip_cities),
             IntensityHydrator(wb.intensity),
         ],

@@ -104,13 +104,16 @@ def test_random_split_holds_out_about_a_fifth() -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not LASTFM.is_dir(), reason="shared LastFM data absent")
-def test_lastfm_eval_beats_als_on_the_official_split(tmp_path: Path) -> None:
+def test_served_feed_beats_als_and_ease_on_the_official_split(tmp_path: Path) -> None:
     out = tmp_path / "top20.parquet"
     code, text = _run("--data", str(LASTFM), "--out", str(out), "--json")
     assert code == 0, text
     result = json.loads(text.strip().splitlines()[-1])
+    # the served home feed: measured 0.2745 (docs/benchmarks.md); the target 0.29 is not met
     assert result["project"]["ndcg@10"] >= 0.27
     assert result["project"]["ndcg@10"] > result["als_implicit"]["ndcg@10"]
+    assert result["project"]["ndcg@10"] > result["ease"]["ndcg@10"]
+    assert result["engine"]["job"]["rule"] == "history_folds"
     recs = pl.read_parquet(out)
     assert recs.columns == ["user_id", "item_id", "rank"]
     assert recs.group_by("user_id").len()["len"].max() == 20
