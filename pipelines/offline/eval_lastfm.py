@@ -135,28 +135,10 @@ def evaluate_top_k(recs: pl.DataFrame, test: pl.DataFrame) -> dict[str, float]:
     dict
         ``{"ndcg@10": ..., "recall@20": ..., "users": ...}``.
     """
-    truth = test.select("user_id", "item_id").unique()
-    n_test = truth.group_by("user_id").len("n_test")
-    hits = (
-        recs.filter(pl.col("rank") <= 20)
-        .select("user_id", "item_id", "rank")
-        .join(truth, on=["user_id", "item_id"], how="inner")
-        .group_by("user_id")
-        .agg(
-            dcg=(1.0 / (pl.col("rank") + 1).cast(pl.Float64).log(2))
-            .filter(pl.col("rank") <= 10)
-            .sum(),
-            hits20=pl.len(),
-        )
-    )
-    per_user = n_test.join(hits, on="user_id", how="left").fill_null(0)
-    discounts = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(2, 12)))])
-    idcg = discounts[np.minimum(per_user["n_test"].to_numpy(), 10)]
-    ndcg = per_user["dcg"].to_numpy() / idcg
-    recall = per_user["hits20"].to_numpy() / np.minimum(per_user["n_test"].to_numpy(), 20)
+    per_user = per_user_scores(recs, test)
     return {
-        "ndcg@10": float(np.mean(ndcg)),
-        "recall@20": float(np.mean(recall)),
+        "ndcg@10": float(np.mean(per_user["ndcg"].to_numpy())),
+        "recall@20": float(np.mean(per_user["recall"].to_numpy())),
         "users": float(per_user.height),
     }
 

@@ -185,6 +185,31 @@ def history_inputs(engine: Engine) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataF
     return interactions, friendships, tags
 
 
+def _gate_and_promote(
+    engine: Engine,
+    registry: ModelRegistry,
+    version: str,
+    model: Any,
+    holdout: Any,
+    *,
+    min_gain: float,
+    promote: bool,
+) -> tuple[Any, bool]:
+    """Judge a saved model against the serving one; promote it when it passes (and
+    ``promote``), else record the verdict. Return the gate and whether it now serves."""
+    gate = promotion_gate(model, engine.learned.serving(), holdout, min_gain=min_gain)
+    engine.telemetry.gate_verdict(gate.passed)
+    if not promote:
+        registry.update_meta(version, gate=gate.as_dict())
+        return gate, False
+    try:
+        registry.promote(version, gate)
+    except PromotionRefused as exc:
+        logger.info("%s", exc)
+        return gate, False
+    return gate, True
+
+
 def train_history_and_register(
     engine: Engine,
     *,
@@ -211,19 +236,15 @@ def train_history_and_register(
         n_train=result.n_train,
         extra={"rule": "history_folds", "train_history_settings": s.model_dump()},
     )
-    gate = promotion_gate(
-        result.model, engine.learned.serving(), result.holdout, min_gain=j.min_gain
+    gate, promoted = _gate_and_promote(
+        engine,
+        registry,
+        version,
+        result.model,
+        result.holdout,
+        min_gain=j.min_gain,
+        promote=promote,
     )
-    engine.telemetry.gate_verdict(gate.passed)
-    promoted = False
-    if promote:
-        try:
-            registry.promote(version, gate)
-            promoted = True
-        except PromotionRefused as exc:
-            logger.info("%s", exc)
-    else:
-        registry.update_meta(version, gate=gate.as_dict())
     if promoted:
         engine.learned.invalidate()
     return {
@@ -319,19 +340,15 @@ def train_and_register(
             "replayed_impressions": replayed,
         },
     )
-    models = engine.learned
-    incumbent = models.serving()
-    gate = promotion_gate(result.model, incumbent, result.holdout, min_gain=j.min_gain)
-    engine.telemetry.gate_verdict(gate.passed)
-    promoted = False
-    if promote:
-        try:
-            registry.promote(version, gate)
-            promoted = True
-        except PromotionRefused as exc:
-            logger.info("%s", exc)
-    else:
-        registry.update_meta(version, gate=gate.as_dict())
+    gate, promoted = _gate_and_promote(
+        engine,
+        registry,
+        version,
+        result.model,
+        result.holdout,
+        min_gain=j.min_gain,
+        promote=promote,
+    )
     if promoted:
         if engine.state.engagement.author_stats_computed_at() is None:
             refresh_author_stats(engine)
